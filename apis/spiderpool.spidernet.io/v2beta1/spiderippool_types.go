@@ -1,0 +1,161 @@
+package v2beta1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// IPPoolSpec is SpiderPool's SpiderIPPool spec, field for field, plus the optional
+// orbweaver block.
+// +kubebuilder:validation:XValidation:rule="!has(self.ipVersion) || !isCIDR(self.subnet) || cidr(self.subnet).ip().family() == self.ipVersion",message="subnet is not of the family given by ipVersion"
+type IPPoolSpec struct {
+	// IPVersion is 4 or 6. When unset it is derived from subnet.
+	// +optional
+	// +kubebuilder:validation:Enum=4;6
+	IPVersion *int64 `json:"ipVersion,omitempty"`
+
+	// Subnet is the pool's subnet in canonical CIDR form. Immutable.
+	// +required
+	Subnet CIDR `json:"subnet"`
+
+	// IPs are the addresses the pool hands out: single IPs and "first-last" ranges,
+	// all inside subnet.
+	// +optional
+	// +kubebuilder:validation:MaxItems=4096
+	IPs []IPOrRange `json:"ips,omitempty"`
+
+	// ExcludeIPs are addresses of ips that are never handed out.
+	// +optional
+	// +kubebuilder:validation:MaxItems=4096
+	ExcludeIPs []IPOrRange `json:"excludeIPs,omitempty"`
+
+	// Gateway is returned to the pod as its default route's next hop.
+	// +optional
+	Gateway *IPAddress `json:"gateway,omitempty"`
+
+	// Vlan is accepted for manifests written for older SpiderPool releases and ignored,
+	// as SpiderPool ignores it since it deprecated the field.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=4094
+	Vlan *int64 `json:"vlan,omitempty"`
+
+	// Routes are returned to the pod with its IP.
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	Routes []Route `json:"routes,omitempty"`
+
+	// PodAffinity admits only pods whose labels match.
+	// +optional
+	PodAffinity *metav1.LabelSelector `json:"podAffinity,omitempty"`
+
+	// NamespaceAffinity admits only pods of namespaces whose labels match.
+	// +optional
+	NamespaceAffinity *metav1.LabelSelector `json:"namespaceAffinity,omitempty"`
+
+	// NamespaceName admits only pods of these namespaces; it wins over namespaceAffinity.
+	// +optional
+	NamespaceName []string `json:"namespaceName,omitempty"`
+
+	// NodeAffinity admits only pods on nodes whose labels match.
+	// +optional
+	NodeAffinity *metav1.LabelSelector `json:"nodeAffinity,omitempty"`
+
+	// NodeName admits only pods on these nodes; it wins over nodeAffinity.
+	// +optional
+	NodeName []string `json:"nodeName,omitempty"`
+
+	// MultusName admits only pods attached through these Multus networks ("ns/name" or
+	// "name").
+	// +optional
+	MultusName []string `json:"multusName,omitempty"`
+
+	// Default marks a cluster default pool, used when nothing more specific names a pool.
+	// +optional
+	// +kubebuilder:default=false
+	Default *bool `json:"default,omitempty"`
+
+	// Disable stops the pool from handing out new IPs; existing ones stay.
+	// +optional
+	// +kubebuilder:default=false
+	Disable *bool `json:"disable,omitempty"`
+
+	// Orbweaver holds orbweaver's own settings for this pool (not part of SpiderPool).
+	// +optional
+	Orbweaver *IPPoolOrbweaverSpec `json:"orbweaver,omitempty"`
+}
+
+// IPPoolOrbweaverSpec holds a pool's orbweaver-only settings.
+type IPPoolOrbweaverSpec struct {
+	// ReclaimPolicy says when an IP kept for a StatefulSet pod returns to the pool after
+	// the pod is gone: Follow, Never, or a duration such as 10m. When unset, the
+	// controller's configured default applies.
+	// +optional
+	ReclaimPolicy *ReclaimPolicy `json:"reclaimPolicy,omitempty"`
+}
+
+// IPPoolStatus is the pool's allocation state. Counts and records change together in one
+// write, so allocatedIPCount always equals the number of records.
+type IPPoolStatus struct {
+	// AllocatedIPs is SpiderPool's record format (a JSON object in a string). orbweaver
+	// never writes it; it is kept in the schema so pools that SpiderPool managed keep
+	// their records for import instead of having them pruned.
+	// +optional
+	AllocatedIPs *string `json:"allocatedIPs,omitempty"`
+
+	// AllocatedIPCount is the number of IPs held by pods.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	AllocatedIPCount *int64 `json:"allocatedIPCount,omitempty"`
+
+	// TotalIPCount is the number of IPs the pool can hand out (ips minus excludeIPs),
+	// saturated at the int64 maximum for huge IPv6 pools.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	TotalIPCount *int64 `json:"totalIPCount,omitempty"`
+
+	// Orbweaver holds orbweaver's allocation records (not part of SpiderPool).
+	// +optional
+	Orbweaver *IPPoolOrbweaverStatus `json:"orbweaver,omitempty"`
+}
+
+// IPPoolOrbweaverStatus holds a pool's allocation records in orbweaver's compact form.
+type IPPoolOrbweaverStatus struct {
+	// Records is every allocation of the pool in the compact binary form described in
+	// docs/design/allocation-records.md (about 13 bytes per IP before base64), so that a
+	// pool of 65,536 allocated IPs stays far below etcd's 1.5 MiB object limit. Read it
+	// with pkg/ipam/records; `kubectl get se` shows the same allocations per pod.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1400000
+	Records []byte `json:"records,omitempty"`
+}
+
+// SpiderIPPool is a pool of IP addresses that pods get their IPs from.
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=sp,categories=spiderpool
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="VERSION",type=string,JSONPath=`.spec.ipVersion`,description="IP version"
+// +kubebuilder:printcolumn:name="SUBNET",type=string,JSONPath=`.spec.subnet`,description="subnet"
+// +kubebuilder:printcolumn:name="ALLOCATED-IP-COUNT",type=integer,JSONPath=`.status.allocatedIPCount`,description="IPs held by pods"
+// +kubebuilder:printcolumn:name="TOTAL-IP-COUNT",type=integer,JSONPath=`.status.totalIPCount`,description="IPs the pool can hand out"
+// +kubebuilder:printcolumn:name="DEFAULT",type=boolean,JSONPath=`.spec.default`,description="cluster default pool"
+// +kubebuilder:printcolumn:name="DISABLE",type=boolean,JSONPath=`.spec.disable`,description="hands out no new IPs",priority=10
+// +kubebuilder:printcolumn:name="NODENAME",type=string,JSONPath=`.spec.nodeName`,description="nodes admitted",priority=10
+// +kubebuilder:printcolumn:name="MULTUSNAME",type=string,JSONPath=`.spec.multusName`,description="Multus networks admitted",priority=10
+// +kubebuilder:printcolumn:name="APP-NAMESPACE",type=string,JSONPath=`.spec.podAffinity.matchLabels['ipam\.spidernet\.io/app-namespace']`,description="namespace of the workload an auto pool serves",priority=10
+type SpiderIPPool struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec   IPPoolSpec   `json:"spec"`
+	Status IPPoolStatus `json:"status,omitempty"`
+}
+
+// SpiderIPPoolList is a list of SpiderIPPool.
+// +kubebuilder:object:root=true
+type SpiderIPPoolList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	Items []SpiderIPPool `json:"items"`
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# ensure.sh TOOL... makes bin/TOOL usable, building it only when the cache lacks it.
+#
+# Every tool is built from source through the Go module proxy (nothing prebuilt is
+# downloaded) into a cache outside the clone, $ORBWEAVER_TOOLS_CACHE (default
+# ~/.cache/orbweaver), as <tool>-<version>/<tool>; bin/<tool> is a symlink to it.
+# A fresh clone on a warm machine therefore costs nothing, and a cold machine builds
+# each tool once. etcd comes from Debian's etcd-server package (see tools/README.md).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+cache=${ORBWEAVER_TOOLS_CACHE:-$HOME/.cache/orbweaver}
+bin=$root/bin
+mkdir -p "$bin" "$cache"
+
+k8s_version=v1.33.1
+k8s_minor=33
+# Stamp the Kubernetes binaries like a release: unstamped ones report
+# v0.0.0-master and kubectl refuses to parse that version.
+k8s_ldflags="-s -w \
+ -X k8s.io/component-base/version.gitVersion=$k8s_version \
+ -X k8s.io/component-base/version.gitMajor=1 \
+ -X k8s.io/component-base/version.gitMinor=$k8s_minor \
+ -X k8s.io/component-base/version.gitTreeState=clean \
+ -X k8s.io/client-go/pkg/version.gitVersion=$k8s_version \
+ -X k8s.io/client-go/pkg/version.gitMajor=1 \
+ -X k8s.io/client-go/pkg/version.gitMinor=$k8s_minor"
+
+# version_of TOOL prints the version pinned for TOOL (read from the tools modules).
+version_of() {
+	case $1 in
+	kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kubectl) echo "$k8s_version" ;;
+	controller-gen) (cd "$here" && go list -m -f '{{.Version}}' sigs.k8s.io/controller-tools) ;;
+	cnitool) (cd "$here" && go list -m -f '{{.Version}}' github.com/containernetworking/cni) ;;
+	bridge | macvlan | host-local | loopback) (cd "$here" && go list -m -f '{{.Version}}' github.com/containernetworking/plugins) ;;
+	etcd) echo debian ;;
+	*) echo "ensure.sh: unknown tool $1" >&2; return 1 ;;
+	esac
+}
+
+# package_of TOOL prints the Go package that builds TOOL.
+package_of() {
+	case $1 in
+	kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kubectl) echo "k8s.io/kubernetes/cmd/$1" ;;
+	controller-gen) echo sigs.k8s.io/controller-tools/cmd/controller-gen ;;
+	cnitool) echo github.com/containernetworking/cni/cnitool ;;
+	bridge | macvlan) echo "github.com/containernetworking/plugins/plugins/main/$1" ;;
+	loopback) echo github.com/containernetworking/plugins/plugins/main/loopback ;;
+	host-local) echo github.com/containernetworking/plugins/plugins/ipam/host-local ;;
+	esac
+}
+
+ensure_etcd() {
+	if ! command -v etcd >/dev/null 2>&1 && [ ! -x /usr/bin/etcd ]; then
+		echo ">> installing Debian's etcd-server (apt-get)" >&2
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq >/dev/null
+		apt-get install -y -qq etcd-server >/dev/null
+	fi
+	ln -sfn "$(command -v etcd || echo /usr/bin/etcd)" "$bin/etcd"
+}
+
+k8s_missing=()
+go_missing=()
+for tool in "$@"; do
+	if [ "$tool" = etcd ]; then
+		ensure_etcd
+		continue
+	fi
+	dir=$cache/$tool-$(version_of "$tool")
+	if [ ! -x "$dir/$tool" ]; then
+		case $tool in
+		kube-* | kubelet | kubectl) k8s_missing+=("$tool") ;;
+		*) go_missing+=("$tool") ;;
+		esac
+	fi
+done
+
+# Kubernetes components share most of their packages: one go build compiles them once.
+if [ ${#k8s_missing[@]} -gt 0 ]; then
+	out=$(mktemp -d "$cache/.build-XXXXXX")
+	pkgs=()
+	for tool in "${k8s_missing[@]}"; do pkgs+=("$(package_of "$tool")"); done
+	echo ">> building ${k8s_missing[*]} $k8s_version from source (a cold build takes 10+ minutes)" >&2
+	(cd "$here/kubernetes" && CGO_ENABLED=0 go build -trimpath -ldflags "$k8s_ldflags" -o "$out/" "${pkgs[@]}")
+	for tool in "${k8s_missing[@]}"; do
+		dir=$cache/$tool-$k8s_version
+		mkdir -p "$dir" && mv "$out/$tool" "$dir/$tool"
+	done
+	rmdir "$out"
+fi
+
+for tool in "${go_missing[@]}"; do
+	dir=$cache/$tool-$(version_of "$tool")
+	echo ">> building $tool $(version_of "$tool") from source" >&2
+	mkdir -p "$dir"
+	(cd "$here" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/$tool.tmp" "$(package_of "$tool")")
+	mv "$dir/$tool.tmp" "$dir/$tool"
+done
+
+for tool in "$@"; do
+	[ "$tool" = etcd ] && continue
+	ln -sfn "$cache/$tool-$(version_of "$tool")/$tool" "$bin/$tool"
+done
