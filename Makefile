@@ -7,8 +7,10 @@ SHELL := /usr/bin/env bash -o pipefail
 
 BIN := $(CURDIR)/bin
 GO ?= go
-# Fuzz targets run briefly in `make test`; `make fuzz FUZZTIME=5m` digs deeper.
-FUZZTIME ?= 4s
+# Fuzz targets run briefly in `make test`; `make fuzz FUZZTIME=5m` digs deeper. A count,
+# not a duration, by default: time-limited fuzz runs can fail spuriously with "context
+# deadline exceeded" on a loaded machine (golang/go#75804).
+FUZZTIME ?= 1000x
 # Tools the tests need now: the API server and etcd for envtest, kubectl for the
 # printer-column tests, controller-gen for generate/verify.
 TEST_TOOLS := kube-apiserver kubectl etcd controller-gen
@@ -55,7 +57,6 @@ verify: generate ## Fail on stale generated files, gofmt or vet findings, or bro
 	 if [ -n "$$out" ]; then echo "generated files are stale or untracked; run make generate and commit:"; echo "$$out"; git --no-pager diff --stat -- apis $(CRD_DIR); exit 1; fi
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^tools/') ); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@$(GO) vet ./...
-	@cd tools && $(GO) vet ./... 
 	@$(GO) run ./test/depcheck
 
 .PHONY: unit
@@ -75,7 +76,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each.
 	   dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 	   for target in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
 	     echo ">> fuzz $$pkg $$target ($(FUZZTIME))"; \
-	     $(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) $$pkg > /tmp/orbweaver-fuzz.log 2>&1 || { cat /tmp/orbweaver-fuzz.log; exit 1; }; \
+	     out=$$($(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) $$pkg 2>&1) || { echo "$$out"; exit 1; }; \
 	   done; \
 	 done
 

@@ -45,9 +45,10 @@ type Env struct {
 	// Root is the repository root; BinDir holds kubectl and the other tools.
 	Root, BinDir string
 
-	dir      string
-	env      *envtest.Environment
-	watchdog *exec.Cmd
+	dir       string
+	removeDir bool // whether Stop removes dir: only when Start created it
+	env       *envtest.Environment
+	watchdog  *exec.Cmd
 }
 
 // Options tune Start.
@@ -92,10 +93,10 @@ func Start(opts Options) (_ *Env, err error) {
 		}
 		removeDir = true
 	}
-	e := &Env{Root: root, BinDir: binDir, dir: dir, Scheme: NewScheme()}
+	e := &Env{Root: root, BinDir: binDir, dir: dir, removeDir: removeDir, Scheme: NewScheme()}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, e.stop(removeDir))
+			err = errors.Join(err, e.Stop())
 		}
 	}()
 	for _, sub := range []string{"etcd", "apiserver"} {
@@ -117,7 +118,7 @@ func Start(opts Options) (_ *Env, err error) {
 	e.env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(dir, "etcd")}
 	e.env.ControlPlane.APIServer = &envtest.APIServer{CertDir: filepath.Join(dir, "apiserver")}
 
-	if err := e.startWatchdog(removeDir); err != nil {
+	if err := e.startWatchdog(); err != nil {
 		return nil, err
 	}
 	cfg, err := e.env.Start()
@@ -141,13 +142,16 @@ func Start(opts Options) (_ *Env, err error) {
 // startWatchdog starts a shell that outlives this process only long enough to kill the
 // servers (found by our folder in their command lines) if we die without Stop: go test's
 // timeout, for one, exits without running deferred calls.
-func (e *Env) startWatchdog(removeDir bool) error {
-	script := `while kill -0 "$1" 2>/dev/null; do sleep 1; done; pkill -KILL -f -- "$2"; if [ "$3" = remove ]; then rm -rf -- "$2"; fi`
+func (e *Env) startWatchdog() error {
+	// The folder goes in through the environment, not argv, so pkill -f does not match
+	// the watchdog itself.
+	script := `while kill -0 "$1" 2>/dev/null; do sleep 1; done; pkill -KILL -f -- "$TESTENV_DIR"; sleep 1; if [ "$2" = remove ]; then rm -rf -- "$TESTENV_DIR"; fi`
 	remove := "keep"
-	if removeDir {
+	if e.removeDir {
 		remove = "remove"
 	}
-	e.watchdog = exec.Command("/bin/sh", "-c", script, "orbweaver-testenv-watchdog", strconv.Itoa(os.Getpid()), e.dir, remove)
+	e.watchdog = exec.Command("/bin/sh", "-c", script, "orbweaver-testenv-watchdog", strconv.Itoa(os.Getpid()), remove)
+	e.watchdog.Env = append(os.Environ(), "TESTENV_DIR="+e.dir)
 	e.watchdog.SysProcAttr = detached()
 	if err := e.watchdog.Start(); err != nil {
 		return fmt.Errorf("testenv: start watchdog: %w", err)
@@ -158,19 +162,8 @@ func (e *Env) startWatchdog(removeDir bool) error {
 // Dir is the folder holding the servers' state and the kubeconfig.
 func (e *Env) Dir() string { return e.dir }
 
-// Stop stops the servers and removes the temporary folder.
-func (e *Env) Stop() error { return e.stop(true) }
-
-// Detach leaves the servers running after this process exits; the demo uses it.
-func (e *Env) Detach() {
-	if e.watchdog != nil && e.watchdog.Process != nil {
-		_ = e.watchdog.Process.Kill()
-		_, _ = e.watchdog.Process.Wait()
-		e.watchdog = nil
-	}
-}
-
-func (e *Env) stop(removeDir bool) error {
+// Stop stops the servers and removes the folder Start created (not one given in Options).
+func (e *Env) Stop() error {
 	var errs []error
 	if e.env != nil {
 		if err := e.env.Stop(); err != nil {
@@ -181,7 +174,7 @@ func (e *Env) stop(removeDir bool) error {
 		_ = e.watchdog.Process.Kill()
 		_, _ = e.watchdog.Process.Wait()
 	}
-	if removeDir && e.dir != "" {
+	if e.removeDir && e.dir != "" {
 		if err := os.RemoveAll(e.dir); err != nil {
 			errs = append(errs, err)
 		}

@@ -212,7 +212,6 @@ func randomAddr(rng *rand.Rand, p netip.Prefix) netip.Addr {
 	return a
 }
 
-
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{"10.0.0.0/24", "fd00::/48"} {
 		subnet := netip.MustParsePrefix(s)

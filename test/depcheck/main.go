@@ -1,0 +1,63 @@
+// Command depcheck fails when a package of the module breaks the dependency rules of
+// STYLE.md ("what may depend on what"). `make verify` runs it from the repository root.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+func main() {
+	std, err := goList("std")
+	if err != nil {
+		fail(err)
+	}
+	stdSet := map[string]bool{}
+	for _, line := range std {
+		stdSet[line] = true
+	}
+	lines, err := goList("-f", "{{.ImportPath}} {{join .Deps \" \"}}", "./...")
+	if err != nil {
+		fail(err)
+	}
+	var pkgs []pkg
+	for _, line := range lines {
+		fields := strings.Fields(line)
+		pkgs = append(pkgs, pkg{path: fields[0], deps: fields[1:]})
+	}
+	if problems := check(pkgs, stdSet); len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintln(os.Stderr, p)
+		}
+		fail(fmt.Errorf("%d dependency rule violations (see STYLE.md, package layout)", len(problems)))
+	}
+	fmt.Printf("depcheck: %d packages follow the dependency rules\n", len(pkgs))
+}
+
+func goList(args ...string) ([]string, error) {
+	cmd := exec.Command("go", append([]string{"list"}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go list %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	var lines []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines, sc.Err()
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "depcheck:", err)
+	os.Exit(1)
+}

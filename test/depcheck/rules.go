@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+const module = "github.com/orbweaver-ipam/orbweaver"
+
+// rule constrains the dependencies (direct and transitive) of the packages under scope.
+type rule struct {
+	scope  string   // package path relative to the module; "x/..." means x and below
+	except []string // packages under scope the rule does not cover
+	why    string   // the reason, printed with a violation
+
+	// forbid lists dependencies (import path prefixes, "net/http" or "k8s.io/client-go/")
+	// the scope may not have.
+	forbid []string
+	// onlyThirdParty, when set, is the complete list of non-standard-library, non-project
+	// dependency prefixes allowed.
+	onlyThirdParty []string
+	// onlyProject, when set, is the complete list of project packages (relative, "x/...")
+	// the scope may import.
+	onlyProject []string
+}
+
+// rules are STYLE.md's "what may depend on what".
+var rules = []rule{
+	{
+		scope: "apis/...", why: "API types import only k8s.io/api and apimachinery so any binary can use them",
+		forbid:      []string{"sigs.k8s.io/controller-runtime", "k8s.io/client-go"},
+		onlyProject: []string{"apis/..."},
+	},
+	{
+		scope: "pkg/ip/...", why: "pkg/ip is pure: the standard library and netipx only",
+		onlyThirdParty: []string{"go4.org/netipx"},
+		onlyProject:    []string{"pkg/ip/..."},
+	},
+	{
+		scope: "pkg/ipam/...", except: []string{"pkg/ipam/crdstore/..."},
+		why:         "the allocation core is pure: no API clients, HTTP or processes; crdstore is its only client-go user",
+		forbid:      []string{"k8s.io/client-go", "sigs.k8s.io/controller-runtime", "net/http", "os/exec"},
+		onlyProject: []string{"pkg/ipam/...", "pkg/ip/...", "apis/..."},
+	},
+	{
+		scope: "pkg/cni/...", why: "the CNI plugin starts fast and never reaches the API server itself",
+		forbid:      []string{"k8s.io/client-go", "sigs.k8s.io/controller-runtime"},
+		onlyProject: []string{"pkg/cni/...", "pkg/agent/api/...", "pkg/ip/..."},
+	},
+	{
+		scope: "pkg/agent/...", why: "agent and controllers share logic through pkg/ipam, never each other",
+		forbid: []string{module + "/pkg/controller", module + "/pkg/webhook"},
+	},
+	{
+		scope: "pkg/controller/...", why: "agent and controllers share logic through pkg/ipam, never each other",
+		forbid: []string{module + "/pkg/agent"},
+	},
+	{
+		scope: "pkg/webhook/...", why: "webhooks are read-only checks built on pkg/ip and pkg/ipam",
+		forbid: []string{module + "/pkg/agent", module + "/pkg/controller"},
+	},
+	{
+		scope: "...", except: []string{"test/..."}, why: "nothing outside test/ imports test/",
+		forbid: []string{module + "/test/"},
+	},
+}
+
+// pkg is one package of the module and everything it depends on.
+type pkg struct {
+	path string   // full import path
+	deps []string // transitive dependencies, full import paths
+}
+
+// check returns one message per violated rule and dependency.
+func check(pkgs []pkg, std map[string]bool) []string {
+	var out []string
+	for _, p := range pkgs {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.path, module), "/")
+		for _, r := range rules {
+			if !matches(rel, r.scope) || matchesAny(rel, r.except) {
+				continue
+			}
+			for _, d := range p.deps {
+				if msg := r.violation(d, std); msg != "" {
+					out = append(out, fmt.Sprintf("%s depends on %s: %s (%s)", p.path, d, msg, r.why))
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (r rule) violation(dep string, std map[string]bool) string {
+	for _, f := range r.forbid {
+		if dep == f || strings.HasPrefix(dep, strings.TrimSuffix(f, "/")+"/") {
+			return "forbidden"
+		}
+	}
+	project := dep == module || strings.HasPrefix(dep, module+"/")
+	if project && r.onlyProject != nil {
+		if !matchesAny(strings.TrimPrefix(strings.TrimPrefix(dep, module), "/"), r.onlyProject) {
+			return "project package not allowed here"
+		}
+	}
+	if !project && !std[dep] && r.onlyThirdParty != nil {
+		for _, allowed := range r.onlyThirdParty {
+			if dep == allowed || strings.HasPrefix(dep, allowed+"/") {
+				return ""
+			}
+		}
+		return "third-party package not allowed here"
+	}
+	return ""
+}
+
+// matches reports whether a relative package path is in scope ("x/..." covers x and below,
+// "..." covers everything).
+func matches(rel, scope string) bool {
+	if scope == "..." {
+		return true
+	}
+	if base, ok := strings.CutSuffix(scope, "/..."); ok {
+		return rel == base || strings.HasPrefix(rel, base+"/")
+	}
+	return rel == scope
+}
+
+func matchesAny(rel string, scopes []string) bool {
+	for _, s := range scopes {
+		if matches(rel, s) {
+			return true
+		}
+	}
+	return false
+}
