@@ -80,6 +80,7 @@ done
 # Kubernetes components share most of their packages: one go build compiles them once.
 if [ ${#k8s_missing[@]} -gt 0 ]; then
 	out=$(mktemp -d "$cache/.build-XXXXXX")
+	trap 'rm -rf "$out"' EXIT
 	pkgs=()
 	for tool in "${k8s_missing[@]}"; do pkgs+=("$(package_of "$tool")"); done
 	echo ">> building ${k8s_missing[*]} $k8s_version from source (a cold build takes 10+ minutes)" >&2
@@ -88,13 +89,14 @@ if [ ${#k8s_missing[@]} -gt 0 ]; then
 		dir=$cache/$tool-$k8s_version
 		mkdir -p "$dir" && mv "$out/$tool" "$dir/$tool"
 	done
-	rmdir "$out"
 fi
 
 for tool in "${go_missing[@]}"; do
 	dir=$cache/$tool-$(version_of "$tool")
 	echo ">> building $tool $(version_of "$tool") from source" >&2
 	mkdir -p "$dir"
+	# Build beside the final name and rename, so an interrupted build never leaves a
+	# half-written tool that later runs would trust.
 	(cd "$here" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/$tool.tmp" "$(package_of "$tool")")
 	mv "$dir/$tool.tmp" "$dir/$tool"
 done

@@ -139,8 +139,8 @@ type IPPoolOrbweaverStatus struct {
 // +kubebuilder:printcolumn:name="TOTAL-IP-COUNT",type=integer,JSONPath=`.status.totalIPCount`,description="IPs the pool can hand out"
 // +kubebuilder:printcolumn:name="DEFAULT",type=boolean,JSONPath=`.spec.default`,description="cluster default pool"
 // +kubebuilder:printcolumn:name="DISABLE",type=boolean,JSONPath=`.spec.disable`,description="hands out no new IPs",priority=10
-// +kubebuilder:printcolumn:name="NODENAME",type=string,JSONPath=`.spec.nodeName`,description="nodes admitted",priority=10
-// +kubebuilder:printcolumn:name="MULTUSNAME",type=string,JSONPath=`.spec.multusName`,description="Multus networks admitted",priority=10
+// +kubebuilder:printcolumn:name="NodeName",type=string,JSONPath=`.spec.nodeName`,description="nodes admitted",priority=10
+// +kubebuilder:printcolumn:name="MultusName",type=string,JSONPath=`.spec.multusName`,description="Multus networks admitted",priority=10
 // +kubebuilder:printcolumn:name="APP-NAMESPACE",type=string,JSONPath=`.spec.podAffinity.matchLabels['ipam\.spidernet\.io/app-namespace']`,description="namespace of the workload an auto pool serves",priority=10
 type SpiderIPPool struct {
 	metav1.TypeMeta   `json:",inline"`
