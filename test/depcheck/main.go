@@ -18,16 +18,20 @@ func main() {
 	}
 	stdSet := map[string]bool{}
 	for _, line := range std {
-		stdSet[line] = true
+		stdSet[strings.TrimSpace(line)] = true
 	}
-	lines, err := goList("-f", "{{.ImportPath}} {{join .Deps \" \"}}", "./...")
+	lines, err := goList("-f", "{{.ImportPath}} {{join .Imports \",\"}} {{join .Deps \",\"}}", "./...")
 	if err != nil {
 		fail(err)
 	}
 	var pkgs []pkg
 	for _, line := range lines {
-		fields := strings.Fields(line)
-		pkgs = append(pkgs, pkg{path: fields[0], deps: fields[1:]})
+		// Empty lists leave empty fields, so split on single spaces.
+		fields := strings.SplitN(line, " ", 3)
+		if len(fields) != 3 {
+			fail(fmt.Errorf("unexpected go list line %q", line))
+		}
+		pkgs = append(pkgs, pkg{path: fields[0], imports: splitList(fields[1]), deps: splitList(fields[2])})
 	}
 	if problems := check(pkgs, stdSet); len(problems) > 0 {
 		for _, p := range problems {
@@ -50,11 +54,18 @@ func goList(args ...string) ([]string, error) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
+		if l := sc.Text(); strings.TrimSpace(l) != "" {
 			lines = append(lines, l)
 		}
 	}
 	return lines, sc.Err()
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
 
 func fail(err error) {

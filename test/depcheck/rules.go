@@ -14,8 +14,11 @@ type rule struct {
 	why    string   // the reason, printed with a violation
 
 	// forbid lists dependencies (import path prefixes, "net/http" or "k8s.io/client-go/")
-	// the scope may not have.
+	// the scope may not have, directly or through other packages.
 	forbid []string
+	// forbidDirect lists packages the scope may not import itself; they may still come in
+	// through a dependency (apimachinery's types pull in net/http, for one).
+	forbidDirect []string
 	// onlyThirdParty, when set, is the complete list of non-standard-library, non-project
 	// dependency prefixes allowed.
 	onlyThirdParty []string
@@ -38,9 +41,10 @@ var rules = []rule{
 	},
 	{
 		scope: "pkg/ipam/...", except: []string{"pkg/ipam/crdstore/..."},
-		why:         "the allocation core is pure: no API clients, HTTP or processes; crdstore is its only client-go user",
-		forbid:      []string{"k8s.io/client-go", "sigs.k8s.io/controller-runtime", "net/http", "os/exec"},
-		onlyProject: []string{"pkg/ipam/...", "pkg/ip/...", "apis/..."},
+		why:          "the allocation core is pure: no API clients, HTTP or processes; crdstore is its only client-go user",
+		forbid:       []string{"k8s.io/client-go", "sigs.k8s.io/controller-runtime"},
+		forbidDirect: []string{"net/http", "os/exec"},
+		onlyProject:  []string{"pkg/ipam/...", "pkg/ip/...", "apis/..."},
 	},
 	{
 		scope: "pkg/cni/...", why: "the CNI plugin starts fast and never reaches the API server itself",
@@ -67,8 +71,9 @@ var rules = []rule{
 
 // pkg is one package of the module and everything it depends on.
 type pkg struct {
-	path string   // full import path
-	deps []string // transitive dependencies, full import paths
+	path    string   // full import path
+	imports []string // direct imports
+	deps    []string // transitive dependencies, full import paths
 }
 
 // check returns one message per violated rule and dependency.
@@ -85,16 +90,19 @@ func check(pkgs []pkg, std map[string]bool) []string {
 					out = append(out, fmt.Sprintf("%s depends on %s: %s (%s)", p.path, d, msg, r.why))
 				}
 			}
+			for _, d := range p.imports {
+				if hasPrefix(d, r.forbidDirect) {
+					out = append(out, fmt.Sprintf("%s imports %s: forbidden (%s)", p.path, d, r.why))
+				}
+			}
 		}
 	}
 	return out
 }
 
 func (r rule) violation(dep string, std map[string]bool) string {
-	for _, f := range r.forbid {
-		if dep == f || strings.HasPrefix(dep, strings.TrimSuffix(f, "/")+"/") {
-			return "forbidden"
-		}
+	if hasPrefix(dep, r.forbid) {
+		return "forbidden"
 	}
 	project := dep == module || strings.HasPrefix(dep, module+"/")
 	if project && r.onlyProject != nil {
@@ -128,6 +136,16 @@ func matches(rel, scope string) bool {
 func matchesAny(rel string, scopes []string) bool {
 	for _, s := range scopes {
 		if matches(rel, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasPrefix reports whether an import path is one of prefixes or below one.
+func hasPrefix(path string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if path == p || strings.HasPrefix(path, strings.TrimSuffix(p, "/")+"/") {
 			return true
 		}
 	}

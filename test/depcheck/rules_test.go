@@ -13,20 +13,21 @@ func TestCheck(t *testing.T) {
 		pkg  pkg
 		want []string // substrings, one per expected violation; none means clean
 	}{
-		{"pure ip", pkg{m + "pkg/ip", []string{"fmt", "net/netip", "go4.org/netipx"}}, nil},
-		{"ip with a third party", pkg{m + "pkg/ip", []string{"github.com/mikioh/ipaddr"}}, []string{"third-party package not allowed"}},
-		{"ip importing the project", pkg{m + "pkg/ip", []string{m + "apis/spiderpool.spidernet.io/v2beta1"}}, []string{"project package not allowed"}},
-		{"apis with controller-runtime", pkg{m + "apis/spiderpool.spidernet.io/v2beta1", []string{"sigs.k8s.io/controller-runtime/pkg/client"}}, []string{"forbidden"}},
-		{"ipam core with http", pkg{m + "pkg/ipam", []string{"net/http"}}, []string{"forbidden"}},
-		{"ipam core with exec", pkg{m + "pkg/ipam/records", []string{"os/exec"}}, []string{"forbidden"}},
-		{"crdstore may use client-go", pkg{m + "pkg/ipam/crdstore", []string{"k8s.io/client-go/rest"}}, nil},
-		{"cni with client-go", pkg{m + "pkg/cni", []string{"k8s.io/client-go/rest"}}, []string{"forbidden"}},
-		{"cni with the agent api", pkg{m + "pkg/cni", []string{m + "pkg/agent/api/client"}}, nil},
-		{"cni with the agent", pkg{m + "pkg/cni", []string{m + "pkg/agent"}}, []string{"project package not allowed"}},
-		{"agent with a controller", pkg{m + "pkg/agent", []string{m + "pkg/controller/gc"}}, []string{"forbidden"}},
-		{"controller with the agent", pkg{m + "pkg/controller/gc", []string{m + "pkg/agent"}}, []string{"forbidden"}},
-		{"product importing test", pkg{m + "pkg/testenv", []string{m + "test/e2e"}}, []string{"forbidden"}},
-		{"tests may import test", pkg{m + "test/e2e", []string{m + "test/helpers"}}, nil},
+		{"pure ip", pkg{m + "pkg/ip", nil, []string{"fmt", "net/netip", "go4.org/netipx"}}, nil},
+		{"ip with a third party", pkg{m + "pkg/ip", nil, []string{"github.com/mikioh/ipaddr"}}, []string{"third-party package not allowed"}},
+		{"ip importing the project", pkg{m + "pkg/ip", nil, []string{m + "apis/spiderpool.spidernet.io/v2beta1"}}, []string{"project package not allowed"}},
+		{"apis with controller-runtime", pkg{m + "apis/spiderpool.spidernet.io/v2beta1", nil, []string{"sigs.k8s.io/controller-runtime/pkg/client"}}, []string{"forbidden"}},
+		{"ipam core importing http", pkg{m + "pkg/ipam", []string{"net/http"}, []string{"net/http"}}, []string{"imports net/http: forbidden"}},
+		{"ipam core importing exec", pkg{m + "pkg/ipam/records", []string{"os/exec"}, []string{"os/exec"}}, []string{"imports os/exec: forbidden"}},
+		{"ipam core reaching http through apimachinery", pkg{m + "pkg/ipam", []string{m + "apis/spiderpool.spidernet.io/v2beta1"}, []string{"net/http", m + "apis/spiderpool.spidernet.io/v2beta1"}}, nil},
+		{"crdstore may use client-go", pkg{m + "pkg/ipam/crdstore", nil, []string{"k8s.io/client-go/rest"}}, nil},
+		{"cni with client-go", pkg{m + "pkg/cni", nil, []string{"k8s.io/client-go/rest"}}, []string{"forbidden"}},
+		{"cni with the agent api", pkg{m + "pkg/cni", nil, []string{m + "pkg/agent/api/client"}}, nil},
+		{"cni with the agent", pkg{m + "pkg/cni", nil, []string{m + "pkg/agent"}}, []string{"project package not allowed"}},
+		{"agent with a controller", pkg{m + "pkg/agent", nil, []string{m + "pkg/controller/gc"}}, []string{"forbidden"}},
+		{"controller with the agent", pkg{m + "pkg/controller/gc", nil, []string{m + "pkg/agent"}}, []string{"forbidden"}},
+		{"product importing test", pkg{m + "pkg/testenv", nil, []string{m + "test/e2e"}}, []string{"forbidden"}},
+		{"tests may import test", pkg{m + "test/e2e", nil, []string{m + "test/helpers"}}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

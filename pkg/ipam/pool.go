@@ -1,0 +1,241 @@
+package ipam
+
+import (
+	"fmt"
+	"iter"
+	"maps"
+	"net/netip"
+	"slices"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
+)
+
+// Pool is the allocation state of one pool. It is a value: methods that change state
+// return a new Pool and leave the receiver as it was.
+type Pool struct {
+	name   string
+	subnet netip.Prefix
+	// total is spec.ips minus spec.excludeIPs (inside the subnet): what the pool holds.
+	total ip.Set
+	// usable is total minus reserved addresses: what new allocations may take.
+	usable ip.Set
+	// holders maps every allocated address to its owner. An address stays here even when
+	// it has left usable (removed from spec.ips, reserved later): in-use state is never
+	// dropped because the spec changed. Shared between Pool values; copied on write.
+	holders map[netip.Addr]records.Owner
+	// held is the set of holders' addresses, for the free-address search.
+	held ip.Set
+}
+
+// NewPool decodes a SpiderIPPool. reserved holds the addresses of every
+// SpiderReservedIP of the pool's family; new allocations never take them.
+func NewPool(sp *v2beta1.SpiderIPPool, reserved ip.Set) (Pool, error) {
+	invalid := func(format string, args ...any) error {
+		return fmt.Errorf("%w %q: %s", ErrInvalidPool, sp.Name, fmt.Sprintf(format, args...))
+	}
+	subnet, err := ip.ParseCanonicalCIDR(string(sp.Spec.Subnet))
+	if err != nil {
+		return Pool{}, invalid("spec.subnet: %v", err)
+	}
+	ips, err := ip.ParseRanges(tokens(sp.Spec.IPs))
+	if err != nil {
+		return Pool{}, invalid("spec.ips: %v", err)
+	}
+	exclude, err := ip.ParseRanges(tokens(sp.Spec.ExcludeIPs))
+	if err != nil {
+		return Pool{}, invalid("spec.excludeIPs: %v", err)
+	}
+	if !ips.IsEmpty() && ips.Is4() != subnet.Addr().Is4() {
+		return Pool{}, invalid("spec.ips are not of the subnet's family")
+	}
+	// The webhook refuses addresses outside the subnet; never hand one out regardless.
+	total := ips.Intersect(ip.SetOfPrefix(subnet)).Subtract(exclude)
+	p := Pool{name: sp.Name, subnet: subnet, total: total, usable: total.Subtract(reserved), holders: map[netip.Addr]records.Owner{}}
+	if st := sp.Status.Orbweaver; st != nil {
+		recs, err := records.Decode(subnet, st.Records)
+		if err != nil {
+			return Pool{}, invalid("status.orbweaver.records: %v", err)
+		}
+		for _, r := range recs {
+			p.holders[r.IP] = r.Owner
+		}
+	}
+	if p.held, err = setOf(p.holders); err != nil {
+		return Pool{}, invalid("status.orbweaver.records: %v", err)
+	}
+	return p, nil
+}
+
+func tokens(rs []v2beta1.IPOrRange) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = string(r)
+	}
+	return out
+}
+
+func setOf(holders map[netip.Addr]records.Owner) (ip.Set, error) {
+	if len(holders) == 0 {
+		return ip.Set{}, nil
+	}
+	rs := make([]ip.Range, 0, len(holders))
+	for a := range holders {
+		rs = append(rs, ip.Range{From: a, To: a})
+	}
+	return ip.SetOfRanges(rs...)
+}
+
+// Name is the pool's name.
+func (p Pool) Name() string { return p.name }
+
+// Subnet is the pool's subnet.
+func (p Pool) Subnet() netip.Prefix { return p.subnet }
+
+// AllocatedCount is the number of allocated addresses, status.allocatedIPCount.
+func (p Pool) AllocatedCount() int64 { return int64(len(p.holders)) }
+
+// TotalCount is the number of addresses of spec.ips minus spec.excludeIPs,
+// status.totalIPCount, saturated at the int64 maximum.
+func (p Pool) TotalCount() int64 { return p.total.Count().Int64Saturating() }
+
+// Holder returns the owner of an allocated address.
+func (p Pool) Holder(a netip.Addr) (records.Owner, bool) {
+	o, ok := p.holders[a]
+	return o, ok
+}
+
+// HeldBy returns the address an attachment holds in this pool.
+func (p Pool) HeldBy(o records.Owner) (netip.Addr, bool) {
+	for a, h := range p.holders {
+		if h == o {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// HeldByPod returns every address held by any attachment of a pod (by its pod key),
+// ascending.
+func (p Pool) HeldByPod(podKey uint64) []netip.Addr {
+	var out []netip.Addr
+	for a, h := range p.holders {
+		if h.Pod == podKey {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// Allocate gives each owner one address, searching for free addresses from start (see
+// ip.FirstFree: different allocators use different starts so that they rarely pick the
+// same address). An owner that already holds an address of this pool gets that address
+// again, so a retried request never takes a second one. When the pool runs out, the
+// owners that could be served are, the others get the zero Addr, and the error wraps
+// ErrPoolExhausted. Owners must be distinct.
+func (p Pool) Allocate(owners []records.Owner, start netip.Addr) (Pool, []netip.Addr, error) {
+	out := make([]netip.Addr, len(owners))
+	existing := make(map[records.Owner]netip.Addr, len(owners))
+	for a, h := range p.holders {
+		existing[h] = a
+	}
+	next := p
+	next.holders = maps.Clone(p.holders)
+	var added []ip.Range
+	free := ip.Free(p.usable, p.held, start)
+	pull, stop := iter.Pull(free)
+	defer stop()
+	missing := 0
+	for i, o := range owners {
+		if a, ok := existing[o]; ok {
+			out[i] = a
+			continue
+		}
+		a, ok := pull()
+		if !ok {
+			missing++
+			continue
+		}
+		out[i] = a
+		next.holders[a] = o
+		existing[o] = a
+		added = append(added, ip.Range{From: a, To: a})
+	}
+	if len(added) > 0 {
+		held, err := p.held.Union(mustSet(added))
+		if err != nil {
+			return p, nil, fmt.Errorf("%w %q: %v", ErrInvalidPool, p.name, err)
+		}
+		next.held = held
+	} else {
+		next.holders = p.holders
+	}
+	if missing > 0 {
+		return next, out, fmt.Errorf("pool %q has no free address for %d of %d requests (%d of %d allocated, %d reserved): %w",
+			p.name, missing, len(owners), len(next.holders), p.TotalCount(), p.total.Count().Int64Saturating()-p.usable.Count().Int64Saturating(), ErrPoolExhausted)
+	}
+	return next, out, nil
+}
+
+func mustSet(rs []ip.Range) ip.Set {
+	s, err := ip.SetOfRanges(rs...)
+	if err != nil {
+		// Every range is a single address of the pool's family, taken from the pool.
+		panic("ipam: " + err.Error())
+	}
+	return s
+}
+
+// Release frees an address if, and only if, owner holds it: a release carrying a stale
+// owner (an old sandbox's DEL, a GC decision made before the address changed hands) is
+// a no-op, reported by false.
+func (p Pool) Release(a netip.Addr, owner records.Owner) (Pool, bool) {
+	if h, ok := p.holders[a]; !ok || h != owner {
+		return p, false
+	}
+	next := p
+	next.holders = maps.Clone(p.holders)
+	delete(next.holders, a)
+	next.held = p.held.Subtract(mustSet([]ip.Range{{From: a, To: a}}))
+	return next, true
+}
+
+// Rebind hands an address from one owner to another, e.g. from a pod's old sandbox to
+// its new one, if from holds it; it reports whether it did.
+func (p Pool) Rebind(a netip.Addr, from, to records.Owner) (Pool, bool) {
+	if h, ok := p.holders[a]; !ok || h != from {
+		return p, false
+	}
+	next := p
+	next.holders = maps.Clone(p.holders)
+	next.holders[a] = to
+	return next, true
+}
+
+// WriteStatus puts the pool's records and counts into sp's status: both in the same
+// object, so one write changes them together and the counts never drift.
+func (p Pool) WriteStatus(sp *v2beta1.SpiderIPPool) error {
+	recs := make([]records.Record, 0, len(p.holders))
+	for a, o := range p.holders {
+		recs = append(recs, records.Record{IP: a, Owner: o})
+	}
+	data, err := records.Encode(p.subnet, recs)
+	if err != nil {
+		return fmt.Errorf("pool %q: %w", p.name, err)
+	}
+	allocated, total := p.AllocatedCount(), p.TotalCount()
+	sp.Status.AllocatedIPCount, sp.Status.TotalIPCount = &allocated, &total
+	if len(recs) == 0 {
+		sp.Status.Orbweaver = nil
+		return nil
+	}
+	sp.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{Records: data}
+	return nil
+}
+
+// String summarises the pool for logs.
+func (p Pool) String() string {
+	return fmt.Sprintf("pool %q %s: %d of %d allocated", p.name, p.subnet, len(p.holders), p.TotalCount())
+}
