@@ -116,6 +116,15 @@ func (p Pool) HeldBy(o records.Owner) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
+// Owners returns the owner of every allocated address, in no particular order.
+func (p Pool) Owners() []records.Owner {
+	out := make([]records.Owner, 0, len(p.holders))
+	for _, o := range p.holders {
+		out = append(out, o)
+	}
+	return out
+}
+
 // HeldByPod returns every address held by any attachment of a pod (by its pod key),
 // ascending.
 func (p Pool) HeldByPod(podKey uint64) []netip.Addr {
@@ -200,6 +209,48 @@ func (p Pool) Release(a netip.Addr, owner records.Owner) (Pool, bool) {
 	delete(next.holders, a)
 	next.held = p.held.Subtract(mustSet([]ip.Range{{From: a, To: a}}))
 	return next, true
+}
+
+// ReleaseOwner frees every address the owner holds in this pool (a DEL that has no
+// SpiderEndpoint to name the address, e.g. after a crash between the pool write and
+// the endpoint write) and returns them.
+func (p Pool) ReleaseOwner(owner records.Owner) (Pool, []netip.Addr) {
+	var freed []netip.Addr
+	for a, h := range p.holders {
+		if h == owner {
+			freed = append(freed, a)
+		}
+	}
+	if len(freed) == 0 {
+		return p, nil
+	}
+	slices.SortFunc(freed, netip.Addr.Compare)
+	next := p
+	next.holders = maps.Clone(p.holders)
+	rs := make([]ip.Range, len(freed))
+	for i, a := range freed {
+		delete(next.holders, a)
+		rs[i] = ip.Range{From: a, To: a}
+	}
+	next.held = p.held.Subtract(mustSet(rs))
+	return next, freed
+}
+
+// SpreadStart returns the address from which an allocator with the given key (a hash
+// of its node name) starts searching, spread evenly over the pool's usable addresses so
+// that allocators on different nodes rarely want the same address.
+func (p Pool) SpreadStart(key uint64) netip.Addr {
+	n, ok := p.usable.Count().Uint64()
+	if !ok {
+		// More than 2^64 addresses: any uint64 is a valid position.
+		a, _ := p.usable.Nth(ip.CountFromUint64(key))
+		return a
+	}
+	if n == 0 {
+		return netip.Addr{}
+	}
+	a, _ := p.usable.Nth(ip.CountFromUint64(key % n))
+	return a
 }
 
 // Rebind hands an address from one owner to another, e.g. from a pod's old sandbox to

@@ -334,3 +334,39 @@ func TestRandomOperationsKeepOneOwner(t *testing.T) {
 		}
 	}
 }
+
+func TestReleaseOwnerAndSpreadStart(t *testing.T) {
+	p := mustPool(t, spec("p", "10.0.0.0/24", []string{"10.0.0.10-10.0.0.19"}, nil))
+	eth0 := records.OwnerOf("uid-1", "ctr", "eth0")
+	net1 := records.OwnerOf("uid-1", "ctr", "net1")
+	p, got, err := p.Allocate([]records.Owner{eth0, net1, owner(2)}, netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, freed := p.ReleaseOwner(net1)
+	if !slices.Equal(freed, got[1:2]) || next.AllocatedCount() != 2 {
+		t.Fatalf("ReleaseOwner freed %v leaving %d, want %v leaving 2", freed, next.AllocatedCount(), got[1:2])
+	}
+	if _, ok := next.HeldBy(eth0); !ok {
+		t.Fatal("ReleaseOwner of net1 freed eth0 of the same pod")
+	}
+	if again, none := next.ReleaseOwner(net1); none != nil || again.AllocatedCount() != 2 {
+		t.Fatal("a second ReleaseOwner freed something")
+	}
+
+	seen := map[netip.Addr]bool{}
+	for key := uint64(0); key < 10; key++ {
+		a := p.SpreadStart(key)
+		if !strings.HasPrefix(a.String(), "10.0.0.1") || seen[a] {
+			t.Fatalf("SpreadStart(%d) = %v: outside the pool or repeated", key, a)
+		}
+		seen[a] = true
+	}
+	if a := mustPool(t, spec("e", "10.0.0.0/24", nil, nil)).SpreadStart(3); a.IsValid() {
+		t.Fatalf("SpreadStart of an empty pool = %v", a)
+	}
+	big := mustPool(t, spec("b", "fd00::/48", []string{"fd00::-fd00:0:0:ffff:ffff:ffff:ffff:ffff"}, nil))
+	if a := big.SpreadStart(1 << 63); !a.IsValid() {
+		t.Fatal("SpreadStart of a pool past 2^64 addresses found nothing")
+	}
+}
