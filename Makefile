@@ -80,6 +80,12 @@ fuzz: ## Run every fuzz target for FUZZTIME each.
 	   done; \
 	 done
 
+##@ Benchmarks
+
+.PHONY: bench
+bench: tools ## Benchmarks against a real API server (numbers, never pass/fail on time).
+	@$(GO) test -run='^$$' -bench=. -benchtime=3x ./pkg/agent/
+
 .PHONY: clean
 clean: ## Remove build output (the tool cache in ~/.cache/orbweaver stays).
 	@rm -rf bin/ .demo/
