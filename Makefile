@@ -13,9 +13,11 @@ GO ?= go
 FUZZTIME ?= 1000x
 # Tools the tests need now: the API server and etcd for envtest, kubectl for the
 # printer-column tests, controller-gen for generate/verify.
-TEST_TOOLS := kube-apiserver kubectl etcd controller-gen
+TEST_TOOLS := kube-apiserver kubectl etcd controller-gen swagger
 CRD_DIR := charts/orbweaver/crds
 API_PKGS := ./apis/...
+AGENT_API := pkg/agent/api
+GENERATED := apis $(CRD_DIR) $(AGENT_API)
 
 export KUBEBUILDER_ASSETS := $(BIN)
 
@@ -42,10 +44,12 @@ demo-down: ## Stop what `make demo` started.
 ##@ Development
 
 .PHONY: generate
-generate: tools ## Generate deepcopy code and CRD YAML from the API types.
+generate: tools ## Generate deepcopy code and CRD YAML from the API types, and the agent API's models and client.
 	@$(BIN)/controller-gen object paths=$(API_PKGS)
 	@rm -f $(CRD_DIR)/*.yaml
 	@$(BIN)/controller-gen crd paths=$(API_PKGS) output:crd:artifacts:config=$(CRD_DIR)
+	@rm -rf $(AGENT_API)/models $(AGENT_API)/client
+	@$(BIN)/swagger generate client --quiet -f $(AGENT_API)/openapi.yaml -t $(AGENT_API) -A agent
 
 .PHONY: fmt
 fmt: ## gofmt the tree.
@@ -53,8 +57,8 @@ fmt: ## gofmt the tree.
 
 .PHONY: verify
 verify: generate ## Fail on stale generated files, gofmt or vet findings, or broken dependency rules.
-	@out=$$(git status --porcelain -- apis $(CRD_DIR)); \
-	 if [ -n "$$out" ]; then echo "generated files are stale or untracked; run make generate and commit:"; echo "$$out"; git --no-pager diff --stat -- apis $(CRD_DIR); exit 1; fi
+	@out=$$(git status --porcelain -- $(GENERATED)); \
+	 if [ -n "$$out" ]; then echo "generated files are stale or untracked; run make generate and commit:"; echo "$$out"; git --no-pager diff --stat -- $(GENERATED); exit 1; fi
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^tools/') ); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@$(GO) vet ./...
 	@$(GO) run ./test/depcheck

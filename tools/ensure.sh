@@ -32,6 +32,7 @@ version_of() {
 	case $1 in
 	kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kubectl) echo "$k8s_version" ;;
 	controller-gen) (cd "$here" && go list -m -f '{{.Version}}' sigs.k8s.io/controller-tools) ;;
+	swagger) (cd "$here" && go list -m -f '{{.Version}}' github.com/go-swagger/go-swagger) ;;
 	cnitool) (cd "$here" && go list -m -f '{{.Version}}' github.com/containernetworking/cni) ;;
 	bridge | macvlan | host-local | loopback) (cd "$here" && go list -m -f '{{.Version}}' github.com/containernetworking/plugins) ;;
 	etcd) echo debian ;;
@@ -44,6 +45,7 @@ package_of() {
 	case $1 in
 	kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kubectl) echo "k8s.io/kubernetes/cmd/$1" ;;
 	controller-gen) echo sigs.k8s.io/controller-tools/cmd/controller-gen ;;
+	swagger) echo github.com/go-swagger/go-swagger/cmd/swagger ;;
 	cnitool) echo github.com/containernetworking/cni/cnitool ;;
 	bridge | macvlan) echo "github.com/containernetworking/plugins/plugins/main/$1" ;;
 	loopback) echo github.com/containernetworking/plugins/plugins/main/loopback ;;

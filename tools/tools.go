@@ -11,5 +11,6 @@ import (
 	_ "github.com/containernetworking/plugins/plugins/main/bridge"
 	_ "github.com/containernetworking/plugins/plugins/main/loopback"
 	_ "github.com/containernetworking/plugins/plugins/main/macvlan"
+	_ "github.com/go-swagger/go-swagger/cmd/swagger"
 	_ "sigs.k8s.io/controller-tools/cmd/controller-gen"
 )

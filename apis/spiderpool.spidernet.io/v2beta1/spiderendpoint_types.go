@@ -34,6 +34,19 @@ type PodIPAllocation struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=64
 	IPs []IPAllocationDetail `json:"ips,omitempty"`
+
+	// Orbweaver holds orbweaver's additions to the record (not part of SpiderPool).
+	// +optional
+	Orbweaver *PodAllocationOrbweaver `json:"orbweaver,omitempty"`
+}
+
+// PodAllocationOrbweaver is orbweaver's part of a pod's allocation record.
+type PodAllocationOrbweaver struct {
+	// ContainerID is the pod sandbox whose interfaces hold the IPs. A CNI DEL from any
+	// other container (an old sandbox of the same pod) releases nothing.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	ContainerID string `json:"containerID,omitempty"`
 }
 
 // IPAllocationDetail is the addressing of one interface of a pod.
