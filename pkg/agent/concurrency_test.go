@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
@@ -19,12 +18,6 @@ import (
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
 	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
-
-func nodeKey(node string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(node))
-	return h.Sum64()
-}
 
 // ledger is what the simulated pods believe they hold.
 type ledger struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"net/netip"
 	"sync/atomic"
@@ -29,6 +30,7 @@ type PoolWriter struct {
 	reserved  func(is4 bool) ip.Set
 	spreadKey uint64
 	maxTries  int
+	onWrite   func(pool string, batch int, conflict bool)
 
 	requests chan *poolRequest
 	stats    WriterStats
@@ -52,6 +54,9 @@ type PoolWriterParams struct {
 	SpreadKey uint64
 	// MaxTries bounds the write attempts for one batch (default 30).
 	MaxTries int
+	// OnWrite, if set, is called after every write attempt with the batch size and
+	// whether the write conflicted (for metrics).
+	OnWrite func(pool string, batch int, conflict bool)
 }
 
 // WriterStats counts what a PoolWriter did.
@@ -67,8 +72,11 @@ func NewPoolWriter(p PoolWriterParams) *PoolWriter {
 	if p.MaxTries <= 0 {
 		p.MaxTries = 30
 	}
+	if p.OnWrite == nil {
+		p.OnWrite = func(string, int, bool) {}
+	}
 	return &PoolWriter{
-		name: p.Pool, store: p.Store, reserved: p.Reserved, spreadKey: p.SpreadKey, maxTries: p.MaxTries,
+		name: p.Pool, store: p.Store, reserved: p.Reserved, spreadKey: p.SpreadKey, maxTries: p.MaxTries, onWrite: p.OnWrite,
 		requests: make(chan *poolRequest, 1024),
 	}
 }
@@ -218,6 +226,7 @@ func (w *PoolWriter) commit(ctx context.Context, batch []*poolRequest) {
 		}
 		w.stats.Writes.Add(1)
 		err := w.store.UpdatePoolStatus(ctx, obj)
+		w.onWrite(w.name, len(batch), errors.Is(err, ipam.ErrConflict))
 		if err == nil {
 			w.obj, w.state = obj, next
 			answer(batch, results)
@@ -339,4 +348,11 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// nodeKey hashes a node name into a PoolWriter's SpreadKey.
+func nodeKey(node string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(node))
+	return h.Sum64()
 }

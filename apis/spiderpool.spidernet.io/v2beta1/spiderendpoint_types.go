@@ -47,6 +47,12 @@ type PodAllocationOrbweaver struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
 	ContainerID string `json:"containerID,omitempty"`
+
+	// Networks maps each interface to the CNI network that attached it, so that CNI GC
+	// of one network never releases another network's interfaces.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	Networks map[string]string `json:"networks,omitempty"`
 }
 
 // IPAllocationDetail is the addressing of one interface of a pod.
@@ -106,6 +112,9 @@ type IPAllocationDetail struct {
 // StatefulSet pod it outlives the pod, which is how the pod keeps its IPs.
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Namespaced,shortName=se,categories=spiderpool
+// The node is a selectable field so that each node agent watches only its own node's
+// endpoints (`--field-selector status.current.node=<node>`), not every pod's.
+// +kubebuilder:selectablefield:JSONPath=`.status.current.node`
 // +kubebuilder:printcolumn:name="INTERFACE",type=string,JSONPath=`.status.current.ips[0].interface`,description="first interface"
 // +kubebuilder:printcolumn:name="IPV4POOL",type=string,JSONPath=`.status.current.ips[0].ipv4Pool`,description="pool of the first interface's IPv4"
 // +kubebuilder:printcolumn:name="IPV4",type=string,JSONPath=`.status.current.ips[0].ipv4`,description="first interface's IPv4"

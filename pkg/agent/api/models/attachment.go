@@ -33,6 +33,10 @@ type Attachment struct {
 	// Max Length: 4096
 	NetNamespace string `json:"netNamespace,omitempty"`
 
+	// The CNI network's name (the config's name); GC releases only attachments of its own network.
+	// Max Length: 253
+	NetworkName string `json:"networkName,omitempty"`
+
 	// pod name
 	// Required: true
 	// Max Length: 253
@@ -63,6 +67,10 @@ func (m *Attachment) Validate(formats strfmt.Registry) error {
 	}
 
 	if err := m.validateNetNamespace(formats); err != nil {
+		res = append(res, err)
+	}
+
+	if err := m.validateNetworkName(formats); err != nil {
 		res = append(res, err)
 	}
 
@@ -124,6 +132,18 @@ func (m *Attachment) validateNetNamespace(formats strfmt.Registry) error {
 	}
 
 	if err := validate.MaxLength("netNamespace", "body", m.NetNamespace, 4096); err != nil {
+		return err
+	}
+
+	return nil
+}
+
+func (m *Attachment) validateNetworkName(formats strfmt.Registry) error {
+	if typeutils.IsZero(m.NetworkName) { // not required
+		return nil
+	}
+
+	if err := validate.MaxLength("networkName", "body", m.NetworkName, 253); err != nil {
 		return err
 	}
 

@@ -11,12 +11,18 @@ import (
 	"github.com/go-openapi/strfmt"
 	"github.com/go-openapi/swag/jsonutils"
 	"github.com/go-openapi/swag/typeutils"
+	"github.com/go-openapi/validate"
 )
 
 // GCArgs g c args
 //
 // swagger:model GCArgs
 type GCArgs struct {
+
+	// The CNI network being collected; attachments of other networks are left alone.
+	// Required: true
+	// Min Length: 1
+	NetworkName *string `json:"networkName"`
 
 	// Attachments still in use; everything else this node holds is released.
 	ValidAttachments []*GCAttachment `json:"validAttachments"`
@@ -26,6 +32,10 @@ type GCArgs struct {
 func (m *GCArgs) Validate(formats strfmt.Registry) error {
 	var res []error
 
+	if err := m.validateNetworkName(formats); err != nil {
+		res = append(res, err)
+	}
+
 	if err := m.validateValidAttachments(formats); err != nil {
 		res = append(res, err)
 	}
@@ -33,6 +43,19 @@ func (m *GCArgs) Validate(formats strfmt.Registry) error {
 	if len(res) > 0 {
 		return errors.CompositeValidationError(res...)
 	}
+	return nil
+}
+
+func (m *GCArgs) validateNetworkName(formats strfmt.Registry) error {
+
+	if err := validate.Required("networkName", "body", m.NetworkName); err != nil {
+		return err
+	}
+
+	if err := validate.MinLength("networkName", "body", *m.NetworkName, 1); err != nil {
+		return err
+	}
+
 	return nil
 }
 

@@ -1,0 +1,53 @@
+// Command orbweaver-agent is the node agent: one per node (a DaemonSet), serving the
+// orbweaver CNI plugin on a unix socket. It only wires flags into agent.Config.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/orbweaver-ipam/orbweaver/pkg/agent"
+)
+
+func main() {
+	var cfg agent.Config
+	var ipv4, ipv6 bool
+	flag.StringVar(&cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "the node this agent serves (default $NODE_NAME)")
+	flag.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file; empty means the in-cluster configuration")
+	flag.StringVar(&cfg.SocketPath, "socket", agent.DefaultSocketPath, "unix socket the CNI plugin calls (its ipam_unix_socket_path)")
+	flag.StringVar(&cfg.HealthAddr, "health-addr", ":5710", "address of /healthz and /readyz; empty disables")
+	flag.StringVar(&cfg.MetricsAddr, "metrics-addr", ":5711", "address of /metrics; empty disables")
+	flag.BoolVar(&ipv4, "enable-ipv4", true, "serve IPv4 addresses")
+	flag.BoolVar(&ipv6, "enable-ipv6", true, "serve IPv6 addresses")
+	flag.StringVar(&cfg.MultusClusterNetwork, "multus-cluster-network", "", "Multus' cluster network (ns/name), matched against spec.multusName for eth0")
+	var qps float64
+	flag.Float64Var(&qps, "kube-api-qps", 100, "API requests per second this agent may make")
+	flag.IntVar(&cfg.Burst, "kube-api-burst", 200, "API request burst")
+	opts := zap.Options{}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	cfg.QPS = float32(qps)
+	cfg.EnableIPv4, cfg.EnableIPv6 = ipv4, ipv6
+	if !ipv4 && !ipv6 {
+		fmt.Fprintln(os.Stderr, "orbweaver-agent: --enable-ipv4 and --enable-ipv6 are both false; enable at least one")
+		os.Exit(2)
+	}
+
+	log := zap.New(zap.UseFlagOptions(&opts))
+	ctrllog.SetLogger(log) // controller-runtime's caches log through it
+	cfg.Log = log
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := agent.Run(ctx, cfg); err != nil {
+		log.Error(err, "orbweaver-agent failed")
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,233 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
+)
+
+// DefaultSocketPath is where the agent serves the CNI plugin.
+const DefaultSocketPath = "/var/run/orbweaver/agent.sock"
+
+// Config is everything the node agent needs to run.
+type Config struct {
+	// NodeName is the node this agent serves (the DaemonSet passes spec.nodeName).
+	NodeName string
+	// RESTConfig reaches the API server; when nil, Kubeconfig is read, and when that is
+	// empty too, the in-cluster configuration is used.
+	RESTConfig *rest.Config
+	Kubeconfig string
+	// QPS and Burst limit this agent's API requests (defaults 100 and 200): group commit
+	// keeps pool writes far below them; SpiderEndpoint writes are one per pod.
+	QPS   float32
+	Burst int
+	// SocketPath is the unix socket the CNI plugin calls (DefaultSocketPath when empty).
+	SocketPath string
+	// HealthAddr serves /healthz and /readyz, MetricsAddr serves /metrics; empty disables.
+	HealthAddr, MetricsAddr string
+	// EnableIPv4 and EnableIPv6 are the families served; both false means both.
+	EnableIPv4, EnableIPv6 bool
+	// MultusClusterNetwork is Multus' cluster network ("ns/name"), for spec.multusName.
+	MultusClusterNetwork string
+	// Registry receives the agent's metrics; nil means a registry of its own.
+	Registry *prometheus.Registry
+	Log      logr.Logger
+	// Ready, if set, is called once the caches have synced and the socket serves.
+	Ready func()
+}
+
+// Run serves IPAM requests for one node until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.NodeName == "" {
+		return errors.New("orbweaver agent: no node name: set --node-name or the NODE_NAME environment variable (the DaemonSet passes spec.nodeName)")
+	}
+	if cfg.SocketPath == "" {
+		cfg.SocketPath = DefaultSocketPath
+	}
+	log := cfg.Log.WithValues("node", cfg.NodeName)
+	restCfg, err := restConfig(cfg)
+	if err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v2beta1.AddToScheme(scheme))
+
+	direct, err := client.New(restCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("orbweaver agent: API client: %w", err)
+	}
+	kube, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("orbweaver agent: API client: %w", err)
+	}
+	informers, err := cache.New(restCfg, nodeScopedCacheOptions(scheme, cfg.NodeName))
+	if err != nil {
+		return fmt.Errorf("orbweaver agent: caches: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	defer broadcaster.Shutdown()
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	recorder := broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "orbweaver-agent", Host: cfg.NodeName})
+
+	metrics := NewMetrics()
+	registry := cfg.Registry
+	if registry == nil {
+		registry = prometheus.NewRegistry()
+	}
+	if err := metrics.Register(registry); err != nil {
+		return fmt.Errorf("orbweaver agent: metrics: %w", err)
+	}
+
+	var synced atomic.Bool
+	var svc *Service
+	cluster, err := newCachedCluster(ctx, informers, direct, cfg.NodeName, func() {
+		if svc != nil {
+			svc.writers.invalidate()
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("orbweaver agent: %w", err)
+	}
+	svc = NewService(ctx, ServiceParams{
+		Node: cfg.NodeName, Cluster: cluster,
+		Endpoints: crdstore.Endpoints{Client: direct}, Pools: crdstore.Pools{Client: direct},
+		Events: recorderEvents{recorder: recorder}, Log: log, Metrics: metrics,
+		EnableIPv4: cfg.EnableIPv4, EnableIPv6: cfg.EnableIPv6, MultusClusterNetwork: cfg.MultusClusterNetwork,
+		Synced: synced.Load,
+	})
+
+	errs := make(chan error, 4)
+	go func() {
+		if err := informers.Start(ctx); err != nil {
+			errs <- fmt.Errorf("orbweaver agent: caches: %w", err)
+		}
+	}()
+	go func() { errs <- ServeUnix(ctx, cfg.SocketPath, requireSynced(svc, Handler(svc))) }()
+	if cfg.HealthAddr != "" {
+		go func() { errs <- serveTCP(ctx, cfg.HealthAddr, healthHandler(synced.Load)) }()
+	}
+	if cfg.MetricsAddr != "" {
+		go func() {
+			errs <- serveTCP(ctx, cfg.MetricsAddr, promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
+		}()
+	}
+
+	log.Info("waiting for caches", "socket", cfg.SocketPath)
+	syncCtx, syncCancel := context.WithTimeout(ctx, 2*time.Minute)
+	ok := informers.WaitForCacheSync(syncCtx)
+	syncCancel()
+	if !ok {
+		cancel()
+		return fmt.Errorf("orbweaver agent: caches did not sync within 2 minutes: check that the API server is reachable and that the CRDs are installed (kubectl get crd spiderippools.spiderpool.spidernet.io): %w", errors.Join(ctx.Err(), drain(errs)))
+	}
+	synced.Store(true)
+	log.Info("serving", "socket", cfg.SocketPath)
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("stopping")
+		return nil
+	case err := <-errs:
+		cancel()
+		return err
+	}
+}
+
+// drain returns an error already sent, if any.
+func drain(errs chan error) error {
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+func restConfig(cfg Config) (*rest.Config, error) {
+	var rc *rest.Config
+	var err error
+	switch {
+	case cfg.RESTConfig != nil:
+		rc = rest.CopyConfig(cfg.RESTConfig)
+	case cfg.Kubeconfig != "":
+		rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	default:
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("orbweaver agent: API server configuration: %w", err)
+	}
+	rc.QPS, rc.Burst = cfg.QPS, cfg.Burst
+	if rc.QPS == 0 {
+		rc.QPS = 100
+	}
+	if rc.Burst == 0 {
+		rc.Burst = 200
+	}
+	rc.UserAgent = "orbweaver-agent/" + cfg.NodeName
+	return rc, nil
+}
+
+// requireSynced answers IPAM requests with "try again later" until the caches have
+// synced: a release computed from an empty cache could miss what a pool records.
+func requireSynced(s *Service, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/status" && !s.synced() {
+			writeJSON(w, http.StatusServiceUnavailable, apiError(errNotReady))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// healthHandler serves liveness (the process answers) and readiness (caches synced).
+func healthHandler(synced func() bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !synced() {
+			http.Error(w, errNotReady.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	return mux
+}
+
+func serveTCP(ctx context.Context, addr string, h http.Handler) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("orbweaver agent: listen on %s: %w", addr, err)
+	}
+	return serve(ctx, l, h)
+}

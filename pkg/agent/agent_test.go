@@ -1,0 +1,328 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/client/operations"
+	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/models"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+)
+
+func poolAnnotation(v4, v6 string) map[string]string {
+	var parts []string
+	if v4 != "" {
+		parts = append(parts, fmt.Sprintf(`"ipv4":[%q]`, v4))
+	}
+	if v6 != "" {
+		parts = append(parts, fmt.Sprintf(`"ipv6":[%q]`, v6))
+	}
+	return map[string]string{"ipam.spidernet.io/ippool": "{" + strings.Join(parts, ",") + "}"}
+}
+
+// readPool decodes a pool from the API server and checks that its counts equal its records.
+func readPool(t *testing.T, e *testenv.Env, name string) ipam.Pool {
+	t.Helper()
+	obj := &v2beta1.SpiderIPPool{}
+	if err := e.Client.Get(context.Background(), types.NamespacedName{Name: name}, obj); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ipam.NewPool(obj, ip.Set{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ptr.Deref(obj.Status.AllocatedIPCount, 0); got != p.AllocatedCount() {
+		t.Fatalf("pool %s: status.allocatedIPCount %d, records %d", name, got, p.AllocatedCount())
+	}
+	return p
+}
+
+func wantAgentError(t *testing.T, err error, code int32, reason string, msgParts ...string) {
+	t.Helper()
+	var ae *agentError
+	if !errors.As(err, &ae) {
+		t.Fatalf("want an agent error %d %s, got %v", code, reason, err)
+	}
+	if ptr.Deref(ae.model.Code, 0) != code || ae.model.Reason != reason || !containsAll(ptr.Deref(ae.model.Message, ""), msgParts...) {
+		t.Fatalf("want code %d reason %s message with %q, got %v", code, reason, msgParts, ae)
+	}
+}
+
+// TestAgentAddCheckDel walks one pod through ADD, a repeated ADD, CHECK, a stale DEL
+// and DEL, checking the pool and the SpiderEndpoint after each step.
+func TestAgentAddCheckDel(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ta := startAgent(t, e)
+	newPool(t, e, "acd", "10.30.0.0/24", func(sp *v2beta1.SpiderIPPool) {
+		sp.Spec.Gateway = ptr.To(v2beta1.IPAddress("10.30.0.1"))
+		sp.Spec.Routes = []v2beta1.Route{{Dst: "10.31.0.0/16", Gw: "10.30.0.2"}}
+	}, "10.30.0.10-10.30.0.12")
+	waitForPools(t, ta)
+	ns := newNamespace(t, e, nil)
+	pod := newPod(t, e, ns, "web", ta.node, poolAnnotation("acd", ""))
+	att := attachment{pod: pod, containerID: "ctr-1", ifName: "eth0", network: "net-a"}
+
+	res, err := ta.add(ctx, att)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Ips) != 1 {
+		t.Fatalf("want one IP, got %+v", res.Ips)
+	}
+	got := *res.Ips[0].Address
+	prefix := netip.MustParsePrefix(got)
+	if r := netip.MustParseAddr("10.30.0.10"); prefix.Bits() != 24 || prefix.Addr().Less(r) || netip.MustParseAddr("10.30.0.12").Less(prefix.Addr()) {
+		t.Fatalf("IP %s is not in the pool's range with the subnet's prefix", got)
+	}
+	if res.Ips[0].Gateway != "10.30.0.1" || *res.Ips[0].Pool != "acd" {
+		t.Fatalf("want gateway 10.30.0.1 from pool acd, got %+v", res.Ips[0])
+	}
+	if len(res.Routes) != 1 || *res.Routes[0].Dst != "10.31.0.0/16" || res.Routes[0].Gw != "10.30.0.2" {
+		t.Fatalf("want the pool's route, got %+v", res.Routes)
+	}
+
+	again, err := ta.add(ctx, att)
+	if err != nil || *again.Ips[0].Address != got {
+		t.Fatalf("repeated ADD: want %s, got %+v, %v", got, again, err)
+	}
+	p := readPool(t, e, "acd")
+	if p.AllocatedCount() != 1 {
+		t.Fatalf("pool holds %d addresses after two ADDs of one attachment, want 1", p.AllocatedCount())
+	}
+	se, err := getEndpoint(ctx, e, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if se.Status.Current.UID != string(pod.UID) || se.Status.Current.Node != ta.node || ptr.Deref(se.Status.Current.IPs[0].IPv4, "") != got {
+		t.Fatalf("SpiderEndpoint does not record the allocation: %+v", se.Status.Current)
+	}
+
+	if err := ta.check(ctx, att, got); err != nil {
+		t.Fatalf("CHECK of the allocated address: %v", err)
+	}
+	if err := ta.check(ctx, att, "10.30.0.99/24"); err == nil {
+		t.Fatal("CHECK of an address the pod does not hold succeeded")
+	}
+
+	stale := att
+	stale.containerID = "ctr-old"
+	if err := ta.del(ctx, stale); err != nil {
+		t.Fatalf("DEL of an unknown container: %v", err)
+	}
+	if readPool(t, e, "acd").AllocatedCount() != 1 {
+		t.Fatal("a DEL from another container released the pod's address")
+	}
+
+	if err := ta.del(ctx, att); err != nil {
+		t.Fatal(err)
+	}
+	if n := readPool(t, e, "acd").AllocatedCount(); n != 0 {
+		t.Fatalf("pool holds %d addresses after DEL, want 0", n)
+	}
+	if _, err := getEndpoint(ctx, e, pod); err == nil {
+		t.Fatal("SpiderEndpoint still exists after the pod's last interface was released")
+	}
+	if err := ta.del(ctx, att); err != nil {
+		t.Fatalf("repeated DEL: %v", err)
+	}
+	if err := ta.check(ctx, att, got); err == nil {
+		t.Fatal("CHECK after DEL succeeded")
+	}
+}
+
+// TestAgentUserErrors covers the errors a user fixes: they name the pool, carry CNI code
+// 7 or 11 as documented, and leave a Warning event on the pod.
+func TestAgentUserErrors(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ta := startAgent(t, e)
+	newPool(t, e, "tiny", "10.32.0.0/24", nil, "10.32.0.5")
+	waitForPools(t, ta)
+	ns := newNamespace(t, e, nil)
+
+	t.Run("pool exhausted", func(t *testing.T) {
+		first := newPod(t, e, ns, "first", ta.node, poolAnnotation("tiny", ""))
+		if _, err := ta.add(ctx, attachment{pod: first, containerID: "c1", ifName: "eth0"}); err != nil {
+			t.Fatal(err)
+		}
+		second := newPod(t, e, ns, "second", ta.node, poolAnnotation("tiny", ""))
+		_, err := ta.add(ctx, attachment{pod: second, containerID: "c2", ifName: "eth0"})
+		wantAgentError(t, err, codeTryAgainLater, ReasonPoolExhausted, `"tiny"`)
+		waitFor(t, "a Warning event on the pod", func() (bool, error) {
+			w, err := podWarnings(ctx, e, second)
+			return len(w) > 0 && strings.Contains(w[0], "tiny"), err
+		})
+	})
+
+	t.Run("unknown pool, then created", func(t *testing.T) {
+		pod := newPod(t, e, ns, "waits", ta.node, poolAnnotation("later", ""))
+		att := attachment{pod: pod, containerID: "c3", ifName: "eth0"}
+		_, err := ta.add(ctx, att)
+		wantAgentError(t, err, codeInvalidConfig, ReasonUnknownPool, "later")
+		waitFor(t, "a Warning event naming the pool", func() (bool, error) {
+			w, err := podWarnings(ctx, e, pod)
+			return len(w) > 0 && strings.Contains(w[0], "later"), err
+		})
+		newPool(t, e, "later", "10.33.0.0/24", nil, "10.33.0.5-10.33.0.6")
+		waitFor(t, "ADD to succeed once the pool exists", func() (bool, error) {
+			_, err := ta.add(ctx, att)
+			return err == nil, err
+		})
+	})
+
+	t.Run("malformed annotation", func(t *testing.T) {
+		pod := newPod(t, e, ns, "typo", ta.node, map[string]string{"ipam.spidernet.io/ippool": `{"ipv4":["tiny"]`})
+		_, err := ta.add(ctx, attachment{pod: pod, containerID: "c4", ifName: "eth0"})
+		wantAgentError(t, err, codeInvalidConfig, ReasonBadAnnotation, "ipam.spidernet.io/ippool")
+	})
+
+	t.Run("malformed request", func(t *testing.T) {
+		_, err := ta.api.AddContext(ctx, operations.NewAddParams().WithArgs(&models.AddArgs{}))
+		if err == nil {
+			t.Fatal("an ADD without an attachment succeeded")
+		}
+	})
+}
+
+// TestAgentDualStackRollback allocates one IPv4 and one IPv6 address per pod and checks
+// that when one family fails, the other family's address is given back.
+func TestAgentDualStackRollback(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ta := startAgent(t, e)
+	newPool(t, e, "ds4", "10.34.0.0/24", nil, "10.34.0.10-10.34.0.20")
+	newPool(t, e, "ds6", "fd00:34::/64", nil, "fd00:34::10")
+	waitForPools(t, ta)
+	ns := newNamespace(t, e, nil)
+
+	a := newPod(t, e, ns, "a", ta.node, poolAnnotation("ds4", "ds6"))
+	res, err := ta.add(ctx, attachment{pod: a, containerID: "ca", ifName: "eth0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Ips) != 2 || *res.Ips[0].Version == *res.Ips[1].Version {
+		t.Fatalf("want one IPv4 and one IPv6 address, got %+v", res.Ips)
+	}
+
+	b := newPod(t, e, ns, "b", ta.node, poolAnnotation("ds4", "ds6"))
+	_, err = ta.add(ctx, attachment{pod: b, containerID: "cb", ifName: "eth0"})
+	wantAgentError(t, err, codeTryAgainLater, ReasonPoolExhausted, "ds6")
+	if n := readPool(t, e, "ds4").AllocatedCount(); n != 1 {
+		t.Fatalf("IPv4 pool holds %d addresses after the IPv6 half failed, want 1 (rolled back)", n)
+	}
+}
+
+// TestAgentRecreatedPod gives a pod re-created under the same name (a new UID) fresh
+// state: the previous pod's addresses are released, not handed over.
+func TestAgentRecreatedPod(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ta := startAgent(t, e)
+	newPool(t, e, "re", "10.35.0.0/24", nil, "10.35.0.10-10.35.0.20")
+	waitForPools(t, ta)
+	ns := newNamespace(t, e, nil)
+
+	old := newPod(t, e, ns, "job-x", ta.node, poolAnnotation("re", ""))
+	if _, err := ta.add(ctx, attachment{pod: old, containerID: "c-old", ifName: "eth0"}); err != nil {
+		t.Fatal(err)
+	}
+	// The pod is deleted without a CNI DEL reaching us and re-created at once (a Job's
+	// retry with the same name). No garbage collector runs here, so the endpoint stays.
+	// No kubelet confirms a graceful deletion here: delete at once.
+	if err := e.Client.Delete(ctx, old, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the old pod to be gone", func() (bool, error) {
+		err := e.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "job-x"}, old.DeepCopy())
+		return err != nil, nil
+	})
+	fresh := newPod(t, e, ns, "job-x", ta.node, poolAnnotation("re", ""))
+	if _, err := ta.add(ctx, attachment{pod: fresh, containerID: "c-new", ifName: "eth0"}); err != nil {
+		t.Fatal(err)
+	}
+	se, err := getEndpoint(ctx, e, fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if se.Status.Current.UID != string(fresh.UID) {
+		t.Fatalf("SpiderEndpoint still names UID %s, want the new pod's %s", se.Status.Current.UID, fresh.UID)
+	}
+	if n := readPool(t, e, "re").AllocatedCount(); n != 1 {
+		t.Fatalf("pool holds %d addresses, want 1: the previous pod's address must be released", n)
+	}
+}
+
+// TestAgentGC releases the attachments of one network that the runtime no longer lists,
+// and nothing of another network.
+func TestAgentGC(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ta := startAgent(t, e)
+	newPool(t, e, "gc", "10.36.0.0/24", nil, "10.36.0.10-10.36.0.20")
+	waitForPools(t, ta)
+	ns := newNamespace(t, e, nil)
+
+	var atts []attachment
+	for i, network := range []string{"net-a", "net-a", "net-b"} {
+		pod := newPod(t, e, ns, fmt.Sprintf("p%d", i), ta.node, poolAnnotation("gc", ""))
+		a := attachment{pod: pod, containerID: fmt.Sprintf("c%d", i), ifName: "eth0", network: network}
+		if _, err := ta.add(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		atts = append(atts, a)
+	}
+	// GC reads this node's endpoints from the agent's cache, which may lag the writes
+	// above by a watch event: repeat it until the pool shrinks, counting what it freed.
+	args := &models.GCArgs{NetworkName: ptr.To("net-a"), ValidAttachments: []*models.GCAttachment{{ContainerID: ptr.To("c0"), IfName: ptr.To("eth0")}}}
+	var released int64
+	waitFor(t, "GC to release p1", func() (bool, error) {
+		ok, err := ta.api.GcContext(ctx, operations.NewGcParams().WithArgs(args))
+		if err != nil {
+			return false, asAgentError(err)
+		}
+		released += ok.Payload.Released
+		return readPool(t, e, "gc").AllocatedCount() < 3, nil
+	})
+	if released != 1 {
+		t.Fatalf("GC released %d attachments, want 1 (p1 of net-a)", released)
+	}
+	if n := readPool(t, e, "gc").AllocatedCount(); n != 2 {
+		t.Fatalf("pool holds %d addresses after GC, want 2", n)
+	}
+	for _, a := range []attachment{atts[0], atts[2]} {
+		if _, err := getEndpoint(ctx, e, a.pod); err != nil {
+			t.Fatalf("GC removed %s: %v", a.pod.Name, err)
+		}
+	}
+}
+
+// TestAgentStatus reports not ready while every pool is full.
+func TestAgentStatus(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ta := startAgent(t, e)
+	waitForPools(t, ta) // other tests' pools have free addresses
+	_, err := ta.api.StatusContext(ctx, operations.NewStatusParams())
+	if err != nil {
+		t.Fatalf("STATUS: %v", asAgentError(err))
+	}
+}

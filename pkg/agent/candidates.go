@@ -1,0 +1,86 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+)
+
+// selectPools chooses the candidate pools of one NIC from the caches, by the rules of
+// ipam.SelectPools.
+func (s *Service) selectPools(ctx context.Context, req *addRequest) (candidates, error) {
+	ns, err := s.cluster.Namespace(ctx, req.pod.Namespace)
+	if err != nil {
+		return candidates{}, fmt.Errorf("look up namespace %q: %w", req.pod.Namespace, err)
+	}
+	node, err := s.cluster.Node(ctx)
+	if err != nil {
+		return candidates{}, fmt.Errorf("look up this node: %w", err)
+	}
+	pools, err := s.cluster.Pools(ctx)
+	if err != nil {
+		return candidates{}, fmt.Errorf("list SpiderIPPools: %w", err)
+	}
+	ifName := *req.att.IfName
+	sel, err := ipam.SelectPools(ipam.SelectionInput{
+		Pod: req.pod, Namespace: ns, Node: node,
+		TopController:  topControllerOf(req.pod),
+		IfName:         ifName,
+		MultusNetwork:  ipam.MultusNetworkOf(req.pod, ifName, s.multusClusterNetwork),
+		CNIDefaultIPv4: req.args.DefaultIPv4IPPool,
+		CNIDefaultIPv6: req.args.DefaultIPv6IPPool,
+		Pools:          pools,
+		EnableIPv4:     s.enableIPv4,
+		EnableIPv6:     s.enableIPv6,
+	})
+	if err != nil {
+		return candidates{}, fmt.Errorf("choose a pool for pod %s interface %s: %w", podRef(req.att), ifName, err)
+	}
+	return candidates{ipv4: sel.IPv4, ipv6: sel.IPv6, cleanGateway: sel.CleanGateway, routes: sel.Routes}, nil
+}
+
+// topControllerOf names the pod's top controller as auto pools match it: a ReplicaSet's
+// pod belongs to its Deployment when the ReplicaSet's name is the Deployment's plus the
+// pod-template-hash (how the Deployment controller names them), so no ReplicaSet needs
+// to be read.
+func topControllerOf(pod *corev1.Pod) ipam.TopController {
+	ref := metav1.GetControllerOf(pod)
+	if ref == nil {
+		return ipam.TopController{}
+	}
+	top := ipam.TopController{APIVersion: ref.APIVersion, Kind: ref.Kind, Namespace: pod.Namespace, Name: ref.Name}
+	if ref.Kind == "ReplicaSet" && strings.HasPrefix(ref.APIVersion, "apps/") {
+		if hash := pod.Labels["pod-template-hash"]; hash != "" {
+			if name, ok := strings.CutSuffix(ref.Name, "-"+hash); ok && name != "" {
+				top.Kind, top.Name = "Deployment", name
+			}
+		}
+	}
+	return top
+}
+
+// routesFor keeps the custom routes whose gateway lies in one of the NIC's allocated
+// subnets, as SpiderPool does; the others belong to another interface.
+func routesFor(routes []v2beta1.Route, subnets []netip.Prefix) []v2beta1.Route {
+	var out []v2beta1.Route
+	for _, r := range routes {
+		gw, err := netip.ParseAddr(string(r.Gw))
+		if err != nil {
+			continue
+		}
+		for _, s := range subnets {
+			if s.Contains(gw) {
+				out = append(out, r)
+				break
+			}
+		}
+	}
+	return out
+}

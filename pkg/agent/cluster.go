@@ -1,0 +1,191 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+)
+
+// cachedCluster answers the agent's reads from informer caches scoped to what one node
+// needs: its own pods, its own node and its own SpiderEndpoints (by field selector), and
+// every namespace, pool and reserved IP (small, cluster-wide objects). A pod the cache
+// has not seen yet, or has under another UID, is read from the API server: the kubelet
+// may call CNI ADD before this node's watch delivers the pod.
+type cachedCluster struct {
+	cache  cache.Cache
+	direct client.Reader
+	node   string
+
+	mu       sync.Mutex
+	reserved [2]*ip.Set // [0] IPv4, [1] IPv6; nil when stale
+}
+
+var _ Cluster = (*cachedCluster)(nil)
+
+// nodeScopedCacheOptions returns cache options that watch only what the agent of node
+// needs; managed fields are dropped to keep memory small.
+func nodeScopedCacheOptions(scheme *runtime.Scheme, node string) cache.Options {
+	return cache.Options{
+		Scheme:           scheme,
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}:             {Field: fields.OneTermEqualSelector("spec.nodeName", node)},
+			&corev1.Node{}:            {Field: fields.OneTermEqualSelector("metadata.name", node)},
+			&v2beta1.SpiderEndpoint{}: {Field: fields.OneTermEqualSelector("status.current.node", node)},
+		},
+	}
+}
+
+// newCachedCluster starts informers for every kind the agent reads and registers
+// onReservedChange to run whenever a SpiderReservedIP changes.
+func newCachedCluster(ctx context.Context, c cache.Cache, direct client.Reader, node string, onReservedChange func()) (*cachedCluster, error) {
+	cc := &cachedCluster{cache: c, direct: direct, node: node}
+	for _, obj := range []client.Object{&corev1.Pod{}, &corev1.Node{}, &corev1.Namespace{}, &v2beta1.SpiderIPPool{}, &v2beta1.SpiderEndpoint{}} {
+		if _, err := c.GetInformer(ctx, obj); err != nil {
+			return nil, fmt.Errorf("start informer for %T: %w", obj, err)
+		}
+	}
+	inf, err := c.GetInformer(ctx, &v2beta1.SpiderReservedIP{})
+	if err != nil {
+		return nil, fmt.Errorf("start informer for SpiderReservedIP: %w", err)
+	}
+	changed := func() {
+		cc.mu.Lock()
+		cc.reserved = [2]*ip.Set{}
+		cc.mu.Unlock()
+		onReservedChange()
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { changed() },
+		UpdateFunc: func(any, any) { changed() },
+		DeleteFunc: func(any) { changed() },
+	}); err != nil {
+		return nil, fmt.Errorf("watch SpiderReservedIP: %w", err)
+	}
+	return cc, nil
+}
+
+func (c *cachedCluster) Pod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
+	pod := &corev1.Pod{}
+	err := c.cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, pod)
+	if err == nil {
+		return pod, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	if err := c.direct.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, pod); err != nil {
+		return nil, err
+	}
+	return pod, nil
+}
+
+// FreshPod reads the pod from the API server, for when the cached copy may be stale
+// (its UID differs from the one the runtime names).
+func (c *cachedCluster) FreshPod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
+	pod := &corev1.Pod{}
+	if err := c.direct.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, pod); err != nil {
+		return nil, err
+	}
+	return pod, nil
+}
+
+func (c *cachedCluster) Namespace(ctx context.Context, name string) (*corev1.Namespace, error) {
+	ns := &corev1.Namespace{}
+	if err := c.cache.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
+		return nil, err
+	}
+	return ns, nil
+}
+
+func (c *cachedCluster) Node(ctx context.Context) (*corev1.Node, error) {
+	node := &corev1.Node{}
+	if err := c.cache.Get(ctx, client.ObjectKey{Name: c.node}, node); err != nil {
+		return nil, fmt.Errorf("node %q: %w", c.node, err)
+	}
+	return node, nil
+}
+
+func (c *cachedCluster) Pools(ctx context.Context) ([]v2beta1.SpiderIPPool, error) {
+	var list v2beta1.SpiderIPPoolList
+	if err := c.cache.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
+
+func (c *cachedCluster) Pool(ctx context.Context, name string) (*v2beta1.SpiderIPPool, error) {
+	pool := &v2beta1.SpiderIPPool{}
+	if err := c.cache.Get(ctx, client.ObjectKey{Name: name}, pool); err != nil {
+		return nil, err
+	}
+	return pool, nil
+}
+
+func (c *cachedCluster) Endpoints(ctx context.Context) ([]v2beta1.SpiderEndpoint, error) {
+	var list v2beta1.SpiderEndpointList
+	if err := c.cache.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
+
+// Reserved returns the union of every SpiderReservedIP of a family, computed once per
+// change of the reserved IPs.
+func (c *cachedCluster) Reserved(is4 bool) ip.Set {
+	i := 1
+	if is4 {
+		i = 0
+	}
+	c.mu.Lock()
+	if s := c.reserved[i]; s != nil {
+		c.mu.Unlock()
+		return *s
+	}
+	c.mu.Unlock()
+	var list v2beta1.SpiderReservedIPList
+	if err := c.cache.List(context.Background(), &list); err != nil {
+		return ip.Set{}
+	}
+	s := reservedSet(list.Items, is4)
+	c.mu.Lock()
+	c.reserved[i] = &s
+	c.mu.Unlock()
+	return s
+}
+
+// reservedSet is the union of the reserved IPs of one family. Entries that do not parse
+// are skipped: the schema refuses them, and a reservation can only ever narrow a pool.
+func reservedSet(items []v2beta1.SpiderReservedIP, is4 bool) ip.Set {
+	var out ip.Set
+	for i := range items {
+		for _, tok := range items[i].Spec.IPs {
+			set, err := ip.ParseRanges([]string{string(tok)})
+			if err != nil || set.IsEmpty() || set.Is4() != is4 {
+				continue
+			}
+			if u, err := out.Union(set); err == nil {
+				out = u
+			}
+		}
+	}
+	return out
+}
+
+// poolFamily reports whether a pool is IPv4, from its subnet.
+func poolFamily(sp *v2beta1.SpiderIPPool) (is4 bool) {
+	p, err := netip.ParsePrefix(string(sp.Spec.Subnet))
+	return err != nil || p.Addr().Is4()
+}

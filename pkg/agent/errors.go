@@ -1,0 +1,92 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/models"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+)
+
+// CNI error codes the agent asks the plugin to report.
+const (
+	codeInvalidConfig int32 = 7  // the user must change something: annotation, pool, CNI config
+	codeTryAgainLater int32 = 11 // transient: the runtime retries
+	// codePluginNotAvailable is CNI STATUS's "the plugin cannot serve ADD now".
+	codePluginNotAvailable int32 = 50
+)
+
+// Reasons: short machine-readable classes, also used as pod Event reasons and metric labels.
+const (
+	ReasonPoolExhausted = "PoolExhausted"
+	ReasonNoPool        = "NoPool"
+	ReasonPoolRefused   = "PoolRefused"
+	ReasonUnknownPool   = "UnknownPool"
+	ReasonBadAnnotation = "BadAnnotation"
+	ReasonBadCNIConfig  = "BadCNIConfig"
+	ReasonAutoPool      = "AutoPoolUnsupported"
+	ReasonConflict      = "Conflict"
+	ReasonNotReady      = "NotReady"
+	ReasonInternal      = "Internal"
+	ReasonBadRequest    = "BadRequest"
+)
+
+// userError is a failure the user fixes (a bad annotation, a pool that refuses the pod);
+// its reason names the class.
+type userError struct {
+	reason string
+	err    error
+}
+
+func (e *userError) Error() string { return e.err.Error() }
+func (e *userError) Unwrap() error { return e.err }
+
+func userErr(reason string, err error) error { return &userError{reason: reason, err: err} }
+
+// classify maps an error to what the plugin reports and what the pod's event says.
+func classify(err error) (code int32, reason string) {
+	var ue *userError
+	switch {
+	case errors.As(err, &ue):
+		return codeInvalidConfig, ue.reason
+	case errors.Is(err, ipam.ErrBadAnnotation):
+		return codeInvalidConfig, ReasonBadAnnotation
+	case errors.Is(err, ipam.ErrBadCNIConfig):
+		return codeInvalidConfig, ReasonBadCNIConfig
+	case errors.Is(err, ipam.ErrUnknownPool):
+		return codeInvalidConfig, ReasonUnknownPool
+	case errors.Is(err, ipam.ErrPoolRefused):
+		return codeInvalidConfig, ReasonPoolRefused
+	case errors.Is(err, ipam.ErrNoPool):
+		return codeInvalidConfig, ReasonNoPool
+	case errors.Is(err, ipam.ErrAutoPoolUnsupported):
+		return codeInvalidConfig, ReasonAutoPool
+	case errors.Is(err, ipam.ErrPoolExhausted):
+		return codeTryAgainLater, ReasonPoolExhausted
+	case errors.Is(err, ipam.ErrConflict):
+		return codeTryAgainLater, ReasonConflict
+	case errors.Is(err, errNotReady), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return codeTryAgainLater, ReasonNotReady
+	case errors.Is(err, ipam.ErrInvalidPool), errors.Is(err, ipam.ErrPoolNotFound):
+		return codeInvalidConfig, ReasonUnknownPool
+	}
+	return codeTryAgainLater, ReasonInternal
+}
+
+// errNotReady means the agent cannot serve yet (caches not synced).
+var errNotReady = errors.New("orbweaver agent is not ready: its caches have not synced yet")
+
+// apiError turns an error into the API's Error model.
+func apiError(err error) *models.Error {
+	code, reason := classify(err)
+	msg := err.Error()
+	return &models.Error{Code: &code, Reason: reason, Message: &msg}
+}
+
+func wrapf(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), err)
+}

@@ -1,0 +1,202 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/models"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
+)
+
+// Del releases the IPs of one NIC of a pod if, and only if, this container holds them.
+// A DEL for an unknown container, or for an old sandbox of a pod whose new sandbox now
+// holds the IPs, succeeds and releases nothing.
+func (s *Service) Del(ctx context.Context, att *models.Attachment) (err error) {
+	start := time.Now()
+	defer func() { s.metrics.observe("del", start, err) }()
+	se, err := s.endpoints.Get(ctx, *att.PodNamespace, *att.PodName)
+	if err != nil && !errors.Is(err, crdstore.ErrEndpointNotFound) {
+		return err
+	}
+	if se != nil && containerOf(se) == *att.ContainerID && (att.PodUID == "" || att.PodUID == se.Status.Current.UID) {
+		return s.releaseNIC(ctx, se, *att.IfName)
+	}
+	// No record of this container: either nothing was ever allocated, or an ADD stopped
+	// between its pool write and its endpoint write. Release whatever the pools record
+	// for this exact attachment.
+	uid := att.PodUID
+	if uid == "" {
+		if se != nil {
+			return nil // the endpoint belongs to another container: a stale DEL
+		}
+		pod, err := s.cluster.Pod(ctx, *att.PodNamespace, *att.PodName)
+		if err != nil {
+			return nil // pod and record gone: GC owns what may be left
+		}
+		uid = string(pod.UID)
+	}
+	_, err = s.releaseOwnerEverywhere(ctx, records.OwnerOf(uid, *att.ContainerID, *att.IfName))
+	return err
+}
+
+// releaseNIC frees the addresses of one NIC recorded in the endpoint and removes the NIC
+// from it, deleting the endpoint with its last NIC.
+func (s *Service) releaseNIC(ctx context.Context, se *v2beta1.SpiderEndpoint, ifName string) error {
+	for try := 0; try < 5; try++ {
+		nic := findNIC(se, ifName)
+		if nic == nil {
+			return nil
+		}
+		owner := records.OwnerOf(se.Status.Current.UID, containerOf(se), ifName)
+		for _, a := range nicAddrs(nic) {
+			if _, err := s.writers.get(a.pool).Release(ctx, a.addr, owner); err != nil && !errors.Is(err, ipam.ErrPoolNotFound) {
+				return fmt.Errorf("release %s from SpiderIPPool %q: %w", a.addr, a.pool, err)
+			}
+		}
+		next := se.DeepCopy()
+		next.Status.Current.IPs = slices.DeleteFunc(next.Status.Current.IPs, func(d v2beta1.IPAllocationDetail) bool { return d.NIC == ifName })
+		var err error
+		if len(next.Status.Current.IPs) == 0 {
+			err = s.endpoints.Delete(ctx, se)
+		} else {
+			if o := next.Status.Current.Orbweaver; o != nil {
+				delete(o.Networks, ifName)
+			}
+			err = s.endpoints.Update(ctx, next)
+		}
+		if !errors.Is(err, crdstore.ErrEndpointChanged) {
+			return err
+		}
+		if se, err = s.endpoints.Get(ctx, se.Namespace, se.Name); err != nil {
+			if errors.Is(err, crdstore.ErrEndpointNotFound) {
+				return nil
+			}
+			return err
+		}
+	}
+	return fmt.Errorf("update SpiderEndpoint %s/%s: %w", se.Namespace, se.Name, ipam.ErrConflict)
+}
+
+// releaseOwnerEverywhere frees what any pool records for an attachment.
+func (s *Service) releaseOwnerEverywhere(ctx context.Context, owner records.Owner) ([]netip.Addr, error) {
+	pools, err := s.cluster.Pools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var freed []netip.Addr
+	var errs []error
+	for i := range pools {
+		p, err := ipam.NewPool(&pools[i], s.cluster.Reserved(true))
+		if err != nil {
+			continue // an invalid pool cannot hold our records usefully; GC reports it
+		}
+		if _, held := p.HeldBy(owner); !held {
+			continue
+		}
+		got, err := s.writers.get(pools[i].Name).ReleaseOwner(ctx, owner)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		freed = append(freed, got...)
+	}
+	return freed, errors.Join(errs...)
+}
+
+// Check reports whether the pod's record for this container and NIC holds exactly the
+// given addresses.
+func (s *Service) Check(ctx context.Context, args *models.CheckArgs) (err error) {
+	start := time.Now()
+	defer func() { s.metrics.observe("check", start, err) }()
+	att := args.Attachment
+	se, err := s.endpoints.Get(ctx, *att.PodNamespace, *att.PodName)
+	if err != nil {
+		return checkFailed(fmt.Errorf("no SpiderEndpoint for pod %s: %w", podRef(att), err))
+	}
+	if containerOf(se) != *att.ContainerID {
+		return checkFailed(fmt.Errorf("SpiderEndpoint %s records container %s, not %s", podRef(att), short(containerOf(se)), short(*att.ContainerID)))
+	}
+	nic := findNIC(se, *att.IfName)
+	if nic == nil {
+		return checkFailed(fmt.Errorf("SpiderEndpoint %s has no interface %s", podRef(att), *att.IfName))
+	}
+	var recorded []string
+	for _, c := range []*string{nic.IPv4, nic.IPv6} {
+		if c != nil {
+			recorded = append(recorded, *c)
+		}
+	}
+	var given []string
+	for _, ip := range args.Ips {
+		given = append(given, ip)
+	}
+	slices.Sort(recorded)
+	slices.Sort(given)
+	if len(given) > 0 && !slices.Equal(recorded, given) {
+		return checkFailed(fmt.Errorf("interface %s of pod %s has %v, the record says %v", *att.IfName, podRef(att), given, recorded))
+	}
+	// The pools must still record this attachment as the owner.
+	owner := records.OwnerOf(se.Status.Current.UID, containerOf(se), *att.IfName)
+	for _, a := range nicAddrs(nic) {
+		pool, err := s.cluster.Pool(ctx, a.pool)
+		if err != nil {
+			return checkFailed(err)
+		}
+		p, err := ipam.NewPool(pool, s.cluster.Reserved(a.addr.Is4()))
+		if err != nil {
+			return checkFailed(err)
+		}
+		if h, ok := p.Holder(a.addr); !ok || h != owner {
+			return checkFailed(fmt.Errorf("SpiderIPPool %q does not record %s for pod %s", a.pool, a.addr, podRef(att)))
+		}
+	}
+	return nil
+}
+
+// GC releases this node's interfaces attached by the given network whose attachment is
+// not in the valid list. Interfaces of other networks, or of unknown network, stay.
+func (s *Service) GC(ctx context.Context, args *models.GCArgs) (released int64, err error) {
+	start := time.Now()
+	defer func() { s.metrics.observe("gc", start, err) }()
+	valid := map[[2]string]bool{}
+	for _, a := range args.ValidAttachments {
+		valid[[2]string{*a.ContainerID, *a.IfName}] = true
+	}
+	endpoints, err := s.cluster.Endpoints(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var errs []error
+	for i := range endpoints {
+		se := &endpoints[i]
+		if se.Status.Current.Node != s.node || se.Status.Current.Orbweaver == nil {
+			continue
+		}
+		for nic, network := range se.Status.Current.Orbweaver.Networks {
+			if network != *args.NetworkName || valid[[2]string{containerOf(se), nic}] {
+				continue
+			}
+			if err := s.releaseNIC(ctx, se, nic); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			released++
+			s.log.Info("released by CNI GC", "SpiderEndpoint", se.Namespace+"/"+se.Name, "ifName", nic)
+			if se, err = s.endpoints.Get(ctx, se.Namespace, se.Name); err != nil {
+				break
+			}
+		}
+	}
+	return released, errors.Join(errs...)
+}
+
+// errCheckFailed marks a CHECK whose record does not match.
+var errCheckFailed = errors.New("CHECK failed")
+
+func checkFailed(err error) error { return fmt.Errorf("%w: %w", errCheckFailed, err) }

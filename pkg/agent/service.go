@@ -1,0 +1,558 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/models"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
+)
+
+// Cluster is what the agent reads, from its caches (or, where a cache may lag, the API).
+type Cluster interface {
+	// Pod returns the pod, or an error if it does not exist.
+	Pod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
+	// FreshPod returns the pod as the API server has it now, not as a cache does.
+	FreshPod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
+	// Namespace returns the namespace.
+	Namespace(ctx context.Context, name string) (*corev1.Namespace, error)
+	// Node returns this agent's node.
+	Node(ctx context.Context) (*corev1.Node, error)
+	// Pools returns every SpiderIPPool.
+	Pools(ctx context.Context) ([]v2beta1.SpiderIPPool, error)
+	// Pool returns one SpiderIPPool.
+	Pool(ctx context.Context, name string) (*v2beta1.SpiderIPPool, error)
+	// Reserved returns the addresses of every SpiderReservedIP of a family.
+	Reserved(is4 bool) ip.Set
+	// Endpoints returns the SpiderEndpoints of this node's pods.
+	Endpoints(ctx context.Context) ([]v2beta1.SpiderEndpoint, error)
+}
+
+// EndpointStore reads and writes SpiderEndpoints (crdstore.Endpoints).
+type EndpointStore interface {
+	Get(ctx context.Context, namespace, name string) (*v2beta1.SpiderEndpoint, error)
+	Create(ctx context.Context, se *v2beta1.SpiderEndpoint) error
+	Update(ctx context.Context, se *v2beta1.SpiderEndpoint) error
+	Delete(ctx context.Context, se *v2beta1.SpiderEndpoint) error
+}
+
+// Events records pod events.
+type Events interface {
+	Warning(pod *corev1.Pod, reason, message string)
+}
+
+// Service answers the IPAM requests of one node.
+type Service struct {
+	node      string
+	cluster   Cluster
+	endpoints EndpointStore
+	writers   *writerSet
+	events    Events
+	log       logr.Logger
+	metrics   *Metrics
+	// choose picks the candidate pools of a NIC (see candidates.go).
+	choose func(ctx context.Context, req *addRequest) (candidates, error)
+
+	enableIPv4, enableIPv6 bool
+	multusClusterNetwork   string
+	synced                 func() bool
+}
+
+// ServiceParams are the dependencies of a Service.
+type ServiceParams struct {
+	Node      string
+	Cluster   Cluster
+	Endpoints EndpointStore
+	Pools     ipam.PoolStore
+	Events    Events
+	Log       logr.Logger
+	Metrics   *Metrics
+	// EnableIPv4 and EnableIPv6 are the families the cluster serves; both false means both.
+	EnableIPv4, EnableIPv6 bool
+	// MultusClusterNetwork is Multus' cluster network ("ns/name"), which attaches eth0
+	// when a pod names no default network; spec.multusName is matched against it.
+	MultusClusterNetwork string
+	// Synced reports whether the caches behind Cluster have synced; nil means always.
+	Synced func() bool
+}
+
+// NewService returns a Service; its pool writers run until ctx ends.
+func NewService(ctx context.Context, p ServiceParams) *Service {
+	s := &Service{
+		node: p.Node, cluster: p.Cluster, endpoints: p.Endpoints, events: p.Events, log: p.Log, metrics: p.Metrics,
+		enableIPv4: p.EnableIPv4, enableIPv6: p.EnableIPv6, multusClusterNetwork: p.MultusClusterNetwork,
+		synced: p.Synced,
+	}
+	if s.synced == nil {
+		s.synced = func() bool { return true }
+	}
+	if !s.enableIPv4 && !s.enableIPv6 {
+		s.enableIPv4, s.enableIPv6 = true, true
+	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics()
+	}
+	s.writers = &writerSet{ctx: ctx, store: p.Pools, reserved: p.Cluster.Reserved, spreadKey: nodeKey(p.Node), onWrite: s.metrics.onWrite, m: map[string]*PoolWriter{}}
+	s.choose = s.selectPools
+	return s
+}
+
+// writerSet starts one PoolWriter per pool on first use.
+type writerSet struct {
+	ctx       context.Context
+	store     ipam.PoolStore
+	reserved  func(is4 bool) ip.Set
+	spreadKey uint64
+	onWrite   func(pool string, batch int, conflict bool)
+
+	mu sync.Mutex
+	m  map[string]*PoolWriter
+}
+
+func (ws *writerSet) get(pool string) *PoolWriter {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	w, ok := ws.m[pool]
+	if !ok {
+		w = NewPoolWriter(PoolWriterParams{Pool: pool, Store: ws.store, Reserved: ws.reserved, SpreadKey: ws.spreadKey, OnWrite: ws.onWrite})
+		ws.m[pool] = w
+		go w.Run(ws.ctx)
+	}
+	return w
+}
+
+// all returns every writer started so far.
+func (ws *writerSet) all() []*PoolWriter {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	out := make([]*PoolWriter, 0, len(ws.m))
+	for _, w := range ws.m {
+		out = append(out, w)
+	}
+	return out
+}
+
+// invalidate makes every writer read its pool again (reserved addresses changed).
+func (ws *writerSet) invalidate() {
+	for _, w := range ws.all() {
+		w.Invalidate()
+	}
+}
+
+// addRequest is one ADD with what the agent looked up for it.
+type addRequest struct {
+	args  *models.AddArgs
+	att   *models.Attachment
+	pod   *corev1.Pod
+	owner records.Owner
+}
+
+// candidates are the pools a NIC may use, per family, in order.
+type candidates struct {
+	ipv4, ipv6   []string
+	cleanGateway bool
+	routes       []v2beta1.Route // the pod's custom routes (ipam.spidernet.io/routes)
+}
+
+// nicAllocation is what one family of one NIC got.
+type nicAllocation struct {
+	pool *v2beta1.SpiderIPPool
+	addr netip.Addr
+}
+
+// Add allocates the IPs of one NIC of a pod. It is idempotent for the same pod UID,
+// container and interface, and leaves nothing behind when it fails.
+func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.AddResult, err error) {
+	start := time.Now()
+	att := args.Attachment
+	log := s.log.WithValues("Pod", podRef(att), "containerID", short(*att.ContainerID), "ifName", *att.IfName)
+	defer func() { s.metrics.observe("add", start, err) }()
+
+	pod, err := s.cluster.Pod(ctx, *att.PodNamespace, *att.PodName)
+	if err != nil {
+		return nil, fmt.Errorf("look up pod %s: %w", podRef(att), err)
+	}
+	if att.PodUID != "" && string(pod.UID) != att.PodUID {
+		// The cache may still hold the previous pod of this name: ask the API server.
+		if pod, err = s.cluster.FreshPod(ctx, *att.PodNamespace, *att.PodName); err != nil {
+			return nil, fmt.Errorf("look up pod %s: %w", podRef(att), err)
+		}
+	}
+	if att.PodUID != "" && string(pod.UID) != att.PodUID {
+		return nil, fmt.Errorf("pod %s has UID %s, the runtime asked for %s: the pod was re-created; the runtime will retry", podRef(att), pod.UID, att.PodUID)
+	}
+	req := &addRequest{args: args, att: att, pod: pod, owner: records.OwnerOf(string(pod.UID), *att.ContainerID, *att.IfName)}
+	defer func() {
+		if err != nil {
+			_, reason := classify(err)
+			s.events.Warning(pod, EventAllocationFailed, fmt.Sprintf("%s: %v", reason, err))
+			log.Info("allocation failed", "reason", reason, "error", err.Error())
+		}
+	}()
+
+	se, err := s.endpoints.Get(ctx, pod.Namespace, pod.Name)
+	switch {
+	case errors.Is(err, crdstore.ErrEndpointNotFound):
+		se = nil
+	case err != nil:
+		return nil, err
+	case se.Status.Current.UID != string(pod.UID):
+		// A previous pod of the same name: free what it held before serving this one.
+		if err := s.releaseEndpoint(ctx, se); err != nil {
+			return nil, fmt.Errorf("release the IPs of the previous pod named %s: %w", podRef(att), err)
+		}
+		se = nil
+	default:
+		if nic := findNIC(se, *att.IfName); nic != nil {
+			return s.reuse(ctx, req, se, nic)
+		}
+	}
+
+	cands, err := s.choose(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	allocs, err := s.allocate(ctx, req, cands)
+	if err != nil {
+		return nil, err
+	}
+	detail, result := s.describe(*att.IfName, allocs, cands.cleanGateway || args.CleanGateway, cands.routes)
+	if err := s.record(ctx, req, se, detail); err != nil {
+		s.rollback(req, allocs)
+		return nil, err
+	}
+	log.V(1).Info("allocated", "ips", result.Ips)
+	return result, nil
+}
+
+// allocate takes one address per family, trying each family's pools in order, both
+// families at once; if one family fails, what the other took is released.
+func (s *Service) allocate(ctx context.Context, req *addRequest, c candidates) ([]nicAllocation, error) {
+	families := [][]string{c.ipv4, c.ipv6}
+	results := make([]nicAllocation, len(families))
+	errs := make([]error, len(families))
+	var wg sync.WaitGroup
+	for i, pools := range families {
+		if len(pools) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = s.allocateFamily(ctx, req, pools)
+		}()
+	}
+	wg.Wait()
+	var got []nicAllocation
+	for i := range families {
+		if results[i].pool != nil {
+			got = append(got, results[i])
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.rollback(req, got)
+		return nil, err
+	}
+	if len(got) == 0 {
+		return nil, userErr(ReasonNoPool, fmt.Errorf("no pool for pod %s interface %s", podRef(req.att), *req.att.IfName))
+	}
+	return got, nil
+}
+
+// allocateFamily tries the pools of one family in order; a full pool passes to the next.
+func (s *Service) allocateFamily(ctx context.Context, req *addRequest, pools []string) (nicAllocation, error) {
+	var exhausted []error
+	for _, name := range pools {
+		pool, err := s.cluster.Pool(ctx, name)
+		if err != nil {
+			return nicAllocation{}, err
+		}
+		addr, err := s.writers.get(name).Allocate(ctx, req.owner)
+		if errors.Is(err, ipam.ErrPoolExhausted) {
+			exhausted = append(exhausted, err)
+			continue
+		}
+		if err != nil {
+			return nicAllocation{}, err
+		}
+		return nicAllocation{pool: pool, addr: addr}, nil
+	}
+	return nicAllocation{}, fmt.Errorf("every candidate pool %v is full: %w", pools, errors.Join(exhausted...))
+}
+
+// rollback releases what a failed ADD took, under its own deadline: the request's may
+// be what ran out.
+func (s *Service) rollback(req *addRequest, allocs []nicAllocation) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, a := range allocs {
+		if _, err := s.writers.get(a.pool.Name).Release(ctx, a.addr, req.owner); err != nil {
+			s.log.Error(err, "rollback failed; garbage collection will release the address", "SpiderIPPool", a.pool.Name, "ip", a.addr.String())
+		}
+	}
+}
+
+// describe builds the endpoint's NIC record and the CNI result: the pools' gateways and
+// routes, then the pod's custom routes whose gateway lies in an allocated subnet.
+func (s *Service) describe(ifName string, allocs []nicAllocation, cleanGateway bool, custom []v2beta1.Route) (v2beta1.IPAllocationDetail, *models.AddResult) {
+	detail := v2beta1.IPAllocationDetail{NIC: ifName, CleanGateway: ptr.To(cleanGateway)}
+	result := &models.AddResult{}
+	var subnets []netip.Prefix
+	for _, a := range allocs {
+		prefix, _ := netip.ParsePrefix(string(a.pool.Spec.Subnet))
+		subnets = append(subnets, prefix)
+		cidr := netip.PrefixFrom(a.addr, prefix.Bits()).String()
+		version := int64(4)
+		gw := ""
+		if a.pool.Spec.Gateway != nil && !cleanGateway {
+			gw = string(*a.pool.Spec.Gateway)
+		}
+		if a.addr.Is4() {
+			detail.IPv4, detail.IPv4Pool = ptr.To(cidr), ptr.To(a.pool.Name)
+			if gw != "" {
+				detail.IPv4Gateway = ptr.To(gw)
+			}
+		} else {
+			version = 6
+			detail.IPv6, detail.IPv6Pool = ptr.To(cidr), ptr.To(a.pool.Name)
+			if gw != "" {
+				detail.IPv6Gateway = ptr.To(gw)
+			}
+		}
+		result.Ips = append(result.Ips, &models.IPConfig{Version: &version, Address: ptr.To(cidr), Gateway: gw, Pool: ptr.To(a.pool.Name), Nic: ifName})
+		detail.Routes = append(detail.Routes, a.pool.Spec.Routes...)
+	}
+	detail.Routes = append(detail.Routes, routesFor(custom, subnets)...)
+	for _, r := range detail.Routes {
+		result.Routes = append(result.Routes, &models.Route{IfName: ifName, Dst: ptr.To(r.Dst), Gw: string(r.Gw)})
+	}
+	return detail, result
+}
+
+// record writes the NIC into the pod's SpiderEndpoint, creating it for the first NIC.
+func (s *Service) record(ctx context.Context, req *addRequest, se *v2beta1.SpiderEndpoint, detail v2beta1.IPAllocationDetail) error {
+	for try := 0; try < 5; try++ {
+		if se == nil {
+			se = newEndpoint(req.pod, s.node, *req.att.ContainerID)
+			se.Status.Current.IPs = []v2beta1.IPAllocationDetail{detail}
+			setNetwork(se, detail.NIC, req.att.NetworkName)
+			err := s.endpoints.Create(ctx, se)
+			if !errors.Is(err, crdstore.ErrEndpointChanged) {
+				return err
+			}
+		} else {
+			next := se.DeepCopy()
+			next.Status.Current.IPs = slices.DeleteFunc(next.Status.Current.IPs, func(d v2beta1.IPAllocationDetail) bool { return d.NIC == detail.NIC })
+			next.Status.Current.IPs = append(next.Status.Current.IPs, detail)
+			setNetwork(next, detail.NIC, req.att.NetworkName)
+			err := s.endpoints.Update(ctx, next)
+			if !errors.Is(err, crdstore.ErrEndpointChanged) {
+				return err
+			}
+		}
+		// Another NIC of the same pod wrote it meanwhile: merge into the fresh one.
+		fresh, err := s.endpoints.Get(ctx, req.pod.Namespace, req.pod.Name)
+		switch {
+		case errors.Is(err, crdstore.ErrEndpointNotFound):
+			se = nil
+		case err != nil:
+			return err
+		case fresh.Status.Current.UID != string(req.pod.UID):
+			return fmt.Errorf("SpiderEndpoint %s/%s belongs to pod UID %s now: %w", req.pod.Namespace, req.pod.Name, fresh.Status.Current.UID, ipam.ErrConflict)
+		default:
+			se = fresh
+		}
+	}
+	return fmt.Errorf("record SpiderEndpoint %s/%s: %w", req.pod.Namespace, req.pod.Name, ipam.ErrConflict)
+}
+
+func newEndpoint(pod *corev1.Pod, node, containerID string) *v2beta1.SpiderEndpoint {
+	kind, name := topController(pod)
+	return &v2beta1.SpiderEndpoint{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: pod.Namespace, Name: pod.Name,
+			// Deleted with the pod by Kubernetes' garbage collector once the pod is gone.
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}},
+		},
+		Status: v2beta1.WorkloadEndpointStatus{
+			Current: v2beta1.PodIPAllocation{
+				UID: string(pod.UID), Node: node,
+				Orbweaver: &v2beta1.PodAllocationOrbweaver{ContainerID: containerID},
+			},
+			OwnerControllerType: kind, OwnerControllerName: name,
+		},
+	}
+}
+
+// topController names the pod's controller as SpiderPool does (Deployment for a
+// ReplicaSet named <deployment>-<hash> is resolved by the controller milestone).
+func topController(pod *corev1.Pod) (kind, name string) {
+	if ref := metav1.GetControllerOf(pod); ref != nil {
+		return ref.Kind, ref.Name
+	}
+	return "Pod", pod.Name
+}
+
+// reuse answers a repeated ADD from the pod's endpoint. When the runtime re-created the
+// sandbox, the addresses move to the new container first.
+func (s *Service) reuse(ctx context.Context, req *addRequest, se *v2beta1.SpiderEndpoint, nic *v2beta1.IPAllocationDetail) (*models.AddResult, error) {
+	oldCtr := containerOf(se)
+	if oldCtr != *req.att.ContainerID {
+		from := records.OwnerOf(se.Status.Current.UID, oldCtr, nic.NIC)
+		for _, a := range nicAddrs(nic) {
+			ok, err := s.writers.get(a.pool).Rebind(ctx, a.addr, from, req.owner)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				if _, err := s.writers.get(a.pool).Allocate(ctx, req.owner); err != nil {
+					return nil, err
+				}
+			}
+		}
+		next := se.DeepCopy()
+		if next.Status.Current.Orbweaver == nil {
+			next.Status.Current.Orbweaver = &v2beta1.PodAllocationOrbweaver{}
+		}
+		next.Status.Current.Orbweaver.ContainerID = *req.att.ContainerID
+		next.Status.Current.Node = s.node
+		if err := s.endpoints.Update(ctx, next); err != nil {
+			return nil, err
+		}
+	}
+	return resultOf(nic), nil
+}
+
+type poolAddr struct {
+	pool string
+	addr netip.Addr
+}
+
+func nicAddrs(nic *v2beta1.IPAllocationDetail) []poolAddr {
+	var out []poolAddr
+	for _, f := range []struct{ cidr, pool *string }{{nic.IPv4, nic.IPv4Pool}, {nic.IPv6, nic.IPv6Pool}} {
+		if f.cidr == nil || f.pool == nil {
+			continue
+		}
+		if p, err := netip.ParsePrefix(*f.cidr); err == nil {
+			out = append(out, poolAddr{*f.pool, p.Addr()})
+		}
+	}
+	return out
+}
+
+func resultOf(nic *v2beta1.IPAllocationDetail) *models.AddResult {
+	res := &models.AddResult{}
+	add := func(version int64, cidr, pool, gw *string) {
+		if cidr == nil {
+			return
+		}
+		res.Ips = append(res.Ips, &models.IPConfig{Version: ptr.To(version), Address: cidr, Pool: pool, Gateway: ptr.Deref(gw, ""), Nic: nic.NIC})
+	}
+	add(4, nic.IPv4, nic.IPv4Pool, nic.IPv4Gateway)
+	add(6, nic.IPv6, nic.IPv6Pool, nic.IPv6Gateway)
+	for _, r := range nic.Routes {
+		res.Routes = append(res.Routes, &models.Route{IfName: nic.NIC, Dst: ptr.To(r.Dst), Gw: string(r.Gw)})
+	}
+	return res
+}
+
+// setNetwork records which CNI network attached an interface.
+func setNetwork(se *v2beta1.SpiderEndpoint, nic, network string) {
+	if se.Status.Current.Orbweaver == nil {
+		se.Status.Current.Orbweaver = &v2beta1.PodAllocationOrbweaver{}
+	}
+	o := se.Status.Current.Orbweaver
+	if network == "" {
+		delete(o.Networks, nic)
+		return
+	}
+	if o.Networks == nil {
+		o.Networks = map[string]string{}
+	}
+	o.Networks[nic] = network
+}
+
+func containerOf(se *v2beta1.SpiderEndpoint) string {
+	if se.Status.Current.Orbweaver == nil {
+		return ""
+	}
+	return se.Status.Current.Orbweaver.ContainerID
+}
+
+func findNIC(se *v2beta1.SpiderEndpoint, ifName string) *v2beta1.IPAllocationDetail {
+	for i := range se.Status.Current.IPs {
+		if se.Status.Current.IPs[i].NIC == ifName {
+			return &se.Status.Current.IPs[i]
+		}
+	}
+	return nil
+}
+
+// releaseEndpoint frees every address an endpoint records and deletes it.
+func (s *Service) releaseEndpoint(ctx context.Context, se *v2beta1.SpiderEndpoint) error {
+	ctr := containerOf(se)
+	var errs []error
+	for i := range se.Status.Current.IPs {
+		nic := &se.Status.Current.IPs[i]
+		owner := records.OwnerOf(se.Status.Current.UID, ctr, nic.NIC)
+		for _, a := range nicAddrs(nic) {
+			if _, err := s.writers.get(a.pool).Release(ctx, a.addr, owner); err != nil && !errors.Is(err, ipam.ErrPoolNotFound) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return s.endpoints.Delete(ctx, se)
+}
+
+func podRef(att *models.Attachment) string { return *att.PodNamespace + "/" + *att.PodName }
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// NotReady returns why the agent cannot allocate now, or nothing when it can: its caches
+// have synced, and at least one enabled pool has a free address (from the cached counts,
+// which lag the pools by one watch event at most).
+func (s *Service) NotReady(ctx context.Context) []string {
+	if !s.synced() {
+		return []string{"the agent's caches have not synced with the API server yet"}
+	}
+	pools, err := s.cluster.Pools(ctx)
+	if err != nil {
+		return []string{fmt.Sprintf("cannot list SpiderIPPools: %v", err)}
+	}
+	if len(pools) == 0 {
+		return []string{"no SpiderIPPool exists: create one (docs/examples/nginx-v4-ippool.yaml)"}
+	}
+	for i := range pools {
+		p := &pools[i]
+		if ptr.Deref(p.Spec.Disable, false) || p.DeletionTimestamp != nil {
+			continue
+		}
+		if p.Status.TotalIPCount == nil || ptr.Deref(p.Status.AllocatedIPCount, 0) < *p.Status.TotalIPCount {
+			return nil
+		}
+	}
+	return []string{fmt.Sprintf("every one of the %d SpiderIPPools is full, disabled or being deleted", len(pools))}
+}
