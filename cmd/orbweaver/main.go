@@ -1,0 +1,21 @@
+// Command orbweaver is the CNI IPAM plugin. The runtime executes it for each pod
+// interface; it asks orbweaver-agent on the node for the IPs (see pkg/cni).
+package main
+
+import (
+	"os"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/orbweaver-ipam/orbweaver/pkg/cni"
+)
+
+// buildVersion is set at build time: -ldflags "-X main.buildVersion=v0.1.0".
+var buildVersion = "dev"
+
+func main() {
+	p := cni.Plugin{Stdout: os.Stdout, Stderr: os.Stderr}
+	skel.PluginMainFuncs(skel.CNIFuncs{Add: p.Add, Del: p.Del, Check: p.Check, GC: p.GC, Status: p.Status},
+		version.PluginSupports(cni.SupportedVersions()...), "orbweaver "+buildVersion)
+}
