@@ -18,6 +18,8 @@ import (
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/models"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
 	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
 
@@ -325,4 +327,102 @@ func TestAgentStatus(t *testing.T) {
 	if err != nil {
 		t.Fatalf("STATUS: %v", asAgentError(err))
 	}
+}
+
+// TestAgentSandboxMoved re-creates a two-interface pod's sandbox: both interfaces keep
+// their addresses and the pools record the new container for both, so the new sandbox's
+// DELs free everything. When, before the move, one interface's address was freed and
+// taken by another pod, that interface gets a fresh address instead of a shared one.
+func TestAgentSandboxMoved(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ta := startAgent(t, e)
+	newPool(t, e, "mv-a", "10.37.0.0/24", nil, "10.37.0.10-10.37.0.20")
+	newPool(t, e, "mv-b", "10.38.0.0/24", nil, "10.38.0.10-10.38.0.20")
+	waitForPools(t, ta)
+	ns := newNamespace(t, e, nil)
+	twoNICs := map[string]string{"ipam.spidernet.io/ippools": `[{"interface":"eth0","ipv4":["mv-a"]},{"interface":"net1","ipv4":["mv-b"]}]`}
+
+	addBoth := func(pod attachment) (eth0, net1 string) {
+		t.Helper()
+		for _, ifName := range []string{"eth0", "net1"} {
+			a := pod
+			a.ifName = ifName
+			res, err := ta.add(ctx, a)
+			if err != nil {
+				t.Fatalf("ADD %s %s: %v", a.containerID, ifName, err)
+			}
+			if ifName == "eth0" {
+				eth0 = *res.Ips[0].Address
+			} else {
+				net1 = *res.Ips[0].Address
+			}
+		}
+		return eth0, net1
+	}
+
+	t.Run("both interfaces move", func(t *testing.T) {
+		pod := newPod(t, e, ns, "moved", ta.node, twoNICs)
+		eth0, net1 := addBoth(attachment{pod: pod, containerID: "sandbox-1"})
+		gotEth0, gotNet1 := addBoth(attachment{pod: pod, containerID: "sandbox-2"})
+		if gotEth0 != eth0 || gotNet1 != net1 {
+			t.Fatalf("new sandbox got %s, %s; want the old addresses %s, %s", gotEth0, gotNet1, eth0, net1)
+		}
+		for _, ifName := range []string{"eth0", "net1"} {
+			a := attachment{pod: pod, containerID: "sandbox-2", ifName: ifName}
+			if err := ta.check(ctx, a); err != nil {
+				t.Fatalf("CHECK %s after the move: %v", ifName, err)
+			}
+			if err := ta.del(ctx, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if a, b := readPool(t, e, "mv-a").AllocatedCount(), readPool(t, e, "mv-b").AllocatedCount(); a != 0 || b != 0 {
+			t.Fatalf("pools hold %d and %d addresses after the new sandbox's DELs, want 0 and 0", a, b)
+		}
+	})
+
+	t.Run("an address taken meanwhile is not reused", func(t *testing.T) {
+		pod := newPod(t, e, ns, "robbed", ta.node, twoNICs)
+		eth0, net1 := addBoth(attachment{pod: pod, containerID: "sandbox-1"})
+		// Free net1's address behind the endpoint's back (as GC would) and give it to
+		// another owner.
+		taken := netip.MustParsePrefix(net1).Addr()
+		store := crdstore.Pools{Client: e.Client}
+		obj, err := store.GetPool(ctx, "mv-b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := ipam.NewPool(obj, ip.Set{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, ok := p.Release(taken, records.OwnerOf(string(pod.UID), "sandbox-1", "net1"))
+		if !ok {
+			t.Fatal("the pool did not record net1's address for sandbox-1")
+		}
+		thief := records.OwnerOf("other-pod", "other-ctr", "eth0")
+		p, addrs, err := p.Allocate([]records.Owner{thief}, taken)
+		if err != nil || addrs[0] != taken {
+			t.Fatalf("could not hand %s to another owner: %v %v", taken, addrs, err)
+		}
+		if err := p.WriteStatus(obj); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.UpdatePoolStatus(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+
+		gotEth0, gotNet1 := addBoth(attachment{pod: pod, containerID: "sandbox-2"})
+		if gotEth0 != eth0 {
+			t.Fatalf("eth0 got %s after the move, want its address %s", gotEth0, eth0)
+		}
+		if gotNet1 == net1 {
+			t.Fatalf("net1 got %s again, which another owner holds now", gotNet1)
+		}
+		if h, _ := readPool(t, e, "mv-b").Holder(taken); h != thief {
+			t.Fatalf("%s is recorded for %v, want the other owner", taken, h)
+		}
+	})
 }

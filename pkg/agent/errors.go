@@ -13,6 +13,8 @@ import (
 const (
 	codeInvalidConfig int32 = 7  // the user must change something: annotation, pool, CNI config
 	codeTryAgainLater int32 = 11 // transient: the runtime retries
+	// codeCheckFailed is the plugin-specific code of a CHECK whose record does not match.
+	codeCheckFailed int32 = 999
 	// codePluginNotAvailable is CNI STATUS's "the plugin cannot serve ADD now".
 	codePluginNotAvailable int32 = 50
 )
@@ -30,6 +32,7 @@ const (
 	ReasonNotReady      = "NotReady"
 	ReasonInternal      = "Internal"
 	ReasonBadRequest    = "BadRequest"
+	ReasonCheckFailed   = "CheckFailed"
 )
 
 // userError is a failure the user fixes (a bad annotation, a pool that refuses the pod);
@@ -52,6 +55,8 @@ func classify(err error) (code int32, reason string) {
 		return codeInvalidConfig, ue.reason
 	case errors.Is(err, ipam.ErrBadAnnotation):
 		return codeInvalidConfig, ReasonBadAnnotation
+	case errors.Is(err, errCheckFailed):
+		return codeCheckFailed, ReasonCheckFailed
 	case errors.Is(err, ipam.ErrBadCNIConfig):
 		return codeInvalidConfig, ReasonBadCNIConfig
 	case errors.Is(err, ipam.ErrUnknownPool):

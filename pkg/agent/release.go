@@ -52,7 +52,10 @@ func (s *Service) releaseNIC(ctx context.Context, se *v2beta1.SpiderEndpoint, if
 	for try := 0; try < 5; try++ {
 		nic := findNIC(se, ifName)
 		if nic == nil {
-			return nil
+			// The endpoint no longer lists the interface (a sandbox move dropped it, or an
+			// ADD stopped before recording it): free whatever the pools record for it.
+			_, err := s.releaseOwnerEverywhere(ctx, records.OwnerOf(se.Status.Current.UID, containerOf(se), ifName))
+			return err
 		}
 		owner := records.OwnerOf(se.Status.Current.UID, containerOf(se), ifName)
 		for _, a := range nicAddrs(nic) {

@@ -12,6 +12,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
@@ -217,8 +218,13 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 		}
 		se = nil
 	default:
+		if containerOf(se) != *att.ContainerID {
+			if se, err = s.moveSandbox(ctx, se, *att.ContainerID); err != nil {
+				return nil, fmt.Errorf("move the addresses of pod %s to its new sandbox: %w", podRef(att), err)
+			}
+		}
 		if nic := findNIC(se, *att.IfName); nic != nil {
-			return s.reuse(ctx, req, se, nic)
+			return resultOf(nic), nil // a repeated ADD: the same addresses
 		}
 	}
 
@@ -407,34 +413,43 @@ func topController(pod *corev1.Pod) (kind, name string) {
 	return "Pod", pod.Name
 }
 
-// reuse answers a repeated ADD from the pod's endpoint. When the runtime re-created the
-// sandbox, the addresses move to the new container first.
-func (s *Service) reuse(ctx context.Context, req *addRequest, se *v2beta1.SpiderEndpoint, nic *v2beta1.IPAllocationDetail) (*models.AddResult, error) {
-	oldCtr := containerOf(se)
-	if oldCtr != *req.att.ContainerID {
-		from := records.OwnerOf(se.Status.Current.UID, oldCtr, nic.NIC)
+// moveSandbox hands every address of the pod's endpoint from the old sandbox to the new
+// one, in the pools first: the runtime re-created the pod's sandbox, and the endpoint
+// names one container for all of the pod's interfaces, so all of them move together. An
+// interface whose addresses the old sandbox no longer holds (released, or collected, and
+// perhaps handed to someone else since) is dropped from the endpoint instead of reused;
+// its ADD allocates afresh, and any of its addresses that did move come back to it then,
+// since allocation is idempotent per owner.
+func (s *Service) moveSandbox(ctx context.Context, se *v2beta1.SpiderEndpoint, newCtr string) (*v2beta1.SpiderEndpoint, error) {
+	uid, oldCtr := se.Status.Current.UID, containerOf(se)
+	next := se.DeepCopy()
+	next.Status.Current.IPs = nil
+	for i := range se.Status.Current.IPs {
+		nic := &se.Status.Current.IPs[i]
+		from, to := records.OwnerOf(uid, oldCtr, nic.NIC), records.OwnerOf(uid, newCtr, nic.NIC)
+		moved := true
 		for _, a := range nicAddrs(nic) {
-			ok, err := s.writers.get(a.pool).Rebind(ctx, a.addr, from, req.owner)
+			ok, err := s.writers.get(a.pool).Rebind(ctx, a.addr, from, to)
 			if err != nil {
 				return nil, err
 			}
-			if !ok {
-				if _, err := s.writers.get(a.pool).Allocate(ctx, req.owner); err != nil {
-					return nil, err
-				}
-			}
+			moved = moved && ok
 		}
-		next := se.DeepCopy()
-		if next.Status.Current.Orbweaver == nil {
-			next.Status.Current.Orbweaver = &v2beta1.PodAllocationOrbweaver{}
-		}
-		next.Status.Current.Orbweaver.ContainerID = *req.att.ContainerID
-		next.Status.Current.Node = s.node
-		if err := s.endpoints.Update(ctx, next); err != nil {
-			return nil, err
+		if moved {
+			next.Status.Current.IPs = append(next.Status.Current.IPs, *nic)
+		} else {
+			s.log.Info("not reusing addresses the old sandbox no longer holds", "SpiderEndpoint", klog.KObj(se), "ifName", nic.NIC)
 		}
 	}
-	return resultOf(nic), nil
+	if next.Status.Current.Orbweaver == nil {
+		next.Status.Current.Orbweaver = &v2beta1.PodAllocationOrbweaver{}
+	}
+	next.Status.Current.Orbweaver.ContainerID = newCtr
+	next.Status.Current.Node = s.node
+	if err := s.endpoints.Update(ctx, next); err != nil {
+		return nil, err
+	}
+	return next, nil
 }
 
 type poolAddr struct {
