@@ -426,3 +426,43 @@ func TestAgentSandboxMoved(t *testing.T) {
 		}
 	})
 }
+
+// TestAgentRecreatedPodOtherNode re-creates a pod under the same name on another node:
+// the new node's agent cannot see the old endpoint in its node-scoped cache, finds it
+// when it records its own, and frees the previous pod's address.
+func TestAgentRecreatedPodOtherNode(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	first, second := startAgent(t, e), startAgent(t, e)
+	newPool(t, e, "re2", "10.39.0.0/24", nil, "10.39.0.10-10.39.0.20")
+	waitForPools(t, first)
+	waitForPools(t, second)
+	ns := newNamespace(t, e, nil)
+
+	old := newPod(t, e, ns, "sts-0", first.node, poolAnnotation("re2", ""))
+	if _, err := first.add(ctx, attachment{pod: old, containerID: "c-old", ifName: "eth0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Client.Delete(ctx, old, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the old pod to be gone", func() (bool, error) {
+		err := e.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "sts-0"}, old.DeepCopy())
+		return err != nil, nil
+	})
+	fresh := newPod(t, e, ns, "sts-0", second.node, poolAnnotation("re2", ""))
+	if _, err := second.add(ctx, attachment{pod: fresh, containerID: "c-new", ifName: "eth0"}); err != nil {
+		t.Fatal(err)
+	}
+	se, err := getEndpoint(ctx, e, fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if se.Status.Current.UID != string(fresh.UID) || se.Status.Current.Node != second.node {
+		t.Fatalf("SpiderEndpoint names UID %s on %s, want the new pod %s on %s", se.Status.Current.UID, se.Status.Current.Node, fresh.UID, second.node)
+	}
+	if n := readPool(t, e, "re2").AllocatedCount(); n != 1 {
+		t.Fatalf("pool holds %d addresses, want 1: the previous pod's address must be released", n)
+	}
+}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -29,7 +30,7 @@ func (s *Service) selectPools(ctx context.Context, req *addRequest) (candidates,
 		return candidates{}, fmt.Errorf("list SpiderIPPools: %w", err)
 	}
 	ifName := *req.att.IfName
-	sel, err := ipam.SelectPools(ipam.SelectionInput{
+	in := ipam.SelectionInput{
 		Pod: req.pod, Namespace: ns, Node: node,
 		TopController:  topControllerOf(req.pod),
 		IfName:         ifName,
@@ -39,7 +40,16 @@ func (s *Service) selectPools(ctx context.Context, req *addRequest) (candidates,
 		Pools:          pools,
 		EnableIPv4:     s.enableIPv4,
 		EnableIPv6:     s.enableIPv6,
-	})
+	}
+	sel, err := ipam.SelectPools(in)
+	if errors.Is(err, ipam.ErrUnknownPool) {
+		// A pool created a moment before the pod may not have reached this node's cache:
+		// ask the API server once before telling the user it does not exist.
+		if in.Pools, err = s.cluster.FreshPools(ctx); err != nil {
+			return candidates{}, fmt.Errorf("list SpiderIPPools: %w", err)
+		}
+		sel, err = ipam.SelectPools(in)
+	}
 	if err != nil {
 		return candidates{}, fmt.Errorf("choose a pool for pod %s interface %s: %w", podRef(req.att), ifName, err)
 	}

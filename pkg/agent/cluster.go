@@ -126,12 +126,30 @@ func (c *cachedCluster) Pools(ctx context.Context) ([]v2beta1.SpiderIPPool, erro
 	return list.Items, nil
 }
 
-func (c *cachedCluster) Pool(ctx context.Context, name string) (*v2beta1.SpiderIPPool, error) {
-	pool := &v2beta1.SpiderIPPool{}
-	if err := c.cache.Get(ctx, client.ObjectKey{Name: name}, pool); err != nil {
+func (c *cachedCluster) FreshPools(ctx context.Context) ([]v2beta1.SpiderIPPool, error) {
+	var list v2beta1.SpiderIPPoolList
+	if err := c.direct.List(ctx, &list); err != nil {
 		return nil, err
 	}
+	return list.Items, nil
+}
+
+func (c *cachedCluster) Pool(ctx context.Context, name string) (*v2beta1.SpiderIPPool, error) {
+	pool := &v2beta1.SpiderIPPool{}
+	err := c.cache.Get(ctx, client.ObjectKey{Name: name}, pool)
+	if apierrors.IsNotFound(err) {
+		// Created a moment ago and not in the cache yet (see FreshPools).
+		err = c.direct.Get(ctx, client.ObjectKey{Name: name}, pool)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("SpiderIPPool %q: %w", name, err)
+	}
 	return pool, nil
+}
+
+func (c *cachedCluster) HasEndpoint(namespace, name string) bool {
+	err := c.cache.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: name}, &v2beta1.SpiderEndpoint{})
+	return !apierrors.IsNotFound(err) // on any other error, ask the API server
 }
 
 func (c *cachedCluster) Endpoints(ctx context.Context) ([]v2beta1.SpiderEndpoint, error) {

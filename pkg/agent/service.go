@@ -35,10 +35,14 @@ type Cluster interface {
 	Node(ctx context.Context) (*corev1.Node, error)
 	// Pools returns every SpiderIPPool.
 	Pools(ctx context.Context) ([]v2beta1.SpiderIPPool, error)
+	// FreshPools returns every SpiderIPPool as the API server has them now.
+	FreshPools(ctx context.Context) ([]v2beta1.SpiderIPPool, error)
 	// Pool returns one SpiderIPPool.
 	Pool(ctx context.Context, name string) (*v2beta1.SpiderIPPool, error)
 	// Reserved returns the addresses of every SpiderReservedIP of a family.
 	Reserved(is4 bool) ip.Set
+	// HasEndpoint reports whether this node's endpoint cache holds a SpiderEndpoint.
+	HasEndpoint(namespace, name string) bool
 	// Endpoints returns the SpiderEndpoints of this node's pods.
 	Endpoints(ctx context.Context) ([]v2beta1.SpiderEndpoint, error)
 }
@@ -205,7 +209,7 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 		}
 	}()
 
-	se, err := s.endpoints.Get(ctx, pod.Namespace, pod.Name)
+	se, err := s.currentEndpoint(ctx, pod)
 	switch {
 	case errors.Is(err, crdstore.ErrEndpointNotFound):
 		se = nil
@@ -243,6 +247,19 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 	}
 	log.V(1).Info("allocated", "ips", result.Ips)
 	return result, nil
+}
+
+// currentEndpoint returns the pod's SpiderEndpoint as the API server has it, or
+// ErrEndpointNotFound. When this node's cache has none, that answer is trusted and the
+// read is saved (most ADDs are a new pod's first): if an endpoint exists after all, the
+// allocation is idempotent per owner and record's Create finds it and merges, or frees
+// it when it belongs to a previous pod of the same name. When the cache has one, the API
+// server is asked: the cached copy may be stale, and a repeated ADD answers from it.
+func (s *Service) currentEndpoint(ctx context.Context, pod *corev1.Pod) (*v2beta1.SpiderEndpoint, error) {
+	if !s.cluster.HasEndpoint(pod.Namespace, pod.Name) {
+		return nil, fmt.Errorf("SpiderEndpoint %s/%s: %w", pod.Namespace, pod.Name, crdstore.ErrEndpointNotFound)
+	}
+	return s.endpoints.Get(ctx, pod.Namespace, pod.Name)
 }
 
 // allocate takes one address per family, trying each family's pools in order, both
@@ -378,7 +395,17 @@ func (s *Service) record(ctx context.Context, req *addRequest, se *v2beta1.Spide
 		case err != nil:
 			return err
 		case fresh.Status.Current.UID != string(req.pod.UID):
-			return fmt.Errorf("SpiderEndpoint %s/%s belongs to pod UID %s now: %w", req.pod.Namespace, req.pod.Name, fresh.Status.Current.UID, ipam.ErrConflict)
+			// A previous pod of the same name, recorded by another node's agent (so not
+			// in this node's cache): it is gone, since this pod has its name now.
+			if err := s.releaseEndpoint(ctx, fresh); err != nil {
+				return fmt.Errorf("release the IPs of the previous pod named %s/%s: %w", req.pod.Namespace, req.pod.Name, err)
+			}
+			se = nil
+		case containerOf(fresh) != *req.att.ContainerID:
+			// The pod's previous sandbox recorded it a moment ago and this node's cache
+			// had not seen it yet: merging would mix two sandboxes' ownership. Roll back
+			// and let the runtime retry; by then the cache has it and ADD moves it.
+			return fmt.Errorf("SpiderEndpoint %s/%s was just written for another sandbox of the pod: %w", req.pod.Namespace, req.pod.Name, ipam.ErrConflict)
 		default:
 			se = fresh
 		}
