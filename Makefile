@@ -13,7 +13,7 @@ GO ?= go
 FUZZTIME ?= 1000x
 # Tools the tests need now: the API server and etcd for envtest, kubectl for the
 # printer-column tests, controller-gen for generate/verify.
-TEST_TOOLS := kube-apiserver kubectl etcd controller-gen swagger
+TEST_TOOLS := kube-apiserver kubectl etcd controller-gen swagger bridge macvlan loopback
 CRD_DIR := charts/orbweaver/crds
 API_PKGS := ./apis/...
 AGENT_API := pkg/agent/api
@@ -42,6 +42,11 @@ demo-down: ## Stop what `make demo` started.
 	@$(GO) run ./test/devenv down
 
 ##@ Development
+
+.PHONY: build
+build: ## Build the orbweaver CNI plugin and the node agent into bin/.
+	@mkdir -p $(BIN)
+	@CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/orbweaver ./cmd/orbweaver-agent
 
 .PHONY: generate
 generate: tools ## Generate deepcopy code and CRD YAML from the API types, and the agent API's models and client.
