@@ -35,6 +35,7 @@ version_of() {
 	swagger) (cd "$here" && go list -m -f '{{.Version}}' github.com/go-swagger/go-swagger) ;;
 	cnitool) (cd "$here" && go list -m -f '{{.Version}}' github.com/containernetworking/cni) ;;
 	bridge | macvlan | host-local | loopback) (cd "$here" && go list -m -f '{{.Version}}' github.com/containernetworking/plugins) ;;
+	whereabouts) (cd "$here/whereabouts" && go list -m -f '{{.Version}}' github.com/k8snetworkplumbingwg/whereabouts) ;;
 	etcd) echo debian ;;
 	*) echo "ensure.sh: unknown tool $1" >&2; return 1 ;;
 	esac
@@ -50,7 +51,36 @@ package_of() {
 	bridge | macvlan) echo "github.com/containernetworking/plugins/plugins/main/$1" ;;
 	loopback) echo github.com/containernetworking/plugins/plugins/main/loopback ;;
 	host-local) echo github.com/containernetworking/plugins/plugins/ipam/host-local ;;
+	whereabouts) echo github.com/k8snetworkplumbingwg/whereabouts/cmd ;;
 	esac
+}
+
+# module_of TOOL prints the folder of the Go module that pins TOOL.
+module_of() {
+	case $1 in
+	whereabouts) echo "$here/whereabouts" ;;
+	*) echo "$here" ;;
+	esac
+}
+
+# ensure_whereabouts_crds copies whereabouts' three CRDs out of its module download into
+# the cache (module-cache files are read-only, hence chmod) and links bin/whereabouts-crds,
+# the folder test/bench installs into its API server.
+ensure_whereabouts_crds() {
+	local dir crds src
+	dir=$cache/whereabouts-$(version_of whereabouts)
+	crds=$dir/crds
+	if [ "$(ls "$crds"/*.yaml 2>/dev/null | wc -l)" -ne 3 ]; then
+		src=$(cd "$here/whereabouts" && go mod download github.com/k8snetworkplumbingwg/whereabouts &&
+			go list -m -f '{{.Dir}}' github.com/k8snetworkplumbingwg/whereabouts)/doc/crds
+		rm -rf "$crds.tmp" && mkdir -p "$crds.tmp"
+		for kind in ippools nodeslicepools overlappingrangeipreservations; do
+			cp "$src/whereabouts.cni.cncf.io_$kind.yaml" "$crds.tmp/"
+		done
+		chmod -R u+w "$crds.tmp"
+		rm -rf "$crds" && mv "$crds.tmp" "$crds"
+	fi
+	ln -sfn "$crds" "$bin/whereabouts-crds"
 }
 
 ensure_etcd() {
@@ -99,11 +129,12 @@ for tool in "${go_missing[@]}"; do
 	mkdir -p "$dir"
 	# Build beside the final name and rename, so an interrupted build never leaves a
 	# half-written tool that later runs would trust.
-	(cd "$here" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/$tool.tmp" "$(package_of "$tool")")
+	(cd "$(module_of "$tool")" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/$tool.tmp" "$(package_of "$tool")")
 	mv "$dir/$tool.tmp" "$dir/$tool"
 done
 
 for tool in "$@"; do
 	[ "$tool" = etcd ] && continue
 	ln -sfn "$cache/$tool-$(version_of "$tool")/$tool" "$bin/$tool"
+	if [ "$tool" = whereabouts ]; then ensure_whereabouts_crds; fi
 done

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+)
+
+// Harness is the shared state of one run: the API server, the simulated nodes and the
+// limits every peer runs under. Peers get it in Setup.
+type Harness struct {
+	// Env is the one kube-apiserver + etcd of the run.
+	Env *testenv.Env
+	// Nodes are the simulated node names; their Node objects exist.
+	Nodes []string
+	// Dir is a scratch folder for peers' files (configs, sockets); removed at the end.
+	Dir string
+	// Parallel is how many CNI calls each node runs at once, as a kubelet starts
+	// several sandboxes in parallel.
+	Parallel int
+	// OpTimeout bounds each plugin exec.
+	OpTimeout time.Duration
+	// Progress receives a line every few seconds while a scenario runs.
+	Progress io.Writer
+}
+
+// createNodes creates the Node objects (no kubelet runs them).
+func (h *Harness) createNodes(ctx context.Context) error {
+	for _, name := range h.Nodes {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+			Name:   name,
+			Labels: map[string]string{"kubernetes.io/hostname": name, "orbweaver.io/bench": "true"},
+		}}
+		if err := h.Env.Client.Create(ctx, node); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create Node %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// ensureNamespace creates a namespace if it is missing.
+func (h *Harness) ensureNamespace(ctx context.Context, name string) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := h.Env.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create Namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// Pod is one simulated pod sandbox: a Pod object bound to a node (nothing runs it) and
+// the container ID its CNI calls carry.
+type Pod struct {
+	Namespace, Name string
+	UID             string // the API server's UID, set by createPods
+	ContainerID     string
+	Node            string
+	Pool            int
+}
+
+func (p *Pod) String() string { return p.Namespace + "/" + p.Name }
+
+// newContainerID returns a random 64-hex-digit ID, like containerd's.
+func newContainerID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
+
+// createPods creates the Pod objects, bound to their nodes with spec.nodeName, 8 at a
+// time, and fills in their UIDs.
+func (h *Harness) createPods(ctx context.Context, pods []*Pod) error {
+	const workers = 8
+	work := make(chan *Pod)
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range work {
+				obj := &corev1.Pod{
+					ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, Labels: map[string]string{"orbweaver.io/bench": "true"}},
+					Spec: corev1.PodSpec{
+						NodeName:   p.Node,
+						Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/pause:bench"}},
+					},
+				}
+				if err := h.Env.Client.Create(ctx, obj); err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("create Pod %s: %w", p, err))
+					mu.Unlock()
+					continue
+				}
+				p.UID = string(obj.UID)
+			}
+		}()
+	}
+	for _, p := range pods {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- p
+	}
+	close(work)
+	wg.Wait()
+	return errors.Join(append(errs, ctx.Err())...)
+}
+
+// deletePods deletes Pod objects at once (grace period 0), ignoring ones already gone.
+func (h *Harness) deletePods(ctx context.Context, pods []*Pod) error {
+	var errs []error
+	for _, p := range pods {
+		obj := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name}}
+		if err := h.Env.Client.Delete(ctx, obj, client.GracePeriodSeconds(0)); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete Pod %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// call is one timed plugin exec.
+type call struct {
+	start, end time.Time
+	ip         netip.Addr // ADD only: the first address of the result
+	err        error
+}
+
+func (c call) latency() time.Duration { return c.end.Sub(c.start) }
+
+// cni execs the peer's plugin for one pod the way libcni does for a single-plugin
+// config: CNI_* in the environment, the config on stdin, the result (or a CNI error) on
+// stdout. The netns path is a dummy: IPAM plugins never enter it.
+func (h *Harness) cni(ctx context.Context, p Peer, command string, pod *Pod) call {
+	ctx, cancel := context.WithTimeout(ctx, h.OpTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, p.Binary())
+	cmd.Env = append(os.Environ(),
+		"CNI_COMMAND="+command,
+		"CNI_CONTAINERID="+pod.ContainerID,
+		"CNI_NETNS=/var/run/netns/cni-bench-"+pod.ContainerID[:12],
+		"CNI_IFNAME=eth0",
+		"CNI_PATH="+filepath.Dir(p.Binary()),
+		"CNI_ARGS="+strings.Join([]string{
+			"IgnoreUnknown=1",
+			"K8S_POD_NAMESPACE=" + pod.Namespace,
+			"K8S_POD_NAME=" + pod.Name,
+			"K8S_POD_INFRA_CONTAINER_ID=" + pod.ContainerID,
+			"K8S_POD_UID=" + pod.UID,
+		}, ";"),
+	)
+	cmd.Stdin = bytes.NewReader(p.NetConf(pod.Node, pod.Pool))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 5 * time.Second
+	c := call{start: time.Now()}
+	err := cmd.Run()
+	c.end = time.Now()
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			// Killed (or never started) because -timeout or -op-timeout ran out.
+			err = fmt.Errorf("%w: %w", cerr, err)
+		}
+		c.err = fmt.Errorf("%s %s on %s: %w%s", command, pod, pod.Node, err, pluginOutput(stdout.Bytes(), stderr.Bytes()))
+		return c
+	}
+	if command == "ADD" {
+		if c.ip, err = resultIP(stdout.Bytes()); err != nil {
+			c.err = fmt.Errorf("ADD %s on %s: %w", pod, pod.Node, err)
+		}
+	}
+	return c
+}
+
+// resultIP returns the first address of a CNI result.
+func resultIP(stdout []byte) (netip.Addr, error) {
+	var res struct {
+		IPs []struct {
+			Address string `json:"address"`
+		} `json:"ips"`
+	}
+	if err := json.Unmarshal(stdout, &res); err != nil {
+		return netip.Addr{}, fmt.Errorf("parse CNI result %q: %w", clip(string(stdout), 200), err)
+	}
+	if len(res.IPs) == 0 {
+		return netip.Addr{}, fmt.Errorf("CNI result without ips: %s", clip(string(stdout), 200))
+	}
+	prefix, err := netip.ParsePrefix(res.IPs[0].Address)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("CNI result address: %w", err)
+	}
+	return prefix.Addr(), nil
+}
+
+// pluginOutput formats a failed plugin's CNI error (stdout) and the end of its stderr.
+func pluginOutput(stdout, stderr []byte) string {
+	var out string
+	var cniErr struct {
+		Code    int    `json:"code"`
+		Msg     string `json:"msg"`
+		Details string `json:"details"`
+	}
+	if json.Unmarshal(stdout, &cniErr) == nil && cniErr.Msg != "" {
+		out = fmt.Sprintf(": CNI error %d: %s", cniErr.Code, cniErr.Msg)
+		if cniErr.Details != "" {
+			out += " (" + clip(cniErr.Details, 200) + ")"
+		}
+	} else if s := strings.TrimSpace(string(stdout)); s != "" {
+		out = ": stdout: " + clip(s, 200)
+	}
+	if s := strings.TrimSpace(string(stderr)); s != "" {
+		// The last lines say most; start them at a line boundary.
+		lines := strings.Split(s, "\n")
+		out += ": stderr: " + clip(strings.Join(lines[max(0, len(lines)-2):], " | "), 300)
+	}
+	return out
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// job is one unit of work on a node.
+type job struct {
+	node string
+	run  func(ctx context.Context)
+}
+
+// runPerNode runs jobs with at most parallel of them at once on each node, each node's
+// jobs in order, and returns when all have run. Jobs still run (and fail fast) after ctx
+// ends, so every one is accounted for.
+func runPerNode(ctx context.Context, nodes []string, parallel int, jobs []job) {
+	queues := make(map[string]chan job, len(nodes))
+	for _, n := range nodes {
+		queues[n] = make(chan job, len(jobs))
+	}
+	for _, j := range jobs {
+		queues[j.node] <- j
+	}
+	var wg sync.WaitGroup
+	for _, q := range queues {
+		close(q)
+		for range parallel {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := range q {
+					j.run(ctx)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+}

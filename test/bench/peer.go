@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+)
+
+// Peer is one IPAM implementation under test. For each scenario the harness calls Setup,
+// then execs Binary() once per CNI ADD or DEL with NetConf(node, pool) on stdin, the way a
+// container runtime calls an IPAM plugin through libcni; after the peer's last scenario it
+// calls Teardown.
+type Peer interface {
+	// Name is the name -peers selects the peer by.
+	Name() string
+	// Binary is the path of the CNI plugin the harness execs.
+	Binary() string
+	// Setup prepares the peer for a scenario (CRDs, pools, agents...). sc.Nodes are the
+	// simulated node names (their Node objects exist); sc.Pools are the address ranges
+	// that NetConf's pool argument indexes. Setup runs once per scenario, before timing
+	// starts. When sc.Reused is set, the pools are the previous scenario's, still holding
+	// that scenario's allocations, and must keep them.
+	Setup(ctx context.Context, h *Harness, sc Scenario) error
+	// NetConf returns the CNI network config (JSON bytes, a plain single-plugin config of
+	// the IPAM type, cniVersion 1.0.0) the given node uses for the given pool index.
+	NetConf(node string, pool int) []byte
+	// Teardown stops and removes what Setup made. All peers of a run share one API
+	// server, so a peer should leave it as it found it.
+	Teardown(ctx context.Context) error
+}
+
+// PeerParams is what a peer's constructor gets.
+type PeerParams struct {
+	// BinDir is the repository's bin/, where tools/ensure.sh links the tools.
+	BinDir string
+}
+
+// peerConstructors maps each name -peers accepts to the peer's constructor. Constructors
+// run before any server starts and fail when the peer's binary is missing, naming the
+// tools/ensure.sh command that builds it.
+func peerConstructors() map[string]func(PeerParams) (Peer, error) {
+	return map[string]func(PeerParams) (Peer, error){
+		"orbweaver":   newOrbweaverPeer,
+		"whereabouts": newWhereaboutsPeer,
+	}
+}
+
+// Scenario is what a peer must serve in one measured phase.
+type Scenario struct {
+	// Name is the scenario's flag name, e.g. "one-pool".
+	Name string
+	// Nodes are the simulated node names; every node's Node object exists.
+	Nodes []string
+	// Pools are the address ranges, indexed by NetConf's pool argument.
+	Pools []Pool
+	// Reused is set when Pools were set up by the previous scenario and still hold its
+	// allocations (recreate reuses one-pool's full pool).
+	Reused bool
+}
+
+// Pool is one address range: exactly Size addresses from First to Last inside Prefix.
+type Pool struct {
+	// Name is unique within a run; the same name means the same pool across scenarios.
+	Name        string
+	Prefix      netip.Prefix
+	First, Last netip.Addr
+	Size        int
+}
+
+// Contains reports whether a is in the pool's range.
+func (p Pool) Contains(a netip.Addr) bool {
+	return a.Is4() == p.First.Is4() && a.Compare(p.First) >= 0 && a.Compare(p.Last) <= 0
+}
+
+// Range is the pool as "first-last".
+func (p Pool) Range() string { return p.First.String() + "-" + p.Last.String() }
+
+// requireExecutable returns an error naming the ensure.sh command when path is not an
+// executable file.
+func requireExecutable(peer, path, ensure string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s peer: %s is missing: run `%s` first: %w", peer, path, ensure, err)
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s peer: %s is not an executable file: run `%s`", peer, path, ensure)
+	}
+	return nil
+}

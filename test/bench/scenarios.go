@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	scenarioOnePool  = "one-pool"
+	scenarioRecreate = "recreate"
+	scenarioTenPools = "ten-pools"
+)
+
+// scenarioNames lists the scenarios in the order they run.
+func scenarioNames() []string {
+	return []string{scenarioOnePool, scenarioRecreate, scenarioTenPools}
+}
+
+// plan is one scenario made concrete: pools, pods and what is timed.
+type plan struct {
+	name string
+	// report is false when the scenario runs only to prepare the next one (one-pool
+	// ahead of recreate when one-pool itself was not asked for).
+	report bool
+	pools  []Pool
+	reused bool
+	// pods are the pods whose ADDs are timed; replace[i], when set, is the pod DELeted
+	// on the same node just before pods[i] is ADDed (recreate).
+	pods    []*Pod
+	replace []*Pod
+}
+
+// buildPlans lays out the selected scenarios for n pods on the given nodes, pods in
+// namespace ns, pools from 10.128.0.0 up. recreate needs one-pool before it and pulls it
+// in (unreported) when it was not selected.
+func buildPlans(selected []string, nodes []string, n int, ns string) ([]*plan, error) {
+	want := map[string]bool{}
+	for _, s := range selected {
+		want[s] = true
+	}
+	next := netip.MustParseAddr("10.128.0.0")
+	var plans []*plan
+	var onePool *plan
+	if want[scenarioOnePool] || want[scenarioRecreate] {
+		pools, after, err := layoutPools(scenarioOnePool, 1, n, next)
+		if err != nil {
+			return nil, err
+		}
+		next = after
+		onePool = &plan{name: scenarioOnePool, report: want[scenarioOnePool], pools: pools, pods: makePods(ns, scenarioOnePool, n, nodes, 1)}
+		plans = append(plans, onePool)
+	}
+	if want[scenarioRecreate] {
+		plans = append(plans, &plan{
+			name: scenarioRecreate, report: true, pools: onePool.pools, reused: true,
+			pods:    makePods(ns, scenarioRecreate, n, nodes, 1),
+			replace: onePool.pods,
+		})
+	}
+	if want[scenarioTenPools] {
+		const pools = 10
+		perPool := n / pools
+		if perPool < 1 {
+			return nil, fmt.Errorf("%s needs at least %d pods, got %d", scenarioTenPools, pools, n)
+		}
+		ps, _, err := layoutPools(scenarioTenPools, pools, perPool, next)
+		if err != nil {
+			return nil, err
+		}
+		plans = append(plans, &plan{name: scenarioTenPools, report: true, pools: ps, pods: makePods(ns, scenarioTenPools, perPool*pools, nodes, pools)})
+	}
+	return plans, nil
+}
+
+// makePods makes n pods named <prefix>-<i>, round-robin over the nodes. With several
+// pools, each node's run of consecutive pods cycles through the pools, so every node
+// allocates from every pool and the pools are busy at the same time.
+func makePods(ns, prefix string, n int, nodes []string, pools int) []*Pod {
+	pods := make([]*Pod, n)
+	for i := range pods {
+		pods[i] = &Pod{
+			Namespace: ns, Name: fmt.Sprintf("%s-%d", prefix, i), ContainerID: newContainerID(),
+			Node: nodes[i%len(nodes)], Pool: (i / len(nodes)) % pools,
+		}
+	}
+	return pods
+}
+
+// layoutPools lays out count pools of exactly size addresses each, named <prefix>-<i>,
+// in aligned blocks from next up: each pool's subnet is the smallest that holds size
+// addresses besides its network and broadcast addresses, and its range starts at the
+// subnet's first host. It returns the address after the last block. IPv4 only; the
+// blocks must stay inside 10.128.0.0/9.
+func layoutPools(prefix string, count, size int, next netip.Addr) ([]Pool, netip.Addr, error) {
+	const limit = uint64(11) << 24 // 11.0.0.0, the end of 10.128.0.0/9
+	if size < 1 || !next.Is4() {
+		return nil, next, fmt.Errorf("layout pools %s: want at least one address from an IPv4 start, got %d from %s", prefix, size, next)
+	}
+	bits := 32
+	for bits > 9 && uint64(1)<<(32-bits) < uint64(size)+2 {
+		bits--
+	}
+	block := uint64(1) << (32 - bits)
+	if block < uint64(size)+2 {
+		return nil, next, fmt.Errorf("layout pools %s: %d addresses do not fit in 10.128.0.0/9", prefix, size)
+	}
+	b4 := next.As4()
+	cursor := uint64(binary.BigEndian.Uint32(b4[:]))
+	pools := make([]Pool, count)
+	for i := range pools {
+		cursor = (cursor + block - 1) &^ (block - 1)
+		if cursor+block > limit {
+			return nil, next, fmt.Errorf("layout pools %s: %d pools of %d addresses do not fit in 10.128.0.0/9", prefix, count, size)
+		}
+		first := cursor + 1
+		pools[i] = Pool{
+			Name:   fmt.Sprintf("%s-%d", prefix, i),
+			Prefix: netip.PrefixFrom(addr4(cursor), bits),
+			First:  addr4(first), Last: addr4(first + uint64(size) - 1),
+			Size: size,
+		}
+		cursor += block
+	}
+	return pools, addr4(cursor), nil
+}
+
+func addr4(v uint64) netip.Addr {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(v))
+	return netip.AddrFrom4(b)
+}
+
+// holding is one address handed to a pod: held from the end of its ADD until the
+// start of its DEL (zero until then). Within those bounds the plugin has certainly
+// counted the address as the pod's.
+type holding struct {
+	pod      string
+	ip       netip.Addr
+	from, to time.Time
+}
+
+// ledger records every address a peer handed out during a run.
+type ledger struct {
+	mu    sync.Mutex
+	held  []*holding
+	byPod map[*Pod]*holding
+}
+
+func newLedger() *ledger { return &ledger{byPod: map[*Pod]*holding{}} }
+
+func (l *ledger) hold(p *Pod, ip netip.Addr, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := &holding{pod: p.String(), ip: ip, from: at}
+	l.held = append(l.held, h)
+	l.byPod[p] = h
+}
+
+// release ends p's holding at the start of its successful DEL. After a failed DEL the
+// holding stays open: the address must not be handed out again.
+func (l *ledger) release(p *Pod, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h := l.byPod[p]; h != nil && h.to.IsZero() {
+		h.to = at
+	}
+}
+
+// doubleAllocations returns one message per address handed to a second pod while an
+// earlier holder still held it.
+func (l *ledger) doubleAllocations() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return overlaps(l.held)
+}
+
+// overlaps finds holdings of the same address whose intervals overlap.
+func overlaps(held []*holding) []string {
+	byIP := map[netip.Addr][]*holding{}
+	for _, h := range held {
+		byIP[h.ip] = append(byIP[h.ip], h)
+	}
+	var out []string
+	for ip, hs := range byIP {
+		sort.Slice(hs, func(i, j int) bool { return hs[i].from.Before(hs[j].from) })
+		// latest is the holding whose end lies furthest ahead so far.
+		latest := hs[0]
+		for _, h := range hs[1:] {
+			if latest.to.IsZero() || latest.to.After(h.from) {
+				out = append(out, fmt.Sprintf("%s handed to %s while %s still held it", ip, h.pod, latest.pod))
+			}
+			if !latest.to.IsZero() && (h.to.IsZero() || h.to.After(latest.to)) {
+				latest = h
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// runScenario prepares and runs one scenario for a peer and measures it. Infrastructure
+// failures return an error; failed ADDs are counted in the result.
+func (h *Harness) runScenario(ctx context.Context, p Peer, pl *plan, led *ledger) (*result, error) {
+	sc := Scenario{Name: pl.name, Nodes: h.Nodes, Pools: pl.pools, Reused: pl.reused}
+	if err := p.Setup(ctx, h, sc); err != nil {
+		return nil, fmt.Errorf("%s: set up %s: %w", p.Name(), pl.name, err)
+	}
+	ns := pl.pods[0].Namespace
+	// A short warm-up create first: the first requests of a kind are slow.
+	warm := &Pod{Namespace: ns, Name: "warmup-" + pl.name, ContainerID: newContainerID(), Node: h.Nodes[0]}
+	if err := h.createPods(ctx, []*Pod{warm}); err != nil {
+		return nil, err
+	}
+	if err := h.createPods(ctx, pl.pods); err != nil {
+		return nil, err
+	}
+	if !pl.reused {
+		// One untimed ADD and DEL per pool, so every peer starts with its pools (and
+		// its own CRDs' request paths) in use rather than brand new.
+		for i := range pl.pools {
+			warm.Pool, warm.ContainerID = i, newContainerID()
+			if c := h.cni(ctx, p, "ADD", warm); c.err != nil {
+				return nil, fmt.Errorf("%s: warm-up: %w", p.Name(), c.err)
+			}
+			if c := h.cni(ctx, p, "DEL", warm); c.err != nil {
+				return nil, fmt.Errorf("%s: warm-up: %w", p.Name(), c.err)
+			}
+		}
+		if err := sleep(ctx, 2*time.Second); err != nil {
+			return nil, err
+		}
+	}
+
+	before, err := scrapeRequests(ctx, h.Env.Config)
+	if err != nil {
+		return nil, err
+	}
+	res := &result{peer: p.Name(), scenario: pl.name, pods: len(pl.pods), load: loadAverage()}
+	adds := make([]call, len(pl.pods))
+	dels := make([]call, len(pl.replace))
+	jobs := make([]job, len(pl.pods))
+	var done atomic.Int64
+	for i, pod := range pl.pods {
+		jobs[i] = job{node: pod.Node, run: func(ctx context.Context) {
+			if pl.replace != nil {
+				old := pl.replace[i]
+				dels[i] = h.cni(ctx, p, "DEL", old)
+				if dels[i].err == nil {
+					led.release(old, dels[i].start)
+				}
+			}
+			adds[i] = h.cni(ctx, p, "ADD", pod)
+			if adds[i].err == nil {
+				led.hold(pod, adds[i].ip, adds[i].end)
+			}
+			done.Add(1)
+		}}
+	}
+	start := time.Now()
+	stopProgress := h.reportProgress(p.Name()+" "+pl.name, start, &done, len(jobs))
+	runPerNode(ctx, h.Nodes, h.Parallel, jobs)
+	res.wall = time.Since(start)
+	stopProgress()
+	res.incomplete = ctx.Err() != nil
+
+	// Scrape even after the deadline, so a cut-short scenario still reports.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	after, err := scrapeRequests(sctx, h.Env.Config)
+	if err != nil {
+		return nil, err
+	}
+	res.requests = after.sub(before)
+	res.addCalls(adds, pl)
+	res.delCalls(dels)
+	res.violations = led.doubleAllocations()
+
+	if pl.replace != nil {
+		// The kubelet would remove the old Pod objects after their DEL; untimed.
+		if err := h.deletePods(sctx, pl.replace); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// reportProgress prints how many of total jobs are done every 15 seconds until the
+// returned function is called.
+func (h *Harness) reportProgress(what string, start time.Time, done *atomic.Int64, total int) func() {
+	if h.Progress == nil {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(15 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case now := <-t.C:
+				fmt.Fprintf(h.Progress, "bench: %s: %d/%d after %.0fs\n", what, done.Load(), total, now.Sub(start).Seconds())
+			}
+		}
+	}()
+	return func() { close(quit); <-finished }
+}
