@@ -111,6 +111,10 @@ func Run(ctx context.Context, cfg Config) error {
 		if svc != nil {
 			svc.writers.invalidate()
 		}
+	}, func(sp *v2beta1.SpiderIPPool) {
+		if svc != nil {
+			svc.writers.observe(sp)
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("orbweaver agent: %w", err)
@@ -145,7 +149,7 @@ func Run(ctx context.Context, cfg Config) error {
 	syncCancel()
 	if !ok {
 		cancel()
-		return fmt.Errorf("orbweaver agent: caches did not sync within 2 minutes: check that the API server is reachable and that the CRDs are installed (kubectl get crd spiderippools.spiderpool.spidernet.io): %w", errors.Join(ctx.Err(), drain(errs)))
+		return fmt.Errorf("orbweaver agent: caches did not sync within 2 minutes: check that the API server is reachable, that the CRDs are installed (kubectl get crd spiderippools.spiderpool.spidernet.io), and that it is Kubernetes 1.31 or later (the agent watches its node's SpiderEndpoints with a field selector on a custom resource): %w", errors.Join(ctx.Err(), drain(errs)))
 	}
 	synced.Store(true)
 	log.Info("serving", "socket", cfg.SocketPath)

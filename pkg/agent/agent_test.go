@@ -316,17 +316,17 @@ func TestAgentGC(t *testing.T) {
 	}
 }
 
-// TestAgentStatus reports not ready while every pool is full.
+// TestAgentStatus answers STATUS through the socket once the agent serves.
 func TestAgentStatus(t *testing.T) {
 	e := testenv.Require(t, env)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ta := startAgent(t, e)
-	waitForPools(t, ta) // other tests' pools have free addresses
-	_, err := ta.api.StatusContext(ctx, operations.NewStatusParams())
-	if err != nil {
-		t.Fatalf("STATUS: %v", asAgentError(err))
-	}
+	newPool(t, e, "status", "10.40.0.0/24", nil, "10.40.0.10")
+	waitFor(t, "STATUS ready", func() (bool, error) {
+		_, err := ta.api.StatusContext(ctx, operations.NewStatusParams())
+		return err == nil, asAgentError(err)
+	})
 }
 
 // TestAgentSandboxMoved re-creates a two-interface pod's sandbox: both interfaces keep

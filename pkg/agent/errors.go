@@ -25,6 +25,7 @@ const (
 	ReasonNoPool        = "NoPool"
 	ReasonPoolRefused   = "PoolRefused"
 	ReasonUnknownPool   = "UnknownPool"
+	ReasonInvalidPool   = "InvalidPool"
 	ReasonBadAnnotation = "BadAnnotation"
 	ReasonBadCNIConfig  = "BadCNIConfig"
 	ReasonAutoPool      = "AutoPoolUnsupported"
@@ -73,7 +74,9 @@ func classify(err error) (code int32, reason string) {
 		return codeTryAgainLater, ReasonConflict
 	case errors.Is(err, errNotReady), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return codeTryAgainLater, ReasonNotReady
-	case errors.Is(err, ipam.ErrInvalidPool), errors.Is(err, ipam.ErrPoolNotFound):
+	case errors.Is(err, ipam.ErrInvalidPool):
+		return codeInvalidConfig, ReasonInvalidPool
+	case errors.Is(err, ipam.ErrPoolNotFound):
 		return codeInvalidConfig, ReasonUnknownPool
 	}
 	return codeTryAgainLater, ReasonInternal

@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
 
 // Metrics are the agent's Prometheus metrics. Each agent registers its own set on the
@@ -58,10 +61,13 @@ func (m *Metrics) observe(op string, start time.Time, err error) {
 	m.duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
 }
 
-func (m *Metrics) onWrite(pool string, batch int, conflict bool) {
+func (m *Metrics) onWrite(pool string, batch int, err error) {
 	result := "ok"
-	if conflict {
+	switch {
+	case errors.Is(err, ipam.ErrConflict):
 		result = "conflict"
+	case err != nil:
+		result = "error"
 	}
 	m.poolWrites.WithLabelValues(pool, result).Inc()
 	m.batchSize.Observe(float64(batch))

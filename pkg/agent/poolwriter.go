@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"net/netip"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -22,15 +23,22 @@ import (
 // with the number of writes the API server can take, not with the number of pods.
 //
 // A write is a compare-and-swap on the pool's resourceVersion. On a conflict the writer
-// reads the pool again and recomputes every waiting request against it, with a short
-// jittered backoff; it never resends a stale computation.
+// reads the pool again and recomputes every waiting request against it, after a jittered
+// backoff; it never resends a stale computation. The backoff outlives the batch: it
+// doubles on each conflict and halves on each success, so writers of many nodes on one
+// hot pool spread their writes out instead of colliding again at once, and each write
+// they make carries more requests.
 type PoolWriter struct {
 	name      string
 	store     ipam.PoolStore
 	reserved  func(is4 bool) ip.Set
 	spreadKey uint64
 	maxTries  int
-	onWrite   func(pool string, batch int, conflict bool)
+	onWrite   func(pool string, batch int, err error)
+	// contention is the current backoff ceiling, owned by Run (see backoff).
+	contention time.Duration
+	// latest is the newest version of the pool this node's watch delivered (Observe).
+	latest atomic.Pointer[v2beta1.SpiderIPPool]
 
 	requests chan *poolRequest
 	stats    WriterStats
@@ -52,11 +60,12 @@ type PoolWriterParams struct {
 	// SpreadKey places this writer's searches in the pool (a hash of the node name), so
 	// writers of different nodes start at different addresses.
 	SpreadKey uint64
-	// MaxTries bounds the write attempts for one batch (default 30).
+	// MaxTries bounds the write attempts for one batch (default 200); the callers'
+	// deadlines bound it in time.
 	MaxTries int
-	// OnWrite, if set, is called after every write attempt with the batch size and
-	// whether the write conflicted (for metrics).
-	OnWrite func(pool string, batch int, conflict bool)
+	// OnWrite, if set, is called after every write attempt with the batch size and the
+	// write's error, nil or wrapping ipam.ErrConflict or another failure (for metrics).
+	OnWrite func(pool string, batch int, err error)
 }
 
 // WriterStats counts what a PoolWriter did.
@@ -70,10 +79,10 @@ func NewPoolWriter(p PoolWriterParams) *PoolWriter {
 		p.Reserved = func(bool) ip.Set { return ip.Set{} }
 	}
 	if p.MaxTries <= 0 {
-		p.MaxTries = 30
+		p.MaxTries = 200
 	}
 	if p.OnWrite == nil {
-		p.OnWrite = func(string, int, bool) {}
+		p.OnWrite = func(string, int, error) {}
 	}
 	return &PoolWriter{
 		name: p.Pool, store: p.Store, reserved: p.Reserved, spreadKey: p.SpreadKey, maxTries: p.MaxTries, onWrite: p.OnWrite,
@@ -84,6 +93,52 @@ func NewPoolWriter(p PoolWriterParams) *PoolWriter {
 // Invalidate makes the next batch read the pool again; call it when reserved addresses
 // change.
 func (w *PoolWriter) Invalidate() { w.stale.Store(true) }
+
+// Observe hands the writer a version of the pool from a watch. A later batch writes on
+// it instead of on the version this writer last wrote or read, when it is newer: on a
+// pool that other nodes write too, that version is almost always out of date, and
+// writing on it could only conflict.
+func (w *PoolWriter) Observe(obj *v2beta1.SpiderIPPool) {
+	for {
+		cur := w.latest.Load()
+		if cur != nil && !rvNewer(obj.ResourceVersion, cur.ResourceVersion) {
+			return
+		}
+		if w.latest.CompareAndSwap(cur, obj) {
+			return
+		}
+	}
+}
+
+// rvNewer reports whether resourceVersion a is known to be newer than b. The API treats
+// resourceVersions as opaque; the etcd storage behind every real API server issues them
+// as increasing integers, which is what this relies on. Anything else is "not known to
+// be newer", and the writer falls back to reading the pool after a conflict.
+func rvNewer(a, b string) bool {
+	x, errA := strconv.ParseUint(a, 10, 64)
+	if b == "" {
+		return errA == nil
+	}
+	y, errB := strconv.ParseUint(b, 10, 64)
+	return errA == nil && errB == nil && x > y
+}
+
+// adoptObserved makes the newest observed version the writer's base when it is newer
+// than the base.
+func (w *PoolWriter) adoptObserved() {
+	l := w.latest.Load()
+	if l == nil {
+		return
+	}
+	if w.obj == nil || !rvNewer(l.ResourceVersion, w.obj.ResourceVersion) {
+		return
+	}
+	state, err := ipam.NewPool(l, w.reserved(poolFamily(l)))
+	if err != nil {
+		return // read() reports it
+	}
+	w.obj, w.state = l, state // never modified: writes go to a deep copy
+}
 
 // Stats returns the writer's counters.
 func (w *PoolWriter) Stats() *WriterStats { return &w.stats }
@@ -196,13 +251,19 @@ func (w *PoolWriter) commit(ctx context.Context, batch []*poolRequest) {
 		if len(batch) == 0 {
 			return
 		}
+		if try == 0 {
+			// The start of a batch: the base is what this writer last wrote or read,
+			// and another node has likely written since. After a conflict, a read is
+			// better: the watch may still lag the version that won.
+			w.adoptObserved()
+		}
 		if w.obj == nil {
 			fresh = true
 			if lastErr = w.read(ctx); lastErr != nil {
 				if errors.Is(lastErr, ipam.ErrPoolNotFound) || ctx.Err() != nil {
 					break
 				}
-				sleep(ctx, backoff(try))
+				sleep(ctx, w.backoff())
 				continue
 			}
 		}
@@ -213,7 +274,6 @@ func (w *PoolWriter) commit(ctx context.Context, batch []*poolRequest) {
 			// miss a release made elsewhere since (by GC, say).
 			if !fresh {
 				w.obj = nil
-				try--
 				continue
 			}
 			answer(batch, results)
@@ -226,9 +286,10 @@ func (w *PoolWriter) commit(ctx context.Context, batch []*poolRequest) {
 		}
 		w.stats.Writes.Add(1)
 		err := w.store.UpdatePoolStatus(ctx, obj)
-		w.onWrite(w.name, len(batch), errors.Is(err, ipam.ErrConflict))
+		w.onWrite(w.name, len(batch), err)
 		if err == nil {
 			w.obj, w.state = obj, next
+			w.contention /= 2
 			answer(batch, results)
 			return
 		}
@@ -238,7 +299,8 @@ func (w *PoolWriter) commit(ctx context.Context, batch []*poolRequest) {
 			break
 		}
 		w.stats.Conflicts.Add(1)
-		sleep(ctx, backoff(try))
+		w.contention = min(max(2*w.contention, minBackoff), maxBackoff)
+		sleep(ctx, w.backoff())
 		batch = w.drain(batch) // requests that arrived meanwhile join this write
 	}
 	if lastErr == nil {
@@ -258,11 +320,7 @@ func (w *PoolWriter) read(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	is4 := true
-	if prefix, perr := netip.ParsePrefix(string(obj.Spec.Subnet)); perr == nil {
-		is4 = prefix.Addr().Is4()
-	}
-	state, err := ipam.NewPool(obj, w.reserved(is4))
+	state, err := ipam.NewPool(obj, w.reserved(poolFamily(obj)))
 	if err != nil {
 		return err
 	}
@@ -334,10 +392,16 @@ func answer(batch []*poolRequest, results []poolResult) {
 	}
 }
 
-// backoff is a short jittered wait before retry n: conflicts cost one round trip, so
-// waiting much longer than one only adds latency.
-func backoff(try int) time.Duration {
-	ceiling := time.Millisecond << min(try, 5) // 1, 2, 4, ... 32 ms
+// Bounds of the backoff ceiling. A conflict costs one round trip of a few milliseconds,
+// so the floor is one; the ceiling is where waiting costs more latency than colliding.
+const (
+	minBackoff = time.Millisecond
+	maxBackoff = 64 * time.Millisecond
+)
+
+// backoff is a jittered wait below the current contention ceiling.
+func (w *PoolWriter) backoff() time.Duration {
+	ceiling := max(w.contention, minBackoff)
 	return time.Duration(rand.Int64N(int64(ceiling)))
 }
 

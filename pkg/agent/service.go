@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -122,7 +123,7 @@ type writerSet struct {
 	store     ipam.PoolStore
 	reserved  func(is4 bool) ip.Set
 	spreadKey uint64
-	onWrite   func(pool string, batch int, conflict bool)
+	onWrite   func(pool string, batch int, err error)
 
 	mu sync.Mutex
 	m  map[string]*PoolWriter
@@ -149,6 +150,16 @@ func (ws *writerSet) all() []*PoolWriter {
 		out = append(out, w)
 	}
 	return out
+}
+
+// observe hands a watched version of a pool to its writer, if this node has one.
+func (ws *writerSet) observe(obj *v2beta1.SpiderIPPool) {
+	ws.mu.Lock()
+	w := ws.m[obj.Name]
+	ws.mu.Unlock()
+	if w != nil {
+		w.Observe(obj)
+	}
 }
 
 // invalidate makes every writer read its pool again (reserved addresses changed).
@@ -314,8 +325,29 @@ func (s *Service) allocateFamily(ctx context.Context, req *addRequest, pools []s
 		}
 		return nicAllocation{pool: pool, addr: addr}, nil
 	}
-	return nicAllocation{}, fmt.Errorf("every candidate pool %v is full: %w", pools, errors.Join(exhausted...))
+	return nicAllocation{}, fmt.Errorf("every candidate pool %v is full: %w", pools, joinInline(exhausted))
 }
+
+// joinInline joins errors on one line ("; "), for pod events and logs; errors.Is still
+// sees each of them.
+func joinInline(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = err.Error()
+	}
+	return &inlineErrors{msg: strings.Join(msgs, "; "), errs: errs}
+}
+
+type inlineErrors struct {
+	msg  string
+	errs []error
+}
+
+func (e *inlineErrors) Error() string   { return e.msg }
+func (e *inlineErrors) Unwrap() []error { return e.errs }
 
 // rollback releases what a failed ADD took, under its own deadline: the request's may
 // be what ran out.
@@ -414,7 +446,10 @@ func (s *Service) record(ctx context.Context, req *addRequest, se *v2beta1.Spide
 }
 
 func newEndpoint(pod *corev1.Pod, node, containerID string) *v2beta1.SpiderEndpoint {
-	kind, name := topController(pod)
+	kind, name := "Pod", pod.Name
+	if top := topControllerOf(pod); !top.IsZero() {
+		kind, name = top.Kind, top.Name
+	}
 	return &v2beta1.SpiderEndpoint{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: pod.Namespace, Name: pod.Name,
@@ -429,15 +464,6 @@ func newEndpoint(pod *corev1.Pod, node, containerID string) *v2beta1.SpiderEndpo
 			OwnerControllerType: kind, OwnerControllerName: name,
 		},
 	}
-}
-
-// topController names the pod's controller as SpiderPool does (Deployment for a
-// ReplicaSet named <deployment>-<hash> is resolved by the controller milestone).
-func topController(pod *corev1.Pod) (kind, name string) {
-	if ref := metav1.GetControllerOf(pod); ref != nil {
-		return ref.Kind, ref.Name
-	}
-	return "Pod", pod.Name
 }
 
 // moveSandbox hands every address of the pod's endpoint from the old sandbox to the new
@@ -574,8 +600,10 @@ func short(id string) string {
 }
 
 // NotReady returns why the agent cannot allocate now, or nothing when it can: its caches
-// have synced, and at least one enabled pool has a free address (from the cached counts,
-// which lag the pools by one watch event at most).
+// have synced and at least one pool exists. Full pools do not count: a runtime that
+// takes CNI STATUS for the node's network readiness (containerd 2 with CNI 1.1) would
+// mark every node NotReady, and Kubernetes evict its pods, because one pool filled up.
+// A full pool fails the ADDs that need it, with an event on each pod, instead.
 func (s *Service) NotReady(ctx context.Context) []string {
 	if !s.synced() {
 		return []string{"the agent's caches have not synced with the API server yet"}
@@ -585,16 +613,7 @@ func (s *Service) NotReady(ctx context.Context) []string {
 		return []string{fmt.Sprintf("cannot list SpiderIPPools: %v", err)}
 	}
 	if len(pools) == 0 {
-		return []string{"no SpiderIPPool exists: create one (docs/examples/nginx-v4-ippool.yaml)"}
+		return []string{"no SpiderIPPool exists: create one (docs/guides/pools-and-annotations.md)"}
 	}
-	for i := range pools {
-		p := &pools[i]
-		if ptr.Deref(p.Spec.Disable, false) || p.DeletionTimestamp != nil {
-			continue
-		}
-		if p.Status.TotalIPCount == nil || ptr.Deref(p.Status.AllocatedIPCount, 0) < *p.Status.TotalIPCount {
-			return nil
-		}
-	}
-	return []string{fmt.Sprintf("every one of the %d SpiderIPPools is full, disabled or being deleted", len(pools))}
+	return nil
 }

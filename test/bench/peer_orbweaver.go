@@ -25,6 +25,7 @@ type orbweaver struct {
 	binary string
 
 	client  client.Client
+	dir     string            // the agents' sockets
 	sockets map[string]string // node -> agent socket
 	pools   []Pool
 	stop    context.CancelFunc
@@ -70,7 +71,7 @@ func (o *orbweaver) Setup(ctx context.Context, h *Harness, sc Scenario) error {
 		return fmt.Errorf("orbweaver peer: %w", err)
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	o.stop, o.done, o.sockets = stop, make(chan error, len(sc.Nodes)), map[string]string{}
+	o.dir, o.stop, o.done, o.sockets = dir, stop, make(chan error, len(sc.Nodes)), map[string]string{}
 	ready := make(chan string, len(sc.Nodes))
 	for i, node := range sc.Nodes {
 		socket := filepath.Join(dir, fmt.Sprintf("%d.sock", i))
@@ -120,8 +121,12 @@ func (o *orbweaver) waitPools(ctx context.Context, h *Harness) error {
 		if missing == 0 {
 			// The agents' watches lag the API server by milliseconds here; give them a
 			// moment rather than probing each one.
-			time.Sleep(500 * time.Millisecond)
-			return nil
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(500 * time.Millisecond):
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -157,6 +162,7 @@ func (o *orbweaver) Teardown(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+		errs = append(errs, os.RemoveAll(o.dir))
 	}
 	if o.client != nil {
 		errs = append(errs, o.client.DeleteAllOf(ctx, &v2beta1.SpiderIPPool{}))

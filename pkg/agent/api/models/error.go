@@ -16,7 +16,7 @@ import (
 // swagger:model Error
 type Error struct {
 
-	// The CNI error code to report: 11 (try again later) for transient failures, 7 (invalid network config) for configuration the user must fix, 999 otherwise.
+	// The CNI error code to report: 7 (invalid network config) for what the user must fix, 11 (try again later) for what passes (a full pool, conflicts, an agent not ready, internal errors), 50 (plugin not available) from STATUS, 999 for a CHECK whose record does not match.
 	// Required: true
 	Code *int32 `json:"code"`
 
@@ -24,7 +24,7 @@ type Error struct {
 	// Required: true
 	Message *string `json:"message"`
 
-	// A short machine-readable class: PoolExhausted, NoPool, PoolRefused, UnknownPool, BadAnnotation, Conflict, NotReady, Internal.
+	// A short machine-readable class, also the pod event's and the metrics' label: PoolExhausted, NoPool, PoolRefused, UnknownPool, InvalidPool, BadAnnotation, BadCNIConfig, AutoPoolUnsupported, Conflict, NotReady, CheckFailed, BadRequest, Internal.
 	Reason string `json:"reason,omitempty"`
 }
 
