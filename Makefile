@@ -91,9 +91,14 @@ fuzz: ## Run every fuzz target for FUZZTIME each.
 
 ##@ Benchmarks
 
+# BENCH_FLAGS go to the harness, e.g. BENCH_FLAGS='-scenarios one-pool -peers orbweaver'.
+BENCH_FLAGS ?=
+
 .PHONY: bench
-bench: tools ## Benchmarks against a real API server (numbers, never pass/fail on time).
+bench: tools build ## Benchmarks against a real API server: orbweaver vs whereabouts in one run, a table (numbers, never pass/fail on time).
+	@tools/ensure.sh whereabouts
 	@$(GO) test -run='^$$' -bench=. -benchtime=3x ./pkg/agent/
+	@$(GO) run ./test/bench $(BENCH_FLAGS)
 
 .PHONY: clean
 clean: ## Remove build output (the tool cache in ~/.cache/orbweaver stays).
