@@ -88,10 +88,15 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("orbweaver agent: caches: %w", err)
 	}
 
+	// Shutdown runs in order: stop accepting requests and let the ones in flight finish
+	// (their pool writes and rollbacks too), then stop the pool writers and the caches.
+	// work outlives ctx for that; serving ends with ctx.
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster := record.NewBroadcaster(record.WithContext(work))
 	defer broadcaster.Shutdown()
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	recorder := broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "orbweaver-agent", Host: cfg.NodeName})
@@ -107,7 +112,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	var synced atomic.Bool
 	var svc *Service
-	cluster, err := newCachedCluster(ctx, informers, direct, cfg.NodeName, func() {
+	cluster, err := newCachedCluster(work, informers, direct, cfg.NodeName, func() {
 		if svc != nil {
 			svc.writers.invalidate()
 		}
@@ -119,7 +124,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("orbweaver agent: %w", err)
 	}
-	svc = NewService(ctx, ServiceParams{
+	svc = NewService(work, ServiceParams{
 		Node: cfg.NodeName, Cluster: cluster,
 		Endpoints: crdstore.Endpoints{Client: direct}, Pools: crdstore.Pools{Client: direct},
 		Events: recorderEvents{recorder: recorder}, Log: log, Metrics: metrics,
@@ -129,11 +134,21 @@ func Run(ctx context.Context, cfg Config) error {
 
 	errs := make(chan error, 4)
 	go func() {
-		if err := informers.Start(ctx); err != nil {
+		if err := informers.Start(work); err != nil {
 			errs <- fmt.Errorf("orbweaver agent: caches: %w", err)
 		}
 	}()
-	go func() { errs <- ServeUnix(ctx, cfg.SocketPath, requireSynced(svc, Handler(svc))) }()
+	socketDone := make(chan error, 1)
+	go func() { socketDone <- ServeUnix(ctx, cfg.SocketPath, requireSynced(svc, Handler(svc))) }()
+	// stop ends serving and waits until the socket server has answered what it took and
+	// closed (and so removed) its socket, so a successor's socket is never removed by us.
+	stop := func(runErr error) error {
+		cancel()
+		if err := <-socketDone; err != nil && runErr == nil {
+			runErr = fmt.Errorf("orbweaver agent: socket %s: %w", cfg.SocketPath, err)
+		}
+		return runErr
+	}
 	if cfg.HealthAddr != "" {
 		go func() { errs <- serveTCP(ctx, cfg.HealthAddr, healthHandler(synced.Load)) }()
 	}
@@ -148,8 +163,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ok := informers.WaitForCacheSync(syncCtx)
 	syncCancel()
 	if !ok {
-		cancel()
-		return fmt.Errorf("orbweaver agent: caches did not sync within 2 minutes: check that the API server is reachable, that the CRDs are installed (kubectl get crd spiderippools.spiderpool.spidernet.io), and that it is Kubernetes 1.31 or later (the agent watches its node's SpiderEndpoints with a field selector on a custom resource): %w", errors.Join(ctx.Err(), drain(errs)))
+		return stop(fmt.Errorf("orbweaver agent: caches did not sync within 2 minutes: check that the API server is reachable, that the CRDs are installed (kubectl get crd spiderippools.spiderpool.spidernet.io), and that it is Kubernetes 1.31 or later (the agent watches its node's SpiderEndpoints with a field selector on a custom resource): %w", errors.Join(ctx.Err(), drain(errs))))
 	}
 	synced.Store(true)
 	log.Info("serving", "socket", cfg.SocketPath)
@@ -157,14 +171,15 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Ready()
 	}
 
+	var runErr error
 	select {
 	case <-ctx.Done():
 		log.Info("stopping")
-		return nil
-	case err := <-errs:
-		cancel()
-		return err
+	case runErr = <-errs:
+	case runErr = <-socketDone:
+		socketDone <- nil // stop reads it again
 	}
+	return stop(runErr)
 }
 
 // drain returns an error already sent, if any.

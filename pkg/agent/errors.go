@@ -72,7 +72,7 @@ func classify(err error) (code int32, reason string) {
 		return codeTryAgainLater, ReasonPoolExhausted
 	case errors.Is(err, ipam.ErrConflict):
 		return codeTryAgainLater, ReasonConflict
-	case errors.Is(err, errNotReady), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	case errors.Is(err, errNotReady), errors.Is(err, errStopping), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return codeTryAgainLater, ReasonNotReady
 	case errors.Is(err, ipam.ErrInvalidPool):
 		return codeInvalidConfig, ReasonInvalidPool
@@ -84,6 +84,9 @@ func classify(err error) (code int32, reason string) {
 
 // errNotReady means the agent cannot serve yet (caches not synced).
 var errNotReady = errors.New("orbweaver agent is not ready: its caches have not synced yet")
+
+// errStopping means the agent is shutting down; the runtime retries against the next one.
+var errStopping = errors.New("orbweaver agent is shutting down")
 
 // apiError turns an error into the API's Error model.
 func apiError(err error) *models.Error {

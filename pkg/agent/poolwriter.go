@@ -41,6 +41,7 @@ type PoolWriter struct {
 	latest atomic.Pointer[v2beta1.SpiderIPPool]
 
 	requests chan *poolRequest
+	stopped  chan struct{} // closed when Run returns
 	stats    WriterStats
 	// stale is set when something the pool's resourceVersion does not cover changed
 	// (SpiderReservedIPs): the next batch reads the pool again.
@@ -86,7 +87,7 @@ func NewPoolWriter(p PoolWriterParams) *PoolWriter {
 	}
 	return &PoolWriter{
 		name: p.Pool, store: p.Store, reserved: p.Reserved, spreadKey: p.SpreadKey, maxTries: p.MaxTries, onWrite: p.OnWrite,
-		requests: make(chan *poolRequest, 1024),
+		requests: make(chan *poolRequest, 1024), stopped: make(chan struct{}),
 	}
 }
 
@@ -200,10 +201,20 @@ func (w *PoolWriter) do(ctx context.Context, req *poolRequest) (poolResult, erro
 	case w.requests <- req:
 	case <-ctx.Done():
 		return poolResult{}, fmt.Errorf("pool %q: %w", w.name, ctx.Err())
+	case <-w.stopped:
+		return poolResult{}, fmt.Errorf("pool %q: %w", w.name, errStopping)
 	}
 	select {
 	case r := <-req.done:
 		return r, r.err
+	case <-w.stopped:
+		// Run ended between batches; a request it took has its answer already.
+		select {
+		case r := <-req.done:
+			return r, r.err
+		default:
+			return poolResult{}, fmt.Errorf("pool %q: %w", w.name, errStopping)
+		}
 	case <-ctx.Done():
 		// The write may still land; the caller's retry finds the same address again
 		// (Allocate is idempotent per owner) or releases it.
@@ -211,8 +222,9 @@ func (w *PoolWriter) do(ctx context.Context, req *poolRequest) (poolResult, erro
 	}
 }
 
-// Run serves requests until ctx ends.
+// Run serves requests until ctx ends; requests made after that fail at once.
 func (w *PoolWriter) Run(ctx context.Context) {
+	defer close(w.stopped)
 	for {
 		var batch []*poolRequest
 		select {

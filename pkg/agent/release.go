@@ -87,9 +87,12 @@ func (s *Service) releaseNIC(ctx context.Context, se *v2beta1.SpiderEndpoint, if
 	return fmt.Errorf("update SpiderEndpoint %s/%s: %w", se.Namespace, se.Name, ipam.ErrConflict)
 }
 
-// releaseOwnerEverywhere frees what any pool records for an attachment.
+// releaseOwnerEverywhere frees what any pool records for an attachment. It is the path of
+// a DEL with no endpoint record to go by (an ADD that failed or stopped after its pool
+// write), so it looks at the pools as the API server has them: the cache may not show
+// that write yet.
 func (s *Service) releaseOwnerEverywhere(ctx context.Context, owner records.Owner) ([]netip.Addr, error) {
-	pools, err := s.cluster.Pools(ctx)
+	pools, err := s.cluster.FreshPools(ctx)
 	if err != nil {
 		return nil, err
 	}
