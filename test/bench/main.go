@@ -35,7 +35,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
@@ -52,6 +54,9 @@ type options struct {
 }
 
 func main() {
+	// controller-runtime's caches (inside orbweaver's agents) log through its process-wide
+	// logger; the harness prints its own report instead.
+	ctrllog.SetLogger(logr.Discard())
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
