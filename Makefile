@@ -34,7 +34,7 @@ tools: ## Build (or link from the cache) the tools the tests and demo need.
 	@tools/ensure.sh $(TEST_TOOLS)
 
 .PHONY: demo
-demo: tools ## Start a local API server with orbweaver's CRDs, apply docs/examples and show them.
+demo: tools build ## Start a local API server with orbweaver's CRDs and a node agent, apply docs/examples, allocate for a few pods through the real plugin, show them.
 	@$(GO) run ./test/devenv up
 
 .PHONY: demo-down
