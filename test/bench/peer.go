@@ -30,6 +30,15 @@ type Peer interface {
 	Teardown(ctx context.Context) error
 }
 
+// Inspector is implemented by a peer that can tell what its own side measured during a
+// scenario, such as its agents' view of ADD latency, to set beside the harness's view
+// (which includes exec'ing the plugin). The harness calls Begin when timing starts and
+// prints End's lines under the table.
+type Inspector interface {
+	Begin()
+	End() []string
+}
+
 // PeerParams is what a peer's constructor gets.
 type PeerParams struct {
 	// BinDir is the repository's bin/, where tools/ensure.sh links the tools.

@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,6 +35,9 @@ type orbweaver struct {
 	stop    context.CancelFunc
 	done    chan error
 	running int
+
+	registries []*prometheus.Registry // one per agent
+	before     agentStats             // at Begin
 }
 
 func newOrbweaverPeer(p PeerParams) (Peer, error) {
@@ -76,9 +83,11 @@ func (o *orbweaver) Setup(ctx context.Context, h *Harness, sc Scenario) error {
 	for i, node := range sc.Nodes {
 		socket := filepath.Join(dir, fmt.Sprintf("%d.sock", i))
 		o.sockets[node] = socket
+		registry := prometheus.NewRegistry()
+		o.registries = append(o.registries, registry)
 		cfg := agent.Config{
 			NodeName: node, RESTConfig: h.Env.Config, SocketPath: socket, Log: logr.Discard(),
-			Ready: func() { ready <- node },
+			Registry: registry, Ready: func() { ready <- node },
 		}
 		o.running++
 		go func() { o.done <- agent.Run(runCtx, cfg) }()
@@ -178,3 +187,99 @@ func (o *orbweaver) Teardown(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// agentStats is what the agents' metrics say, summed over agents.
+type agentStats struct {
+	addBuckets  map[float64]uint64 // cumulative ADD durations by upper bound (s)
+	addCount    uint64
+	writes      map[string]float64 // pool writes by result
+	batchSum    float64            // requests carried by pool writes
+	batchWrites uint64
+}
+
+func (o *orbweaver) Begin() { o.before = o.collect() }
+
+// End reports the agents' own view of ADD latency (from the time the agent got the
+// request to its answer, without the plugin's exec), pool writes by result and the mean
+// number of requests a pool write carried.
+func (o *orbweaver) End() []string {
+	after := o.collect()
+	n := after.addCount - o.before.addCount
+	if n == 0 {
+		return nil
+	}
+	quantile := func(q float64) string {
+		var bounds []float64
+		for b := range after.addBuckets {
+			bounds = append(bounds, b)
+		}
+		slices.Sort(bounds)
+		for _, b := range bounds {
+			if float64(after.addBuckets[b]-o.before.addBuckets[b]) >= q*float64(n) {
+				return "≤ " + fmtSeconds(b)
+			}
+		}
+		return "> " + fmtSeconds(bounds[len(bounds)-1])
+	}
+	var writes []string
+	for _, r := range []string{"ok", "conflict", "error"} {
+		writes = append(writes, fmt.Sprintf("%s %.0f", r, after.writes[r]-o.before.writes[r]))
+	}
+	batch := 0.0
+	if w := after.batchWrites - o.before.batchWrites; w > 0 {
+		batch = (after.batchSum - o.before.batchSum) / float64(w)
+	}
+	return []string{
+		fmt.Sprintf("agents' own ADD latency (histogram buckets, no plugin exec): p50 %s, p90 %s, p99 %s", quantile(0.5), quantile(0.9), quantile(0.99)),
+		fmt.Sprintf("agents' pool writes: %s; %.1f requests per write on average", strings.Join(writes, ", "), batch),
+	}
+}
+
+func fmtSeconds(s float64) string {
+	if s < 1 {
+		return fmt.Sprintf("%.0fms", s*1000)
+	}
+	return fmt.Sprintf("%.1fs", s)
+}
+
+func (o *orbweaver) collect() agentStats {
+	st := agentStats{addBuckets: map[float64]uint64{}, writes: map[string]float64{}}
+	for _, reg := range o.registries {
+		families, err := reg.Gather()
+		if err != nil {
+			continue
+		}
+		for _, f := range families {
+			for _, m := range f.GetMetric() {
+				switch f.GetName() {
+				case "orbweaver_agent_request_duration_seconds":
+					if label(m, "op") != "add" {
+						continue
+					}
+					h := m.GetHistogram()
+					st.addCount += h.GetSampleCount()
+					for _, b := range h.GetBucket() {
+						st.addBuckets[b.GetUpperBound()] += b.GetCumulativeCount()
+					}
+				case "orbweaver_agent_pool_writes_total":
+					st.writes[label(m, "result")] += m.GetCounter().GetValue()
+				case "orbweaver_agent_pool_write_batch_size":
+					st.batchSum += m.GetHistogram().GetSampleSum()
+					st.batchWrites += m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return st
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+var _ Inspector = (*orbweaver)(nil)

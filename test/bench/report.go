@@ -31,6 +31,7 @@ type result struct {
 	violations     []string      // double allocations, addresses outside the pool
 	load           string        // load average when timing started
 	incomplete     bool          // the run's deadline cut the scenario short
+	notes          []string      // what the peer's own side measured (Inspector)
 }
 
 const maxErrs = 5
@@ -142,6 +143,9 @@ func printTable(w io.Writer, results []*result) {
 			fmt.Fprintf(w, "  writes per allocation (the DELs' writes included): %s\n", breakdown(r))
 		} else {
 			fmt.Fprintf(w, "  writes per allocation: %s\n", breakdown(r))
+		}
+		for _, n := range r.notes {
+			fmt.Fprintf(w, "  %s\n", n)
 		}
 		for _, e := range r.errs {
 			fmt.Fprintf(w, "  failure: %s\n", e)

@@ -263,11 +263,18 @@ func (h *Harness) runScenario(ctx context.Context, p Peer, pl *plan, led *ledger
 			done.Add(1)
 		}}
 	}
+	inspector, _ := p.(Inspector)
+	if inspector != nil {
+		inspector.Begin()
+	}
 	start := time.Now()
 	stopProgress := h.reportProgress(p.Name()+" "+pl.name, start, &done, len(jobs))
 	runPerNode(ctx, h.Nodes, h.Parallel, jobs)
 	res.wall = time.Since(start)
 	stopProgress()
+	if inspector != nil {
+		res.notes = inspector.End()
+	}
 	res.incomplete = ctx.Err() != nil
 
 	// Scrape even after the deadline, so a cut-short scenario still reports.
