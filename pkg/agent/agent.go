@@ -116,10 +116,6 @@ func Run(ctx context.Context, cfg Config) error {
 		if svc != nil {
 			svc.writers.invalidate()
 		}
-	}, func(sp *v2beta1.SpiderIPPool) {
-		if svc != nil {
-			svc.writers.observe(sp)
-		}
 	})
 	if err != nil {
 		return fmt.Errorf("orbweaver agent: %w", err)

@@ -165,7 +165,7 @@ func TestAgentUserErrors(t *testing.T) {
 		second := newPod(t, e, ns, "second", ta.node, poolAnnotation("tiny", ""))
 		_, err := ta.add(ctx, attachment{pod: second, containerID: "c2", ifName: "eth0"})
 		wantAgentError(t, err, codeTryAgainLater, ReasonPoolExhausted, `"tiny"`)
-		waitFor(t, "a Warning event on the pod", func() (bool, error) {
+		testenv.WaitFor(t, "a Warning event on the pod", func() (bool, error) {
 			w, err := podWarnings(ctx, e, second)
 			return len(w) > 0 && strings.Contains(w[0], "tiny"), err
 		})
@@ -176,12 +176,12 @@ func TestAgentUserErrors(t *testing.T) {
 		att := attachment{pod: pod, containerID: "c3", ifName: "eth0"}
 		_, err := ta.add(ctx, att)
 		wantAgentError(t, err, codeInvalidConfig, ReasonUnknownPool, "later")
-		waitFor(t, "a Warning event naming the pool", func() (bool, error) {
+		testenv.WaitFor(t, "a Warning event naming the pool", func() (bool, error) {
 			w, err := podWarnings(ctx, e, pod)
 			return len(w) > 0 && strings.Contains(w[0], "later"), err
 		})
 		newPool(t, e, "later", "10.33.0.0/24", nil, "10.33.0.5-10.33.0.6")
-		waitFor(t, "ADD to succeed once the pool exists", func() (bool, error) {
+		testenv.WaitFor(t, "ADD to succeed once the pool exists", func() (bool, error) {
 			_, err := ta.add(ctx, att)
 			return err == nil, err
 		})
@@ -251,7 +251,7 @@ func TestAgentRecreatedPod(t *testing.T) {
 	if err := e.Client.Delete(ctx, old, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the old pod to be gone", func() (bool, error) {
+	testenv.WaitFor(t, "the old pod to be gone", func() (bool, error) {
 		err := e.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "job-x"}, old.DeepCopy())
 		return err != nil, nil
 	})
@@ -295,7 +295,7 @@ func TestAgentGC(t *testing.T) {
 	// above by a watch event: repeat it until the pool shrinks, counting what it freed.
 	args := &models.GCArgs{NetworkName: ptr.To("net-a"), ValidAttachments: []*models.GCAttachment{{ContainerID: ptr.To("c0"), IfName: ptr.To("eth0")}}}
 	var released int64
-	waitFor(t, "GC to release p1", func() (bool, error) {
+	testenv.WaitFor(t, "GC to release p1", func() (bool, error) {
 		ok, err := ta.api.GcContext(ctx, operations.NewGcParams().WithArgs(args))
 		if err != nil {
 			return false, asAgentError(err)
@@ -323,7 +323,7 @@ func TestAgentStatus(t *testing.T) {
 	defer cancel()
 	ta := startAgent(t, e)
 	newPool(t, e, "status", "10.40.0.0/24", nil, "10.40.0.10")
-	waitFor(t, "STATUS ready", func() (bool, error) {
+	testenv.WaitFor(t, "STATUS ready", func() (bool, error) {
 		_, err := ta.api.StatusContext(ctx, operations.NewStatusParams())
 		return err == nil, asAgentError(err)
 	})
@@ -447,7 +447,7 @@ func TestAgentRecreatedPodOtherNode(t *testing.T) {
 	if err := e.Client.Delete(ctx, old, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the old pod to be gone", func() (bool, error) {
+	testenv.WaitFor(t, "the old pod to be gone", func() (bool, error) {
 		err := e.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "sts-0"}, old.DeepCopy())
 		return err != nil, nil
 	})

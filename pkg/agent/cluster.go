@@ -48,33 +48,14 @@ func nodeScopedCacheOptions(scheme *runtime.Scheme, node string) cache.Options {
 	}
 }
 
-// newCachedCluster starts informers for every kind the agent reads, registers
-// onReservedChange to run whenever a SpiderReservedIP changes and onPool to receive
-// every version of a pool the watch delivers.
-func newCachedCluster(ctx context.Context, c cache.Cache, direct client.Reader, node string, onReservedChange func(), onPool func(*v2beta1.SpiderIPPool)) (*cachedCluster, error) {
+// newCachedCluster starts informers for every kind the agent reads and registers
+// onReservedChange to run whenever a SpiderReservedIP changes.
+func newCachedCluster(ctx context.Context, c cache.Cache, direct client.Reader, node string, onReservedChange func()) (*cachedCluster, error) {
 	cc := &cachedCluster{cache: c, direct: direct, node: node}
 	for _, obj := range []client.Object{&corev1.Pod{}, &corev1.Node{}, &corev1.Namespace{}, &v2beta1.SpiderIPPool{}, &v2beta1.SpiderEndpoint{}} {
 		if _, err := c.GetInformer(ctx, obj); err != nil {
 			return nil, fmt.Errorf("start informer for %T: %w", obj, err)
 		}
-	}
-	pools, err := c.GetInformer(ctx, &v2beta1.SpiderIPPool{})
-	if err != nil {
-		return nil, fmt.Errorf("start informer for SpiderIPPool: %w", err)
-	}
-	if _, err := pools.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) {
-			if sp, ok := obj.(*v2beta1.SpiderIPPool); ok {
-				onPool(sp)
-			}
-		},
-		UpdateFunc: func(_, obj any) {
-			if sp, ok := obj.(*v2beta1.SpiderIPPool); ok {
-				onPool(sp)
-			}
-		},
-	}); err != nil {
-		return nil, fmt.Errorf("watch SpiderIPPool: %w", err)
 	}
 	inf, err := c.GetInformer(ctx, &v2beta1.SpiderReservedIP{})
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,8 +13,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
-	httptransport "github.com/go-openapi/runtime/client"
-	"github.com/go-openapi/strfmt"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -24,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/client/operations"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/models"
 	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
@@ -71,7 +68,7 @@ func startAgent(t *testing.T, e *testenv.Env, opts ...func(*Config)) *testAgent 
 	case <-time.After(60 * time.Second):
 		t.Fatalf("agent %s not ready after 60s", node)
 	}
-	return &testAgent{node: node, socket: socket, api: unixClient(socket)}
+	return &testAgent{node: node, socket: socket, api: api.NewUnixClient(socket)}
 }
 
 func quietLog(t *testing.T) logr.Logger {
@@ -89,20 +86,6 @@ func shortTempDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
-}
-
-// unixClient is the generated agent client over a unix socket.
-func unixClient(socket string) operations.ClientService {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-		DisableKeepAlives: true,
-	}
-	rt := httptransport.New("orbweaver-agent", "/v1", []string{"http"})
-	rt.Transport = tr
-	return operations.New(rt, strfmt.Default)
 }
 
 // agentError is what the agent answered instead of a result.
@@ -221,27 +204,13 @@ func newPool(t *testing.T, e *testenv.Env, name, subnet string, mutate func(*v2b
 	return sp
 }
 
-// waitFor polls cond every 50ms for up to 30s.
-func waitFor(t *testing.T, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s (last error: %v)", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// waitForPoolInCache waits until the agent's cache has a pool (pools created by a test
-// reach the agent through its watch).
+// waitForPools waits until the agent answers STATUS, which it does once its caches have
+// synced and hold some pool. The test's own pool may still be on its way through the
+// watch; that is enough, since the agent asks the API server before it calls a pool
+// unknown.
 func waitForPools(t *testing.T, ta *testAgent) {
 	t.Helper()
-	waitFor(t, "agent status", func() (bool, error) {
+	testenv.WaitFor(t, "agent status", func() (bool, error) {
 		_, err := ta.api.StatusContext(context.Background(), operations.NewStatusParams())
 		return err == nil, err
 	})

@@ -7,7 +7,6 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"net/netip"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -37,8 +36,6 @@ type PoolWriter struct {
 	onWrite   func(pool string, batch int, err error)
 	// contention is the current backoff ceiling, owned by Run (see backoff).
 	contention time.Duration
-	// latest is the newest version of the pool this node's watch delivered (Observe).
-	latest atomic.Pointer[v2beta1.SpiderIPPool]
 
 	requests chan *poolRequest
 	stopped  chan struct{} // closed when Run returns
@@ -94,52 +91,6 @@ func NewPoolWriter(p PoolWriterParams) *PoolWriter {
 // Invalidate makes the next batch read the pool again; call it when reserved addresses
 // change.
 func (w *PoolWriter) Invalidate() { w.stale.Store(true) }
-
-// Observe hands the writer a version of the pool from a watch. A later batch writes on
-// it instead of on the version this writer last wrote or read, when it is newer: on a
-// pool that other nodes write too, that version is almost always out of date, and
-// writing on it could only conflict.
-func (w *PoolWriter) Observe(obj *v2beta1.SpiderIPPool) {
-	for {
-		cur := w.latest.Load()
-		if cur != nil && !rvNewer(obj.ResourceVersion, cur.ResourceVersion) {
-			return
-		}
-		if w.latest.CompareAndSwap(cur, obj) {
-			return
-		}
-	}
-}
-
-// rvNewer reports whether resourceVersion a is known to be newer than b. The API treats
-// resourceVersions as opaque; the etcd storage behind every real API server issues them
-// as increasing integers, which is what this relies on. Anything else is "not known to
-// be newer", and the writer falls back to reading the pool after a conflict.
-func rvNewer(a, b string) bool {
-	x, errA := strconv.ParseUint(a, 10, 64)
-	if b == "" {
-		return errA == nil
-	}
-	y, errB := strconv.ParseUint(b, 10, 64)
-	return errA == nil && errB == nil && x > y
-}
-
-// adoptObserved makes the newest observed version the writer's base when it is newer
-// than the base.
-func (w *PoolWriter) adoptObserved() {
-	l := w.latest.Load()
-	if l == nil {
-		return
-	}
-	if w.obj == nil || !rvNewer(l.ResourceVersion, w.obj.ResourceVersion) {
-		return
-	}
-	state, err := ipam.NewPool(l, w.reserved(poolFamily(l)))
-	if err != nil {
-		return // read() reports it
-	}
-	w.obj, w.state = l, state // never modified: writes go to a deep copy
-}
 
 // Stats returns the writer's counters.
 func (w *PoolWriter) Stats() *WriterStats { return &w.stats }
@@ -262,12 +213,6 @@ func (w *PoolWriter) commit(ctx context.Context, batch []*poolRequest) {
 		batch = live(batch)
 		if len(batch) == 0 {
 			return
-		}
-		if try == 0 {
-			// The start of a batch: the base is what this writer last wrote or read,
-			// and another node has likely written since. After a conflict, a read is
-			// better: the watch may still lag the version that won.
-			w.adoptObserved()
 		}
 		if w.obj == nil {
 			fresh = true

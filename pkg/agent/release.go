@@ -10,6 +10,7 @@ import (
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/models"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
@@ -99,7 +100,8 @@ func (s *Service) releaseOwnerEverywhere(ctx context.Context, owner records.Owne
 	var freed []netip.Addr
 	var errs []error
 	for i := range pools {
-		p, err := ipam.NewPool(&pools[i], s.cluster.Reserved(true))
+		// Reserved addresses narrow what a pool hands out, not who holds what.
+		p, err := ipam.NewPool(&pools[i], ip.Set{})
 		if err != nil {
 			continue // an invalid pool cannot hold our records usefully; GC reports it
 		}

@@ -70,8 +70,6 @@ type Service struct {
 	events    Events
 	log       logr.Logger
 	metrics   *Metrics
-	// choose picks the candidate pools of a NIC (see candidates.go).
-	choose func(ctx context.Context, req *addRequest) (candidates, error)
 
 	enableIPv4, enableIPv6 bool
 	multusClusterNetwork   string
@@ -113,7 +111,6 @@ func NewService(ctx context.Context, p ServiceParams) *Service {
 		s.metrics = NewMetrics()
 	}
 	s.writers = &writerSet{ctx: ctx, store: p.Pools, reserved: p.Cluster.Reserved, spreadKey: nodeKey(p.Node), onWrite: s.metrics.onWrite, m: map[string]*PoolWriter{}}
-	s.choose = s.selectPools
 	return s
 }
 
@@ -150,16 +147,6 @@ func (ws *writerSet) all() []*PoolWriter {
 		out = append(out, w)
 	}
 	return out
-}
-
-// observe hands a watched version of a pool to its writer, if this node has one.
-func (ws *writerSet) observe(obj *v2beta1.SpiderIPPool) {
-	ws.mu.Lock()
-	w := ws.m[obj.Name]
-	ws.mu.Unlock()
-	if w != nil {
-		w.Observe(obj)
-	}
 }
 
 // invalidate makes every writer read its pool again (reserved addresses changed).
@@ -243,7 +230,7 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 		}
 	}
 
-	cands, err := s.choose(ctx, req)
+	cands, err := s.selectPools(ctx, req)
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
@@ -86,7 +87,7 @@ func TestManyFullAgentsOnePool(t *testing.T) {
 			t.Fatal(err)
 		}
 		socket := shortTempDir(t) + "/agent.sock"
-		agents[i] = &stressAgent{testAgent: testAgent{node: node, socket: socket, api: unixClient(socket)}, e: e, log: errLog.logger(node)}
+		agents[i] = &stressAgent{testAgent: testAgent{node: node, socket: socket, api: api.NewUnixClient(socket)}, e: e, log: errLog.logger(node)}
 		starting.Add(1)
 		go func() { defer starting.Done(); startErrs[i] = agents[i].start() }()
 	}

@@ -4,17 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
-	httptransport "github.com/go-openapi/runtime/client"
-	"github.com/go-openapi/strfmt"
 
-	apiclient "github.com/orbweaver-ipam/orbweaver/pkg/agent/api/client"
+	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/client/operations"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/models"
 )
@@ -33,21 +29,7 @@ type agent struct {
 }
 
 func newAgent(socket string, timeout time.Duration) *agent {
-	rt := httptransport.New(apiclient.DefaultHost, apiclient.DefaultBasePath, apiclient.DefaultSchemes)
-	// One connection per call, as SpiderPool does: the plugin makes one or two
-	// requests and exits.
-	rt.Transport = &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-		DisableKeepAlives:  true,
-		DisableCompression: true,
-	}
-	// The runtime turns debug dumps on from $DEBUG; they would go to stderr, and the
-	// request bodies are not worth it.
-	rt.Debug = false
-	return &agent{ops: apiclient.New(rt, strfmt.Default).Operations, socket: socket, timeout: timeout}
+	return &agent{ops: api.NewUnixClient(socket), socket: socket, timeout: timeout}
 }
 
 // The generated params default to a 30s timeout of their own; 0 leaves the deadline

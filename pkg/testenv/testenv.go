@@ -254,3 +254,21 @@ func Require(t testing.TB, env *Env) *Env {
 	}
 	return env
 }
+
+// WaitFor calls cond every 50ms until it holds, and fails the test after 30s, naming what
+// it waited for and cond's last error. Integration tests wait on caches and watches
+// with it; it never asserts how long anything took.
+func WaitFor(t testing.TB, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 30s waiting for %s (last error: %v)", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -361,19 +361,3 @@ func randHex(t *testing.T, n int) string {
 	}
 	return hex.EncodeToString(b)
 }
-
-// poll calls cond every 100ms until it holds, for at most 30s.
-func poll(t *testing.T, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after 30s waiting for %s (last error: %v)", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}

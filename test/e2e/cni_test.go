@@ -442,7 +442,7 @@ func (h *cniHarness) recordedAddrs(t *testing.T, se *v2beta1.SpiderEndpoint, nic
 func (h *cniHarness) waitAllocated(t *testing.T, short string, n int64) {
 	t.Helper()
 	var got int64
-	poll(t, fmt.Sprintf("allocatedIPCount %d of pool %s", n, h.poolName(short)), func() (bool, error) {
+	testenv.WaitFor(t, fmt.Sprintf("allocatedIPCount %d of pool %s", n, h.poolName(short)), func() (bool, error) {
 		p := &v2beta1.SpiderIPPool{}
 		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: h.poolName(short)}, p); err != nil {
 			return false, err
@@ -454,7 +454,7 @@ func (h *cniHarness) waitAllocated(t *testing.T, short string, n int64) {
 
 func (h *cniHarness) waitEndpointGone(t *testing.T, pod *corev1.Pod) {
 	t.Helper()
-	poll(t, "the SpiderEndpoint of "+pod.Name+" to go", func() (bool, error) {
+	testenv.WaitFor(t, "the SpiderEndpoint of "+pod.Name+" to go", func() (bool, error) {
 		_, err := getEndpoint(context.Background(), pod)
 		return apierrors.IsNotFound(err), err
 	})
