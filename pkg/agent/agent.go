@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -56,7 +57,32 @@ type Config struct {
 	Log      logr.Logger
 	// Ready, if set, is called once the caches have synced and the socket serves.
 	Ready func()
+
+	// ReserveSize is the most addresses of each pool the agent keeps reserved for its
+	// node, to hand to pods without a pool write (docs/design/allocation.md); 0 means
+	// DefaultReserveSize, a negative value turns reserving off.
+	ReserveSize int
+	// ReserveQuarantine is how long a restarted agent waits before it settles what a
+	// crashed predecessor left in reserve (default 10 s): longer than any write the
+	// predecessor sent can take to land.
+	ReserveQuarantine time.Duration
+	// ReserveRebindDelay is how long handed-out addresses wait to be recorded under their
+	// pods in one pool write (default 500 ms).
+	ReserveRebindDelay time.Duration
+	// LockPath is the file whose lock makes this the node's only reserving agent
+	// (default: node-<name>.lock beside the socket).
+	LockPath string
+
+	// crashOnStop, when set and true as Run stops, makes it end as a crash would
+	// (tests): requests in flight are cut and the reserve is not given back.
+	crashOnStop *atomic.Bool
 }
+
+// Defaults of the reserve settings.
+const (
+	DefaultReserveSize       = 32
+	DefaultReserveQuarantine = 10 * time.Second
+)
 
 // Run serves IPAM requests for one node until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
@@ -65,6 +91,15 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.SocketPath == "" {
 		cfg.SocketPath = DefaultSocketPath
+	}
+	if cfg.ReserveSize == 0 {
+		cfg.ReserveSize = DefaultReserveSize
+	}
+	if cfg.ReserveQuarantine == 0 {
+		cfg.ReserveQuarantine = DefaultReserveQuarantine
+	}
+	if cfg.LockPath == "" {
+		cfg.LockPath = filepath.Join(filepath.Dir(cfg.SocketPath), "node-"+cfg.NodeName+".lock")
 	}
 	log := cfg.Log.WithValues("node", cfg.NodeName)
 	restCfg, err := restConfig(cfg)
@@ -112,10 +147,17 @@ func Run(ctx context.Context, cfg Config) error {
 
 	var synced atomic.Bool
 	var svc *Service
-	cluster, err := newCachedCluster(work, informers, direct, cfg.NodeName, func() {
-		if svc != nil {
-			svc.writers.invalidate()
-		}
+	cluster, err := newCachedCluster(work, informers, direct, cfg.NodeName, clusterHooks{
+		reservedChanged: func() {
+			if svc != nil {
+				svc.writers.invalidate()
+			}
+		},
+		poolChanged: func(sp *v2beta1.SpiderIPPool) {
+			if svc != nil {
+				svc.writers.observe(sp)
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("orbweaver agent: %w", err)
@@ -125,8 +167,20 @@ func Run(ctx context.Context, cfg Config) error {
 		Endpoints: crdstore.Endpoints{Client: direct}, Pools: crdstore.Pools{Client: direct},
 		Events: recorderEvents{recorder: recorder}, Log: log, Metrics: metrics,
 		EnableIPv4: cfg.EnableIPv4, EnableIPv6: cfg.EnableIPv6, MultusClusterNetwork: cfg.MultusClusterNetwork,
-		Synced: synced.Load,
+		Synced:     synced.Load,
+		ReserveMax: max(cfg.ReserveSize, 0), ReserveRebindDelay: cfg.ReserveRebindDelay, SettleFirst: true,
 	})
+	if err := metrics.registerReserves(registry, svc.writers); err != nil {
+		return fmt.Errorf("orbweaver agent: metrics: %w", err)
+	}
+
+	// One agent per node: a second one (a rolling update that surges) waits here, before
+	// it takes the socket, until the first has given its reserve back and exited.
+	unlock, err := lockNode(ctx, cfg.LockPath, log)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	errs := make(chan error, 4)
 	go func() {
@@ -137,12 +191,19 @@ func Run(ctx context.Context, cfg Config) error {
 	socketDone := make(chan error, 1)
 	go func() { socketDone <- ServeUnix(ctx, cfg.SocketPath, requireSynced(svc, Handler(svc))) }()
 	// stop ends serving and waits until the socket server has answered what it took and
-	// closed (and so removed) its socket, so a successor's socket is never removed by us.
+	// closed (and so removed) its socket, so a successor's socket is never removed by us;
+	// then the pool writers give the node's reserve back, and only then does the lock go.
 	stop := func(runErr error) error {
+		if cfg.crashOnStop != nil && cfg.crashOnStop.Load() {
+			svc.writers.abandon()
+			stopWork()
+		}
 		cancel()
 		if err := <-socketDone; err != nil && runErr == nil {
 			runErr = fmt.Errorf("orbweaver agent: socket %s: %w", cfg.SocketPath, err)
 		}
+		stopWork()
+		svc.writers.wait()
 		return runErr
 	}
 	if cfg.HealthAddr != "" {
@@ -161,6 +222,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if !ok {
 		return stop(fmt.Errorf("orbweaver agent: caches did not sync within 2 minutes: check that the API server is reachable, that the CRDs are installed (kubectl get crd spiderippools.spiderpool.spidernet.io), and that it is Kubernetes 1.31 or later (the agent watches its node's SpiderEndpoints with a field selector on a custom resource): %w", errors.Join(ctx.Err(), drain(errs))))
 	}
+	if cfg.ReserveSize > 0 {
+		if err := settleInheritedReserves(ctx, svc, direct, cfg.ReserveQuarantine, log); err != nil {
+			return stop(fmt.Errorf("orbweaver agent: settle the reserve a previous agent of this node left: %w", err))
+		}
+	}
+	svc.MarkSettled()
 	synced.Store(true)
 	log.Info("serving", "socket", cfg.SocketPath)
 	if cfg.Ready != nil {

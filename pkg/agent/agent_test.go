@@ -51,6 +51,48 @@ func readPool(t *testing.T, e *testenv.Env, name string) ipam.Pool {
 	return p
 }
 
+// podHolders returns who holds each address of a pool, as the design defines it: the
+// pool's record, or for an address the pool records as a node's reserve, the pod whose
+// SpiderEndpoint names it (handed out, not yet rebound). Spares are not in the map.
+func podHolders(t *testing.T, e *testenv.Env, name string) map[netip.Addr]records.Owner {
+	t.Helper()
+	p := readPool(t, e, name)
+	var ses v2beta1.SpiderEndpointList
+	if err := e.Client.List(context.Background(), &ses); err != nil {
+		t.Fatal(err)
+	}
+	named := map[netip.Addr]records.Owner{}
+	for i := range ses.Items {
+		se := &ses.Items[i]
+		for j := range se.Status.Current.IPs {
+			nic := &se.Status.Current.IPs[j]
+			for _, a := range nicAddrs(nic) {
+				if a.pool == name {
+					named[a.addr] = records.OwnerOf(se.Status.Current.UID, containerOf(se), nic.NIC)
+				}
+			}
+		}
+	}
+	out := map[netip.Addr]records.Owner{}
+	for _, o := range p.Owners() {
+		for _, a := range p.AllHeldBy(o) {
+			switch {
+			case !o.IsReserve():
+				out[a] = o
+			case named[a] != records.Owner{}:
+				out[a] = named[a]
+			}
+		}
+	}
+	return out
+}
+
+// podsHold is the number of a pool's addresses that pods hold (see podHolders).
+func podsHold(t *testing.T, e *testenv.Env, name string) int {
+	t.Helper()
+	return len(podHolders(t, e, name))
+}
+
 func wantAgentError(t *testing.T, err error, code int32, reason string, msgParts ...string) {
 	t.Helper()
 	var ae *agentError
@@ -101,9 +143,8 @@ func TestAgentAddCheckDel(t *testing.T) {
 	if err != nil || *again.Ips[0].Address != got {
 		t.Fatalf("repeated ADD: want %s, got %+v, %v", got, again, err)
 	}
-	p := readPool(t, e, "acd")
-	if p.AllocatedCount() != 1 {
-		t.Fatalf("pool holds %d addresses after two ADDs of one attachment, want 1", p.AllocatedCount())
+	if n := podsHold(t, e, "acd"); n != 1 {
+		t.Fatalf("pods hold %d addresses of the pool after two ADDs of one attachment, want 1", n)
 	}
 	se, err := getEndpoint(ctx, e, pod)
 	if err != nil {
@@ -125,14 +166,14 @@ func TestAgentAddCheckDel(t *testing.T) {
 	if err := ta.del(ctx, stale); err != nil {
 		t.Fatalf("DEL of an unknown container: %v", err)
 	}
-	if readPool(t, e, "acd").AllocatedCount() != 1 {
+	if podsHold(t, e, "acd") != 1 {
 		t.Fatal("a DEL from another container released the pod's address")
 	}
 
 	if err := ta.del(ctx, att); err != nil {
 		t.Fatal(err)
 	}
-	if n := readPool(t, e, "acd").AllocatedCount(); n != 0 {
+	if n := podsHold(t, e, "acd"); n != 0 {
 		t.Fatalf("pool holds %d addresses after DEL, want 0", n)
 	}
 	if _, err := getEndpoint(ctx, e, pod); err == nil {
@@ -225,7 +266,7 @@ func TestAgentDualStackRollback(t *testing.T) {
 	b := newPod(t, e, ns, "b", ta.node, poolAnnotation("ds4", "ds6"))
 	_, err = ta.add(ctx, attachment{pod: b, containerID: "cb", ifName: "eth0"})
 	wantAgentError(t, err, codeTryAgainLater, ReasonPoolExhausted, "ds6")
-	if n := readPool(t, e, "ds4").AllocatedCount(); n != 1 {
+	if n := podsHold(t, e, "ds4"); n != 1 {
 		t.Fatalf("IPv4 pool holds %d addresses after the IPv6 half failed, want 1 (rolled back)", n)
 	}
 }
@@ -266,7 +307,7 @@ func TestAgentRecreatedPod(t *testing.T) {
 	if se.Status.Current.UID != string(fresh.UID) {
 		t.Fatalf("SpiderEndpoint still names UID %s, want the new pod's %s", se.Status.Current.UID, fresh.UID)
 	}
-	if n := readPool(t, e, "re").AllocatedCount(); n != 1 {
+	if n := podsHold(t, e, "re"); n != 1 {
 		t.Fatalf("pool holds %d addresses, want 1: the previous pod's address must be released", n)
 	}
 }
@@ -301,12 +342,12 @@ func TestAgentGC(t *testing.T) {
 			return false, asAgentError(err)
 		}
 		released += ok.Payload.Released
-		return readPool(t, e, "gc").AllocatedCount() < 3, nil
+		return podsHold(t, e, "gc") < 3, nil
 	})
 	if released != 1 {
 		t.Fatalf("GC released %d attachments, want 1 (p1 of net-a)", released)
 	}
-	if n := readPool(t, e, "gc").AllocatedCount(); n != 2 {
+	if n := podsHold(t, e, "gc"); n != 2 {
 		t.Fatalf("pool holds %d addresses after GC, want 2", n)
 	}
 	for _, a := range []attachment{atts[0], atts[2]} {
@@ -378,7 +419,7 @@ func TestAgentSandboxMoved(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if a, b := readPool(t, e, "mv-a").AllocatedCount(), readPool(t, e, "mv-b").AllocatedCount(); a != 0 || b != 0 {
+		if a, b := podsHold(t, e, "mv-a"), podsHold(t, e, "mv-b"); a != 0 || b != 0 {
 			t.Fatalf("pools hold %d and %d addresses after the new sandbox's DELs, want 0 and 0", a, b)
 		}
 	})
@@ -389,30 +430,42 @@ func TestAgentSandboxMoved(t *testing.T) {
 		// Free net1's address behind the endpoint's back (as GC would) and give it to
 		// another owner.
 		taken := netip.MustParsePrefix(net1).Addr()
+		// GC frees what the pool records; an address handed out from the node's reserve
+		// is recorded under its pod by the agent's next write.
+		sandbox1 := records.OwnerOf(string(pod.UID), "sandbox-1", "net1")
+		testenv.WaitFor(t, "net1's address recorded under the pod", func() (bool, error) {
+			h, _ := readPool(t, e, "mv-b").Holder(taken)
+			return h == sandbox1, nil
+		})
 		store := crdstore.Pools{Client: e.Client}
-		obj, err := store.GetPool(ctx, "mv-b")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := ipam.NewPool(obj, ip.Set{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, ok := p.Release(taken, records.OwnerOf(string(pod.UID), "sandbox-1", "net1"))
-		if !ok {
-			t.Fatal("the pool did not record net1's address for sandbox-1")
-		}
 		thief := records.OwnerOf("other-pod", "other-ctr", "eth0")
-		p, addrs, err := p.Allocate([]records.Owner{thief}, taken)
-		if err != nil || addrs[0] != taken {
-			t.Fatalf("could not hand %s to another owner: %v %v", taken, addrs, err)
-		}
-		if err := p.WriteStatus(obj); err != nil {
-			t.Fatal(err)
-		}
-		if err := store.UpdatePoolStatus(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
+		// The agent writes the pool too (its reserve): retry on a conflict, as GC would.
+		testenv.WaitFor(t, "net1's address handed to another owner", func() (bool, error) {
+			obj, err := store.GetPool(ctx, "mv-b")
+			if err != nil {
+				return false, err
+			}
+			p, err := ipam.NewPool(obj, ip.Set{})
+			if err != nil {
+				return false, err
+			}
+			p, ok := p.Release(taken, sandbox1)
+			if !ok {
+				return false, fmt.Errorf("the pool did not record net1's address for sandbox-1")
+			}
+			p, addrs, err := p.Allocate([]records.Owner{thief}, taken)
+			if err != nil || addrs[0] != taken {
+				return false, fmt.Errorf("could not hand %s to another owner: %v %v", taken, addrs, err)
+			}
+			if err := p.WriteStatus(obj); err != nil {
+				return false, err
+			}
+			err = store.UpdatePoolStatus(ctx, obj)
+			if errors.Is(err, ipam.ErrConflict) {
+				return false, nil
+			}
+			return err == nil, err
+		})
 
 		gotEth0, gotNet1 := addBoth(attachment{pod: pod, containerID: "sandbox-2"})
 		if gotEth0 != eth0 {
@@ -421,7 +474,7 @@ func TestAgentSandboxMoved(t *testing.T) {
 		if gotNet1 == net1 {
 			t.Fatalf("net1 got %s again, which another owner holds now", gotNet1)
 		}
-		if h, _ := readPool(t, e, "mv-b").Holder(taken); h != thief {
+		if h := podHolders(t, e, "mv-b")[taken]; h != thief {
 			t.Fatalf("%s is recorded for %v, want the other owner", taken, h)
 		}
 	})
@@ -462,7 +515,7 @@ func TestAgentRecreatedPodOtherNode(t *testing.T) {
 	if se.Status.Current.UID != string(fresh.UID) || se.Status.Current.Node != second.node {
 		t.Fatalf("SpiderEndpoint names UID %s on %s, want the new pod %s on %s", se.Status.Current.UID, se.Status.Current.Node, fresh.UID, second.node)
 	}
-	if n := readPool(t, e, "re2").AllocatedCount(); n != 1 {
+	if n := podsHold(t, e, "re2"); n != 1 {
 		t.Fatalf("pool holds %d addresses, want 1: the previous pod's address must be released", n)
 	}
 }

@@ -48,9 +48,17 @@ func nodeScopedCacheOptions(scheme *runtime.Scheme, node string) cache.Options {
 	}
 }
 
-// newCachedCluster starts informers for every kind the agent reads and registers
-// onReservedChange to run whenever a SpiderReservedIP changes.
-func newCachedCluster(ctx context.Context, c cache.Cache, direct client.Reader, node string, onReservedChange func()) (*cachedCluster, error) {
+// clusterHooks are called on changes the agent reacts to.
+type clusterHooks struct {
+	// reservedChanged runs whenever a SpiderReservedIP changes.
+	reservedChanged func()
+	// poolChanged runs whenever a SpiderIPPool is added or updated.
+	poolChanged func(*v2beta1.SpiderIPPool)
+}
+
+// newCachedCluster starts informers for every kind the agent reads and registers the
+// hooks.
+func newCachedCluster(ctx context.Context, c cache.Cache, direct client.Reader, node string, hooks clusterHooks) (*cachedCluster, error) {
 	cc := &cachedCluster{cache: c, direct: direct, node: node}
 	for _, obj := range []client.Object{&corev1.Pod{}, &corev1.Node{}, &corev1.Namespace{}, &v2beta1.SpiderIPPool{}, &v2beta1.SpiderEndpoint{}} {
 		if _, err := c.GetInformer(ctx, obj); err != nil {
@@ -65,7 +73,7 @@ func newCachedCluster(ctx context.Context, c cache.Cache, direct client.Reader, 
 		cc.mu.Lock()
 		cc.reserved = [2]*ip.Set{}
 		cc.mu.Unlock()
-		onReservedChange()
+		hooks.reservedChanged()
 	}
 	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { changed() },
@@ -73,6 +81,21 @@ func newCachedCluster(ctx context.Context, c cache.Cache, direct client.Reader, 
 		DeleteFunc: func(any) { changed() },
 	}); err != nil {
 		return nil, fmt.Errorf("watch SpiderReservedIP: %w", err)
+	}
+	pools, err := c.GetInformer(ctx, &v2beta1.SpiderIPPool{})
+	if err != nil {
+		return nil, fmt.Errorf("start informer for SpiderIPPool: %w", err)
+	}
+	poolChanged := func(obj any) {
+		if sp, ok := obj.(*v2beta1.SpiderIPPool); ok {
+			hooks.poolChanged(sp)
+		}
+	}
+	if _, err := pools.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    poolChanged,
+		UpdateFunc: func(_, obj any) { poolChanged(obj) },
+	}); err != nil {
+		return nil, fmt.Errorf("watch SpiderIPPool: %w", err)
 	}
 	return cc, nil
 }

@@ -72,3 +72,38 @@ func (m *Metrics) onWrite(pool string, batch int, err error) {
 	m.poolWrites.WithLabelValues(pool, result).Inc()
 	m.batchSize.Observe(float64(batch))
 }
+
+// registerReserves adds gauges of the node's reserves, read from the writers when
+// scraped.
+func (m *Metrics) registerReserves(r prometheus.Registerer, ws *writerSet) error {
+	return r.Register(reserveCollector{ws: ws})
+}
+
+var (
+	reserveSpareDesc = prometheus.NewDesc("orbweaver_agent_reserve_spare_addresses",
+		"Addresses of the pool reserved for this node and not handed out.", []string{"pool"}, nil)
+	reserveHandedDesc = prometheus.NewDesc("orbweaver_agent_reserve_handed_addresses",
+		"Addresses handed to pods from this node's reserve that the pool does not record under the pod yet.", []string{"pool"}, nil)
+	reserveHandoutsDesc = prometheus.NewDesc("orbweaver_agent_reserve_handouts_total",
+		"Addresses handed to pods from this node's reserve, without a pool write.", []string{"pool"}, nil)
+)
+
+type reserveCollector struct{ ws *writerSet }
+
+func (c reserveCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- reserveSpareDesc
+	ch <- reserveHandedDesc
+	ch <- reserveHandoutsDesc
+}
+
+func (c reserveCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, w := range c.ws.all() {
+		if w.res == nil {
+			continue
+		}
+		spare, handed, handouts := w.res.counts()
+		ch <- prometheus.MustNewConstMetric(reserveSpareDesc, prometheus.GaugeValue, float64(spare), w.name)
+		ch <- prometheus.MustNewConstMetric(reserveHandedDesc, prometheus.GaugeValue, float64(handed), w.name)
+		ch <- prometheus.MustNewConstMetric(reserveHandoutsDesc, prometheus.CounterValue, float64(handouts), w.name)
+	}
+}

@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/go-logr/logr"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
@@ -40,13 +44,32 @@ type PoolWriter struct {
 	requests chan *poolRequest
 	stopped  chan struct{} // closed when Run returns
 	stats    WriterStats
+
+	// res is this node's reserve in the pool, nil when reserving is off.
+	res *reserve
+	// kick wakes Run when the reserve may need a write (buffered, one pending wake-up).
+	kick chan struct{}
+	// published is the newest decoded state, for the callers' fast path; nil until the
+	// first read.
+	published atomic.Pointer[ipam.Pool]
+	// abandon makes Run end without giving the reserve back (a simulated crash, tests).
+	abandon atomic.Bool
+	// settled is true once what a previous agent of the node left in reserve is settled
+	// (settleInheritedReserves): only then may the writer treat every address the pool
+	// records as the node's as its own (reserve.adopt, the final give-back).
+	settled *atomic.Bool
+	log     logr.Logger
 	// stale is set when something the pool's resourceVersion does not cover changed
 	// (SpiderReservedIPs): the next batch reads the pool again.
 	stale atomic.Bool
 
 	// Owned by Run.
-	obj   *v2beta1.SpiderIPPool // the newest version this writer knows, nil when unknown
-	state ipam.Pool             // obj decoded
+	obj       *v2beta1.SpiderIPPool // the newest version this writer knows, nil when unknown
+	state     ipam.Pool             // obj decoded
+	stateFree int64                 // state.FreeCount()
+
+	// watchedFree is the pool's free count as this node's watch last saw it.
+	watchedFree atomic.Int64
 }
 
 // PoolWriterParams are the dependencies of a PoolWriter.
@@ -64,6 +87,23 @@ type PoolWriterParams struct {
 	// OnWrite, if set, is called after every write attempt with the batch size and the
 	// write's error, nil or wrapping ipam.ErrConflict or another failure (for metrics).
 	OnWrite func(pool string, batch int, err error)
+	// Reserve, when Owner is set (records.ReserveOwner of the node), keeps up to Max
+	// addresses of the pool reserved for the node and hands them out without a write.
+	// Only one agent per node may use it: see lockNode.
+	Reserve ReserveParams
+	// Settled: see PoolWriter.settled; nil means settled from the start.
+	Settled *atomic.Bool
+	Log     logr.Logger
+}
+
+// ReserveParams configure a PoolWriter's reserve.
+type ReserveParams struct {
+	Owner records.Owner
+	// Max is the most addresses kept spare; 0 turns reserving off.
+	Max int
+	// RebindDelay is how long handed-out addresses may wait before one write records
+	// them under their pods' owners in the pool (default 500 ms).
+	RebindDelay time.Duration
 }
 
 // WriterStats counts what a PoolWriter did.
@@ -82,10 +122,23 @@ func NewPoolWriter(p PoolWriterParams) *PoolWriter {
 	if p.OnWrite == nil {
 		p.OnWrite = func(string, int, error) {}
 	}
-	return &PoolWriter{
+	w := &PoolWriter{
 		name: p.Pool, store: p.Store, reserved: p.Reserved, spreadKey: p.SpreadKey, maxTries: p.MaxTries, onWrite: p.OnWrite,
-		requests: make(chan *poolRequest, 1024), stopped: make(chan struct{}),
+		requests: make(chan *poolRequest, 1024), stopped: make(chan struct{}), kick: make(chan struct{}, 1),
+		log: p.Log.WithValues("SpiderIPPool", p.Pool),
 	}
+	w.watchedFree.Store(math.MaxInt64)
+	if w.settled = p.Settled; w.settled == nil {
+		w.settled = &atomic.Bool{}
+		w.settled.Store(true)
+	}
+	if p.Reserve.Owner.IsReserve() && p.Reserve.Max > 0 {
+		if p.Reserve.RebindDelay <= 0 {
+			p.Reserve.RebindDelay = 500 * time.Millisecond
+		}
+		w.res = newReserve(p.Reserve.Owner, p.Reserve.Max, p.Reserve.RebindDelay)
+	}
+	return w
 }
 
 // Invalidate makes the next batch read the pool again; call it when reserved addresses
@@ -111,6 +164,8 @@ type poolRequest struct {
 	to    records.Owner // opRebind
 	addr  netip.Addr    // opRelease, opRebind
 	done  chan poolResult
+	// fromReserve are addresses of an opReleaseOwner that the reserve already freed.
+	fromReserve []netip.Addr
 }
 
 type poolResult struct {
@@ -121,14 +176,53 @@ type poolResult struct {
 }
 
 // Allocate returns the address the owner holds in the pool, taking a free one if it
-// holds none. An error wrapping ipam.ErrPoolExhausted means the pool is full.
+// holds none: from this node's reserve when it has a spare, without a write. An error
+// wrapping ipam.ErrPoolExhausted means the pool is full; when it also wraps
+// errReservedElsewhere, other nodes hold addresses in reserve that they give back when
+// idle, so a retry may succeed.
 func (w *PoolWriter) Allocate(ctx context.Context, owner records.Owner) (netip.Addr, error) {
+	if a, ok := w.takeReserved(owner); ok {
+		return a, nil
+	}
+	if w.res != nil {
+		// While this owner's request is with the writer, the fast path must not serve a
+		// concurrent one for it (a duplicate ADD): both must get the same address.
+		w.res.queued(owner, +1)
+		defer w.res.queued(owner, -1)
+	}
 	r, err := w.do(ctx, &poolRequest{op: opAllocate, owner: owner})
 	return r.addr, err
 }
 
+// takeReserved is Allocate's fast path: a spare of the reserve, unless the owner may
+// hold an address of the pool already (then the writer answers, so that a repeated ADD
+// never gets a second address).
+func (w *PoolWriter) takeReserved(owner records.Owner) (netip.Addr, bool) {
+	if w.res == nil {
+		return netip.Addr{}, false
+	}
+	if a, ok := w.res.heldBy(owner); ok {
+		return a, true
+	}
+	st := w.published.Load()
+	if st == nil {
+		return netip.Addr{}, false
+	}
+	if _, held := st.HeldBy(owner); held {
+		return netip.Addr{}, false
+	}
+	a, ok := w.res.take(owner, time.Now(), true)
+	w.wake()
+	return a, ok
+}
+
 // Release frees addr if owner holds it, and reports whether it did.
 func (w *PoolWriter) Release(ctx context.Context, addr netip.Addr, owner records.Owner) (bool, error) {
+	if w.res != nil {
+		if released, settled := w.res.releaseHanded(addr, owner); settled {
+			return released, nil
+		}
+	}
 	r, err := w.do(ctx, &poolRequest{op: opRelease, addr: addr, owner: owner})
 	return r.changed, err
 }
@@ -141,8 +235,44 @@ func (w *PoolWriter) ReleaseOwner(ctx context.Context, owner records.Owner) ([]n
 
 // Rebind hands addr from one owner to another if from holds it.
 func (w *PoolWriter) Rebind(ctx context.Context, addr netip.Addr, from, to records.Owner) (bool, error) {
+	if w.res != nil {
+		if moved, settled := w.res.rebindHanded(addr, from, to); settled {
+			return moved, nil
+		}
+	}
 	r, err := w.do(ctx, &poolRequest{op: opRebind, addr: addr, owner: from, to: to})
 	return r.changed, err
+}
+
+// HandedTo reports whether addr was handed to owner from this node's reserve and the
+// pool still records it as the node's: the owner holds it as surely as a record would
+// say, since its SpiderEndpoint names it.
+func (w *PoolWriter) HandedTo(addr netip.Addr, owner records.Owner) bool {
+	return w.res != nil && w.res.handedTo(addr, owner)
+}
+
+// HasHanded reports whether the owner was handed an address from the reserve.
+func (w *PoolWriter) HasHanded(owner records.Owner) bool {
+	if w.res == nil {
+		return false
+	}
+	_, ok := w.res.heldBy(owner)
+	return ok
+}
+
+// wake asks Run to look at the reserve.
+func (w *PoolWriter) wake() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Observe tells the writer how many free addresses the pool has, as this node's watch
+// last saw it: a reserve gives its spares back sooner when the pool is full.
+func (w *PoolWriter) Observe(free int64) {
+	w.watchedFree.Store(free)
+	w.wake()
 }
 
 func (w *PoolWriter) do(ctx context.Context, req *poolRequest) (poolResult, error) {
@@ -173,20 +303,70 @@ func (w *PoolWriter) do(ctx context.Context, req *poolRequest) (poolResult, erro
 	}
 }
 
-// Run serves requests until ctx ends; requests made after that fail at once.
+// Run serves requests until ctx ends; requests made after that fail at once. Before it
+// returns, it moves the addresses handed out from the reserve to their pods and gives
+// the spares back (within stopTimeout), so a clean stop leaves no reservation behind.
 func (w *PoolWriter) Run(ctx context.Context) {
 	defer close(w.stopped)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
+		var due <-chan time.Time
+		if d, ok := w.reserveDue(); ok {
+			timer.Reset(d)
+			due = timer.C
+		}
 		var batch []*poolRequest
 		select {
 		case <-ctx.Done():
+			w.stop()
 			return
 		case r := <-w.requests:
 			batch = append(batch, r)
+		case <-w.kick:
+		case <-due:
 		}
 		batch = w.drain(batch)
-		w.commit(ctx, batch)
+		w.commit(ctx, batch, false)
 	}
+}
+
+// stopTimeout bounds the last write of a stopping writer; callTimeout one API call of a
+// writer (which a stop does not cut).
+const (
+	stopTimeout = 10 * time.Second
+	callTimeout = 30 * time.Second
+)
+
+func (w *PoolWriter) stop() {
+	if w.res == nil || w.abandon.Load() || !w.settled.Load() {
+		return
+	}
+	// Even with nothing in memory: a write of unknown outcome may have reserved more.
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	w.commit(ctx, nil, true)
+	if spare, handed, _ := w.res.counts(); spare+handed > 0 {
+		w.log.Info("could not give back this node's reserve on the way out; the next agent of this node settles it", "spare", spare, "handed", handed)
+	}
+}
+
+// free is the number of free addresses the writer believes the pool has: the lower of
+// what its last read or write saw and what the node's watch saw since.
+func (w *PoolWriter) free() int64 {
+	f := w.watchedFree.Load()
+	if w.obj != nil {
+		f = min(f, w.stateFree)
+	}
+	return f
+}
+
+// reserveDue returns when the reserve needs a write of its own, if it does.
+func (w *PoolWriter) reserveDue() (time.Duration, bool) {
+	if w.res == nil {
+		return 0, false
+	}
+	return w.res.nextDue(time.Now(), w.free())
 }
 
 // drain adds every request already waiting to the batch.
@@ -201,34 +381,60 @@ func (w *PoolWriter) drain(batch []*poolRequest) []*poolRequest {
 	}
 }
 
-// commit writes one batch, retrying conflicts with a fresh read and a recomputation,
-// and answers every request of it.
-func (w *PoolWriter) commit(ctx context.Context, batch []*poolRequest) {
+// commit writes one batch, with the reserve's housekeeping, retrying conflicts with a
+// fresh read and a recomputation, and answers every request of it. final gives the whole
+// reserve back.
+func (w *PoolWriter) commit(runCtx context.Context, batch []*poolRequest, final bool) {
 	var lastErr error
 	fresh := false // whether w.obj was read during this commit
 	if w.stale.Swap(false) {
 		w.obj = nil
 	}
+	// A write in flight is not cut when the writer is told to stop: its outcome would be
+	// unknown (see reserve.done). No new try starts after that, though; a crash
+	// (abandon) cuts it as a crash would.
+	call := func() (context.Context, context.CancelFunc) {
+		if final || w.abandon.Load() {
+			return context.WithCancel(runCtx)
+		}
+		return context.WithTimeout(context.WithoutCancel(runCtx), callTimeout)
+	}
 	for try := 0; try < w.maxTries; try++ {
-		batch = live(batch)
-		if len(batch) == 0 {
+		if runCtx.Err() != nil {
+			lastErr = runCtx.Err()
+			break
+		}
+		batch = w.settleFromReserve(live(batch))
+		if len(batch) == 0 && !w.housekeepingDue(final) {
 			return
 		}
 		if w.obj == nil {
 			fresh = true
-			if lastErr = w.read(ctx); lastErr != nil {
-				if errors.Is(lastErr, ipam.ErrPoolNotFound) || ctx.Err() != nil {
+			ctx, cancel := call()
+			lastErr = w.read(ctx)
+			cancel()
+			if lastErr != nil {
+				if errors.Is(lastErr, ipam.ErrPoolNotFound) || runCtx.Err() != nil {
 					break
 				}
-				sleep(ctx, w.backoff())
+				sleep(runCtx, w.backoff())
 				continue
 			}
+			// The read may show that requests are the reserve's to settle after all.
+			if batch = w.settleFromReserve(batch); len(batch) == 0 && !w.housekeepingDue(final) {
+				return
+			}
 		}
-		next, results := apply(w.state, batch, w.state.SpreadStart(w.spreadKey))
-		if next.AllocatedCount() == w.state.AllocatedCount() && !changed(results) {
+		var hk housekeeping
+		if w.res != nil {
+			hk = w.res.plan(time.Now(), w.free(), final)
+		}
+		next, results, out := w.apply(w.state, batch, hk)
+		if next.AllocatedCount() == w.state.AllocatedCount() && !changed(results) && !out.changed {
 			// Nothing to write: every answer comes from what the pool already records.
 			// Give it only from a version read now; the one this writer last wrote may
 			// miss a release made elsewhere since (by GC, say).
+			w.reserveDone(hk, out, nil)
 			if !fresh {
 				w.obj = nil
 				continue
@@ -238,14 +444,22 @@ func (w *PoolWriter) commit(ctx context.Context, batch []*poolRequest) {
 		}
 		obj := w.obj.DeepCopy()
 		if err := next.WriteStatus(obj); err != nil {
+			w.reserveDone(hk, out, err)
 			lastErr = err
 			break
 		}
 		w.stats.Writes.Add(1)
+		ctx, cancel := call()
 		err := w.store.UpdatePoolStatus(ctx, obj)
+		cancel()
 		w.onWrite(w.name, len(batch), err)
 		if err == nil {
-			w.obj, w.state = obj, next
+			// The new state first: the reserve then forgets the rebound addresses, and a
+			// fast path in between must find them in one or the other.
+			w.setState(obj, next)
+		}
+		w.reserveDone(hk, out, err)
+		if err == nil {
 			w.contention /= 2
 			answer(batch, results)
 			return
@@ -253,15 +467,19 @@ func (w *PoolWriter) commit(ctx context.Context, batch []*poolRequest) {
 		w.obj = nil // whatever happened, the next try reads the pool again
 		lastErr = err
 		if !errors.Is(err, ipam.ErrConflict) {
+			// The write may have landed: until a read shows, the fast path must not
+			// trust the old state to say whom the pool records (a retried allocation
+			// would get a second address).
+			w.published.Store(nil)
 			break
 		}
 		w.stats.Conflicts.Add(1)
 		w.contention = min(max(2*w.contention, minBackoff), maxBackoff)
-		sleep(ctx, w.backoff())
+		sleep(runCtx, w.backoff())
 		batch = w.drain(batch) // requests that arrived meanwhile join this write
 	}
 	if lastErr == nil {
-		lastErr = ctx.Err()
+		lastErr = runCtx.Err()
 	}
 	if errors.Is(lastErr, ipam.ErrConflict) {
 		lastErr = fmt.Errorf("pool %q: gave up after %d conflicting writes, try again: %w", w.name, w.maxTries, lastErr)
@@ -269,6 +487,56 @@ func (w *PoolWriter) commit(ctx context.Context, batch []*poolRequest) {
 	for _, r := range batch {
 		r.done <- poolResult{err: lastErr}
 	}
+}
+
+// housekeepingDue reports whether the reserve needs a write even without requests.
+func (w *PoolWriter) housekeepingDue(final bool) bool {
+	if w.res == nil {
+		return false
+	}
+	if final {
+		return true
+	}
+	d, ok := w.res.nextDue(time.Now(), w.free())
+	return ok && d == 0
+}
+
+// settleFromReserve answers, and drops from the batch, the requests this node's reserve
+// settles without a pool write: an allocation it has a spare for (when the pool does not
+// already record the owner), a release or rebind of an address it handed out.
+func (w *PoolWriter) settleFromReserve(batch []*poolRequest) []*poolRequest {
+	if w.res == nil {
+		return batch
+	}
+	out := batch[:0]
+	for _, r := range batch {
+		switch r.op {
+		case opAllocate:
+			if w.obj != nil {
+				if _, held := w.state.HeldBy(r.owner); !held {
+					if a, ok := w.res.take(r.owner, time.Now(), false); ok {
+						r.done <- poolResult{addr: a}
+						continue
+					}
+				}
+			}
+		case opRelease:
+			if released, settled := w.res.releaseHanded(r.addr, r.owner); settled {
+				r.done <- poolResult{changed: released, freed: []netip.Addr{r.addr}}
+				continue
+			}
+		case opRebind:
+			if moved, settled := w.res.rebindHanded(r.addr, r.owner, r.to); settled {
+				r.done <- poolResult{changed: moved}
+				continue
+			}
+		case opReleaseOwner:
+			freed, _ := w.res.releaseOwner(r.owner)
+			r.fromReserve = append(r.fromReserve, freed...)
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 func (w *PoolWriter) read(ctx context.Context) error {
@@ -281,26 +549,109 @@ func (w *PoolWriter) read(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.obj, w.state = obj, state
+	w.setState(obj, state)
+	if w.res != nil && w.settled.Load() {
+		if n := w.res.adopt(state.AllHeldBy(w.res.owner)); n > 0 {
+			w.log.Info("adopted addresses the pool records in this node's reserve after a write of unknown outcome", "addresses", n)
+		}
+	}
 	return nil
 }
 
-// apply computes a batch against one version of the pool: releases and rebinds first,
-// then every allocation in one search from start.
-func apply(p ipam.Pool, batch []*poolRequest, start netip.Addr) (ipam.Pool, []poolResult) {
+// setState installs a version of the pool the writer read or wrote.
+func (w *PoolWriter) setState(obj *v2beta1.SpiderIPPool, state ipam.Pool) {
+	w.obj, w.state = obj, state
+	w.stateFree = state.FreeCount()
+	w.published.Store(&state)
+}
+
+// housekeepingOutcome is what apply did for the reserve.
+type housekeepingOutcome struct {
+	rebound  map[netip.Addr]bool
+	lost     []netip.Addr // handed addresses the pool no longer records as the node's
+	reserved []netip.Addr
+	recycled []netip.Addr // released by pods and kept as spares
+	changed  bool
+}
+
+// reserveDone hands the outcome of a write to the reserve.
+func (w *PoolWriter) reserveDone(hk housekeeping, out housekeepingOutcome, err error) {
+	if w.res == nil {
+		return
+	}
+	spares := append(out.reserved, out.recycled...)
+	w.res.done(hk, out.rebound, spares, err)
+	if err == nil && len(out.lost) > 0 {
+		w.res.dropLost(out.lost)
+		w.log.Error(nil, "addresses this node handed out from its reserve are no longer recorded as the node's in the pool: something released them; their pods' SpiderEndpoints still name them", "ips", out.lost)
+	}
+}
+
+// apply computes a batch against one version of the pool: the reserve's rebinds and
+// give-back, the requests' releases and rebinds, then every allocation and the reserve's
+// top-up in one search from the writer's spread start.
+func (w *PoolWriter) apply(p ipam.Pool, batch []*poolRequest, hk housekeeping) (ipam.Pool, []poolResult, housekeepingOutcome) {
+	var out housekeepingOutcome
+	var resOwner records.Owner
+	var recycle int
+	if w.res != nil {
+		resOwner = w.res.owner
+		recycle = hk.topUp
+		out.rebound = map[netip.Addr]bool{}
+		for a, o := range hk.rebind {
+			var ok bool
+			if p, ok = p.Rebind(a, resOwner, o); ok {
+				out.rebound[a], out.changed = true, true
+			} else if h, held := p.Holder(a); held && h == o {
+				out.rebound[a] = true // an earlier write landed after all
+			} else {
+				out.lost = append(out.lost, a)
+			}
+		}
+		giveBack := hk.giveBack
+		if hk.final && w.settled.Load() {
+			// Everything the pool records as the node's that is not being rebound, also
+			// what a write of unknown outcome reserved.
+			giveBack = nil
+			for _, a := range p.AllHeldBy(resOwner) {
+				if _, rebinding := hk.rebind[a]; !rebinding {
+					giveBack = append(giveBack, a)
+				}
+			}
+		}
+		for _, a := range giveBack {
+			var ok bool
+			if p, ok = p.Release(a, resOwner); ok {
+				out.changed = true
+			}
+		}
+	}
 	results := make([]poolResult, len(batch))
 	var allocIdx []int
 	var owners []records.Owner
 	for i, r := range batch {
 		switch r.op {
 		case opRelease:
-			p, results[i].changed = p.Release(r.addr, r.owner)
+			if recycle > 0 {
+				// Keep what a pod gives back as a spare: the same write, and the next
+				// pod of this node needs none.
+				if p, results[i].changed = p.Rebind(r.addr, r.owner, resOwner); results[i].changed {
+					recycle--
+					out.recycled = append(out.recycled, r.addr)
+				}
+			} else {
+				p, results[i].changed = p.Release(r.addr, r.owner)
+			}
 			if results[i].changed {
 				results[i].freed = []netip.Addr{r.addr}
 			}
 		case opReleaseOwner:
 			p, results[i].freed = p.ReleaseOwner(r.owner)
 			results[i].changed = len(results[i].freed) > 0
+			if len(r.fromReserve) > 0 {
+				results[i].freed = append(results[i].freed, r.fromReserve...)
+				slices.SortFunc(results[i].freed, netip.Addr.Compare)
+			}
 		case opRebind:
 			p, results[i].changed = p.Rebind(r.addr, r.owner, r.to)
 		case opAllocate:
@@ -308,18 +659,29 @@ func apply(p ipam.Pool, batch []*poolRequest, start netip.Addr) (ipam.Pool, []po
 			owners = append(owners, r.owner)
 		}
 	}
+	start := p.SpreadStart(w.spreadKey)
 	if len(owners) > 0 {
 		next, addrs, err := p.Allocate(owners, start)
 		for j, i := range allocIdx {
 			results[i].addr = addrs[j]
 			if !addrs[j].IsValid() {
 				results[i].err = err
+				if w.res != nil && p.ReservedElsewhere(resOwner) > 0 {
+					results[i].err = fmt.Errorf("%w (%d addresses are reserved by other nodes, which give them back when idle)", errors.Join(err, errReservedElsewhere), p.ReservedElsewhere(resOwner))
+				}
 			}
 		}
 		p = next
 	}
-	return p, results
+	if n := hk.topUp - len(out.recycled); n > 0 {
+		p, out.reserved = p.Reserve(resOwner, n, start)
+		out.changed = out.changed || len(out.reserved) > 0
+	}
+	return p, results, out
 }
+
+// errReservedElsewhere marks a full pool in which other nodes hold spares.
+var errReservedElsewhere = errors.New("addresses reserved by other nodes")
 
 func changed(results []poolResult) bool {
 	for _, r := range results {

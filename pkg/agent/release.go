@@ -93,12 +93,22 @@ func (s *Service) releaseNIC(ctx context.Context, se *v2beta1.SpiderEndpoint, if
 // write), so it looks at the pools as the API server has them: the cache may not show
 // that write yet.
 func (s *Service) releaseOwnerEverywhere(ctx context.Context, owner records.Owner) ([]netip.Addr, error) {
+	var freed []netip.Addr
+	var errs []error
+	// An address handed out from this node's reserve is not in the pool's records yet.
+	for _, w := range s.writers.all() {
+		if w.HasHanded(owner) {
+			got, err := w.ReleaseOwner(ctx, owner)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			freed = append(freed, got...)
+		}
+	}
 	pools, err := s.cluster.FreshPools(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var freed []netip.Addr
-	var errs []error
 	for i := range pools {
 		// Reserved addresses narrow what a pool hands out, not who holds what.
 		p, err := ipam.NewPool(&pools[i], ip.Set{})
@@ -160,7 +170,7 @@ func (s *Service) Check(ctx context.Context, args *models.CheckArgs) (err error)
 		if err != nil {
 			return checkFailed(err)
 		}
-		if h, ok := p.Holder(a.addr); !ok || h != owner {
+		if h, ok := p.Holder(a.addr); (!ok || h != owner) && !s.handedTo(a, owner) {
 			return checkFailed(fmt.Errorf("SpiderIPPool %q does not record %s for pod %s", a.pool, a.addr, podRef(att)))
 		}
 	}
@@ -208,3 +218,10 @@ func (s *Service) GC(ctx context.Context, args *models.GCArgs) (released int64, 
 var errCheckFailed = errors.New("CHECK failed")
 
 func checkFailed(err error) error { return fmt.Errorf("%w: %w", errCheckFailed, err) }
+
+// handedTo reports whether this node's reserve handed the address to the owner (the
+// pool records it as the node's until the next write moves it).
+func (s *Service) handedTo(a poolAddr, owner records.Owner) bool {
+	w := s.writers.lookup(a.pool)
+	return w != nil && w.HandedTo(a.addr, owner)
+}

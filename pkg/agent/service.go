@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -92,7 +93,18 @@ type ServiceParams struct {
 	MultusClusterNetwork string
 	// Synced reports whether the caches behind Cluster have synced; nil means always.
 	Synced func() bool
+	// ReserveMax is the most addresses a pool writer keeps in reserve for this node; 0
+	// turns reserving off. Only one agent of a node may reserve (see lockNode).
+	ReserveMax int
+	// ReserveRebindDelay: see ReserveParams.RebindDelay.
+	ReserveRebindDelay time.Duration
+	// SettleFirst: a previous agent's reserve must be settled before the writers own
+	// everything the pools record as the node's; call MarkSettled when it is.
+	SettleFirst bool
 }
+
+// MarkSettled tells the writers that the previous agent's reserve is settled.
+func (s *Service) MarkSettled() { s.writers.settled.Store(true) }
 
 // NewService returns a Service; its pool writers run until ctx ends.
 func NewService(ctx context.Context, p ServiceParams) *Service {
@@ -110,7 +122,14 @@ func NewService(ctx context.Context, p ServiceParams) *Service {
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
 	}
-	s.writers = &writerSet{ctx: ctx, store: p.Pools, reserved: p.Cluster.Reserved, spreadKey: nodeKey(p.Node), onWrite: s.metrics.onWrite, m: map[string]*PoolWriter{}}
+	s.writers = &writerSet{
+		ctx: ctx, store: p.Pools, reserved: p.Cluster.Reserved, spreadKey: nodeKey(p.Node), onWrite: s.metrics.onWrite, log: p.Log,
+		reserve: ReserveParams{Owner: records.ReserveOwner(p.Node), Max: p.ReserveMax, RebindDelay: p.ReserveRebindDelay},
+		m:       map[string]*PoolWriter{},
+	}
+	if !p.SettleFirst {
+		s.writers.settled.Store(true)
+	}
 	return s
 }
 
@@ -121,9 +140,15 @@ type writerSet struct {
 	reserved  func(is4 bool) ip.Set
 	spreadKey uint64
 	onWrite   func(pool string, batch int, err error)
+	reserve   ReserveParams
+	log       logr.Logger
+	// settled: see PoolWriter.settled; the agent sets it once settleInheritedReserves is
+	// done.
+	settled atomic.Bool
 
-	mu sync.Mutex
-	m  map[string]*PoolWriter
+	mu      sync.Mutex
+	m       map[string]*PoolWriter
+	running sync.WaitGroup
 }
 
 func (ws *writerSet) get(pool string) *PoolWriter {
@@ -131,11 +156,42 @@ func (ws *writerSet) get(pool string) *PoolWriter {
 	defer ws.mu.Unlock()
 	w, ok := ws.m[pool]
 	if !ok {
-		w = NewPoolWriter(PoolWriterParams{Pool: pool, Store: ws.store, Reserved: ws.reserved, SpreadKey: ws.spreadKey, OnWrite: ws.onWrite})
+		w = NewPoolWriter(PoolWriterParams{Pool: pool, Store: ws.store, Reserved: ws.reserved, SpreadKey: ws.spreadKey, OnWrite: ws.onWrite, Reserve: ws.reserve, Settled: &ws.settled, Log: ws.log})
 		ws.m[pool] = w
-		go w.Run(ws.ctx)
+		ws.running.Add(1)
+		go func() {
+			defer ws.running.Done()
+			w.Run(ws.ctx)
+		}()
 	}
 	return w
+}
+
+// lookup returns the writer of a pool if one was started.
+func (ws *writerSet) lookup(pool string) *PoolWriter {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return ws.m[pool]
+}
+
+// wait returns once every writer's Run has returned (after its context ended), that is
+// once the reserves are given back.
+func (ws *writerSet) wait() { ws.running.Wait() }
+
+// abandon makes every writer stop without giving its reserve back, as a crash would.
+func (ws *writerSet) abandon() {
+	for _, w := range ws.all() {
+		w.abandon.Store(true)
+	}
+}
+
+// observe passes a pool's free count, as the watch saw it, to the pool's writer.
+func (ws *writerSet) observe(pool *v2beta1.SpiderIPPool) {
+	w := ws.lookup(pool.Name)
+	if w == nil || w.res == nil || pool.Status.TotalIPCount == nil || pool.Status.AllocatedIPCount == nil {
+		return
+	}
+	w.Observe(max(*pool.Status.TotalIPCount-*pool.Status.AllocatedIPCount, 0))
 }
 
 // all returns every writer started so far.
@@ -302,7 +358,7 @@ func (s *Service) allocateFamily(ctx context.Context, req *addRequest, pools []s
 		if err != nil {
 			return nicAllocation{}, err
 		}
-		addr, err := s.writers.get(name).Allocate(ctx, req.owner)
+		addr, err := s.allocateFrom(ctx, name, req.owner)
 		if errors.Is(err, ipam.ErrPoolExhausted) {
 			exhausted = append(exhausted, err)
 			continue
@@ -313,6 +369,27 @@ func (s *Service) allocateFamily(ctx context.Context, req *addRequest, pools []s
 		return nicAllocation{pool: pool, addr: addr}, nil
 	}
 	return nicAllocation{}, fmt.Errorf("every candidate pool %v is full: %w", pools, joinInline(exhausted))
+}
+
+// Waiting for other nodes' idle reserves when a pool is full: they give them back within
+// idleFull of seeing it full; the wait is bounded so the pod's event comes soon.
+const (
+	reserveWaitMax   = 5 * time.Second
+	reserveWaitFirst = 50 * time.Millisecond
+)
+
+// allocateFrom allocates from one pool; when the pool is full but other nodes hold
+// spares, it waits a little for them to come back before calling the pool full.
+func (s *Service) allocateFrom(ctx context.Context, pool string, owner records.Owner) (netip.Addr, error) {
+	w := s.writers.get(pool)
+	deadline := time.Now().Add(reserveWaitMax)
+	for wait := reserveWaitFirst; ; wait = min(2*wait, 400*time.Millisecond) {
+		addr, err := w.Allocate(ctx, owner)
+		if !errors.Is(err, errReservedElsewhere) || time.Now().Add(wait).After(deadline) {
+			return addr, err
+		}
+		sleep(ctx, wait)
+	}
 }
 
 // joinInline joins errors on one line ("; "), for pod events and logs; errors.Is still

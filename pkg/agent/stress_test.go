@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -94,11 +95,29 @@ func TestManyFullAgentsOnePool(t *testing.T) {
 	starting.Wait()
 	t.Cleanup(func() {
 		for _, a := range agents {
-			if err := a.stop(); err != nil {
+			if err := a.stop(false); err != nil {
 				t.Errorf("stop agent %s: %v", a.node, err)
 			}
 		}
 	})
+	// stopAll stops every agent cleanly: each moves the addresses it handed out from its
+	// reserve to their pods in the pool and gives its spares back.
+	stopAll := func() {
+		for _, a := range agents {
+			if err := a.stop(false); err != nil {
+				t.Fatalf("stop agent %s: %v", a.node, err)
+			}
+		}
+	}
+	startAll := func() {
+		for _, a := range agents {
+			if !a.running() {
+				if err := a.start(); err != nil {
+					t.Fatalf("start agent %s: %v", a.node, err)
+				}
+			}
+		}
+	}
 	if err := errors.Join(startErrs[:]...); err != nil {
 		t.Fatal(err)
 	}
@@ -130,10 +149,10 @@ func TestManyFullAgentsOnePool(t *testing.T) {
 	peak := make(chan int64, 1)
 	go func() { peak <- samplePeak(ctx, e, workDone) }()
 	killerDone := make(chan struct{})
-	kills := 0
+	kills, crashes := 0, 0
 	go func() {
 		defer close(killerDone)
-		kills = killAgents(t, agents, led, workDone)
+		kills, crashes = killAgents(t, agents, led, workDone)
 	}()
 	workers.Wait()
 	close(workDone)
@@ -143,16 +162,19 @@ func TestManyFullAgentsOnePool(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatalf("the work phase used the whole test deadline: %v", ctx.Err())
 	}
-	for _, a := range agents {
-		if !a.running() {
-			if err := a.start(); err != nil {
-				t.Fatalf("restart agent %s for the checks: %v", a.node, err)
-			}
-		}
-	}
+	// Start the killed agents (each settles what a crashed life left in reserve), then
+	// stop all cleanly: the pool must then record every address under its pod, and no
+	// reserve may be left.
+	startAll()
+	stopAll()
 
 	// Checks against what the API server holds now.
 	final := readStressPool(t, ctx, e)
+	for _, o := range final.Owners() {
+		if o.IsReserve() {
+			t.Errorf("after every agent stopped cleanly the pool still records %d addresses in a node's reserve", len(final.AllHeldBy(o)))
+		}
+	}
 	endpoints := listEndpoints(t, ctx, e, ns)
 	sum := led.verify(t, final, endpoints)
 
@@ -164,8 +186,8 @@ func TestManyFullAgentsOnePool(t *testing.T) {
 		for _, a := range agents {
 			m.add(a.registries())
 		}
-		t.Logf("%d agents x %d workers, %d kills; %d IPAM requests answered, %d failed (%d in all; %d pods created), work phase %s, total %s",
-			stressAgents, stressWorkers, kills, led.answered, led.failed, led.answered+led.failed, led.podCreates, workTime.Round(time.Millisecond), time.Since(started).Round(time.Millisecond))
+		t.Logf("%d agents x %d workers, %d kills (%d of them crashes); %d IPAM requests answered, %d failed (%d in all; %d pods created), work phase %s, total %s",
+			stressAgents, stressWorkers, kills, crashes, led.answered, led.failed, led.answered+led.failed, led.podCreates, workTime.Round(time.Millisecond), time.Since(started).Round(time.Millisecond))
 		t.Logf("requests by kind: %s", formatCounts(led.kinds))
 		t.Logf("failures by reason: %s", formatCounts(led.failures))
 		for _, reason := range slices.Sorted(maps.Keys(led.samples)) {
@@ -178,21 +200,23 @@ func TestManyFullAgentsOnePool(t *testing.T) {
 		for _, k := range []string{"add", "add-new-sandbox", "del", "del-retry", "del-late"} {
 			changing += led.kinds[k] - led.failuresOf(k)
 		}
-		t.Logf("agent metrics: %d pool write attempts, %d of them conflicts; %.2f requests per attempt; %.2f landed writes per answered ADD or DEL that may change the pool (%d); agent requests %s",
-			m.writes, m.conflicts, m.batchAvg(), float64(m.writes-m.conflicts)/float64(max(changing, 1)), changing, formatCounts(m.requests))
+		t.Logf("agent metrics: %d pool write attempts, %d of them conflicts; %.2f requests per attempt; %.2f landed writes per answered ADD or DEL that may change the pool (%d); %d addresses handed out from reserves; agent requests %s",
+			m.writes, m.conflicts, m.batchAvg(), float64(m.writes-m.conflicts)/float64(max(changing, 1)), changing, m.handouts, formatCounts(m.requests))
 		if n := errLog.count(); n > 0 {
 			t.Logf("agents logged %d errors, first: %s", n, errLog.first())
 		}
 	}
+	startAll()
 	cleaned = eachWorker(all, func(wk *stressWorker) int { return wk.cleanUp(ctx) })
 	if t.Failed() {
 		report()
 		t.FailNow()
 	}
+	checked = eachWorker(all, func(wk *stressWorker) int { return wk.checkHeld(ctx) })
+	stopAll()
 	final = readStressPool(t, ctx, e)
 	endpoints = listEndpoints(t, ctx, e, ns)
 	led.verifyClean(t, final, endpoints)
-	checked = eachWorker(all, func(wk *stressWorker) int { return wk.checkHeld(ctx) })
 	report()
 	if led.answered < 2000 {
 		t.Fatalf("only %d requests answered, want at least 2000", led.answered)
@@ -235,32 +259,37 @@ func samplePeak(ctx context.Context, e *testenv.Env, done <-chan struct{}) int64
 }
 
 // killAgents stops and restarts the agents one after the other, in random order, until
-// done is closed, and returns the number of kills. Kills follow the work's progress,
+// done is closed, and returns the number of kills and of those that were crashes (half,
+// at random; the others are clean stops). Kills follow the work's progress,
 // one every 60 to 140 answered requests, not the clock: on a slow machine a clock would
 // kill the agents more often than they can work.
-func killAgents(t *testing.T, agents []*stressAgent, led *stressLedger, done <-chan struct{}) int {
+func killAgents(t *testing.T, agents []*stressAgent, led *stressLedger, done <-chan struct{}) (kills, crashes int) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	kills, next := 0, 0
+	next := 0
 	for {
 		for _, i := range rng.Perm(len(agents)) {
 			next += 60 + rng.IntN(80)
 			for led.progress() < next {
 				select {
 				case <-done:
-					return kills
+					return kills, crashes
 				case <-time.After(10 * time.Millisecond):
 				}
 			}
 			a := agents[i]
-			if err := a.stop(); err != nil {
+			crash := rng.IntN(2) == 0
+			if err := a.stop(crash); err != nil {
 				t.Errorf("kill agent %s: %v", a.node, err)
-				return kills
+				return kills, crashes
 			}
 			kills++
+			if crash {
+				crashes++
+			}
 			time.Sleep(time.Duration(50+rng.IntN(400)) * time.Millisecond)
 			if err := a.start(); err != nil {
 				t.Errorf("restart agent %s: %v", a.node, err)
-				return kills
+				return kills, crashes
 			}
 		}
 	}
@@ -276,15 +305,22 @@ type stressAgent struct {
 	mu     sync.Mutex
 	cancel context.CancelFunc // nil when not running
 	done   chan error
+	crash  *atomic.Bool // the running life's crash switch
 	regs   []*prometheus.Registry
 }
+
+// stressQuarantine is the agents' reserve quarantine: a crashed agent's writes land
+// within milliseconds here.
+const stressQuarantine = 300 * time.Millisecond
 
 // start runs a fresh agent.Run for the node and waits until it serves.
 func (a *stressAgent) start() error {
 	reg := prometheus.NewRegistry()
 	ready := make(chan struct{})
 	runCtx, cancel := context.WithCancel(context.Background())
-	cfg := Config{NodeName: a.node, RESTConfig: a.e.Config, SocketPath: a.socket, Log: a.log, Registry: reg, Ready: func() { close(ready) }}
+	crash := &atomic.Bool{}
+	cfg := Config{NodeName: a.node, RESTConfig: a.e.Config, SocketPath: a.socket, Log: a.log, Registry: reg, Ready: func() { close(ready) },
+		ReserveQuarantine: stressQuarantine, crashOnStop: crash}
 	done := make(chan error, 1)
 	go func() { done <- Run(runCtx, cfg) }()
 	select {
@@ -298,7 +334,7 @@ func (a *stressAgent) start() error {
 		return fmt.Errorf("agent %s not ready after 30s", a.node)
 	}
 	a.mu.Lock()
-	a.cancel, a.done = cancel, done
+	a.cancel, a.done, a.crash = cancel, done, crash
 	a.regs = append(a.regs, reg)
 	a.mu.Unlock()
 	return nil
@@ -325,11 +361,16 @@ func (a *stressAgent) registries() []*prometheus.Registry {
 
 // stop cancels the agent's Run, whatever it is doing, and waits until its socket is
 // gone: Run returns before its HTTP server has closed the listener, and closing a unix
-// listener unlinks its path, which would remove the socket of the next life.
-func (a *stressAgent) stop() error {
+// listener unlinks its path, which would remove the socket of the next life. A crash
+// cuts the requests in flight and leaves the node's reserve for the next life to settle;
+// a clean stop gives it back.
+func (a *stressAgent) stop(crash bool) error {
 	a.mu.Lock()
 	cancel, done := a.cancel, a.done
 	a.cancel, a.done = nil, nil
+	if a.crash != nil {
+		a.crash.Store(crash)
+	}
 	a.mu.Unlock()
 	if cancel == nil {
 		return nil
@@ -679,7 +720,16 @@ func (w *stressWorker) staleDel(ctx context.Context, s *stressSlot) {
 	if err != nil {
 		return // the work phase is ending
 	}
-	if h, ok := p.Holder(s.cur.addr); !ok || h != s.cur.owner {
+	h, ok := p.Holder(s.cur.addr)
+	if ok && h.IsReserve() {
+		// Handed out from the node's reserve: its SpiderEndpoint is the record.
+		if se, err := getEndpoint(ctx, w.e, s.cur.att.pod); err == nil {
+			if addr, ctr, named := endpointAddr(se); named && addr == s.cur.addr && ctr == s.cur.att.containerID {
+				return
+			}
+		}
+	}
+	if !ok || h != s.cur.owner {
 		w.t.Errorf("%s of %s (container %s) released %s, held by container %s (recorded: %t)", kind, s.name, short(sa.att.containerID), s.cur.addr, short(s.cur.att.containerID), ok)
 	}
 }
@@ -987,6 +1037,7 @@ func (l *stressLedger) verifyClean(t *testing.T, p ipam.Pool, endpoints []v2beta
 // stressMetrics sums what the agents' registries counted over all their lives.
 type stressMetrics struct {
 	writes, conflicts    int64
+	handouts             int64 // addresses handed out from a node's reserve
 	batchSum, batchCount float64
 	requests             map[string]int
 }
@@ -1016,6 +1067,8 @@ func (m *stressMetrics) add(regs []*prometheus.Registry) {
 				case "orbweaver_agent_pool_write_batch_size":
 					m.batchSum += s.GetHistogram().GetSampleSum()
 					m.batchCount += float64(s.GetHistogram().GetSampleCount())
+				case "orbweaver_agent_reserve_handouts_total":
+					m.handouts += int64(s.GetCounter().GetValue())
 				case "orbweaver_agent_requests_total":
 					m.requests[labels["op"]+"/"+labels["result"]] += int(s.GetCounter().GetValue())
 				}

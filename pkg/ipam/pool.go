@@ -188,6 +188,70 @@ func (p Pool) Allocate(owners []records.Owner, start netip.Addr) (Pool, []netip.
 	return next, out, nil
 }
 
+// Reserve takes up to n free addresses for one owner (a node's reservation, which holds
+// many), searching from start as Allocate does, and returns the ones it took; fewer than
+// n when the pool runs short, none when it is full.
+func (p Pool) Reserve(owner records.Owner, n int, start netip.Addr) (Pool, []netip.Addr) {
+	if n <= 0 {
+		return p, nil
+	}
+	var took []netip.Addr
+	for a := range ip.Free(p.usable, p.held, start) {
+		took = append(took, a)
+		if len(took) == n {
+			break
+		}
+	}
+	if len(took) == 0 {
+		return p, nil
+	}
+	next := p
+	next.holders = maps.Clone(p.holders)
+	rs := make([]ip.Range, len(took))
+	for i, a := range took {
+		next.holders[a] = owner
+		rs[i] = ip.Range{From: a, To: a}
+	}
+	held, err := p.held.Union(mustSet(rs))
+	if err != nil {
+		panic("ipam: " + err.Error()) // free addresses of this pool, of its family
+	}
+	next.held = held
+	return next, took
+}
+
+// FreeCount is the number of addresses a new allocation could take now, saturated at
+// the int64 maximum.
+func (p Pool) FreeCount() int64 {
+	return p.usable.Subtract(p.held).Count().Int64Saturating()
+}
+
+// AllHeldBy returns every address an owner holds (a node's reservation holds many),
+// ascending.
+func (p Pool) AllHeldBy(o records.Owner) []netip.Addr {
+	var out []netip.Addr
+	for a, h := range p.holders {
+		if h == o {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// ReservedElsewhere counts the addresses held in reserve by nodes other than the one
+// whose reservation is mine: addresses that come back to the pool when those nodes do
+// not need them.
+func (p Pool) ReservedElsewhere(mine records.Owner) int {
+	n := 0
+	for _, h := range p.holders {
+		if h.IsReserve() && h != mine {
+			n++
+		}
+	}
+	return n
+}
+
 func mustSet(rs []ip.Range) ip.Set {
 	s, err := ip.SetOfRanges(rs...)
 	if err != nil {

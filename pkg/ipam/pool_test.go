@@ -370,3 +370,49 @@ func TestReleaseOwnerAndSpreadStart(t *testing.T) {
 		t.Fatal("SpreadStart of a pool past 2^64 addresses found nothing")
 	}
 }
+
+func TestReserve(t *testing.T) {
+	p := mustPool(t, spec("p", "10.0.0.0/24", []string{"10.0.0.10-10.0.0.19"}, nil), "10.0.0.12")
+	nodeA, nodeB := records.ReserveOwner("a"), records.ReserveOwner("b")
+	p, pod, err := p.Allocate([]records.Owner{owner(1)}, netip.MustParseAddr("10.0.0.10"))
+	if err != nil || pod[0] != netip.MustParseAddr("10.0.0.10") {
+		t.Fatalf("Allocate = %v, %v", pod, err)
+	}
+	before := p
+	p, took := p.Reserve(nodeA, 4, netip.MustParseAddr("10.0.0.10"))
+	// .10 is held and .12 reserved by a SpiderReservedIP: neither is taken.
+	if want := addrs("10.0.0.11", "10.0.0.13", "10.0.0.14", "10.0.0.15"); !slices.Equal(took, want) {
+		t.Fatalf("Reserve took %v, want %v", took, want)
+	}
+	if before.AllocatedCount() != 1 || before.FreeCount() != 8 {
+		t.Fatal("Reserve changed the pool it was called on")
+	}
+	if got := p.AllHeldBy(nodeA); !slices.Equal(got, took) {
+		t.Fatalf("AllHeldBy = %v, want %v", got, took)
+	}
+	if p.FreeCount() != 4 || p.AllocatedCount() != 5 {
+		t.Fatalf("after reserving 4: %d free, %d allocated; want 4 and 5", p.FreeCount(), p.AllocatedCount())
+	}
+	p, more := p.Reserve(nodeB, 10, netip.Addr{})
+	if len(more) != 4 || p.FreeCount() != 0 {
+		t.Fatalf("Reserve of 10 with 4 free took %v, %d left", more, p.FreeCount())
+	}
+	if _, none := p.Reserve(nodeB, 1, netip.Addr{}); none != nil {
+		t.Fatalf("Reserve from a full pool took %v", none)
+	}
+	if p.ReservedElsewhere(nodeA) != 4 || p.ReservedElsewhere(nodeB) != 4 || p.ReservedElsewhere(records.ReserveOwner("c")) != 8 {
+		t.Fatal("ReservedElsewhere miscounts")
+	}
+	// A reservation is handed to a pod by Rebind, and only from the node that holds it.
+	if _, ok := p.Rebind(took[0], nodeB, owner(2)); ok {
+		t.Fatal("node b handed out node a's reserved address")
+	}
+	p, ok := p.Rebind(took[0], nodeA, owner(2))
+	if h, _ := p.Holder(took[0]); !ok || h != owner(2) {
+		t.Fatal("Rebind from the reservation to a pod failed")
+	}
+	// A pod's allocation never takes a reserved address.
+	if _, _, err := p.Allocate([]records.Owner{owner(3)}, netip.Addr{}); !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("Allocate with every free address reserved: %v, want ErrPoolExhausted", err)
+	}
+}

@@ -3,6 +3,7 @@ package ipamtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -14,13 +15,19 @@ import (
 // Pools is an in-memory ipam.PoolStore with the API server's resourceVersion semantics.
 // ConflictEvery, when positive, makes every n-th status update fail with ErrConflict
 // after bumping the stored version, as if another writer had won the race.
+// LostAnswerEvery, when positive, makes every n-th status update land and still fail
+// with ErrLostAnswer, as a timeout after the API server applied it would.
 type Pools struct {
-	mu            sync.Mutex
-	pools         map[string]*v2beta1.SpiderIPPool
-	version       int
-	writes        int
-	ConflictEvery int
+	mu              sync.Mutex
+	pools           map[string]*v2beta1.SpiderIPPool
+	version         int
+	writes          int
+	ConflictEvery   int
+	LostAnswerEvery int
 }
+
+// ErrLostAnswer is the error of an update that landed but whose answer was lost.
+var ErrLostAnswer = errors.New("the answer to a write that landed was lost (injected)")
 
 var _ ipam.PoolStore = (*Pools)(nil)
 
@@ -73,6 +80,9 @@ func (s *Pools) UpdatePoolStatus(_ context.Context, pool *v2beta1.SpiderIPPool) 
 	s.version++
 	stored.Status = *pool.Status.DeepCopy()
 	stored.ResourceVersion = strconv.Itoa(s.version)
+	if s.LostAnswerEvery > 0 && s.writes%s.LostAnswerEvery == 0 {
+		return fmt.Errorf("update SpiderIPPool %q status: %w", pool.Name, ErrLostAnswer)
+	}
 	pool.ResourceVersion = stored.ResourceVersion
 	return nil
 }

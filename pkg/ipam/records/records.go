@@ -63,11 +63,28 @@ func PodKey(podUID string) uint64 {
 }
 
 // AttachmentKey is the 32-bit digest of a container ID and interface name stored in
-// records. It only has to tell apart the sandboxes and interfaces of one pod.
+// records. It only has to tell apart the sandboxes and interfaces of one pod. It is never
+// ReserveAttachment, so a pod's record is never mistaken for a node's reservation.
 func AttachmentKey(containerID, ifName string) uint32 {
 	sum := sha256.Sum256([]byte("attach\x00" + containerID + "\x00" + ifName))
-	return binary.BigEndian.Uint32(sum[:4])
+	if k := binary.BigEndian.Uint32(sum[:4]); k != ReserveAttachment {
+		return k
+	}
+	return ReserveAttachment - 1
 }
+
+// ReserveAttachment is the attachment key of a node's reservation: addresses a node's
+// agent took ahead of its pods, to hand out without a pool write.
+const ReserveAttachment uint32 = 0xffffffff
+
+// ReserveOwner is the owner of the addresses a node's agent holds in reserve.
+func ReserveOwner(node string) Owner {
+	sum := sha256.Sum256([]byte("node\x00" + node))
+	return Owner{Pod: binary.BigEndian.Uint64(sum[:8]), Attachment: ReserveAttachment}
+}
+
+// IsReserve reports whether the owner is some node's reservation, not a pod.
+func (o Owner) IsReserve() bool { return o.Attachment == ReserveAttachment }
 
 // Record is one allocated IP and its owner.
 type Record struct {

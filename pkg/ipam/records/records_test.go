@@ -129,6 +129,25 @@ func TestOwnerKeys(t *testing.T) {
 	}
 }
 
+func TestReserveOwner(t *testing.T) {
+	a, b := ReserveOwner("node-a"), ReserveOwner("node-b")
+	if a == b || a != ReserveOwner("node-a") {
+		t.Fatalf("reserve owners must be per node and deterministic: %v %v", a, b)
+	}
+	if !a.IsReserve() || !b.IsReserve() {
+		t.Fatal("a reserve owner does not say it is one")
+	}
+	// A pod named like a node is still a pod.
+	if o := OwnerOf("node-a", "", ""); o.IsReserve() || o.Pod == a.Pod && o.Attachment == a.Attachment {
+		t.Fatalf("pod owner %v taken for a reservation", o)
+	}
+	for i := range 100000 {
+		if o := OwnerOf("uid", fmt.Sprintf("ctr-%d", i), "eth0"); o.IsReserve() {
+			t.Fatalf("attachment %d digests to the reserve marker", i)
+		}
+	}
+}
+
 // TestFullSlash16 fills every address of a /16 and checks the size the design promises:
 // 13 bytes a record before base64.
 func TestFullSlash16(t *testing.T) {

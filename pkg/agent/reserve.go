@@ -1,0 +1,326 @@
+package agent
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
+)
+
+// reserve is what one node holds ahead in one pool: addresses the pool records as the
+// node's (records.ReserveOwner), handed to pods from memory so that an ADD needs no pool
+// write. The pod's SpiderEndpoint, written before ADD answers, records a handed-out
+// address until the writer's next write moves it to the pod's owner in the pool
+// ("rebind"); a restarted agent settles what a crash left from the endpoints
+// (settleInheritedReserves) before it serves.
+//
+// The state is shared by the callers' fast path (take, releaseHanded, rebindHanded) and
+// the writer's Run, under mu. An address is in exactly one of spare, handed; writing
+// marks the handed ones whose rebind is in the write in flight, which only Run may
+// change (callers fall back to the writer's queue for them).
+type reserve struct {
+	owner       records.Owner
+	max         int           // most addresses to keep spare
+	rebindDelay time.Duration // how long handed addresses wait to be rebound in one write
+
+	mu      sync.Mutex
+	spare   []netip.Addr
+	handed  map[netip.Addr]records.Owner
+	byOwner map[records.Owner]netip.Addr
+	writing map[netip.Addr]bool
+	// inWriter counts, per owner, allocations waiting in the writer's queue.
+	inWriter map[records.Owner]int
+	// want is how many spares to keep: it starts small, doubles (up to max) each time a
+	// take finds none, and falls back when the reserve goes idle.
+	want int
+	// dry is set when a take found no spare: the next write tops up.
+	dry bool
+	// firstHanded is when the oldest handed address not yet rebound was handed out.
+	firstHanded time.Time
+	// lastActive is when a spare was last taken or added: the idle clock.
+	lastActive time.Time
+	// handouts counts addresses handed out from the reserve (for metrics).
+	handouts int64
+}
+
+// Sizing of a reserve. A node takes at most an eighth of a pool's free addresses at a
+// time, so that ten nodes on one pool leave each other room, and a small pool is served
+// without reserve.
+const (
+	reserveStart     = 4
+	reserveFreeShare = 8
+	// rebindBatch handed addresses are rebound at once, without waiting for rebindDelay.
+	rebindBatch = 64
+	// An idle reserve goes back to the pool: after idleFull when the pool has no free
+	// address (another node may be waiting for one), after idleLong otherwise.
+	idleFull = 200 * time.Millisecond
+	idleLong = 30 * time.Second
+)
+
+func newReserve(owner records.Owner, max int, rebindDelay time.Duration) *reserve {
+	return &reserve{
+		owner: owner, max: max, rebindDelay: rebindDelay, want: min(reserveStart, max),
+		handed: map[netip.Addr]records.Owner{}, byOwner: map[records.Owner]netip.Addr{}, writing: map[netip.Addr]bool{},
+		inWriter: map[records.Owner]int{},
+	}
+}
+
+// take hands the owner a spare address, or the one it was handed already; false when
+// there is none spare (the reserve grows at its next top-up). A caller's fast path
+// (fast) gets false too while a request of the same owner is with the writer.
+func (r *reserve) take(o records.Owner, now time.Time, fast bool) (netip.Addr, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if a, ok := r.byOwner[o]; ok {
+		return a, true
+	}
+	if fast && r.inWriter[o] > 0 {
+		return netip.Addr{}, false
+	}
+	if len(r.spare) == 0 {
+		if !r.dry {
+			r.dry = true
+			r.want = min(2*r.want, r.max)
+		}
+		return netip.Addr{}, false
+	}
+	a := r.spare[0]
+	r.spare = r.spare[1:]
+	if len(r.handed) == 0 {
+		r.firstHanded = now
+	}
+	r.handed[a], r.byOwner[o] = o, a
+	r.lastActive = now
+	r.handouts++
+	return a, true
+}
+
+// queued counts an owner's allocations that went to the writer's queue.
+func (r *reserve) queued(o records.Owner, delta int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inWriter[o] += delta; r.inWriter[o] <= 0 {
+		delete(r.inWriter, o)
+	}
+}
+
+// heldBy returns the address handed to an owner and not yet rebound.
+func (r *reserve) heldBy(o records.Owner) (netip.Addr, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.byOwner[o]
+	return a, ok
+}
+
+// handedTo reports whether a is handed to o and not yet rebound.
+func (r *reserve) handedTo(a netip.Addr, o records.Owner) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h, ok := r.handed[a]
+	return ok && h == o
+}
+
+// releaseHanded puts a back among the spares if it is handed to o and not being
+// rebound. settled is false when the writer must decide (the address is not handed to o,
+// or its rebind is in flight); then released is false too.
+func (r *reserve) releaseHanded(a netip.Addr, o records.Owner) (released, settled bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if h, ok := r.handed[a]; !ok || h != o || r.writing[a] {
+		return false, false
+	}
+	r.unhand(a)
+	r.spare = append(r.spare, a)
+	return true, true
+}
+
+// releaseOwner puts every address handed to o (not being rebound) back among the
+// spares and returns them; pending is true when one of o's is being rebound.
+func (r *reserve) releaseOwner(o records.Owner) (freed []netip.Addr, pending bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.byOwner[o]
+	if !ok {
+		return nil, false
+	}
+	if r.writing[a] {
+		return nil, true
+	}
+	r.unhand(a)
+	r.spare = append(r.spare, a)
+	return []netip.Addr{a}, false
+}
+
+// rebindHanded hands a from one owner to another (a pod's new sandbox) if a is handed
+// to from and not being rebound; settled as for releaseHanded.
+func (r *reserve) rebindHanded(a netip.Addr, from, to records.Owner) (moved, settled bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if h, ok := r.handed[a]; !ok || h != from || r.writing[a] {
+		return false, false
+	}
+	if _, dup := r.byOwner[to]; dup {
+		return false, false // to holds another address of the reserve: let the pool decide
+	}
+	delete(r.byOwner, from)
+	r.handed[a], r.byOwner[to] = to, a
+	return true, true
+}
+
+func (r *reserve) unhand(a netip.Addr) {
+	delete(r.byOwner, r.handed[a])
+	delete(r.handed, a)
+	delete(r.writing, a)
+}
+
+// housekeeping is what one pool write does for the reserve besides the requests.
+type housekeeping struct {
+	rebind   map[netip.Addr]records.Owner // handed addresses to move to their pods
+	topUp    int                          // spares to take
+	giveBack []netip.Addr                 // spares to return to the pool
+	// final: the writer is stopping, everything goes back (see PoolWriter.stop).
+	final bool
+}
+
+func (h housekeeping) empty() bool { return len(h.rebind) == 0 && h.topUp == 0 && len(h.giveBack) == 0 }
+
+// plan decides the housekeeping of the next write and marks its rebinds as writing:
+// every handed address is rebound (a write is being made anyway); spares are topped up
+// when they ran dry or fell below half of want, within a share of the pool's free
+// addresses; they go back when the reserve has been idle (see idleFull, idleLong) or
+// the agent stops (final).
+func (r *reserve) plan(now time.Time, free int64, final bool) housekeeping {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := housekeeping{final: final}
+	if len(r.handed) > 0 {
+		h.rebind = make(map[netip.Addr]records.Owner, len(r.handed))
+		for a, o := range r.handed {
+			h.rebind[a] = o
+			r.writing[a] = true
+		}
+	}
+	switch {
+	case final || r.idle(now, free):
+		h.giveBack, r.spare = r.spare, nil
+		r.want = min(reserveStart, r.max)
+	case r.dry || len(r.spare) < r.want/2:
+		h.topUp = int(min(int64(r.want-len(r.spare)), free/reserveFreeShare))
+	}
+	return h
+}
+
+func (r *reserve) idle(now time.Time, free int64) bool {
+	if len(r.spare) == 0 {
+		return false
+	}
+	quiet := now.Sub(r.lastActive)
+	return quiet >= idleLong || free == 0 && quiet >= idleFull
+}
+
+// done applies the outcome of the write that carried h. rebound are the addresses the
+// write moved to their pods, reserved the new spares; a nil error means it landed.
+// Rebinds that did not land wait for the next write. After a conflict nothing landed and
+// the give-back keeps its spares; after any other error the write may have landed, so
+// they are dropped from memory: if they are still the node's, the next read adopts them
+// again (adopt), and if not, another node may hold them by now.
+func (r *reserve) done(h housekeeping, rebound map[netip.Addr]bool, reserved []netip.Addr, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for a := range h.rebind {
+		delete(r.writing, a)
+		if err == nil && rebound[a] {
+			r.unhand(a)
+		}
+	}
+	if err != nil {
+		if errors.Is(err, ipam.ErrConflict) {
+			r.spare = append(r.spare, h.giveBack...)
+		}
+		return
+	}
+	r.spare = append(r.spare, reserved...)
+	if len(reserved) > 0 {
+		r.lastActive = time.Now()
+	}
+	if len(reserved) > 0 || h.topUp == 0 {
+		r.dry = false
+	}
+	if len(r.handed) > 0 {
+		r.firstHanded = time.Now()
+	}
+}
+
+// adopt makes spares of the addresses the pool records as the node's that the reserve
+// does not know: left by a write whose outcome was unknown (a timeout that landed).
+// Only once the previous agent's reserve is settled: before, such an address may be one
+// a crashed predecessor handed to a pod.
+func (r *reserve) adopt(recorded []netip.Addr) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	known := make(map[netip.Addr]bool, len(r.spare))
+	for _, a := range r.spare {
+		known[a] = true
+	}
+	n := 0
+	for _, a := range recorded {
+		if _, handed := r.handed[a]; !handed && !known[a] {
+			r.spare = append(r.spare, a)
+			n++
+		}
+	}
+	if n > 0 {
+		r.lastActive = time.Now()
+	}
+	return n
+}
+
+// dropLost forgets handed addresses that the pool no longer records as this node's
+// (something outside this agent released the reservation): their pods' endpoints still
+// name them, which is reported, and they are not handed out again.
+func (r *reserve) dropLost(lost []netip.Addr) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range lost {
+		r.unhand(a)
+	}
+}
+
+// nextDue returns how long until the reserve needs a write on its own (no request
+// pending), and false when it needs none.
+func (r *reserve) nextDue(now time.Time, free int64) (time.Duration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var due []time.Duration
+	if n := len(r.handed) - len(r.writing); n > 0 {
+		if n >= rebindBatch {
+			return 0, true
+		}
+		due = append(due, r.firstHanded.Add(r.rebindDelay).Sub(now))
+	}
+	if (r.dry || len(r.spare) < r.want/2) && free/reserveFreeShare > 0 {
+		return 0, true
+	}
+	if len(r.spare) > 0 {
+		if free == 0 {
+			due = append(due, r.lastActive.Add(idleFull).Sub(now))
+		} else {
+			due = append(due, r.lastActive.Add(idleLong).Sub(now))
+		}
+	}
+	if len(due) == 0 {
+		return 0, false
+	}
+	return max(slices.Min(due), 0), true
+}
+
+// counts returns the spare and handed numbers and the handouts so far.
+func (r *reserve) counts() (spare, handed int, handouts int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.spare), len(r.handed), r.handouts
+}
