@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -33,7 +32,7 @@ func main() {
 	flag.IntVar(&cfg.Burst, "kube-api-burst", 200, "API request burst")
 	flag.IntVar(&cfg.ReserveSize, "reserve-size", agent.DefaultReserveSize, "most addresses of each pool kept reserved for this node, handed to pods without a pool write; negative turns reserving off")
 	flag.DurationVar(&cfg.ReserveQuarantine, "reserve-quarantine", agent.DefaultReserveQuarantine, "how long a restarted agent waits before settling the reserve a crashed predecessor left")
-	flag.DurationVar(&cfg.ReserveRebindDelay, "reserve-rebind-delay", 500*time.Millisecond, "how long addresses handed out from the reserve wait to be recorded under their pods in one pool write")
+	flag.DurationVar(&cfg.ReserveRebindDelay, "reserve-rebind-delay", agent.DefaultRebindDelay, "how long addresses handed out from the reserve wait to be recorded under their pods in one pool write")
 	flag.StringVar(&cfg.LockPath, "lock-file", "", "lock file that keeps a second agent of this node from reserving (default: node-<name>.lock beside the socket)")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)

@@ -67,7 +67,7 @@ type Config struct {
 	// predecessor sent can take to land.
 	ReserveQuarantine time.Duration
 	// ReserveRebindDelay is how long handed-out addresses wait to be recorded under their
-	// pods in one pool write (default 500 ms).
+	// pods in one pool write (DefaultRebindDelay).
 	ReserveRebindDelay time.Duration
 	// LockPath is the file whose lock makes this the node's only reserving agent
 	// (default: node-<name>.lock beside the socket).
@@ -80,8 +80,12 @@ type Config struct {
 
 // Defaults of the reserve settings.
 const (
-	DefaultReserveSize       = 32
+	DefaultReserveSize       = 64
 	DefaultReserveQuarantine = 10 * time.Second
+	// DefaultRebindDelay: a handed-out address is recorded under its pod within this.
+	// Measured (docs/performance.md): shorter delays add pool writes, which ten nodes'
+	// writers then conflict on, without making anything faster.
+	DefaultRebindDelay = 2 * time.Second
 )
 
 // Run serves IPAM requests for one node until ctx ends.

@@ -67,6 +67,8 @@ type PoolWriter struct {
 	obj       *v2beta1.SpiderIPPool // the newest version this writer knows, nil when unknown
 	state     ipam.Pool             // obj decoded
 	stateFree int64                 // state.FreeCount()
+	// stateReservers is the number of other nodes holding a reserve in the pool.
+	stateReservers int
 
 	// watchedFree is the pool's free count as this node's watch last saw it.
 	watchedFree atomic.Int64
@@ -102,7 +104,7 @@ type ReserveParams struct {
 	// Max is the most addresses kept spare; 0 turns reserving off.
 	Max int
 	// RebindDelay is how long handed-out addresses may wait before one write records
-	// them under their pods' owners in the pool (default 500 ms).
+	// them under their pods' owners in the pool (DefaultRebindDelay).
 	RebindDelay time.Duration
 }
 
@@ -134,7 +136,7 @@ func NewPoolWriter(p PoolWriterParams) *PoolWriter {
 	}
 	if p.Reserve.Owner.IsReserve() && p.Reserve.Max > 0 {
 		if p.Reserve.RebindDelay <= 0 {
-			p.Reserve.RebindDelay = 500 * time.Millisecond
+			p.Reserve.RebindDelay = DefaultRebindDelay
 		}
 		w.res = newReserve(p.Reserve.Owner, p.Reserve.Max, p.Reserve.RebindDelay)
 	}
@@ -142,8 +144,16 @@ func NewPoolWriter(p PoolWriterParams) *PoolWriter {
 }
 
 // Invalidate makes the next batch read the pool again; call it when reserved addresses
-// change.
-func (w *PoolWriter) Invalidate() { w.stale.Store(true) }
+// change. Spares that a SpiderReservedIP now reserves are no longer handed out.
+func (w *PoolWriter) Invalidate() {
+	w.stale.Store(true)
+	if w.res == nil {
+		return
+	}
+	if w.res.retire(func(a netip.Addr) bool { return w.reserved(a.Is4()).Contains(a) }) > 0 {
+		w.wake()
+	}
+}
 
 // Stats returns the writer's counters.
 func (w *PoolWriter) Stats() *WriterStats { return &w.stats }
@@ -352,13 +362,14 @@ func (w *PoolWriter) stop() {
 }
 
 // free is the number of free addresses the writer believes the pool has: the lower of
-// what its last read or write saw and what the node's watch saw since.
-func (w *PoolWriter) free() int64 {
-	f := w.watchedFree.Load()
+// what its last read or write saw and what the node's watch saw since. share is this
+// node's fair share of them (see reserve sizing).
+func (w *PoolWriter) free() (free, share int64) {
+	free = w.watchedFree.Load()
 	if w.obj != nil {
-		f = min(f, w.stateFree)
+		free = min(free, w.stateFree)
 	}
-	return f
+	return free, free / int64(1+w.stateReservers)
 }
 
 // reserveDue returns when the reserve needs a write of its own, if it does.
@@ -366,7 +377,8 @@ func (w *PoolWriter) reserveDue() (time.Duration, bool) {
 	if w.res == nil {
 		return 0, false
 	}
-	return w.res.nextDue(time.Now(), w.free())
+	free, share := w.free()
+	return w.res.nextDue(time.Now(), free, share)
 }
 
 // drain adds every request already waiting to the batch.
@@ -427,7 +439,8 @@ func (w *PoolWriter) commit(runCtx context.Context, batch []*poolRequest, final 
 		}
 		var hk housekeeping
 		if w.res != nil {
-			hk = w.res.plan(time.Now(), w.free(), final)
+			free, share := w.free()
+			hk = w.res.plan(time.Now(), free, share, final)
 		}
 		next, results, out := w.apply(w.state, batch, hk)
 		if next.AllocatedCount() == w.state.AllocatedCount() && !changed(results) && !out.changed {
@@ -497,7 +510,8 @@ func (w *PoolWriter) housekeepingDue(final bool) bool {
 	if final {
 		return true
 	}
-	d, ok := w.res.nextDue(time.Now(), w.free())
+	free, share := w.free()
+	d, ok := w.res.nextDue(time.Now(), free, share)
 	return ok && d == 0
 }
 
@@ -550,11 +564,17 @@ func (w *PoolWriter) read(ctx context.Context) error {
 		return err
 	}
 	w.setState(obj, state)
-	if w.res != nil && w.settled.Load() {
+	if w.res == nil {
+		return nil
+	}
+	if w.settled.Load() {
 		if n := w.res.adopt(state.AllHeldBy(w.res.owner)); n > 0 {
 			w.log.Info("adopted addresses the pool records in this node's reserve after a write of unknown outcome", "addresses", n)
 		}
 	}
+	// Spares the pool no longer offers (spec.ips or excludeIPs changed, a
+	// SpiderReservedIP) go back instead of to pods.
+	w.res.retire(func(a netip.Addr) bool { return !state.Usable(a) })
 	return nil
 }
 
@@ -562,6 +582,9 @@ func (w *PoolWriter) read(ctx context.Context) error {
 func (w *PoolWriter) setState(obj *v2beta1.SpiderIPPool, state ipam.Pool) {
 	w.obj, w.state = obj, state
 	w.stateFree = state.FreeCount()
+	if w.res != nil {
+		w.stateReservers = state.Reservers(w.res.owner)
+	}
 	w.published.Store(&state)
 }
 
@@ -596,7 +619,7 @@ func (w *PoolWriter) apply(p ipam.Pool, batch []*poolRequest, hk housekeeping) (
 	var recycle int
 	if w.res != nil {
 		resOwner = w.res.owner
-		recycle = hk.topUp
+		recycle = hk.recycle
 		out.rebound = map[netip.Addr]bool{}
 		for a, o := range hk.rebind {
 			var ok bool
@@ -673,7 +696,7 @@ func (w *PoolWriter) apply(p ipam.Pool, batch []*poolRequest, hk housekeeping) (
 		}
 		p = next
 	}
-	if n := hk.topUp - len(out.recycled); n > 0 {
+	if n := min(hk.topUp, hk.recycle-len(out.recycled)); n > 0 {
 		p, out.reserved = p.Reserve(resOwner, n, start)
 		out.changed = out.changed || len(out.reserved) > 0
 	}

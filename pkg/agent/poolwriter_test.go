@@ -332,3 +332,149 @@ func TestPoolWriterReserveLostAnswers(t *testing.T) {
 		t.Fatalf("the pool records %d addresses, the owners hold %d: lost answers leaked addresses", p.AllocatedCount(), len(held))
 	}
 }
+
+// TestPoolWriterReserveRetiresReservedSpares: a spare that a SpiderReservedIP reserves
+// later is never handed out, and goes back to the pool.
+func TestPoolWriterReserveRetiresReservedSpares(t *testing.T) {
+	store := ipamtest.NewPools(testPool("p", "10.0.0.0/24", "10.0.0.1-10.0.0.200"))
+	var mu sync.Mutex
+	reserved := ip.Set{}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := NewPoolWriter(PoolWriterParams{Pool: "p", Store: store, SpreadKey: 1,
+		Reserved: func(bool) ip.Set { mu.Lock(); defer mu.Unlock(); return reserved },
+		Reserve:  ReserveParams{Owner: records.ReserveOwner("n1"), Max: 32, RebindDelay: time.Hour}})
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	if _, err := w.Allocate(ctx, ownerN(0)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if spare, _, _ := w.res.counts(); spare > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no spares after the first allocation")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	spares := decode(t, store, "p").AllHeldBy(records.ReserveOwner("n1"))
+	set, err := ip.ParseRanges(func() []string {
+		var out []string
+		for _, a := range spares {
+			out = append(out, a.String())
+		}
+		return out
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	reserved = set
+	mu.Unlock()
+	w.Invalidate()
+	for i := 1; i <= 40; i++ {
+		a, err := w.Allocate(ctx, ownerN(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if set.Contains(a) {
+			t.Fatalf("handed out %s, which a SpiderReservedIP reserves now", a)
+		}
+	}
+	for {
+		p := decode(t, store, "p")
+		still := 0
+		for _, a := range spares {
+			if h, ok := p.Holder(a); ok && h == records.ReserveOwner("n1") {
+				still++
+			}
+		}
+		if still == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d retired spares still recorded in the node's reserve", still)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestPoolWriterReservesExactFit: ten nodes' writers, with reserves, fill a pool of exactly
+// as many addresses as they need, 8 requests at a time each, the pool's free count
+// reaching them as a watch would. Every request is served (waiting for other nodes'
+// idle spares as the agent does), no address twice, and the spares all end with pods.
+func TestPoolWriterReservesExactFit(t *testing.T) {
+	const nodes, perNode, parallel = 10, 100, 8
+	store := ipamtest.NewPools(testPool("p", "10.0.0.0/22", fmt.Sprintf("10.0.0.1-10.0.%d.%d", (nodes*perNode)/256, (nodes*perNode)%256)))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	writers := make([]*PoolWriter, nodes)
+	for i := range writers {
+		writers[i] = startWriter(t, PoolWriterParams{Pool: "p", Store: store, SpreadKey: uint64(i) * 7919,
+			Reserve: ReserveParams{Owner: records.ReserveOwner(fmt.Sprintf("n%d", i)), Max: 64, RebindDelay: 100 * time.Millisecond}})
+	}
+	// The watch: every writer hears the pool's free count.
+	go func() {
+		for ctx.Err() == nil {
+			if obj, err := store.GetPool(ctx, "p"); err == nil && obj.Status.TotalIPCount != nil {
+				for _, w := range writers {
+					w.Observe(*obj.Status.TotalIPCount - *obj.Status.AllocatedIPCount)
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	var mu sync.Mutex
+	held := map[netip.Addr]records.Owner{}
+	var wg sync.WaitGroup
+	for n, w := range writers {
+		for g := range parallel {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := g; i < perNode; i += parallel {
+					o := ownerN(n*1000 + i)
+					var a netip.Addr
+					var err error
+					for wait := 20 * time.Millisecond; ; wait *= 2 {
+						a, err = w.Allocate(ctx, o)
+						if !errors.Is(err, errReservedElsewhere) || wait > 5*time.Second {
+							break
+						}
+						time.Sleep(wait)
+					}
+					if err != nil {
+						t.Errorf("node %d request %d: %v", n, i, err)
+						return
+					}
+					mu.Lock()
+					if prev, dup := held[a]; dup {
+						t.Errorf("%s handed to %v and %v", a, prev, o)
+					}
+					held[a] = o
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if len(held) != nodes*perNode {
+		for i, w := range writers {
+			spare, handed, _ := w.res.counts()
+			w.res.mu.Lock()
+			t.Logf("node %d: spare %d handed %d writing %d retired %d want %d dry %v quiet %s; watched free %d", i, spare, handed, len(w.res.writing), len(w.res.retired), w.res.want, w.res.dry, time.Since(w.res.lastActive), w.watchedFree.Load())
+			w.res.mu.Unlock()
+		}
+		p := decode(t, store, "p")
+		for i := range writers {
+			if got := p.AllHeldBy(records.ReserveOwner(fmt.Sprintf("n%d", i))); len(got) > 0 {
+				t.Logf("pool records for node %d's reserve: %v", i, got)
+			}
+		}
+		t.Fatalf("%d of %d requests served", len(held), nodes*perNode)
+	}
+	waitRecorded(t, store, "p", held)
+}

@@ -32,6 +32,8 @@ type reserve struct {
 	handed  map[netip.Addr]records.Owner
 	byOwner map[records.Owner]netip.Addr
 	writing map[netip.Addr]bool
+	// retired are spares that may no longer be handed out (see retire), to give back.
+	retired []netip.Addr
 	// inWriter counts, per owner, allocations waiting in the writer's queue.
 	inWriter map[records.Owner]int
 	// want is how many spares to keep: it starts small, doubles (up to max) each time a
@@ -39,6 +41,9 @@ type reserve struct {
 	want int
 	// dry is set when a take found no spare: the next write tops up.
 	dry bool
+	// parked is set when an idle reserve was given back: it is not topped up again
+	// until a pod asks (else it would take back at once what another node waits for).
+	parked bool
 	// firstHanded is when the oldest handed address not yet rebound was handed out.
 	firstHanded time.Time
 	// lastActive is when a spare was last taken or added: the idle clock.
@@ -47,23 +52,24 @@ type reserve struct {
 	handouts int64
 }
 
-// Sizing of a reserve. A node takes at most an eighth of a pool's free addresses at a
-// time, so that ten nodes on one pool leave each other room, and a small pool is served
-// without reserve.
+// Sizing of a reserve. It starts at an eighth of its maximum (at least one) and doubles
+// each time it runs dry. A top-up takes at most the node's fair share of the pool's free
+// addresses: the free count divided by the number of nodes holding a reserve in the pool
+// (this one included), so nodes that allocate at once leave each other room.
 const (
-	reserveStart     = 4
-	reserveFreeShare = 8
 	// rebindBatch handed addresses are rebound at once, without waiting for rebindDelay.
-	rebindBatch = 64
+	rebindBatch = 256
 	// An idle reserve goes back to the pool: after idleFull when the pool has no free
 	// address (another node may be waiting for one), after idleLong otherwise.
 	idleFull = 200 * time.Millisecond
 	idleLong = 30 * time.Second
 )
 
+func startSize(most int) int { return max(most/2, 1) }
+
 func newReserve(owner records.Owner, max int, rebindDelay time.Duration) *reserve {
 	return &reserve{
-		owner: owner, max: max, rebindDelay: rebindDelay, want: min(reserveStart, max),
+		owner: owner, max: max, rebindDelay: rebindDelay, want: startSize(max),
 		handed: map[netip.Addr]records.Owner{}, byOwner: map[records.Owner]netip.Addr{}, writing: map[netip.Addr]bool{},
 		inWriter: map[records.Owner]int{},
 	}
@@ -78,6 +84,7 @@ func (r *reserve) take(o records.Owner, now time.Time, fast bool) (netip.Addr, b
 	if a, ok := r.byOwner[o]; ok {
 		return a, true
 	}
+	r.parked = false
 	if fast && r.inWriter[o] > 0 {
 		return netip.Addr{}, false
 	}
@@ -180,7 +187,8 @@ func (r *reserve) unhand(a netip.Addr) {
 // housekeeping is what one pool write does for the reserve besides the requests.
 type housekeeping struct {
 	rebind   map[netip.Addr]records.Owner // handed addresses to move to their pods
-	topUp    int                          // spares to take
+	topUp    int                          // spares to take from the free addresses
+	recycle  int                          // released addresses to keep as spares
 	giveBack []netip.Addr                 // spares to return to the pool
 	// final: the writer is stopping, everything goes back (see PoolWriter.stop).
 	final bool
@@ -190,10 +198,10 @@ func (h housekeeping) empty() bool { return len(h.rebind) == 0 && h.topUp == 0 &
 
 // plan decides the housekeeping of the next write and marks its rebinds as writing:
 // every handed address is rebound (a write is being made anyway); spares are topped up
-// when they ran dry or fell below half of want, within a share of the pool's free
+// when they ran dry or fell to a quarter of want, within the node's share of the free
 // addresses; they go back when the reserve has been idle (see idleFull, idleLong) or
 // the agent stops (final).
-func (r *reserve) plan(now time.Time, free int64, final bool) housekeeping {
+func (r *reserve) plan(now time.Time, free, share int64, final bool) housekeeping {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	h := housekeeping{final: final}
@@ -204,15 +212,26 @@ func (r *reserve) plan(now time.Time, free int64, final bool) housekeeping {
 			r.writing[a] = true
 		}
 	}
+	h.giveBack, r.retired = r.retired, nil
 	switch {
 	case final || r.idle(now, free):
-		h.giveBack, r.spare = r.spare, nil
-		r.want = min(reserveStart, r.max)
-	case r.dry || len(r.spare) < r.want/2:
-		h.topUp = int(min(int64(r.want-len(r.spare)), free/reserveFreeShare))
+		h.giveBack, r.spare = append(h.giveBack, r.spare...), nil
+		r.want = startSize(r.max)
+		r.parked = true
+	case r.low():
+		h.topUp = int(min(int64(r.want-len(r.spare)), share))
+		fallthrough
+	default:
+		// Addresses pods of this node release are kept up to want, full pool or not:
+		// they were this node's already, and the next pod of the node needs no write.
+		h.recycle = max(r.want-len(r.spare), 0)
 	}
 	return h
 }
+
+// low reports whether the spares should be topped up: they ran dry, or fell to a quarter
+// of want (so one write refills three quarters; fewer, larger writes on the hot pool).
+func (r *reserve) low() bool { return r.dry || !r.parked && len(r.spare) <= r.want/4 }
 
 func (r *reserve) idle(now time.Time, free int64) bool {
 	if len(r.spare) == 0 {
@@ -262,8 +281,11 @@ func (r *reserve) done(h housekeeping, rebound map[netip.Addr]bool, reserved []n
 func (r *reserve) adopt(recorded []netip.Addr) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	known := make(map[netip.Addr]bool, len(r.spare))
+	known := make(map[netip.Addr]bool, len(r.spare)+len(r.retired))
 	for _, a := range r.spare {
+		known[a] = true
+	}
+	for _, a := range r.retired {
 		known[a] = true
 	}
 	n := 0
@@ -276,6 +298,26 @@ func (r *reserve) adopt(recorded []netip.Addr) int {
 	if n > 0 {
 		r.lastActive = time.Now()
 	}
+	return n
+}
+
+// retire takes the spares for which unusable is true (reserved by a SpiderReservedIP or
+// removed from the pool since they were reserved) out of use; the next write gives them
+// back. It returns how many it retired.
+func (r *reserve) retire(unusable func(netip.Addr) bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	kept := r.spare[:0]
+	n := 0
+	for _, a := range r.spare {
+		if unusable(a) {
+			r.retired = append(r.retired, a)
+			n++
+		} else {
+			kept = append(kept, a)
+		}
+	}
+	r.spare = kept
 	return n
 }
 
@@ -292,7 +334,7 @@ func (r *reserve) dropLost(lost []netip.Addr) {
 
 // nextDue returns how long until the reserve needs a write on its own (no request
 // pending), and false when it needs none.
-func (r *reserve) nextDue(now time.Time, free int64) (time.Duration, bool) {
+func (r *reserve) nextDue(now time.Time, free, share int64) (time.Duration, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var due []time.Duration
@@ -302,7 +344,7 @@ func (r *reserve) nextDue(now time.Time, free int64) (time.Duration, bool) {
 		}
 		due = append(due, r.firstHanded.Add(r.rebindDelay).Sub(now))
 	}
-	if (r.dry || len(r.spare) < r.want/2) && free/reserveFreeShare > 0 {
+	if len(r.retired) > 0 || r.low() && share > 0 {
 		return 0, true
 	}
 	if len(r.spare) > 0 {

@@ -90,6 +90,10 @@ func setOf(holders map[netip.Addr]records.Owner) (ip.Set, error) {
 // Name is the pool's name.
 func (p Pool) Name() string { return p.name }
 
+// Usable reports whether a new allocation may take the address: in spec.ips, not
+// excluded, not reserved by a SpiderReservedIP (whether or not someone holds it).
+func (p Pool) Usable(a netip.Addr) bool { return p.usable.Contains(a) }
+
 // Subnet is the pool's subnet.
 func (p Pool) Subnet() netip.Prefix { return p.subnet }
 
@@ -237,6 +241,18 @@ func (p Pool) AllHeldBy(o records.Owner) []netip.Addr {
 	}
 	slices.SortFunc(out, netip.Addr.Compare)
 	return out
+}
+
+// Reservers counts the nodes other than the one whose reservation is mine that hold
+// addresses of the pool in reserve.
+func (p Pool) Reservers(mine records.Owner) int {
+	seen := map[records.Owner]bool{}
+	for _, h := range p.holders {
+		if h.IsReserve() && h != mine {
+			seen[h] = true
+		}
+	}
+	return len(seen)
 }
 
 // ReservedElsewhere counts the addresses held in reserve by nodes other than the one

@@ -400,6 +400,9 @@ func TestReserve(t *testing.T) {
 	if _, none := p.Reserve(nodeB, 1, netip.Addr{}); none != nil {
 		t.Fatalf("Reserve from a full pool took %v", none)
 	}
+	if p.Reservers(nodeA) != 1 || p.Reservers(records.ReserveOwner("c")) != 2 {
+		t.Fatal("Reservers miscounts")
+	}
 	if p.ReservedElsewhere(nodeA) != 4 || p.ReservedElsewhere(nodeB) != 4 || p.ReservedElsewhere(records.ReserveOwner("c")) != 8 {
 		t.Fatal("ReservedElsewhere miscounts")
 	}

@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"k8s.io/client-go/kubernetes"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +43,26 @@ type Harness struct {
 	OpTimeout time.Duration
 	// Progress receives a line every few seconds while a scenario runs.
 	Progress io.Writer
+	// APIServerProfile, when set, is a file name prefix: each scenario's first
+	// APIServerProfileFor of timing is profiled in the API server (its /debug/pprof) and
+	// written to <prefix>-<peer>-<scenario>.pprof.
+	APIServerProfile    string
+	APIServerProfileFor time.Duration
+}
+
+// profileAPIServer fetches a CPU profile of the API server over the next d and writes it
+// to file; it returns when done.
+func (h *Harness) profileAPIServer(ctx context.Context, file string, d time.Duration) error {
+	cs, err := kubernetes.NewForConfig(h.Env.Config)
+	if err != nil {
+		return err
+	}
+	body, err := cs.Discovery().RESTClient().Get().AbsPath("/debug/pprof/profile").
+		Param("seconds", strconv.Itoa(max(int(d.Seconds()), 1))).Timeout(d + time.Minute).DoRaw(ctx)
+	if err != nil {
+		return fmt.Errorf("API server profile: %w", err)
+	}
+	return os.WriteFile(file, body, 0o644)
 }
 
 // createNodes creates the Node objects (no kubelet runs them).

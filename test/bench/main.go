@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -43,14 +44,19 @@ import (
 )
 
 type options struct {
-	peers        []string
-	scenarios    []string
-	nodes        int
-	pods         int
-	parallel     int
-	timeout      time.Duration
-	opTimeout    time.Duration
-	serverOutput bool
+	peers         []string
+	scenarios     []string
+	nodes         int
+	pods          int
+	parallel      int
+	timeout       time.Duration
+	opTimeout     time.Duration
+	serverOutput  bool
+	reserveSize   int
+	rebindDelay   time.Duration
+	cpuProfile    string
+	apiProfile    string
+	apiProfileFor time.Duration
 }
 
 func main() {
@@ -72,6 +78,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound on the whole run")
 	fs.DurationVar(&o.opTimeout, "op-timeout", 3*time.Minute, "bound on each plugin exec")
 	fs.BoolVar(&o.serverOutput, "server-output", false, "show the API server's and etcd's logs")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the harness process (its agents included) to this file")
+	fs.StringVar(&o.apiProfile, "apiserver-cpuprofile", "", "profile the API server during each scenario; files are <this>-<peer>-<scenario>.pprof")
+	fs.DurationVar(&o.apiProfileFor, "apiserver-profile-for", 5*time.Second, "how long each API server profile runs from the start of timing")
+	fs.IntVar(&o.reserveSize, "orbweaver-reserve-size", 0, "orbweaver agents' --reserve-size (0: the agent's default)")
+	fs.DurationVar(&o.rebindDelay, "orbweaver-rebind-delay", 0, "orbweaver agents' --reserve-rebind-delay (0: the agent's default)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -117,12 +128,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
 	}
+	if opts.cpuProfile != "" {
+		f, err := os.Create(opts.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "bench: cpu profile:", err)
+			return 1
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 
 	// Every peer must be runnable before any server starts.
 	var peers []Peer
 	var errs []error
 	for _, name := range opts.peers {
-		p, err := peerConstructors()[name](PeerParams{BinDir: filepath.Join(root, "bin")})
+		p, err := peerConstructors()[name](PeerParams{BinDir: filepath.Join(root, "bin"), ReserveSize: opts.reserveSize, RebindDelay: opts.rebindDelay})
 		if err == nil {
 			err = requireExecutable(name, p.Binary(), "tools/ensure.sh "+name)
 		}
@@ -187,7 +209,8 @@ func bench(ctx context.Context, opts options, peers []Peer, stdout, stderr io.Wr
 		fmt.Fprintf(stdout, "peer %s: %s\n", p.Name(), bin)
 	}
 
-	h := &Harness{Env: env, Dir: filepath.Join(env.Dir(), "bench"), Parallel: opts.parallel, OpTimeout: opts.opTimeout, Progress: stderr}
+	h := &Harness{Env: env, Dir: filepath.Join(env.Dir(), "bench"), Parallel: opts.parallel, OpTimeout: opts.opTimeout, Progress: stderr,
+		APIServerProfile: opts.apiProfile, APIServerProfileFor: opts.apiProfileFor}
 	for i := range opts.nodes {
 		h.Nodes = append(h.Nodes, fmt.Sprintf("bench-node-%02d", i))
 	}

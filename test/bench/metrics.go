@@ -144,9 +144,19 @@ func (c requestCounts) conflicts() float64 {
 
 // writesByResource sums the writes per "resource[/subresource] VERB".
 func (c requestCounts) writesByResource() map[string]float64 {
+	return c.byResource(isWrite)
+}
+
+// readsByResource sums the reads (GET and LIST; WATCH, counted when a watch ends, is
+// left out) per "resource[/subresource] VERB".
+func (c requestCounts) readsByResource() map[string]float64 {
+	return c.byResource(func(verb string) bool { return verb == "GET" || verb == "LIST" })
+}
+
+func (c requestCounts) byResource(keep func(verb string) bool) map[string]float64 {
 	out := map[string]float64{}
 	for k, v := range c {
-		if !isWrite(k.verb) {
+		if !keep(k.verb) {
 			continue
 		}
 		r := k.resource

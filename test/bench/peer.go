@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"time"
 )
 
 // Peer is one IPAM implementation under test. For each scenario the harness calls Setup,
@@ -43,6 +44,10 @@ type Inspector interface {
 type PeerParams struct {
 	// BinDir is the repository's bin/, where tools/ensure.sh links the tools.
 	BinDir string
+	// ReserveSize and RebindDelay, when not zero, set orbweaver's agent.Config fields of
+	// the same names (to measure their effect).
+	ReserveSize int
+	RebindDelay time.Duration
 }
 
 // peerConstructors maps each name -peers accepts to the peer's constructor. Constructors

@@ -38,10 +38,13 @@ type orbweaver struct {
 
 	registries []*prometheus.Registry // one per agent
 	before     agentStats             // at Begin
+
+	reserveSize int
+	rebindDelay time.Duration
 }
 
 func newOrbweaverPeer(p PeerParams) (Peer, error) {
-	o := &orbweaver{binary: filepath.Join(p.BinDir, "orbweaver")}
+	o := &orbweaver{binary: filepath.Join(p.BinDir, "orbweaver"), reserveSize: p.ReserveSize, rebindDelay: p.RebindDelay}
 	if err := requireExecutable("orbweaver", o.binary, "make build"); err != nil {
 		return nil, err
 	}
@@ -88,6 +91,7 @@ func (o *orbweaver) Setup(ctx context.Context, h *Harness, sc Scenario) error {
 		cfg := agent.Config{
 			NodeName: node, RESTConfig: h.Env.Config, SocketPath: socket, Log: logr.Discard(),
 			Registry: registry, Ready: func() { ready <- node },
+			ReserveSize: o.reserveSize, ReserveRebindDelay: o.rebindDelay,
 		}
 		o.running++
 		go func() { o.done <- agent.Run(runCtx, cfg) }()
@@ -195,6 +199,7 @@ type agentStats struct {
 	writes      map[string]float64 // pool writes by result
 	batchSum    float64            // requests carried by pool writes
 	batchWrites uint64
+	handouts    float64 // addresses handed out from the nodes' reserves
 }
 
 func (o *orbweaver) Begin() { o.before = o.collect() }
@@ -232,6 +237,7 @@ func (o *orbweaver) End() []string {
 	return []string{
 		fmt.Sprintf("agents' own ADD latency (histogram buckets, no plugin exec): p50 %s, p90 %s, p99 %s", quantile(0.5), quantile(0.9), quantile(0.99)),
 		fmt.Sprintf("agents' pool writes: %s; %.1f requests per write on average", strings.Join(writes, ", "), batch),
+		fmt.Sprintf("addresses handed out from the nodes' reserves, without a pool write: %.0f of %d ADDs", after.handouts-o.before.handouts, n),
 	}
 }
 
@@ -263,6 +269,8 @@ func (o *orbweaver) collect() agentStats {
 					}
 				case "orbweaver_agent_pool_writes_total":
 					st.writes[label(m, "result")] += m.GetCounter().GetValue()
+				case "orbweaver_agent_reserve_handouts_total":
+					st.handouts += m.GetCounter().GetValue()
 				case "orbweaver_agent_pool_write_batch_size":
 					st.batchSum += m.GetHistogram().GetSampleSum()
 					st.batchWrites += m.GetHistogram().GetSampleCount()

@@ -24,6 +24,7 @@ type result struct {
 	ok, failed     int
 	wall           time.Duration
 	lat            []time.Duration // successful ADDs
+	latAt          []time.Duration // when each of lat started, from the first ADD's start
 	dels, delsFail int
 	delLat         []time.Duration
 	requests       requestCounts // API requests during the timed phase
@@ -37,6 +38,12 @@ type result struct {
 const maxErrs = 5
 
 func (r *result) addCalls(adds []call, pl *plan) {
+	var first time.Time
+	for _, c := range adds {
+		if !c.start.IsZero() && (first.IsZero() || c.start.Before(first)) {
+			first = c.start
+		}
+	}
 	for i, c := range adds {
 		if c.err != nil || c.end.IsZero() {
 			r.failed++
@@ -45,6 +52,7 @@ func (r *result) addCalls(adds []call, pl *plan) {
 		}
 		r.ok++
 		r.lat = append(r.lat, c.latency())
+		r.latAt = append(r.latAt, c.start.Sub(first))
 		pool := pl.pools[pl.pods[i].Pool]
 		if !pool.Contains(c.ip) {
 			r.violations = append(r.violations, fmt.Sprintf("%s got %s, outside pool %s (%s)", pl.pods[i], c.ip, pool.Name, pool.Range()))
@@ -144,6 +152,10 @@ func printTable(w io.Writer, results []*result) {
 		} else {
 			fmt.Fprintf(w, "  writes per allocation: %s\n", breakdown(r))
 		}
+		fmt.Fprintf(w, "  reads per allocation: %s\n", perAllocation(r, r.requests.readsByResource()))
+		if line := r.tail(); line != "" {
+			fmt.Fprintf(w, "  %s\n", line)
+		}
 		for _, n := range r.notes {
 			fmt.Fprintf(w, "  %s\n", n)
 		}
@@ -174,8 +186,9 @@ func ratios(results []*result) []string {
 }
 
 // breakdown lists writes per allocation by resource and verb, largest first.
-func breakdown(r *result) string {
-	by := r.requests.writesByResource()
+func breakdown(r *result) string { return perAllocation(r, r.requests.writesByResource()) }
+
+func perAllocation(r *result, by map[string]float64) string {
 	keys := make([]string, 0, len(by))
 	for k := range by {
 		keys = append(keys, k)
@@ -245,4 +258,21 @@ func binaryVersion(ctx context.Context, path string) string {
 	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 	return strings.Replace(line, " Version:", "", 1) // etcd says "etcd Version: 3.4.23"
 
+}
+
+// tail says when the slowest 1% of ADDs started, to tell a slow start from a slow end.
+func (r *result) tail() string {
+	p99 := percentile(r.lat, 0.99)
+	var at []time.Duration
+	for i, l := range r.lat {
+		if l >= p99 {
+			at = append(at, r.latAt[i])
+		}
+	}
+	if len(at) == 0 {
+		return ""
+	}
+	slices.Sort(at)
+	return fmt.Sprintf("the %d ADDs at or above p99 started %s to %s after the first ADD (median %s)",
+		len(at), fmtDur(at[0]), fmtDur(at[len(at)-1]), fmtDur(at[len(at)/2]))
 }

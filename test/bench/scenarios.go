@@ -267,10 +267,20 @@ func (h *Harness) runScenario(ctx context.Context, p Peer, pl *plan, led *ledger
 	if inspector != nil {
 		inspector.Begin()
 	}
+	profiled := make(chan error, 1)
+	if h.APIServerProfile != "" {
+		file := fmt.Sprintf("%s-%s-%s.pprof", h.APIServerProfile, p.Name(), pl.name)
+		go func() { profiled <- h.profileAPIServer(ctx, file, h.APIServerProfileFor) }()
+	} else {
+		profiled <- nil
+	}
 	start := time.Now()
 	stopProgress := h.reportProgress(p.Name()+" "+pl.name, start, &done, len(jobs))
 	runPerNode(ctx, h.Nodes, h.Parallel, jobs)
 	res.wall = time.Since(start)
+	if err := <-profiled; err != nil {
+		fmt.Fprintf(h.Progress, "bench: %v\n", err)
+	}
 	stopProgress()
 	if inspector != nil {
 		res.notes = inspector.End()

@@ -25,6 +25,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
 
@@ -438,17 +440,27 @@ func (h *cniHarness) recordedAddrs(t *testing.T, se *v2beta1.SpiderEndpoint, nic
 	return addrs
 }
 
-// waitAllocated waits until the pool's status counts n allocated IPs.
-func (h *cniHarness) waitAllocated(t *testing.T, short string, n int64) {
+// waitAllocated waits until the pool records n addresses under pods. Addresses the
+// node's agent holds in reserve (records.ReserveOwner) are not pods': one handed to a pod
+// moves to the pod's record within the agent's rebind delay.
+func (h *cniHarness) waitAllocated(t *testing.T, short string, n int) {
 	t.Helper()
-	var got int64
-	testenv.WaitFor(t, fmt.Sprintf("allocatedIPCount %d of pool %s", n, h.poolName(short)), func() (bool, error) {
-		p := &v2beta1.SpiderIPPool{}
-		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: h.poolName(short)}, p); err != nil {
+	testenv.WaitFor(t, fmt.Sprintf("%d addresses of pool %s recorded under pods", n, h.poolName(short)), func() (bool, error) {
+		sp := &v2beta1.SpiderIPPool{}
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: h.poolName(short)}, sp); err != nil {
 			return false, err
 		}
-		got = ptr.Deref(p.Status.AllocatedIPCount, 0)
-		return got == n, fmt.Errorf("allocatedIPCount is %d", got)
+		p, err := ipam.NewPool(sp, ip.Set{})
+		if err != nil {
+			return false, err
+		}
+		got := 0
+		for _, o := range p.Owners() {
+			if !o.IsReserve() {
+				got++
+			}
+		}
+		return got == n, fmt.Errorf("%d recorded under pods (%d in all)", got, p.AllocatedCount())
 	})
 }
 
