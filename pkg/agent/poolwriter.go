@@ -69,6 +69,8 @@ type PoolWriter struct {
 	stateFree int64                 // state.FreeCount()
 	// stateReservers is the number of other nodes holding a reserve in the pool.
 	stateReservers int
+	// stateLimit is reserveLimit of the pool's size.
+	stateLimit int
 
 	// watchedFree is the pool's free count as this node's watch last saw it.
 	watchedFree atomic.Int64
@@ -139,6 +141,7 @@ func NewPoolWriter(p PoolWriterParams) *PoolWriter {
 			p.Reserve.RebindDelay = DefaultRebindDelay
 		}
 		w.res = newReserve(p.Reserve.Owner, p.Reserve.Max, p.Reserve.RebindDelay)
+		w.stateLimit = p.Reserve.Max // until the first read says how large the pool is
 	}
 	return w
 }
@@ -361,15 +364,14 @@ func (w *PoolWriter) stop() {
 	}
 }
 
-// free is the number of free addresses the writer believes the pool has: the lower of
-// what its last read or write saw and what the node's watch saw since. share is this
-// node's fair share of them (see reserve sizing).
-func (w *PoolWriter) free() (free, share int64) {
-	free = w.watchedFree.Load()
+// view is the pool's room as the writer believes it: the free count is the lower of
+// what its last read or write saw and what the node's watch saw since; see poolView.
+func (w *PoolWriter) view() poolView {
+	free := w.watchedFree.Load()
 	if w.obj != nil {
 		free = min(free, w.stateFree)
 	}
-	return free, free / int64(1+w.stateReservers)
+	return poolView{free: free, share: free / int64(1+w.stateReservers), limit: w.stateLimit}
 }
 
 // reserveDue returns when the reserve needs a write of its own, if it does.
@@ -377,8 +379,7 @@ func (w *PoolWriter) reserveDue() (time.Duration, bool) {
 	if w.res == nil {
 		return 0, false
 	}
-	free, share := w.free()
-	return w.res.nextDue(time.Now(), free, share)
+	return w.res.nextDue(time.Now(), w.view())
 }
 
 // drain adds every request already waiting to the batch.
@@ -439,8 +440,7 @@ func (w *PoolWriter) commit(runCtx context.Context, batch []*poolRequest, final 
 		}
 		var hk housekeeping
 		if w.res != nil {
-			free, share := w.free()
-			hk = w.res.plan(time.Now(), free, share, final)
+			hk = w.res.plan(time.Now(), w.view(), final)
 		}
 		next, results, out := w.apply(w.state, batch, hk)
 		if next.AllocatedCount() == w.state.AllocatedCount() && !changed(results) && !out.changed {
@@ -510,8 +510,7 @@ func (w *PoolWriter) housekeepingDue(final bool) bool {
 	if final {
 		return true
 	}
-	free, share := w.free()
-	d, ok := w.res.nextDue(time.Now(), free, share)
+	d, ok := w.res.nextDue(time.Now(), w.view())
 	return ok && d == 0
 }
 
@@ -584,6 +583,7 @@ func (w *PoolWriter) setState(obj *v2beta1.SpiderIPPool, state ipam.Pool) {
 	w.stateFree = state.FreeCount()
 	if w.res != nil {
 		w.stateReservers = state.Reservers(w.res.owner)
+		w.stateLimit = reserveLimit(state.UsableCount())
 	}
 	w.published.Store(&state)
 }

@@ -402,46 +402,71 @@ func TestPoolWriterReserveRetiresReservedSpares(t *testing.T) {
 	}
 }
 
-// TestPoolWriterReservesExactFit: ten nodes' writers, with reserves, fill a pool of exactly
-// as many addresses as they need, 8 requests at a time each, the pool's free count
-// reaching them as a watch would. Every request is served (waiting for other nodes'
-// idle spares as the agent does), no address twice, and the spares all end with pods.
+// TestPoolWriterReservesExactFit: ten nodes' writers, with reserves, fill pools of exactly
+// as many addresses as they need, 8 requests at a time each (the bench's one-pool and
+// ten-pools), the pools' free counts reaching them as a watch would. Every request is
+// served, waiting for other nodes' idle spares within the agent's bound, no address goes
+// twice, and every address ends recorded under its owner.
 func TestPoolWriterReservesExactFit(t *testing.T) {
+	for _, pools := range []int{1, 10} {
+		t.Run(fmt.Sprintf("%d pools", pools), func(t *testing.T) { exactFit(t, pools) })
+	}
+}
+
+func exactFit(t *testing.T, pools int) {
 	const nodes, perNode, parallel = 10, 100, 8
-	store := ipamtest.NewPools(testPool("p", "10.0.0.0/22", fmt.Sprintf("10.0.0.1-10.0.%d.%d", (nodes*perNode)/256, (nodes*perNode)%256)))
+	perPool := nodes * perNode / pools
+	var objs []*v2beta1.SpiderIPPool
+	for p := range pools {
+		last := perPool // 10.p.x.y: addresses 1..perPool
+		objs = append(objs, testPool(fmt.Sprintf("p%d", p), fmt.Sprintf("10.%d.0.0/16", p), fmt.Sprintf("10.%d.0.1-10.%d.%d.%d", p, p, last/256, last%256)))
+	}
+	store := ipamtest.NewPools(objs...)
+	store.Latency = 15 * time.Millisecond // a loaded API server's write
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	writers := make([]*PoolWriter, nodes)
-	for i := range writers {
-		writers[i] = startWriter(t, PoolWriterParams{Pool: "p", Store: store, SpreadKey: uint64(i) * 7919,
-			Reserve: ReserveParams{Owner: records.ReserveOwner(fmt.Sprintf("n%d", i)), Max: 64, RebindDelay: 100 * time.Millisecond}})
+	writers := make([][]*PoolWriter, nodes) // [node][pool]
+	for n := range writers {
+		for p := range pools {
+			writers[n] = append(writers[n], startWriter(t, PoolWriterParams{Pool: fmt.Sprintf("p%d", p), Store: store, SpreadKey: uint64(n) * 7919,
+				Reserve: ReserveParams{Owner: records.ReserveOwner(fmt.Sprintf("n%d", n)), Max: DefaultReserveSize, RebindDelay: 100 * time.Millisecond}}))
+		}
 	}
-	// The watch: every writer hears the pool's free count.
+	// The watch: every writer hears its pool's free count.
 	go func() {
 		for ctx.Err() == nil {
-			if obj, err := store.GetPool(ctx, "p"); err == nil && obj.Status.TotalIPCount != nil {
-				for _, w := range writers {
-					w.Observe(*obj.Status.TotalIPCount - *obj.Status.AllocatedIPCount)
+			for p := range pools {
+				if obj, err := store.GetPool(ctx, fmt.Sprintf("p%d", p)); err == nil && obj.Status.TotalIPCount != nil {
+					for n := range writers {
+						writers[n][p].Observe(*obj.Status.TotalIPCount - *obj.Status.AllocatedIPCount)
+					}
 				}
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
+	type key struct {
+		pool int
+		addr netip.Addr
+	}
 	var mu sync.Mutex
-	held := map[netip.Addr]records.Owner{}
+	held := map[key]records.Owner{}
 	var wg sync.WaitGroup
-	for n, w := range writers {
+	for n := range writers {
 		for g := range parallel {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for i := g; i < perNode; i += parallel {
-					o := ownerN(n*1000 + i)
+					o, p := ownerN(n*1000+i), i%pools
+					w := writers[n][p]
 					var a netip.Addr
 					var err error
-					for wait := 20 * time.Millisecond; ; wait *= 2 {
+					// As Service.allocateFrom: wait for other nodes' spares, within a bound.
+					deadline := time.Now().Add(reserveWaitMax)
+					for wait := reserveWaitFirst; ; wait = min(2*wait, reserveWaitEvery) {
 						a, err = w.Allocate(ctx, o)
-						if !errors.Is(err, errReservedElsewhere) || wait > 5*time.Second {
+						if !errors.Is(err, errReservedElsewhere) || time.Now().Add(wait).After(deadline) {
 							break
 						}
 						time.Sleep(wait)
@@ -451,10 +476,10 @@ func TestPoolWriterReservesExactFit(t *testing.T) {
 						return
 					}
 					mu.Lock()
-					if prev, dup := held[a]; dup {
-						t.Errorf("%s handed to %v and %v", a, prev, o)
+					if prev, dup := held[key{p, a}]; dup {
+						t.Errorf("%s of pool %d handed to %v and %v", a, p, prev, o)
 					}
-					held[a] = o
+					held[key{p, a}] = o
 					mu.Unlock()
 				}
 			}()
@@ -462,19 +487,15 @@ func TestPoolWriterReservesExactFit(t *testing.T) {
 	}
 	wg.Wait()
 	if len(held) != nodes*perNode {
-		for i, w := range writers {
-			spare, handed, _ := w.res.counts()
-			w.res.mu.Lock()
-			t.Logf("node %d: spare %d handed %d writing %d retired %d want %d dry %v quiet %s; watched free %d", i, spare, handed, len(w.res.writing), len(w.res.retired), w.res.want, w.res.dry, time.Since(w.res.lastActive), w.watchedFree.Load())
-			w.res.mu.Unlock()
-		}
-		p := decode(t, store, "p")
-		for i := range writers {
-			if got := p.AllHeldBy(records.ReserveOwner(fmt.Sprintf("n%d", i))); len(got) > 0 {
-				t.Logf("pool records for node %d's reserve: %v", i, got)
-			}
-		}
 		t.Fatalf("%d of %d requests served", len(held), nodes*perNode)
 	}
-	waitRecorded(t, store, "p", held)
+	for p := range pools {
+		want := map[netip.Addr]records.Owner{}
+		for k, o := range held {
+			if k.pool == p {
+				want[k.addr] = o
+			}
+		}
+		waitRecorded(t, store, fmt.Sprintf("p%d", p), want)
+	}
 }

@@ -159,22 +159,41 @@ func (s *Service) Check(ctx context.Context, args *models.CheckArgs) (err error)
 	if len(given) > 0 && !slices.Equal(recorded, given) {
 		return checkFailed(fmt.Errorf("interface %s of pod %s has %v, the record says %v", *att.IfName, podRef(att), given, recorded))
 	}
-	// The pools must still record this attachment as the owner.
+	// The pools must still record this attachment as the owner (or this node's reserve
+	// must have handed it the address).
 	owner := records.OwnerOf(se.Status.Current.UID, containerOf(se), *att.IfName)
 	for _, a := range nicAddrs(nic) {
-		pool, err := s.cluster.Pool(ctx, a.pool)
+		if s.handedTo(a, owner) {
+			continue
+		}
+		// The cache may not show this node's last write yet: ask the API server before
+		// calling the record missing.
+		held, err := s.poolRecords(ctx, a, owner, s.cluster.Pool)
+		if err == nil && !held {
+			held, err = s.poolRecords(ctx, a, owner, s.writers.store.GetPool)
+		}
 		if err != nil {
 			return checkFailed(err)
 		}
-		p, err := ipam.NewPool(pool, s.cluster.Reserved(a.addr.Is4()))
-		if err != nil {
-			return checkFailed(err)
-		}
-		if h, ok := p.Holder(a.addr); (!ok || h != owner) && !s.handedTo(a, owner) {
+		if !held {
 			return checkFailed(fmt.Errorf("SpiderIPPool %q does not record %s for pod %s", a.pool, a.addr, podRef(att)))
 		}
 	}
 	return nil
+}
+
+// poolRecords reports whether the pool, read by get, records the address for the owner.
+func (s *Service) poolRecords(ctx context.Context, a poolAddr, owner records.Owner, get func(context.Context, string) (*v2beta1.SpiderIPPool, error)) (bool, error) {
+	obj, err := get(ctx, a.pool)
+	if err != nil {
+		return false, err
+	}
+	p, err := ipam.NewPool(obj, ip.Set{})
+	if err != nil {
+		return false, err
+	}
+	h, ok := p.Holder(a.addr)
+	return ok && h == owner, nil
 }
 
 // GC releases this node's interfaces attached by the given network whose attachment is

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"math"
 	"net/netip"
 	"slices"
 	"sync"
@@ -36,8 +37,8 @@ type reserve struct {
 	retired []netip.Addr
 	// inWriter counts, per owner, allocations waiting in the writer's queue.
 	inWriter map[records.Owner]int
-	// want is how many spares to keep: it starts small, doubles (up to max) each time a
-	// take finds none, and falls back when the reserve goes idle.
+	// want is how many spares to keep: it starts at startSize, doubles (up to max) each
+	// time a take finds none, and falls back when the reserve goes idle.
 	want int
 	// dry is set when a take found no spare: the next write tops up.
 	dry bool
@@ -52,16 +53,15 @@ type reserve struct {
 	handouts int64
 }
 
-// Sizing of a reserve. It starts at an eighth of its maximum (at least one) and doubles
-// each time it runs dry. A top-up takes at most the node's fair share of the pool's free
+// Sizing of a reserve. It starts at half its maximum (startSize), doubles each time it
+// runs dry, and is refilled when a quarter is left (low). A top-up takes at most the node's fair share of the pool's free
 // addresses: the free count divided by the number of nodes holding a reserve in the pool
 // (this one included), so nodes that allocate at once leave each other room.
 const (
 	// rebindBatch handed addresses are rebound at once, without waiting for rebindDelay.
 	rebindBatch = 256
-	// An idle reserve goes back to the pool: after idleFull when the pool has no free
-	// address (another node may be waiting for one), after idleLong otherwise.
-	idleFull = 200 * time.Millisecond
+	// An idle reserve goes back to the pool after idleLong (and at once when the pool is
+	// full: see plan).
 	idleLong = 30 * time.Second
 )
 
@@ -194,14 +194,24 @@ type housekeeping struct {
 	final bool
 }
 
-func (h housekeeping) empty() bool { return len(h.rebind) == 0 && h.topUp == 0 && len(h.giveBack) == 0 }
+// poolView is what a writer knows of its pool's room, for its reserve's decisions.
+type poolView struct {
+	free  int64 // free addresses
+	share int64 // this node's fair share of them
+	limit int   // most spares a node may hold in this pool (reserveLimit)
+}
+
+// reserveLimit is the most spares a node holds in a pool of usable addresses: a sixteenth
+// of the pool (at least one), so a small pool is never drained into a few nodes'
+// reserves while other nodes start pods.
+func reserveLimit(usable int64) int { return int(max(min(usable/16, math.MaxInt32), 1)) }
 
 // plan decides the housekeeping of the next write and marks its rebinds as writing:
 // every handed address is rebound (a write is being made anyway); spares are topped up
 // when they ran dry or fell to a quarter of want, within the node's share of the free
-// addresses; they go back when the reserve has been idle (see idleFull, idleLong) or
-// the agent stops (final).
-func (r *reserve) plan(now time.Time, free, share int64, final bool) housekeeping {
+// addresses and the pool's limit; they go back when the pool is full, when the reserve
+// has been idle (idleLong) or the agent stops (final).
+func (r *reserve) plan(now time.Time, v poolView, final bool) housekeeping {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	h := housekeeping{final: final}
@@ -213,32 +223,38 @@ func (r *reserve) plan(now time.Time, free, share int64, final bool) housekeepin
 		}
 	}
 	h.giveBack, r.retired = r.retired, nil
+	want := min(r.want, v.limit)
 	switch {
-	case final || r.idle(now, free):
+	case final || r.idle(now):
 		h.giveBack, r.spare = append(h.giveBack, r.spare...), nil
 		r.want = startSize(r.max)
 		r.parked = true
-	case r.low():
-		h.topUp = int(min(int64(r.want-len(r.spare)), share))
+	case v.free == 0 && len(r.spare) > 0:
+		// The pool is full and other nodes may be waiting: give the spares back, this
+		// node's next pods allocate like theirs. (Keeping even one a node strands ten
+		// addresses on ten nodes, whose own pods may be waiting on other pools.)
+		h.giveBack, r.spare = append(h.giveBack, r.spare...), nil
+		r.parked = true
+	case r.low(v.limit):
+		h.topUp = int(min(int64(want-len(r.spare)), v.share))
 		fallthrough
 	default:
 		// Addresses pods of this node release are kept up to want, full pool or not:
 		// they were this node's already, and the next pod of the node needs no write.
-		h.recycle = max(r.want-len(r.spare), 0)
+		h.recycle = max(want-len(r.spare), 0)
 	}
 	return h
 }
 
 // low reports whether the spares should be topped up: they ran dry, or fell to a quarter
-// of want (so one write refills three quarters; fewer, larger writes on the hot pool).
-func (r *reserve) low() bool { return r.dry || !r.parked && len(r.spare) <= r.want/4 }
+// of want (so one write refills three quarters; fewer, larger writes on the hot pool),
+// want being capped by the pool's limit.
+func (r *reserve) low(limit int) bool {
+	return r.dry || !r.parked && len(r.spare) <= min(r.want, limit)/4
+}
 
-func (r *reserve) idle(now time.Time, free int64) bool {
-	if len(r.spare) == 0 {
-		return false
-	}
-	quiet := now.Sub(r.lastActive)
-	return quiet >= idleLong || free == 0 && quiet >= idleFull
+func (r *reserve) idle(now time.Time) bool {
+	return len(r.spare) > 0 && now.Sub(r.lastActive) >= idleLong
 }
 
 // done applies the outcome of the write that carried h. rebound are the addresses the
@@ -334,7 +350,7 @@ func (r *reserve) dropLost(lost []netip.Addr) {
 
 // nextDue returns how long until the reserve needs a write on its own (no request
 // pending), and false when it needs none.
-func (r *reserve) nextDue(now time.Time, free, share int64) (time.Duration, bool) {
+func (r *reserve) nextDue(now time.Time, v poolView) (time.Duration, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var due []time.Duration
@@ -344,15 +360,11 @@ func (r *reserve) nextDue(now time.Time, free, share int64) (time.Duration, bool
 		}
 		due = append(due, r.firstHanded.Add(r.rebindDelay).Sub(now))
 	}
-	if len(r.retired) > 0 || r.low() && share > 0 {
+	if len(r.retired) > 0 || r.low(v.limit) && v.share > 0 || v.free == 0 && len(r.spare) > 0 {
 		return 0, true
 	}
 	if len(r.spare) > 0 {
-		if free == 0 {
-			due = append(due, r.lastActive.Add(idleFull).Sub(now))
-		} else {
-			due = append(due, r.lastActive.Add(idleLong).Sub(now))
-		}
+		due = append(due, r.lastActive.Add(idleLong).Sub(now))
 	}
 	if len(due) == 0 {
 		return 0, false

@@ -372,10 +372,13 @@ func (s *Service) allocateFamily(ctx context.Context, req *addRequest, pools []s
 }
 
 // Waiting for other nodes' idle reserves when a pool is full: they give them back within
-// idleFull of seeing it full; the wait is bounded so the pod's event comes soon.
+// their next write after seeing it full; the wait is bounded so the pod's event comes soon.
 const (
-	reserveWaitMax   = 5 * time.Second
+	reserveWaitMax   = 10 * time.Second
 	reserveWaitFirst = 50 * time.Millisecond
+	// reserveWaitEvery caps the interval: other nodes' pods take freed addresses at
+	// their next write, so a waiter that asks rarely would wait its whole bound.
+	reserveWaitEvery = 200 * time.Millisecond
 )
 
 // allocateFrom allocates from one pool; when the pool is full but other nodes hold
@@ -383,7 +386,7 @@ const (
 func (s *Service) allocateFrom(ctx context.Context, pool string, owner records.Owner) (netip.Addr, error) {
 	w := s.writers.get(pool)
 	deadline := time.Now().Add(reserveWaitMax)
-	for wait := reserveWaitFirst; ; wait = min(2*wait, 400*time.Millisecond) {
+	for wait := reserveWaitFirst; ; wait = min(2*wait, reserveWaitEvery) {
 		addr, err := w.Allocate(ctx, owner)
 		if !errors.Is(err, errReservedElsewhere) || time.Now().Add(wait).After(deadline) {
 			return addr, err

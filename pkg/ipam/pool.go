@@ -94,6 +94,10 @@ func (p Pool) Name() string { return p.name }
 // excluded, not reserved by a SpiderReservedIP (whether or not someone holds it).
 func (p Pool) Usable(a netip.Addr) bool { return p.usable.Contains(a) }
 
+// UsableCount is the number of addresses new allocations may take, held or not,
+// saturated at the int64 maximum.
+func (p Pool) UsableCount() int64 { return p.usable.Count().Int64Saturating() }
+
 // Subnet is the pool's subnet.
 func (p Pool) Subnet() netip.Prefix { return p.subnet }
 

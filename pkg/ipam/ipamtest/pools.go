@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
@@ -24,6 +25,8 @@ type Pools struct {
 	writes          int
 	ConflictEvery   int
 	LostAnswerEvery int
+	// Latency, when set, is how long every read and write takes, as a busy API server's.
+	Latency time.Duration
 }
 
 // ErrLostAnswer is the error of an update that landed but whose answer was lost.
@@ -52,6 +55,7 @@ func (s *Pools) Put(p *v2beta1.SpiderIPPool) {
 
 // GetPool returns a copy of the stored pool.
 func (s *Pools) GetPool(_ context.Context, name string) (*v2beta1.SpiderIPPool, error) {
+	time.Sleep(s.Latency)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.pools[name]
@@ -63,6 +67,7 @@ func (s *Pools) GetPool(_ context.Context, name string) (*v2beta1.SpiderIPPool, 
 
 // UpdatePoolStatus stores the pool's status if its resourceVersion is current.
 func (s *Pools) UpdatePoolStatus(_ context.Context, pool *v2beta1.SpiderIPPool) error {
+	time.Sleep(s.Latency)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	stored, ok := s.pools[pool.Name]
