@@ -690,7 +690,7 @@ func (w *PoolWriter) apply(p ipam.Pool, batch []*poolRequest, hk housekeeping) (
 			if !addrs[j].IsValid() {
 				results[i].err = err
 				if w.res != nil && p.ReservedElsewhere(resOwner) > 0 {
-					results[i].err = fmt.Errorf("%w (%d addresses are reserved by other nodes, which give them back when idle)", errors.Join(err, errReservedElsewhere), p.ReservedElsewhere(resOwner))
+					results[i].err = fmt.Errorf("%w (%d addresses of it are held in other nodes' reserves: spares they give back once they see the pool full, or addresses handed to pods and not yet recorded under them)", errors.Join(err, errReservedElsewhere), p.ReservedElsewhere(resOwner))
 				}
 			}
 		}
