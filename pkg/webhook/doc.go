@@ -1,0 +1,18 @@
+// Package webhook holds the admission rules of orbweaver's pool kinds: defaulting and
+// validation of SpiderIPPool, SpiderSubnet and SpiderReservedIP, as pure functions.
+//
+// A Default function fills in and normalises an object in place, the way SpiderPool's
+// mutating webhooks do, so that the agent and the other rules can rely on clean data.
+// A Validate function takes the object (on update also the stored old one) and the other
+// pools and subnets the caller read from the API server, and returns a field.ErrorList
+// that reports every problem at once, each at its exact path (spec.ips[2],
+// spec.routes[0].gw): one round trip shows a user everything to fix, where SpiderPool
+// stops at the first problem.
+//
+// Nothing here reads or writes the API. The controller's webhook server lists the pools
+// and subnets (uncached, so that it sees a create that just happened), calls these
+// functions and turns the list into the admission response. Two creates that race can
+// still both pass; the checks narrow that window, they do not close it.
+//
+// docs/reference/admission.md lists every rule with its path and an example message.
+package webhook
