@@ -1,0 +1,149 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+)
+
+// Register adds the mutating and validating webhooks of SpiderIPPool, SpiderSubnet and
+// SpiderReservedIP to the manager's webhook server, at controller-runtime's paths
+// (/mutate-spiderpool-spidernet-io-v2beta1-spiderippool, /validate-..., and so on; see
+// Paths). reader must read the API server directly, not a cache: an overlap check
+// against a cache that has not seen a pool created a moment ago would admit an overlap.
+func Register(mgr ctrl.Manager, cfg Config, reader client.Reader) error {
+	a := &admitter{cfg: cfg, reader: reader, decoder: admission.NewDecoder(mgr.GetScheme())}
+	for _, obj := range []runtime.Object{&v2beta1.SpiderIPPool{}, &v2beta1.SpiderSubnet{}, &v2beta1.SpiderReservedIP{}} {
+		if err := ctrl.NewWebhookManagedBy(mgr).For(obj).WithDefaulter(a).WithValidator(a).Complete(); err != nil {
+			return fmt.Errorf("register the webhooks of %T: %w", obj, err)
+		}
+	}
+	return nil
+}
+
+// Paths are the URL paths Register serves, mutating then validating, per kind (plural).
+var Paths = map[string][2]string{
+	"spiderippools":     {"/mutate-spiderpool-spidernet-io-v2beta1-spiderippool", "/validate-spiderpool-spidernet-io-v2beta1-spiderippool"},
+	"spidersubnets":     {"/mutate-spiderpool-spidernet-io-v2beta1-spidersubnet", "/validate-spiderpool-spidernet-io-v2beta1-spidersubnet"},
+	"spiderreservedips": {"/mutate-spiderpool-spidernet-io-v2beta1-spiderreservedip", "/validate-spiderpool-spidernet-io-v2beta1-spiderreservedip"},
+}
+
+// admitter adapts the pure rules of this package to controller-runtime's admission
+// interfaces, for all three kinds: it reads what the rules compare against and turns
+// their field.ErrorList into the API's Invalid status, every problem at once.
+type admitter struct {
+	cfg     Config
+	reader  client.Reader
+	decoder admission.Decoder
+}
+
+var (
+	_ admission.CustomDefaulter = (*admitter)(nil)
+	_ admission.CustomValidator = (*admitter)(nil)
+)
+
+// existing lists the pools and subnets the rules compare against.
+func (a *admitter) existing(ctx context.Context) (Existing, error) {
+	var pools v2beta1.SpiderIPPoolList
+	if err := a.reader.List(ctx, &pools); err != nil {
+		return Existing{}, fmt.Errorf("list SpiderIPPools: %w", err)
+	}
+	var subnets v2beta1.SpiderSubnetList
+	if err := a.reader.List(ctx, &subnets); err != nil {
+		return Existing{}, fmt.Errorf("list SpiderSubnets: %w", err)
+	}
+	return Existing{IPPools: pools.Items, Subnets: subnets.Items}, nil
+}
+
+func (a *admitter) Default(ctx context.Context, obj runtime.Object) error {
+	switch o := obj.(type) {
+	case *v2beta1.SpiderIPPool:
+		var old *v2beta1.SpiderIPPool
+		if req, err := admission.RequestFromContext(ctx); err == nil && len(req.OldObject.Raw) > 0 {
+			old = &v2beta1.SpiderIPPool{}
+			if err := a.decoder.DecodeRaw(req.OldObject, old); err != nil {
+				return fmt.Errorf("decode the stored SpiderIPPool %s: %w", o.Name, err)
+			}
+		}
+		var existing Existing
+		if len(o.Spec.Subnet) > 0 {
+			var subnets v2beta1.SpiderSubnetList
+			if err := a.reader.List(ctx, &subnets); err != nil {
+				return fmt.Errorf("list SpiderSubnets: %w", err)
+			}
+			existing.Subnets = subnets.Items
+		}
+		DefaultIPPool(o, old, existing)
+	case *v2beta1.SpiderSubnet:
+		DefaultSubnet(o)
+	case *v2beta1.SpiderReservedIP:
+		DefaultReservedIP(o)
+	default:
+		return fmt.Errorf("orbweaver webhook: unexpected %T", obj)
+	}
+	return nil
+}
+
+func (a *admitter) ValidateCreate(ctx context.Context, obj runtime.Object) (admission.Warnings, error) {
+	return a.validate(ctx, nil, obj)
+}
+
+func (a *admitter) ValidateUpdate(ctx context.Context, old, obj runtime.Object) (admission.Warnings, error) {
+	return a.validate(ctx, old, obj)
+}
+
+// ValidateDelete admits every delete: the pool's finalizer keeps it while addresses are
+// allocated.
+func (a *admitter) ValidateDelete(context.Context, runtime.Object) (admission.Warnings, error) {
+	return nil, nil
+}
+
+func (a *admitter) validate(ctx context.Context, old, obj runtime.Object) (admission.Warnings, error) {
+	var errs field.ErrorList
+	var kind, name string
+	switch o := obj.(type) {
+	case *v2beta1.SpiderIPPool:
+		kind, name = "SpiderIPPool", o.Name
+		existing, err := a.existing(ctx)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		if old == nil {
+			errs = a.cfg.ValidateIPPoolCreate(o, existing)
+		} else {
+			errs = a.cfg.ValidateIPPoolUpdate(old.(*v2beta1.SpiderIPPool), o, existing)
+		}
+	case *v2beta1.SpiderSubnet:
+		kind, name = "SpiderSubnet", o.Name
+		existing, err := a.existing(ctx)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		if old == nil {
+			errs = a.cfg.ValidateSubnetCreate(o, existing)
+		} else {
+			errs = a.cfg.ValidateSubnetUpdate(old.(*v2beta1.SpiderSubnet), o, existing)
+		}
+	case *v2beta1.SpiderReservedIP:
+		kind, name = "SpiderReservedIP", o.Name
+		if old == nil {
+			errs = a.cfg.ValidateReservedIPCreate(o)
+		} else {
+			errs = a.cfg.ValidateReservedIPUpdate(old.(*v2beta1.SpiderReservedIP), o)
+		}
+	default:
+		return nil, fmt.Errorf("orbweaver webhook: unexpected %T", obj)
+	}
+	if len(errs) == 0 {
+		return nil, nil
+	}
+	return nil, apierrors.NewInvalid(v2beta1.SchemeGroupVersion.WithKind(kind).GroupKind(), name, errs)
+}

@@ -1,0 +1,206 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
+	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+)
+
+// serveWebhooks runs Register's webhooks on 127.0.0.1 with certificates from NewCerts and
+// registers them with the API server by URL, as the controller will (with a Service
+// instead of a URL), until the test ends.
+func serveWebhooks(t *testing.T, e *testenv.Env) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	certs, err := NewCerts([]string{"127.0.0.1"}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := certs.WriteTo(dir); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
+		Scheme:                 e.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		WebhookServer:          webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: dir}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Register(mgr, Config{EnableIPv4: true, EnableIPv6: true}, mgr.GetAPIReader()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	name := fmt.Sprintf("orbweaver-test-%d", port)
+	url := func(path string) *string { return ptr(fmt.Sprintf("https://127.0.0.1:%d%s", port, path)) }
+	var mutating []admissionregistrationv1.MutatingWebhook
+	var validating []admissionregistrationv1.ValidatingWebhook
+	for plural, paths := range Paths {
+		rules := []admissionregistrationv1.RuleWithOperations{{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{v2beta1.GroupName}, APIVersions: []string{"v2beta1"}, Resources: []string{plural}},
+		}}
+		cc := admissionregistrationv1.WebhookClientConfig{CABundle: certs.CA}
+		mc, vc := cc, cc
+		mc.URL, vc.URL = url(paths[0]), url(paths[1])
+		none := admissionregistrationv1.SideEffectClassNone
+		mutating = append(mutating, admissionregistrationv1.MutatingWebhook{Name: "m-" + plural + ".orbweaver.io", ClientConfig: mc, Rules: rules,
+			SideEffects: &none, AdmissionReviewVersions: []string{"v1"}, FailurePolicy: ptr(admissionregistrationv1.Fail)})
+		validating = append(validating, admissionregistrationv1.ValidatingWebhook{Name: "v-" + plural + ".orbweaver.io", ClientConfig: vc, Rules: rules,
+			SideEffects: &none, AdmissionReviewVersions: []string{"v1"}, FailurePolicy: ptr(admissionregistrationv1.Fail)})
+	}
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}, Webhooks: mutating}
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}, Webhooks: validating}
+	for _, obj := range []client.Object{mwc, vwc} {
+		if err := e.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, obj := range []client.Object{mwc, vwc} {
+			_ = e.Client.Delete(context.Background(), obj)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("webhook manager: %v", err)
+		}
+	})
+	// The API server calls the webhooks once it has seen the configurations and the
+	// server answers: wait until a defaulted object comes back.
+	testenv.WaitFor(t, "the webhooks to serve", func() (bool, error) {
+		probe := &v2beta1.SpiderReservedIP{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v2beta1.ReservedIPSpec{IPs: []v2beta1.IPOrRange{"192.0.2.9", "192.0.2.8"}}}
+		err := e.Client.Create(ctx, probe, client.DryRunAll)
+		return err == nil && probe.Spec.IPVersion != nil, err
+	})
+}
+
+// causes returns "path: type" of each cause of an Invalid error.
+func causes(err error) []string {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) || status.Status().Details == nil {
+		return nil
+	}
+	var out []string
+	for _, c := range status.Status().Details.Causes {
+		out = append(out, c.Field+": "+string(c.Type))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestWebhooksAgainstTheAPIServer: the API server calls the webhooks; a pool is
+// defaulted (merged ranges, version, label, finalizer); invalid objects are refused with
+// every problem at its field path and nothing is stored; an overlap with a stored pool is
+// refused; a shrink under an allocated address is refused.
+func TestWebhooksAgainstTheAPIServer(t *testing.T) {
+	e := testenv.Require(t, env)
+	serveWebhooks(t, e)
+	ctx := context.Background()
+	cleanup := func(p *v2beta1.SpiderIPPool) {
+		t.Cleanup(func() {
+			// No controller removes the finalizer in this test.
+			_ = e.Client.Patch(context.Background(), p, client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"finalizers":null}}`)))
+			_ = e.Client.Delete(context.Background(), p)
+		})
+	}
+
+	a := pool("wh-a", "10.90.0.0/24", ips("10.90.0.20", "10.90.0.10-10.90.0.19"))
+	if err := e.Client.Create(ctx, a); err != nil {
+		t.Fatalf("a valid pool was refused: %v", err)
+	}
+	cleanup(a)
+	if got := fmt.Sprint(a.Spec.IPs); got != "[10.90.0.10-10.90.0.20]" {
+		t.Errorf("spec.ips stored as %s, want the merged range", got)
+	}
+	if a.Spec.IPVersion == nil || *a.Spec.IPVersion != 4 || a.Labels[LabelIPPoolCIDR] != "10-90-0-0-24" || !slices.Contains(a.Finalizers, v2beta1.Finalizer) {
+		t.Errorf("not defaulted: ipVersion %v, labels %v, finalizers %v", a.Spec.IPVersion, a.Labels, a.Finalizers)
+	}
+
+	for _, tt := range []struct {
+		name string
+		obj  *v2beta1.SpiderIPPool
+		want []string
+	}{
+		{"several problems at once", pool("wh-bad", "10.91.0.0/24", ips("10.91.0.5", "fd00::1", "10.92.0.1"),
+			gateway("10.99.0.1"), route("0.0.0.0/0", "10.91.0.1")), []string{"spec.gateway: FieldValueInvalid", "spec.ips[1]: FieldValueInvalid", "spec.ips[2]: FieldValueInvalid", "spec.routes[0].dst: FieldValueInvalid"}},
+		{"overlaps a stored pool", pool("wh-b", "10.90.0.0/24", ips("10.90.0.15-10.90.0.30")), []string{"spec.ips: FieldValueForbidden"}},
+		{"non-canonical subnet", pool("wh-c", "10.93.0.1/24", ips("10.93.0.5")), []string{"spec.subnet: FieldValueInvalid"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := e.Client.Create(ctx, tt.obj)
+			if !apierrors.IsInvalid(err) {
+				t.Fatalf("want Invalid, got %v", err)
+			}
+			if got := causes(err); !slices.Equal(got, tt.want) {
+				t.Fatalf("refused with %v, want %v (%v)", got, tt.want, err)
+			}
+			if err := e.Client.Get(ctx, client.ObjectKeyFromObject(tt.obj), &v2beta1.SpiderIPPool{}); !apierrors.IsNotFound(err) {
+				t.Fatalf("a refused pool was stored: %v", err)
+			}
+		})
+	}
+
+	t.Run("a shrink under an allocated address", func(t *testing.T) {
+		// Allocate 10.90.0.20 in a's records, as an agent would, then drop it from spec.ips.
+		p := &v2beta1.SpiderIPPool{}
+		if err := e.Client.Get(ctx, client.ObjectKeyFromObject(a), p); err != nil {
+			t.Fatal(err)
+		}
+		if err := allocateForTest(p, "10.90.0.20"); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Client.Status().Update(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		p.Spec.IPs = []v2beta1.IPOrRange{"10.90.0.10-10.90.0.19"}
+		err := e.Client.Update(ctx, p)
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "10.90.0.20") {
+			t.Fatalf("removing an allocated address: %v, want Invalid naming 10.90.0.20", err)
+		}
+	})
+}
+
+// allocateForTest records addr in the pool's status for a made-up pod, as an agent would.
+func allocateForTest(p *v2beta1.SpiderIPPool, addr string) error {
+	state, err := ipam.NewPool(p, ip.Set{})
+	if err != nil {
+		return err
+	}
+	state, got, err := state.Allocate([]records.Owner{records.OwnerOf("pod-uid", "ctr", "eth0")}, netip.MustParseAddr(addr))
+	if err != nil {
+		return err
+	}
+	if got[0] != netip.MustParseAddr(addr) {
+		return fmt.Errorf("allocated %s, want %s", got[0], addr)
+	}
+	return state.WriteStatus(p)
+}
