@@ -9,10 +9,11 @@
 // spec.routes[0].gw): one round trip shows a user everything to fix, where SpiderPool
 // stops at the first problem.
 //
-// Nothing here reads or writes the API. The controller's webhook server lists the pools
-// and subnets (uncached, so that it sees a create that just happened), calls these
-// functions and turns the list into the admission response. Two creates that race can
-// still both pass; the checks narrow that window, they do not close it.
+// The rules neither read nor write the API. server.go serves them through controller-
+// runtime: it lists the pools and subnets (uncached, so that it sees a create that just
+// happened), calls the rules and turns the list into the admission response. Decisions
+// about pools and subnets go one at a time through a Serializer (guard.go), so two
+// overlapping creates racing each other cannot both pass.
 //
 // docs/reference/admission.md lists every rule with its path and an example message.
 package webhook

@@ -3,8 +3,13 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -19,8 +24,12 @@ import (
 // (/mutate-spiderpool-spidernet-io-v2beta1-spiderippool, /validate-..., and so on; see
 // Paths). reader must read the API server directly, not a cache: an overlap check
 // against a cache that has not seen a pool created a moment ago would admit an overlap.
-func Register(mgr ctrl.Manager, cfg Config, reader client.Reader) error {
-	a := &admitter{cfg: cfg, reader: reader, decoder: admission.NewDecoder(mgr.GetScheme())}
+//
+// serializer, when not nil, makes the decisions about pools and subnets one at a time
+// (see Serializer): without it, two overlapping pools created at the same moment can both
+// be admitted.
+func Register(mgr ctrl.Manager, cfg Config, reader client.Reader, serializer Serializer) error {
+	a := &admitter{cfg: cfg, reader: reader, serializer: serializer, decoder: admission.NewDecoder(mgr.GetScheme()), now: time.Now}
 	for _, obj := range []runtime.Object{&v2beta1.SpiderIPPool{}, &v2beta1.SpiderSubnet{}, &v2beta1.SpiderReservedIP{}} {
 		if err := ctrl.NewWebhookManagedBy(mgr).For(obj).WithDefaulter(a).WithValidator(a).Complete(); err != nil {
 			return fmt.Errorf("register the webhooks of %T: %w", obj, err)
@@ -36,13 +45,43 @@ var Paths = map[string][2]string{
 	"spiderreservedips": {"/mutate-spiderpool-spidernet-io-v2beta1-spiderreservedip", "/validate-spiderpool-spidernet-io-v2beta1-spiderreservedip"},
 }
 
+// Configurations returns the mutating and validating webhook configurations, both named
+// name, that send CREATE and UPDATE of the three kinds to Register's paths.
+// clientConfig gives the client configuration of a path: a Service and the CA bundle in
+// a cluster, a URL in tests. Failure policy Fail: an object the webhooks could not check
+// is not stored.
+func Configurations(name string, clientConfig func(path string) admissionregistrationv1.WebhookClientConfig) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration) {
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	none := admissionregistrationv1.SideEffectClassNone
+	fail := admissionregistrationv1.Fail
+	for _, plural := range slices.Sorted(maps.Keys(Paths)) {
+		paths := Paths[plural]
+		rules := []admissionregistrationv1.RuleWithOperations{{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{v2beta1.GroupName}, APIVersions: []string{"v2beta1"}, Resources: []string{plural}},
+		}}
+		mwc.Webhooks = append(mwc.Webhooks, admissionregistrationv1.MutatingWebhook{
+			Name: "mutate-" + plural + ".orbweaver.io", ClientConfig: clientConfig(paths[0]), Rules: rules,
+			SideEffects: &none, FailurePolicy: &fail, AdmissionReviewVersions: []string{"v1"},
+		})
+		vwc.Webhooks = append(vwc.Webhooks, admissionregistrationv1.ValidatingWebhook{
+			Name: "validate-" + plural + ".orbweaver.io", ClientConfig: clientConfig(paths[1]), Rules: rules,
+			SideEffects: &none, FailurePolicy: &fail, AdmissionReviewVersions: []string{"v1"},
+		})
+	}
+	return mwc, vwc
+}
+
 // admitter adapts the pure rules of this package to controller-runtime's admission
 // interfaces, for all three kinds: it reads what the rules compare against and turns
 // their field.ErrorList into the API's Invalid status, every problem at once.
 type admitter struct {
-	cfg     Config
-	reader  client.Reader
-	decoder admission.Decoder
+	cfg        Config
+	reader     client.Reader
+	serializer Serializer // nil: decisions are not serialized
+	decoder    admission.Decoder
+	now        func() time.Time
 }
 
 var (
@@ -112,25 +151,27 @@ func (a *admitter) validate(ctx context.Context, old, obj runtime.Object) (admis
 	switch o := obj.(type) {
 	case *v2beta1.SpiderIPPool:
 		kind, name = "SpiderIPPool", o.Name
-		existing, err := a.existing(ctx)
+		var err error
+		errs, err = a.decide(ctx, claimOfPool(o, a.now()), func(existing Existing) field.ErrorList {
+			if old == nil {
+				return a.cfg.ValidateIPPoolCreate(o, existing)
+			}
+			return a.cfg.ValidateIPPoolUpdate(old.(*v2beta1.SpiderIPPool), o, existing)
+		})
 		if err != nil {
 			return nil, apierrors.NewInternalError(err)
-		}
-		if old == nil {
-			errs = a.cfg.ValidateIPPoolCreate(o, existing)
-		} else {
-			errs = a.cfg.ValidateIPPoolUpdate(old.(*v2beta1.SpiderIPPool), o, existing)
 		}
 	case *v2beta1.SpiderSubnet:
 		kind, name = "SpiderSubnet", o.Name
-		existing, err := a.existing(ctx)
+		var err error
+		errs, err = a.decide(ctx, claimOfSubnet(o, a.now()), func(existing Existing) field.ErrorList {
+			if old == nil {
+				return a.cfg.ValidateSubnetCreate(o, existing)
+			}
+			return a.cfg.ValidateSubnetUpdate(old.(*v2beta1.SpiderSubnet), o, existing)
+		})
 		if err != nil {
 			return nil, apierrors.NewInternalError(err)
-		}
-		if old == nil {
-			errs = a.cfg.ValidateSubnetCreate(o, existing)
-		} else {
-			errs = a.cfg.ValidateSubnetUpdate(old.(*v2beta1.SpiderSubnet), o, existing)
 		}
 	case *v2beta1.SpiderReservedIP:
 		kind, name = "SpiderReservedIP", o.Name
@@ -146,4 +187,20 @@ func (a *admitter) validate(ctx context.Context, old, obj runtime.Object) (admis
 		return nil, nil
 	}
 	return nil, apierrors.NewInvalid(v2beta1.SchemeGroupVersion.WithKind(kind).GroupKind(), name, errs)
+}
+
+// decide runs a pool or subnet rule against the stored objects and, through the
+// serializer, the ones admitted a moment ago and not listed yet.
+func (a *admitter) decide(ctx context.Context, claim Claim, rule func(Existing) field.ErrorList) (field.ErrorList, error) {
+	check := func(pending []Claim) (field.ErrorList, error) {
+		existing, err := a.existing(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return rule(withPending(existing, pending, claim.Kind, claim.Name)), nil
+	}
+	if a.serializer == nil {
+		return check(nil)
+	}
+	return a.serializer.Admit(ctx, claim, check)
 }

@@ -1,106 +1,51 @@
-package webhook
+package webhook_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
 	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+	"github.com/orbweaver-ipam/orbweaver/pkg/webhook"
+	"github.com/orbweaver-ipam/orbweaver/pkg/webhook/webhooktest"
 )
 
-// serveWebhooks runs Register's webhooks on 127.0.0.1 with certificates from NewCerts and
-// registers them with the API server by URL, as the controller will (with a Service
-// instead of a URL), until the test ends.
-func serveWebhooks(t *testing.T, e *testenv.Env) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	certs, err := NewCerts([]string{"127.0.0.1"}, time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
+func pool(name, cidr string, opts ...func(*v2beta1.SpiderIPPool)) *v2beta1.SpiderIPPool {
+	p := &v2beta1.SpiderIPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v2beta1.IPPoolSpec{Subnet: v2beta1.CIDR(cidr)}}
+	for _, o := range opts {
+		o(p)
 	}
-	dir := t.TempDir()
-	if err := certs.WriteTo(dir); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
-		Scheme:                 e.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		WebhookServer:          webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: dir}),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Register(mgr, Config{EnableIPv4: true, EnableIPv6: true}, mgr.GetAPIReader()); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	name := fmt.Sprintf("orbweaver-test-%d", port)
-	url := func(path string) *string { return ptr(fmt.Sprintf("https://127.0.0.1:%d%s", port, path)) }
-	var mutating []admissionregistrationv1.MutatingWebhook
-	var validating []admissionregistrationv1.ValidatingWebhook
-	for plural, paths := range Paths {
-		rules := []admissionregistrationv1.RuleWithOperations{{
-			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-			Rule:       admissionregistrationv1.Rule{APIGroups: []string{v2beta1.GroupName}, APIVersions: []string{"v2beta1"}, Resources: []string{plural}},
-		}}
-		cc := admissionregistrationv1.WebhookClientConfig{CABundle: certs.CA}
-		mc, vc := cc, cc
-		mc.URL, vc.URL = url(paths[0]), url(paths[1])
-		none := admissionregistrationv1.SideEffectClassNone
-		mutating = append(mutating, admissionregistrationv1.MutatingWebhook{Name: "m-" + plural + ".orbweaver.io", ClientConfig: mc, Rules: rules,
-			SideEffects: &none, AdmissionReviewVersions: []string{"v1"}, FailurePolicy: ptr(admissionregistrationv1.Fail)})
-		validating = append(validating, admissionregistrationv1.ValidatingWebhook{Name: "v-" + plural + ".orbweaver.io", ClientConfig: vc, Rules: rules,
-			SideEffects: &none, AdmissionReviewVersions: []string{"v1"}, FailurePolicy: ptr(admissionregistrationv1.Fail)})
-	}
-	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}, Webhooks: mutating}
-	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}, Webhooks: validating}
-	for _, obj := range []client.Object{mwc, vwc} {
-		if err := e.Client.Create(ctx, obj); err != nil {
-			t.Fatal(err)
+	return p
+}
+
+func ips(ss ...string) func(*v2beta1.SpiderIPPool) {
+	return func(p *v2beta1.SpiderIPPool) {
+		for _, s := range ss {
+			p.Spec.IPs = append(p.Spec.IPs, v2beta1.IPOrRange(s))
 		}
 	}
-	t.Cleanup(func() {
-		for _, obj := range []client.Object{mwc, vwc} {
-			_ = e.Client.Delete(context.Background(), obj)
-		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("webhook manager: %v", err)
-		}
-	})
-	// The API server calls the webhooks once it has seen the configurations and the
-	// server answers: wait until a defaulted object comes back.
-	testenv.WaitFor(t, "the webhooks to serve", func() (bool, error) {
-		probe := &v2beta1.SpiderReservedIP{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v2beta1.ReservedIPSpec{IPs: []v2beta1.IPOrRange{"192.0.2.9", "192.0.2.8"}}}
-		err := e.Client.Create(ctx, probe, client.DryRunAll)
-		return err == nil && probe.Spec.IPVersion != nil, err
-	})
+}
+
+func gateway(gw string) func(*v2beta1.SpiderIPPool) {
+	return func(p *v2beta1.SpiderIPPool) { g := v2beta1.IPAddress(gw); p.Spec.Gateway = &g }
+}
+
+func route(dst, gw string) func(*v2beta1.SpiderIPPool) {
+	return func(p *v2beta1.SpiderIPPool) {
+		p.Spec.Routes = append(p.Spec.Routes, v2beta1.Route{Dst: dst, Gw: v2beta1.IPAddress(gw)})
+	}
 }
 
 // causes returns "path: type" of each cause of an Invalid error.
@@ -123,7 +68,7 @@ func causes(err error) []string {
 // refused; a shrink under an allocated address is refused.
 func TestWebhooksAgainstTheAPIServer(t *testing.T) {
 	e := testenv.Require(t, env)
-	serveWebhooks(t, e)
+	webhooktest.Serve(t, e, nil)
 	ctx := context.Background()
 	cleanup := func(p *v2beta1.SpiderIPPool) {
 		t.Cleanup(func() {
@@ -141,7 +86,7 @@ func TestWebhooksAgainstTheAPIServer(t *testing.T) {
 	if got := fmt.Sprint(a.Spec.IPs); got != "[10.90.0.10-10.90.0.20]" {
 		t.Errorf("spec.ips stored as %s, want the merged range", got)
 	}
-	if a.Spec.IPVersion == nil || *a.Spec.IPVersion != 4 || a.Labels[LabelIPPoolCIDR] != "10-90-0-0-24" || !slices.Contains(a.Finalizers, v2beta1.Finalizer) {
+	if a.Spec.IPVersion == nil || *a.Spec.IPVersion != 4 || a.Labels[webhook.LabelIPPoolCIDR] != "10-90-0-0-24" || !slices.Contains(a.Finalizers, v2beta1.Finalizer) {
 		t.Errorf("not defaulted: ipVersion %v, labels %v, finalizers %v", a.Spec.IPVersion, a.Labels, a.Finalizers)
 	}
 
