@@ -44,9 +44,9 @@ demo-down: ## Stop what `make demo` started.
 ##@ Development
 
 .PHONY: build
-build: ## Build the orbweaver CNI plugin and the node agent into bin/.
+build: ## Build the orbweaver CNI plugin, the node agent and the controller into bin/.
 	@mkdir -p $(BIN)
-	@CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/orbweaver ./cmd/orbweaver-agent
+	@CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/orbweaver ./cmd/orbweaver-agent ./cmd/orbweaver-controller
 
 .PHONY: generate
 generate: tools ## Generate deepcopy code and CRD YAML from the API types, and the agent API's models and client.

@@ -23,6 +23,8 @@ type Certs struct {
 	CA, Cert, Key []byte
 	// NotAfter is when the serving certificate expires.
 	NotAfter time.Time
+	// Hosts are the names and addresses the serving certificate is for.
+	Hosts []string
 }
 
 // NewCerts makes a CA and a serving certificate for hosts (DNS names or IP addresses),
@@ -78,6 +80,7 @@ func NewCerts(hosts []string, now time.Time, validity time.Duration) (Certs, err
 		Cert:     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
 		Key:      pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
 		NotAfter: notAfter,
+		Hosts:    hosts,
 	}, nil
 }
 

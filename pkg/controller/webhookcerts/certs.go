@@ -1,0 +1,196 @@
+// Package webhookcerts gives the admission webhooks a serving certificate without
+// cert-manager: a self-signed CA and certificate kept in a Secret (so every replica
+// serves the same one), written where the webhook server reads them, with the CA patched
+// into the webhook configurations, and renewed well before they expire.
+package webhookcerts
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/orbweaver-ipam/orbweaver/pkg/webhook"
+)
+
+// Manager keeps the webhooks' certificate.
+type Manager struct {
+	// Client reads and writes the Secret and the webhook configurations directly.
+	Client client.Client
+	// Namespace and Secret name the Secret holding ca.crt, tls.crt and tls.key.
+	Namespace, Secret string
+	// Hosts are the names the certificate is for: the webhook Service's DNS names
+	// (<service>.<namespace>.svc and .svc.cluster.local).
+	Hosts []string
+	// CertDir is where the webhook server reads tls.crt and tls.key.
+	CertDir string
+	// Configuration names the Mutating- and ValidatingWebhookConfiguration whose caBundle
+	// must hold the CA.
+	Configuration string
+	// Validity of a new certificate (default one year); it is renewed when less than a
+	// third of it is left.
+	Validity time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Ensure makes sure a valid certificate exists in the Secret (creating or renewing it),
+// writes it to CertDir and puts the CA into the webhook configurations. Replicas may run
+// it at once: the Secret is created or updated with compare-and-swap, and a replica that
+// loses uses the winner's certificate.
+func (m *Manager) Ensure(ctx context.Context) (webhook.Certs, error) {
+	now := time.Now
+	if m.Now != nil {
+		now = m.Now
+	}
+	validity := m.Validity
+	if validity <= 0 {
+		validity = 365 * 24 * time.Hour
+	}
+	var certs webhook.Certs
+	for try := 0; ; try++ {
+		if try == 5 {
+			return webhook.Certs{}, fmt.Errorf("webhook certificate Secret %s/%s: it kept changing under us", m.Namespace, m.Secret)
+		}
+		secret := &corev1.Secret{}
+		err := m.Client.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Secret}, secret)
+		switch {
+		case err == nil:
+			if c, ok := fromSecret(secret); ok && c.NotAfter.Sub(now()) > validity/3 && covers(c, m.Hosts) {
+				certs = c // still good: err is nil, and the loop ends below
+				break
+			}
+			if certs, err = webhook.NewCerts(m.Hosts, now(), validity); err != nil {
+				return webhook.Certs{}, err
+			}
+			secret.Data = secretData(certs)
+			err = m.Client.Update(ctx, secret) // carries the resourceVersion read
+		case apierrors.IsNotFound(err):
+			if certs, err = webhook.NewCerts(m.Hosts, now(), validity); err != nil {
+				return webhook.Certs{}, err
+			}
+			err = m.Client.Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Secret},
+				Type:       corev1.SecretTypeTLS, Data: secretData(certs),
+			})
+		}
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+			continue // another replica wrote it: use theirs
+		}
+		if err != nil {
+			return webhook.Certs{}, fmt.Errorf("webhook certificate Secret %s/%s: %w", m.Namespace, m.Secret, err)
+		}
+		break
+	}
+	if err := certs.WriteTo(m.CertDir); err != nil {
+		return webhook.Certs{}, err
+	}
+	return certs, m.patchCABundle(ctx, certs.CA)
+}
+
+// Run calls Ensure now and then every interval until ctx ends, logging through onError.
+func (m *Manager) Run(ctx context.Context, interval time.Duration, onError func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := m.Ensure(ctx); err != nil && ctx.Err() == nil {
+			onError(err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func secretData(c webhook.Certs) map[string][]byte {
+	return map[string][]byte{"ca.crt": c.CA, corev1.TLSCertKey: c.Cert, corev1.TLSPrivateKeyKey: c.Key}
+}
+
+// fromSecret reads the certificates of a Secret; false when they are missing or broken.
+func fromSecret(s *corev1.Secret) (webhook.Certs, bool) {
+	c := webhook.Certs{CA: s.Data["ca.crt"], Cert: s.Data[corev1.TLSCertKey], Key: s.Data[corev1.TLSPrivateKeyKey]}
+	block, _ := pem.Decode(c.Cert)
+	if block == nil || len(c.CA) == 0 || len(c.Key) == 0 {
+		return webhook.Certs{}, false
+	}
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return webhook.Certs{}, false
+	}
+	c.NotAfter = leaf.NotAfter
+	c.Hosts = append(leaf.DNSNames, ipStrings(leaf)...)
+	return c, true
+}
+
+func ipStrings(c *x509.Certificate) []string {
+	out := make([]string, len(c.IPAddresses))
+	for i, ip := range c.IPAddresses {
+		out[i] = ip.String()
+	}
+	return out
+}
+
+// covers reports whether the certificate names every host.
+func covers(c webhook.Certs, hosts []string) bool {
+	have := map[string]bool{}
+	for _, h := range c.Hosts {
+		have[h] = true
+	}
+	for _, h := range hosts {
+		if !have[h] {
+			return false
+		}
+	}
+	return true
+}
+
+// patchCABundle puts the CA into every webhook of both configurations; a configuration
+// that does not exist yet (the chart creates them) is skipped.
+func (m *Manager) patchCABundle(ctx context.Context, ca []byte) error {
+	var errs []error
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := m.Client.Get(ctx, client.ObjectKey{Name: m.Configuration}, mwc); err == nil {
+		orig := mwc.DeepCopy()
+		changed := false
+		for i := range mwc.Webhooks {
+			if !bytes.Equal(mwc.Webhooks[i].ClientConfig.CABundle, ca) {
+				mwc.Webhooks[i].ClientConfig.CABundle, changed = ca, true
+			}
+		}
+		if changed {
+			errs = append(errs, m.Client.Patch(ctx, mwc, client.MergeFrom(orig)))
+		}
+	} else if !apierrors.IsNotFound(err) {
+		errs = append(errs, err)
+	}
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	if err := m.Client.Get(ctx, client.ObjectKey{Name: m.Configuration}, vwc); err == nil {
+		orig := vwc.DeepCopy()
+		changed := false
+		for i := range vwc.Webhooks {
+			if !bytes.Equal(vwc.Webhooks[i].ClientConfig.CABundle, ca) {
+				vwc.Webhooks[i].ClientConfig.CABundle, changed = ca, true
+			}
+		}
+		if changed {
+			errs = append(errs, m.Client.Patch(ctx, vwc, client.MergeFrom(orig)))
+		}
+	} else if !apierrors.IsNotFound(err) {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("put the webhook CA into %s: %w", m.Configuration, err)
+	}
+	return nil
+}
