@@ -102,10 +102,9 @@ type GCPod struct {
 	// Node is spec.nodeName; empty while unscheduled.
 	Node string
 	// DeletionTimestamp is metadata.deletionTimestamp; zero while the pod is not being
-	// deleted.
+	// deleted. The API server sets it to the deletion request's time plus the pod's grace
+	// period: when the kubelet gives up waiting for the containers.
 	DeletionTimestamp time.Time
-	// GracePeriod is metadata.deletionGracePeriodSeconds.
-	GracePeriod time.Duration
 	// StatefulSet is set when a StatefulSet controls the pod.
 	StatefulSet *StatefulSetMember
 }
@@ -448,7 +447,7 @@ func (g *gcRun) podState(p *GCPod) (ended bool, reason GCReason, graceEnds time.
 	if !release {
 		return false, "", time.Time{}
 	}
-	stop := p.DeletionTimestamp.Add(p.GracePeriod + g.cfg.AdditionalGraceDelay)
+	stop := p.DeletionTimestamp.Add(g.cfg.AdditionalGraceDelay)
 	if g.now.Before(stop) {
 		return false, GCTerminatingPastGrace, stop
 	}

@@ -62,8 +62,7 @@ func randomGCWorld(t testing.TB, rng *rand.Rand) gcWorld {
 				Phase: []PodPhase{PodPending, PodRunning, PodRunning, PodSucceeded, PodFailed, PodUnknown}[pick(6)],
 			}
 			if chance(0.35) {
-				p.DeletionTimestamp = now.Add(time.Duration(pick(180)-120) * time.Second)
-				p.GracePeriod = []time.Duration{0, 30 * time.Second}[pick(2)]
+				p.DeletionTimestamp = now.Add(time.Duration(pick(210)-120) * time.Second)
 			}
 			if id.member != nil {
 				m := *id.member
@@ -203,7 +202,7 @@ func mustKeep(in GCInput, now time.Time, h records.Owner) (bool, string) {
 		if ready[p.Node] {
 			release = in.Config.ReleaseTerminatingOnReadyNode
 		}
-		if !release || now.Before(p.DeletionTimestamp.Add(p.GracePeriod+in.Config.AdditionalGraceDelay)) {
+		if !release || now.Before(p.DeletionTimestamp.Add(in.Config.AdditionalGraceDelay)) {
 			return true, "a terminating pod GC may not release yet"
 		}
 	}

@@ -134,7 +134,7 @@ func TestGCStatefulSetRestartDuringScan(t *testing.T) {
 			s.scan()
 
 			p := s.pods["ns/db-0"]
-			p.DeletionTimestamp, p.GracePeriod = s.now.Add(30*time.Second), 30*time.Second
+			p.DeletionTimestamp = s.now.Add(30 * time.Second)
 			s.pods["ns/db-0"] = p
 			s.scanEvery(5*time.Second, time.Minute) // terminating, past its grace too
 			delete(s.pods, "ns/db-0")
@@ -195,7 +195,7 @@ func TestGCStatefulSetScaleDownUp(t *testing.T) {
 			}
 			for _, i := range []int{2, 1} {
 				p := dbPod(i, "a"+strconv.Itoa(i), 1)
-				p.DeletionTimestamp, p.GracePeriod = s.now.Add(10*time.Second), 10*time.Second
+				p.DeletionTimestamp = s.now.Add(10 * time.Second)
 				s.pods[p.Namespace+"/"+p.Name] = p
 				s.scanEvery(5*time.Second, 15*time.Second)
 				delete(s.pods, p.Namespace+"/"+p.Name)

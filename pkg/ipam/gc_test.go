@@ -36,9 +36,9 @@ func gcPod(name, uid string, opts ...func(*GCPod)) GCPod {
 func phase(ph PodPhase) func(*GCPod) { return func(p *GCPod) { p.Phase = ph } }
 func onNode(n string) func(*GCPod)   { return func(p *GCPod) { p.Node = n } }
 
-// deleting marks the pod deleted with the given grace, the deletion timestamp at d.
-func deleting(d, grace time.Duration) func(*GCPod) {
-	return func(p *GCPod) { p.DeletionTimestamp, p.GracePeriod = at(d), grace }
+// deleting marks the pod deleted, its deletion timestamp (request time + grace) at d.
+func deleting(d time.Duration) func(*GCPod) {
+	return func(p *GCPod) { p.DeletionTimestamp = at(d) }
 }
 
 func podOf(set string, ordinal int, exists, inRange bool) func(*GCPod) {
@@ -274,7 +274,7 @@ func TestPlanGC(t *testing.T) {
 		// TerminatingPastGrace
 		{
 			name: "terminating within grace: kept, recheck when deletionTimestamp+grace is over",
-			pods: []GCPod{gcPod("web", "u1", deleting(-10*time.Second, 30*time.Second))},
+			pods: []GCPod{gcPod("web", "u1", deleting(20*time.Second))},
 			eps:  []GCEndpoint{gcEP("web", "u1", "a/10.0.0.1")},
 			recs: map[string]records.Owner{"a/10.0.0.1": gcOwner("u1")},
 			want: []string{"recheck a/10.0.0.1 +20s TerminatingPastGrace", "recheck ns/web +20s TerminatingPastGrace"},
@@ -282,14 +282,14 @@ func TestPlanGC(t *testing.T) {
 		{
 			name: "terminating within grace plus the additional delay",
 			cfg:  func(c *GCConfig) { c.AdditionalGraceDelay = time.Minute },
-			pods: []GCPod{gcPod("web", "u1", deleting(-40*time.Second, 30*time.Second))},
+			pods: []GCPod{gcPod("web", "u1", deleting(-10*time.Second))},
 			eps:  []GCEndpoint{gcEP("web", "u1", "a/10.0.0.1")},
 			recs: map[string]records.Owner{"a/10.0.0.1": gcOwner("u1")},
 			want: []string{"recheck a/10.0.0.1 +50s TerminatingPastGrace", "recheck ns/web +50s TerminatingPastGrace"},
 		},
 		{
 			name: "terminating past grace on a Ready node: released",
-			pods: []GCPod{gcPod("web", "u1", deleting(-31*time.Second, 30*time.Second))},
+			pods: []GCPod{gcPod("web", "u1", deleting(-time.Second))},
 			eps:  []GCEndpoint{gcEP("web", "u1", "a/10.0.0.1")},
 			recs: map[string]records.Owner{"a/10.0.0.1": gcOwner("u1")},
 			want: []string{"delete ns/web TerminatingPastGrace", "release a/10.0.0.1 TerminatingPastGrace"},
@@ -297,14 +297,14 @@ func TestPlanGC(t *testing.T) {
 		{
 			name: "terminating past grace on a Ready node, switch off: kept, no recheck",
 			cfg:  func(c *GCConfig) { c.ReleaseTerminatingOnReadyNode = false },
-			pods: []GCPod{gcPod("web", "u1", deleting(-time.Hour, 30*time.Second))},
+			pods: []GCPod{gcPod("web", "u1", deleting(-time.Hour))},
 			eps:  []GCEndpoint{gcEP("web", "u1", "a/10.0.0.1")},
 			recs: map[string]records.Owner{"a/10.0.0.1": gcOwner("u1")},
 		},
 		{
 			name: "terminating past grace on a NotReady node: released",
 			cfg:  func(c *GCConfig) { c.ReleaseTerminatingOnReadyNode = false },
-			pods: []GCPod{gcPod("web", "u1", onNode("n2"), deleting(-time.Hour, 30*time.Second))},
+			pods: []GCPod{gcPod("web", "u1", onNode("n2"), deleting(-time.Hour))},
 			eps:  []GCEndpoint{gcEP("web", "u1", "a/10.0.0.1")},
 			recs: map[string]records.Owner{"a/10.0.0.1": gcOwner("u1")},
 			want: []string{"delete ns/web TerminatingPastGrace", "release a/10.0.0.1 TerminatingPastGrace"},
@@ -312,14 +312,14 @@ func TestPlanGC(t *testing.T) {
 		{
 			name: "terminating past grace on a NotReady node, switch off: kept",
 			cfg:  func(c *GCConfig) { c.ReleaseTerminatingOnNotReadyNode = false },
-			pods: []GCPod{gcPod("web", "u1", onNode("n2"), deleting(-time.Hour, 30*time.Second))},
+			pods: []GCPod{gcPod("web", "u1", onNode("n2"), deleting(-time.Hour))},
 			eps:  []GCEndpoint{gcEP("web", "u1", "a/10.0.0.1")},
 			recs: map[string]records.Owner{"a/10.0.0.1": gcOwner("u1")},
 		},
 		{
 			name: "terminating on a deleted node counts as NotReady",
 			cfg:  func(c *GCConfig) { c.ReleaseTerminatingOnNotReadyNode = false },
-			pods: []GCPod{gcPod("web", "u1", onNode("n9"), deleting(-time.Hour, 30*time.Second))},
+			pods: []GCPod{gcPod("web", "u1", onNode("n9"), deleting(-time.Hour))},
 			eps:  []GCEndpoint{gcEP("web", "u1", "a/10.0.0.1")},
 			recs: map[string]records.Owner{"a/10.0.0.1": gcOwner("u1")},
 		},
@@ -428,7 +428,7 @@ func TestPlanGC(t *testing.T) {
 		},
 		{
 			name: "StatefulSet pod stuck terminating on a NotReady node while wanted: kept",
-			pods: []GCPod{gcPod("db-0", "u1", onNode("n2"), deleting(-time.Hour, 30*time.Second), podOf("db", 0, true, true))},
+			pods: []GCPod{gcPod("db-0", "u1", onNode("n2"), deleting(-time.Hour), podOf("db", 0, true, true))},
 			eps:  []GCEndpoint{retained(gcEP("db-0", "u1", "a/10.0.0.1"), "db", 0, true, true)},
 			recs: map[string]records.Owner{"a/10.0.0.1": gcOwner("u1")},
 		},
@@ -479,7 +479,7 @@ func TestPlanGC(t *testing.T) {
 		},
 		{
 			name: "StatefulSet scaled down, pod terminating within grace: recheck at its end",
-			pods: []GCPod{gcPod("db-2", "u1", deleting(0, 30*time.Second), podOf("db", 2, true, false))},
+			pods: []GCPod{gcPod("db-2", "u1", deleting(30*time.Second), podOf("db", 2, true, false))},
 			eps:  []GCEndpoint{retained(gcEP("db-2", "u1", "a/10.0.0.1"), "db", 2, true, false)},
 			recs: map[string]records.Owner{"a/10.0.0.1": gcOwner("u1")},
 			want: []string{"recheck a/10.0.0.1 +30s StatefulSetScaledDown", "recheck ns/db-2 +30s StatefulSetScaledDown"},
