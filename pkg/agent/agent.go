@@ -162,6 +162,14 @@ func Run(ctx context.Context, cfg Config) error {
 				svc.writers.observe(sp)
 			}
 		},
+		nodePresent: func(present bool) {
+			if svc != nil {
+				svc.writers.suspendReserves(!present)
+			}
+			if !present {
+				log.Info("this node's Node object was deleted: no address is handed out from the node's reserve until it is back (garbage collection frees a deleted node's reserve)")
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("orbweaver agent: %w", err)

@@ -54,6 +54,8 @@ type clusterHooks struct {
 	reservedChanged func()
 	// poolChanged runs whenever a SpiderIPPool is added or updated.
 	poolChanged func(*v2beta1.SpiderIPPool)
+	// nodePresent runs when this agent's Node object appears (true) or is deleted (false).
+	nodePresent func(bool)
 }
 
 // newCachedCluster starts informers for every kind the agent reads and registers the
@@ -81,6 +83,16 @@ func newCachedCluster(ctx context.Context, c cache.Cache, direct client.Reader, 
 		DeleteFunc: func(any) { changed() },
 	}); err != nil {
 		return nil, fmt.Errorf("watch SpiderReservedIP: %w", err)
+	}
+	nodes, err := c.GetInformer(ctx, &corev1.Node{})
+	if err != nil {
+		return nil, fmt.Errorf("start informer for Node: %w", err)
+	}
+	if _, err := nodes.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { hooks.nodePresent(true) },
+		DeleteFunc: func(any) { hooks.nodePresent(false) },
+	}); err != nil {
+		return nil, fmt.Errorf("watch Node: %w", err)
 	}
 	pools, err := c.GetInformer(ctx, &v2beta1.SpiderIPPool{})
 	if err != nil {

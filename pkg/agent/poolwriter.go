@@ -571,10 +571,25 @@ func (w *PoolWriter) read(ctx context.Context) error {
 			w.log.Info("adopted addresses the pool records in this node's reserve after a write of unknown outcome", "addresses", n)
 		}
 	}
-	// Spares the pool no longer offers (spec.ips or excludeIPs changed, a
-	// SpiderReservedIP) go back instead of to pods.
+	// Spares the pool no longer records as the node's are not ours to hand out; those it
+	// no longer offers (spec.ips or excludeIPs changed, a SpiderReservedIP) go back
+	// instead of to pods.
+	if n := w.res.forgetSpares(func(a netip.Addr) bool { h, ok := state.Holder(a); return !ok || h != w.res.owner }); n > 0 {
+		w.log.Info("forgot spares the pool no longer records as this node's", "addresses", n)
+	}
 	w.res.retire(func(a netip.Addr) bool { return !state.Usable(a) })
 	return nil
+}
+
+// SuspendReserve stops (or resumes) handing out this node's spares, and makes the next
+// batch read the pool: while the node's Node object is gone, garbage collection may free
+// the node's reserve.
+func (w *PoolWriter) SuspendReserve(on bool) {
+	if w.res == nil {
+		return
+	}
+	w.res.suspend(on)
+	w.Invalidate()
 }
 
 // setState installs a version of the pool the writer read or wrote.

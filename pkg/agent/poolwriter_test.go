@@ -499,3 +499,70 @@ func exactFit(t *testing.T, pools int) {
 		waitRecorded(t, store, fmt.Sprintf("p%d", p), want)
 	}
 }
+
+// TestPoolWriterReserveForgetsFreedSpares: a spare that something outside the agent
+// freed (garbage collection of a deleted node's reserve) and handed to another owner is
+// never handed out by the node once the writer has read the pool; while the node is
+// suspended (its Node object deleted) no spare is handed out at all.
+func TestPoolWriterReserveForgetsFreedSpares(t *testing.T) {
+	store := ipamtest.NewPools(testPool("p", "10.0.0.0/24", "10.0.0.1-10.0.0.200"))
+	w, _ := reserveWriter(t, store, "p", 32, time.Hour)
+	ctx := context.Background()
+	if _, err := w.Allocate(ctx, ownerN(0)); err != nil {
+		t.Fatal(err)
+	}
+	node := records.ReserveOwner("n1")
+	spares := decode(t, store, "p").AllHeldBy(node)
+	if len(spares) < 2 {
+		t.Fatalf("%d spares after the first allocation, want some", len(spares))
+	}
+	// Free every spare behind the writer's back and give it to other owners.
+	obj, err := store.GetPool(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ipam.NewPool(obj, ip.Set{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen := map[netip.Addr]bool{}
+	for i, a := range spares {
+		var ok bool
+		if p, ok = p.Rebind(a, node, ownerN(9000+i)); !ok {
+			t.Fatalf("%s is not the node's", a)
+		}
+		stolen[a] = true
+	}
+	if err := p.WriteStatus(obj); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.UpdatePoolStatus(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+
+	// Suspended: no spare is handed out; allocations are written to the pool.
+	w.SuspendReserve(true)
+	for i := 1; i <= 5; i++ {
+		a, err := w.Allocate(ctx, ownerN(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stolen[a] {
+			t.Fatalf("suspended, the writer handed out %s, a spare another owner holds now", a)
+		}
+		if h, _ := decode(t, store, "p").Holder(a); h != ownerN(i) {
+			t.Fatalf("suspended, %s was not written under its owner (recorded for %v)", a, h)
+		}
+	}
+	// Resumed: the read the suspension forced dropped the stolen spares.
+	w.SuspendReserve(false)
+	for i := 6; i <= 60; i++ {
+		a, err := w.Allocate(ctx, ownerN(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stolen[a] {
+			t.Fatalf("the writer handed out %s, a spare another owner holds now", a)
+		}
+	}
+}

@@ -35,6 +35,8 @@ type reserve struct {
 	writing map[netip.Addr]bool
 	// retired are spares that may no longer be handed out (see retire), to give back.
 	retired []netip.Addr
+	// suspended: no spare is handed out (see suspend).
+	suspended bool
 	// inWriter counts, per owner, allocations waiting in the writer's queue.
 	inWriter map[records.Owner]int
 	// want is how many spares to keep: it starts at startSize, doubles (up to max) each
@@ -85,7 +87,7 @@ func (r *reserve) take(o records.Owner, now time.Time, fast bool) (netip.Addr, b
 		return a, true
 	}
 	r.parked = false
-	if fast && r.inWriter[o] > 0 {
+	if fast && r.inWriter[o] > 0 || r.suspended {
 		return netip.Addr{}, false
 	}
 	if len(r.spare) == 0 {
@@ -335,6 +337,26 @@ func (r *reserve) retire(unusable func(netip.Addr) bool) int {
 	}
 	r.spare = kept
 	return n
+}
+
+// forgetSpares drops the spares for which notOurs is true: the pool no longer records
+// them as the node's (garbage collection freed a deleted node's reserve, or someone
+// edited the records), so they may be someone else's by now. It returns how many.
+func (r *reserve) forgetSpares(notOurs func(netip.Addr) bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := len(r.spare)
+	r.spare = slices.DeleteFunc(r.spare, notOurs)
+	r.retired = slices.DeleteFunc(r.retired, notOurs)
+	return n - len(r.spare)
+}
+
+// suspend stops or resumes handing out spares (the node's Node object is gone: garbage
+// collection may free the node's reserve at any moment).
+func (r *reserve) suspend(on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.suspended = on
 }
 
 // dropLost forgets handed addresses that the pool no longer records as this node's

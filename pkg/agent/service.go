@@ -146,9 +146,10 @@ type writerSet struct {
 	// done.
 	settled atomic.Bool
 
-	mu      sync.Mutex
-	m       map[string]*PoolWriter
-	running sync.WaitGroup
+	mu        sync.Mutex
+	m         map[string]*PoolWriter
+	suspended bool // see suspendReserves
+	running   sync.WaitGroup
 }
 
 func (ws *writerSet) get(pool string) *PoolWriter {
@@ -157,6 +158,9 @@ func (ws *writerSet) get(pool string) *PoolWriter {
 	w, ok := ws.m[pool]
 	if !ok {
 		w = NewPoolWriter(PoolWriterParams{Pool: pool, Store: ws.store, Reserved: ws.reserved, SpreadKey: ws.spreadKey, OnWrite: ws.onWrite, Reserve: ws.reserve, Settled: &ws.settled, Log: ws.log})
+		if ws.suspended {
+			w.SuspendReserve(true)
+		}
 		ws.m[pool] = w
 		ws.running.Add(1)
 		go func() {
@@ -177,6 +181,17 @@ func (ws *writerSet) lookup(pool string) *PoolWriter {
 // wait returns once every writer's Run has returned (after its context ended), that is
 // once the reserves are given back.
 func (ws *writerSet) wait() { ws.running.Wait() }
+
+// suspendReserves stops (or resumes) every writer's handing out of spares, those started
+// later included.
+func (ws *writerSet) suspendReserves(on bool) {
+	ws.mu.Lock()
+	ws.suspended = on
+	ws.mu.Unlock()
+	for _, w := range ws.all() {
+		w.SuspendReserve(on)
+	}
+}
 
 // abandon makes every writer stop without giving its reserve back, as a crash would.
 func (ws *writerSet) abandon() {
