@@ -49,9 +49,10 @@ type PoolWriter struct {
 	res *reserve
 	// kick wakes Run when the reserve may need a write (buffered, one pending wake-up).
 	kick chan struct{}
-	// published is the newest decoded state, for the callers' fast path; nil until the
-	// first read.
-	published atomic.Pointer[ipam.Pool]
+	// recordedOwners are the owners the newest known state of the pool records, for the
+	// fast path (built once per read or write, not per ADD); nil until the first read and
+	// after a write of unknown outcome.
+	recordedOwners atomic.Pointer[map[records.Owner]bool]
 	// abandon makes Run end without giving the reserve back (a simulated crash, tests).
 	abandon atomic.Bool
 	// settled is true once what a previous agent of the node left in reserve is settled
@@ -207,6 +208,29 @@ func (w *PoolWriter) Allocate(ctx context.Context, owner records.Owner) (netip.A
 	return r.addr, err
 }
 
+// Waiting for other nodes' spares when a pool is full: they give them back in their next
+// write after seeing it full; the wait is bounded so the pod's event comes soon.
+const (
+	reserveWaitMax   = 10 * time.Second
+	reserveWaitFirst = 50 * time.Millisecond
+	// reserveWaitEvery caps the interval: other nodes' pods take freed addresses at
+	// their next write, so a waiter that asks rarely would wait its whole bound.
+	reserveWaitEvery = 200 * time.Millisecond
+)
+
+// AllocateOrWait is Allocate, except that when the pool is full while other nodes hold
+// addresses of it in reserve, it asks again for a while before calling the pool full.
+func (w *PoolWriter) AllocateOrWait(ctx context.Context, owner records.Owner) (netip.Addr, error) {
+	deadline := time.Now().Add(reserveWaitMax)
+	for wait := reserveWaitFirst; ; wait = min(2*wait, reserveWaitEvery) {
+		addr, err := w.Allocate(ctx, owner)
+		if !errors.Is(err, errReservedElsewhere) || time.Now().Add(wait).After(deadline) {
+			return addr, err
+		}
+		sleep(ctx, wait)
+	}
+}
+
 // takeReserved is Allocate's fast path: a spare of the reserve, unless the owner may
 // hold an address of the pool already (then the writer answers, so that a repeated ADD
 // never gets a second address).
@@ -217,11 +241,8 @@ func (w *PoolWriter) takeReserved(owner records.Owner) (netip.Addr, bool) {
 	if a, ok := w.res.heldBy(owner); ok {
 		return a, true
 	}
-	st := w.published.Load()
-	if st == nil {
-		return netip.Addr{}, false
-	}
-	if _, held := st.HeldBy(owner); held {
+	recorded := w.recordedOwners.Load()
+	if recorded == nil || (*recorded)[owner] {
 		return netip.Addr{}, false
 	}
 	a, ok := w.res.take(owner, time.Now(), true)
@@ -483,7 +504,7 @@ func (w *PoolWriter) commit(runCtx context.Context, batch []*poolRequest, final 
 			// The write may have landed: until a read shows, the fast path must not
 			// trust the old state to say whom the pool records (a retried allocation
 			// would get a second address).
-			w.published.Store(nil)
+			w.recordedOwners.Store(nil)
 			break
 		}
 		w.stats.Conflicts.Add(1)
@@ -525,8 +546,8 @@ func (w *PoolWriter) settleFromReserve(batch []*poolRequest) []*poolRequest {
 	for _, r := range batch {
 		switch r.op {
 		case opAllocate:
-			if w.obj != nil {
-				if _, held := w.state.HeldBy(r.owner); !held {
+			if recorded := w.recordedOwners.Load(); w.obj != nil && recorded != nil {
+				if !(*recorded)[r.owner] {
 					if a, ok := w.res.take(r.owner, time.Now(), false); ok {
 						r.done <- poolResult{addr: a}
 						continue
@@ -599,8 +620,13 @@ func (w *PoolWriter) setState(obj *v2beta1.SpiderIPPool, state ipam.Pool) {
 	if w.res != nil {
 		w.stateReservers = state.Reservers(w.res.owner)
 		w.stateLimit = reserveLimit(state.UsableCount())
+		owners := state.Owners()
+		recorded := make(map[records.Owner]bool, len(owners))
+		for _, o := range owners {
+			recorded[o] = true
+		}
+		w.recordedOwners.Store(&recorded)
 	}
-	w.published.Store(&state)
 }
 
 // housekeepingOutcome is what apply did for the reserve.

@@ -460,17 +460,7 @@ func exactFit(t *testing.T, pools int) {
 				for i := g; i < perNode; i += parallel {
 					o, p := ownerN(n*1000+i), i%pools
 					w := writers[n][p]
-					var a netip.Addr
-					var err error
-					// As Service.allocateFrom: wait for other nodes' spares, within a bound.
-					deadline := time.Now().Add(reserveWaitMax)
-					for wait := reserveWaitFirst; ; wait = min(2*wait, reserveWaitEvery) {
-						a, err = w.Allocate(ctx, o)
-						if !errors.Is(err, errReservedElsewhere) || time.Now().Add(wait).After(deadline) {
-							break
-						}
-						time.Sleep(wait)
-					}
+					a, err := w.AllocateOrWait(ctx, o)
 					if err != nil {
 						t.Errorf("node %d request %d: %v", n, i, err)
 						return

@@ -69,9 +69,9 @@ const (
 
 func startSize(most int) int { return max(most/2, 1) }
 
-func newReserve(owner records.Owner, max int, rebindDelay time.Duration) *reserve {
+func newReserve(owner records.Owner, most int, rebindDelay time.Duration) *reserve {
 	return &reserve{
-		owner: owner, max: max, rebindDelay: rebindDelay, want: startSize(max),
+		owner: owner, max: most, rebindDelay: rebindDelay, want: startSize(most),
 		handed: map[netip.Addr]records.Owner{}, byOwner: map[records.Owner]netip.Addr{}, writing: map[netip.Addr]bool{},
 		inWriter: map[records.Owner]int{},
 	}

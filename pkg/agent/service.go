@@ -373,7 +373,7 @@ func (s *Service) allocateFamily(ctx context.Context, req *addRequest, pools []s
 		if err != nil {
 			return nicAllocation{}, err
 		}
-		addr, err := s.allocateFrom(ctx, name, req.owner)
+		addr, err := s.writers.get(name).AllocateOrWait(ctx, req.owner)
 		if errors.Is(err, ipam.ErrPoolExhausted) {
 			exhausted = append(exhausted, err)
 			continue
@@ -384,30 +384,6 @@ func (s *Service) allocateFamily(ctx context.Context, req *addRequest, pools []s
 		return nicAllocation{pool: pool, addr: addr}, nil
 	}
 	return nicAllocation{}, fmt.Errorf("every candidate pool %v is full: %w", pools, joinInline(exhausted))
-}
-
-// Waiting for other nodes' idle reserves when a pool is full: they give them back within
-// their next write after seeing it full; the wait is bounded so the pod's event comes soon.
-const (
-	reserveWaitMax   = 10 * time.Second
-	reserveWaitFirst = 50 * time.Millisecond
-	// reserveWaitEvery caps the interval: other nodes' pods take freed addresses at
-	// their next write, so a waiter that asks rarely would wait its whole bound.
-	reserveWaitEvery = 200 * time.Millisecond
-)
-
-// allocateFrom allocates from one pool; when the pool is full but other nodes hold
-// spares, it waits a little for them to come back before calling the pool full.
-func (s *Service) allocateFrom(ctx context.Context, pool string, owner records.Owner) (netip.Addr, error) {
-	w := s.writers.get(pool)
-	deadline := time.Now().Add(reserveWaitMax)
-	for wait := reserveWaitFirst; ; wait = min(2*wait, reserveWaitEvery) {
-		addr, err := w.Allocate(ctx, owner)
-		if !errors.Is(err, errReservedElsewhere) || time.Now().Add(wait).After(deadline) {
-			return addr, err
-		}
-		sleep(ctx, wait)
-	}
 }
 
 // joinInline joins errors on one line ("; "), for pod events and logs; errors.Is still

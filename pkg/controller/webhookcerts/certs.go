@@ -159,38 +159,44 @@ func covers(c webhook.Certs, hosts []string) bool {
 // that does not exist yet (the chart creates them) is skipped.
 func (m *Manager) patchCABundle(ctx context.Context, ca []byte) error {
 	var errs []error
-	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	if err := m.Client.Get(ctx, client.ObjectKey{Name: m.Configuration}, mwc); err == nil {
-		orig := mwc.DeepCopy()
+	for _, obj := range []client.Object{&admissionregistrationv1.MutatingWebhookConfiguration{}, &admissionregistrationv1.ValidatingWebhookConfiguration{}} {
+		err := m.Client.Get(ctx, client.ObjectKey{Name: m.Configuration}, obj)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		orig := obj.DeepCopyObject().(client.Object)
 		changed := false
-		for i := range mwc.Webhooks {
-			if !bytes.Equal(mwc.Webhooks[i].ClientConfig.CABundle, ca) {
-				mwc.Webhooks[i].ClientConfig.CABundle, changed = ca, true
+		for _, cc := range clientConfigs(obj) {
+			if !bytes.Equal(cc.CABundle, ca) {
+				cc.CABundle, changed = ca, true
 			}
 		}
 		if changed {
-			errs = append(errs, m.Client.Patch(ctx, mwc, client.MergeFrom(orig)))
+			errs = append(errs, m.Client.Patch(ctx, obj, client.MergeFrom(orig)))
 		}
-	} else if !apierrors.IsNotFound(err) {
-		errs = append(errs, err)
-	}
-	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	if err := m.Client.Get(ctx, client.ObjectKey{Name: m.Configuration}, vwc); err == nil {
-		orig := vwc.DeepCopy()
-		changed := false
-		for i := range vwc.Webhooks {
-			if !bytes.Equal(vwc.Webhooks[i].ClientConfig.CABundle, ca) {
-				vwc.Webhooks[i].ClientConfig.CABundle, changed = ca, true
-			}
-		}
-		if changed {
-			errs = append(errs, m.Client.Patch(ctx, vwc, client.MergeFrom(orig)))
-		}
-	} else if !apierrors.IsNotFound(err) {
-		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("put the webhook CA into %s: %w", m.Configuration, err)
 	}
 	return nil
+}
+
+// clientConfigs returns the client configuration of every webhook of a configuration.
+func clientConfigs(obj client.Object) []*admissionregistrationv1.WebhookClientConfig {
+	var out []*admissionregistrationv1.WebhookClientConfig
+	switch c := obj.(type) {
+	case *admissionregistrationv1.MutatingWebhookConfiguration:
+		for i := range c.Webhooks {
+			out = append(out, &c.Webhooks[i].ClientConfig)
+		}
+	case *admissionregistrationv1.ValidatingWebhookConfiguration:
+		for i := range c.Webhooks {
+			out = append(out, &c.Webhooks[i].ClientConfig)
+		}
+	}
+	return out
 }
