@@ -21,19 +21,19 @@ const (
 
 // Reasons: short machine-readable classes, also used as pod Event reasons and metric labels.
 const (
-	ReasonPoolExhausted = "PoolExhausted"
-	ReasonNoPool        = "NoPool"
-	ReasonPoolRefused   = "PoolRefused"
-	ReasonUnknownPool   = "UnknownPool"
-	ReasonInvalidPool   = "InvalidPool"
-	ReasonBadAnnotation = "BadAnnotation"
-	ReasonBadCNIConfig  = "BadCNIConfig"
-	ReasonAutoPool      = "AutoPoolUnsupported"
-	ReasonConflict      = "Conflict"
-	ReasonNotReady      = "NotReady"
-	ReasonInternal      = "Internal"
-	ReasonBadRequest    = "BadRequest"
-	ReasonCheckFailed   = "CheckFailed"
+	ReasonPoolExhausted    = "PoolExhausted"
+	ReasonNoPool           = "NoPool"
+	ReasonPoolRefused      = "PoolRefused"
+	ReasonUnknownPool      = "UnknownPool"
+	ReasonInvalidPool      = "InvalidPool"
+	ReasonBadAnnotation    = "BadAnnotation"
+	ReasonBadCNIConfig     = "BadCNIConfig"
+	ReasonAutoPoolNotReady = "AutoPoolNotReady"
+	ReasonConflict         = "Conflict"
+	ReasonNotReady         = "NotReady"
+	ReasonInternal         = "Internal"
+	ReasonBadRequest       = "BadRequest"
+	ReasonCheckFailed      = "CheckFailed"
 )
 
 // userError is a failure the user fixes (a bad annotation, a pool that refuses the pod);
@@ -66,8 +66,8 @@ func classify(err error) (code int32, reason string) {
 		return codeInvalidConfig, ReasonPoolRefused
 	case errors.Is(err, ipam.ErrNoPool):
 		return codeInvalidConfig, ReasonNoPool
-	case errors.Is(err, ipam.ErrAutoPoolUnsupported):
-		return codeInvalidConfig, ReasonAutoPool
+	case errors.Is(err, ipam.ErrAutoPoolNotReady):
+		return codeTryAgainLater, ReasonAutoPoolNotReady
 	case errors.Is(err, ipam.ErrPoolExhausted):
 		return codeTryAgainLater, ReasonPoolExhausted
 	case errors.Is(err, ipam.ErrConflict):

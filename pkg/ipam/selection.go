@@ -98,8 +98,10 @@ type request struct {
 // (notes/spiderpool.md §3.6). The first rule that names pools for the interface wins,
 // with no merging across rules:
 //
-//  1. pod annotation ipam.spidernet.io/subnets or subnet: auto-created pools, not
-//     implemented yet (ErrAutoPoolUnsupported);
+//  1. pod annotation ipam.spidernet.io/subnets (which, when it names IfName, wins) or
+//     subnet (which applies to the interface it names, eth0 by default): the pod's
+//     application's auto-created pools (AutoPoolsFor), ErrAutoPoolNotReady until the
+//     controller has created them;
 //  2. pod annotation ipam.spidernet.io/ippools (which must name IfName), else
 //     ipam.spidernet.io/ippool (which applies to every interface unless its
 //     "interface" key names another one);
@@ -170,22 +172,8 @@ func SelectPools(in SelectionInput) (Selection, error) {
 // for the interface names.
 func chooseRule(in SelectionInput) (request, error) {
 	pod := in.Pod
-	for _, key := range []string{AnnoPodSubnets, AnnoPodSubnet} {
-		v, ok := pod.Annotations[key]
-		if !ok {
-			continue
-		}
-		var err error
-		if key == AnnoPodSubnets {
-			_, err = ParseSubnets(v)
-		} else {
-			_, err = ParseSubnet(v)
-		}
-		if err != nil {
-			return request{}, err
-		}
-		return request{}, fmt.Errorf("%w: pod annotation %s asks for a pool created automatically from a SpiderSubnet, which needs the orbweaver controller's auto-pool feature (coming); name a pool with %s for now",
-			ErrAutoPoolUnsupported, key, AnnoPodIPPool)
+	if r, ok, err := autoPoolRule(in); ok || err != nil {
+		return r, err
 	}
 
 	if v, ok := pod.Annotations[AnnoPodIPPools]; ok {
@@ -281,6 +269,49 @@ func chooseRule(in SelectionInput) (request, error) {
 	}
 	return request{}, fmt.Errorf("%w: no rule names one; name a pool with the pod annotation %s, the pod annotation %s (one item per interface), the namespace annotations %s / %s, the CNI config's default_ipv4_ippool / default_ipv6_ippool, or set spec.default: true on a pool",
 		ErrNoPool, AnnoPodIPPool, AnnoPodIPPools, AnnoNamespaceDefaultIPv4Pool, AnnoNamespaceDefaultIPv6Pool)
+}
+
+// autoPoolRule is rule 1: the application's auto pools of the interface, when the pod
+// asks for them. ok is false when it does not, for this interface.
+func autoPoolRule(in SelectionInput) (request, bool, error) {
+	req, ok, err := AutoPoolRequestOf(in.Pod.Annotations, 0)
+	if err != nil || !ok {
+		return request{}, false, err
+	}
+	sub4, sub6 := req.SubnetFor(in.IfName, v2beta1.IPv4), req.SubnetFor(in.IfName, v2beta1.IPv6)
+	if sub4 == "" && sub6 == "" {
+		return request{}, false, nil // another interface's: the next rules decide this one
+	}
+	key := AnnoPodSubnet
+	if _, multi := in.Pod.Annotations[AnnoPodSubnets]; multi {
+		key = AnnoPodSubnets
+	}
+	src := "pod annotation " + key
+	if in.TopController.IsZero() {
+		return request{}, true, fmt.Errorf("%w: %s asks for a pool created for the pod's application, but the pod has no controller (a bare pod has no auto pool); run it from a Deployment, StatefulSet, DaemonSet, Job or CronJob, or name a pool with %s",
+			ErrNoPool, src, AnnoPodIPPool)
+	}
+	r := request{source: src, src4: src, src6: src}
+	var missing []string
+	for _, f := range []struct {
+		fam    int64
+		subnet string
+		names  *[]string
+	}{{v2beta1.IPv4, sub4, &r.ipv4}, {v2beta1.IPv6, sub6, &r.ipv6}} {
+		if f.subnet == "" || (f.fam == v2beta1.IPv4 && !in.EnableIPv4) || (f.fam == v2beta1.IPv6 && !in.EnableIPv6) {
+			continue
+		}
+		*f.names = AutoPoolsFor(in.Pools, in.TopController, f.subnet, in.IfName, f.fam)
+		if len(*f.names) == 0 {
+			missing = append(missing, fmt.Sprintf("%s pool %s from SpiderSubnet %q", familyName(f.fam == v2beta1.IPv4),
+				AutoPoolName(f.fam, Application{Name: in.TopController.Name, UID: "<uid>"}, in.IfName), f.subnet))
+		}
+	}
+	if len(missing) > 0 {
+		return request{}, true, fmt.Errorf("%w: %s of %s for interface %s does not exist yet; the orbweaver controller creates it (is it running? does the subnet have free addresses? see kubectl get ss and the events of the application); the pod is retried",
+			ErrAutoPoolNotReady, strings.Join(missing, " and "), in.TopController, in.IfName)
+	}
+	return r, true, nil
 }
 
 // candidates turns a family's list of names into admitted pools.

@@ -32,8 +32,8 @@ var (
 	// name a pool, or an admin configure a default one.
 	ErrNoPool = errors.New("no pool for the pod")
 
-	// ErrAutoPoolUnsupported: the pod asks for an auto-created pool
-	// (ipam.spidernet.io/subnet or subnets), which orbweaver does not implement yet. The
-	// user must name a pool with ipam.spidernet.io/ippool instead.
-	ErrAutoPoolUnsupported = errors.New("auto-created pools are not supported yet")
+	// ErrAutoPoolNotReady: the pod asks for its application's auto-created pool
+	// (ipam.spidernet.io/subnet or subnets) and the controller has not created it yet.
+	// The agent waits on its pool watch for a while, then the runtime retries.
+	ErrAutoPoolNotReady = errors.New("auto-created pool not ready")
 )

@@ -129,9 +129,11 @@ func TestSelectPools(t *testing.T) {
 	}{
 		// Rule priority: each rule beats the next.
 		{name: "subnets beats ippools", setup: podAnno(AnnoPodSubnets, `[{"interface":"eth0","ipv4":["s1"]}]`, AnnoPodIPPools, `[{"interface":"eth0","ipv4":["v4-a"]}]`),
-			wantErr: []error{ErrAutoPoolUnsupported}, msg: []string{AnnoPodSubnets, "auto-pool feature", "name a pool with " + AnnoPodIPPool}},
-		{name: "subnet is not supported either", setup: podAnno(AnnoPodSubnet, `{"ipv4":["s1"]}`, AnnoPodIPPool, `{"ipv4":["v4-a"]}`),
-			wantErr: []error{ErrAutoPoolUnsupported}, msg: []string{AnnoPodSubnet}},
+			wantErr: []error{ErrNoPool}, msg: []string{AnnoPodSubnets, "has no controller", "name a pool with " + AnnoPodIPPool}},
+		{name: "subnet beats ippool", setup: podAnno(AnnoPodSubnet, `{"ipv4":["s1"]}`, AnnoPodIPPool, `{"ipv4":["v4-a"]}`),
+			wantErr: []error{ErrNoPool}, msg: []string{AnnoPodSubnet, "bare pod"}},
+		{name: "subnet of another interface falls through", setup: podAnno(AnnoPodSubnet, `{"interface":"net1","ipv4":["s1"]}`, AnnoPodIPPool, `{"ipv4":["v4-a"]}`),
+			want: Selection{IPv4: []string{"v4-a"}, Source: srcIPPool}},
 		{name: "malformed subnets is a bad annotation", setup: podAnno(AnnoPodSubnets, `[{"ipv4":["s1"]},{"interface":"net1","ipv4":["s2"]}]`),
 			wantErr: []error{ErrBadAnnotation}, msg: []string{AnnoPodSubnets, "team-a/web-0"}},
 		{name: "ippools beats ippool", setup: podAnno(AnnoPodIPPools, `[{"interface":"eth0","ipv4":["v4-b"]}]`, AnnoPodIPPool, `{"ipv4":["v4-a"]}`),

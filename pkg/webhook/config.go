@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
 
 // Labels the defaulting functions set. They are SpiderPool's, so tools written for
@@ -17,7 +18,7 @@ const (
 	// LabelSubnetCIDR is a SpiderSubnet's subnet written as a label value.
 	LabelSubnetCIDR = "ipam.spidernet.io/subnet-cidr"
 	// LabelOwnerSpiderSubnet names the SpiderSubnet whose subnet equals the pool's.
-	LabelOwnerSpiderSubnet = "ipam.spidernet.io/owner-spider-subnet"
+	LabelOwnerSpiderSubnet = ipam.LabelOwnerSpiderSubnet
 )
 
 // Config is what admission needs to know about the cluster's IPAM settings. The zero
