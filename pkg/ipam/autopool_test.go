@@ -206,3 +206,40 @@ func TestSelectAutoPools(t *testing.T) {
 		})
 	}
 }
+
+func TestStatefulSetOrdinal(t *testing.T) {
+	tests := []struct {
+		pod, sts string
+		want     int
+		ok       bool
+	}{
+		{"web-0", "web", 0, true},
+		{"web-12", "web", 12, true},
+		{"web-db-3", "web-db", 3, true},
+		{"web-db-3", "web", 0, false},
+		{"web-", "web", 0, false},
+		{"web-01", "web", 0, false},
+		{"web--1", "web", 0, false},
+		{"other-1", "web", 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := StatefulSetOrdinal(tt.pod, tt.sts)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("StatefulSetOrdinal(%q, %q) = %d, %v; want %d, %v", tt.pod, tt.sts, got, ok, tt.want, tt.ok)
+		}
+	}
+	three := int32(3)
+	for _, tt := range []struct {
+		replicas *int32
+		start    int32
+		ordinal  int
+		want     bool
+	}{
+		{&three, 0, 2, true}, {&three, 0, 3, false}, {nil, 0, 0, true}, {nil, 0, 1, false},
+		{&three, 5, 4, false}, {&three, 5, 5, true}, {&three, 5, 7, true}, {&three, 5, 8, false},
+	} {
+		if got := StatefulSetWantsOrdinal(tt.replicas, tt.start, tt.ordinal); got != tt.want {
+			t.Errorf("StatefulSetWantsOrdinal(%v, %d, %d) = %v, want %v", tt.replicas, tt.start, tt.ordinal, got, tt.want)
+		}
+	}
+}
