@@ -33,6 +33,8 @@ func main() {
 	flag.IntVar(&cfg.ReserveSize, "reserve-size", agent.DefaultReserveSize, "most addresses of each pool kept reserved for this node, handed to pods without a pool write; negative turns reserving off")
 	flag.DurationVar(&cfg.ReserveQuarantine, "reserve-quarantine", agent.DefaultReserveQuarantine, "how long a restarted agent waits before settling the reserve a crashed predecessor left")
 	flag.DurationVar(&cfg.ReserveRebindDelay, "reserve-rebind-delay", agent.DefaultRebindDelay, "how long addresses handed out from the reserve wait to be recorded under their pods in one pool write")
+	flag.BoolVar(&cfg.StatefulSetFixedIPs, "enable-statefulset", true, "a StatefulSet's re-created pod keeps its predecessor's IPs (must match the controller's --enable-statefulset)")
+	flag.DurationVar(&cfg.AutoPoolWait, "auto-pool-wait", agent.DefaultAutoPoolWait, "how long an ADD waits for its application's auto pool to be created or to have room")
 	flag.StringVar(&cfg.LockPath, "lock-file", "", "lock file that keeps a second agent of this node from reserving (default: node-<name>.lock beside the socket)")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)

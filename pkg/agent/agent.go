@@ -73,6 +73,13 @@ type Config struct {
 	// (default: node-<name>.lock beside the socket).
 	LockPath string
 
+	// StatefulSetFixedIPs gives a StatefulSet's re-created pod its predecessor's
+	// addresses (ServiceParams.StatefulSetFixedIPs); the binary turns it on by default,
+	// as SpiderPool's enableStatefulSet. It must match the controller's setting.
+	StatefulSetFixedIPs bool
+	// AutoPoolWait bounds an ADD's wait for its auto pool (DefaultAutoPoolWait).
+	AutoPoolWait time.Duration
+
 	// crashOnStop, when set and true as Run stops, makes it end as a crash would
 	// (tests): requests in flight are cut and the reserve is not given back.
 	crashOnStop *atomic.Bool
@@ -160,6 +167,7 @@ func Run(ctx context.Context, cfg Config) error {
 		poolChanged: func(sp *v2beta1.SpiderIPPool) {
 			if svc != nil {
 				svc.writers.observe(sp)
+				svc.PoolChanged()
 			}
 		},
 		nodePresent: func(present bool) {
@@ -181,6 +189,7 @@ func Run(ctx context.Context, cfg Config) error {
 		EnableIPv4: cfg.EnableIPv4, EnableIPv6: cfg.EnableIPv6, MultusClusterNetwork: cfg.MultusClusterNetwork,
 		Synced:     synced.Load,
 		ReserveMax: max(cfg.ReserveSize, 0), ReserveRebindDelay: cfg.ReserveRebindDelay, SettleFirst: true,
+		StatefulSetFixedIPs: cfg.StatefulSetFixedIPs, AutoPoolWait: cfg.AutoPoolWait,
 	})
 	if err := metrics.registerReserves(registry, svc.writers); err != nil {
 		return fmt.Errorf("orbweaver agent: metrics: %w", err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -53,7 +55,80 @@ func (s *Service) selectPools(ctx context.Context, req *addRequest) (candidates,
 	if err != nil {
 		return candidates{}, fmt.Errorf("choose a pool for pod %s interface %s: %w", podRef(req.att), ifName, err)
 	}
-	return candidates{ipv4: sel.IPv4, ipv6: sel.IPv6, cleanGateway: sel.CleanGateway, routes: sel.Routes}, nil
+	return candidates{ipv4: sel.IPv4, ipv6: sel.IPv6, cleanGateway: sel.CleanGateway, routes: sel.Routes, auto: sel.Auto}, nil
+}
+
+// selectPoolsWaiting is selectPools, except that while the pod's application's auto pool
+// does not exist yet it waits for the pool watch to show it, up to autoPoolWait.
+func (s *Service) selectPoolsWaiting(ctx context.Context, req *addRequest) (candidates, error) {
+	deadline := s.autoPoolDeadline(ctx)
+	for {
+		changed := s.poolChanges.next() // before the read, so no change is missed
+		c, err := s.selectPools(ctx, req)
+		if !errors.Is(err, ipam.ErrAutoPoolNotReady) || !s.awaitOn(ctx, changed, deadline) {
+			return c, err
+		}
+	}
+}
+
+// autoPoolDeadline is when an ADD stops waiting for its auto pool: autoPoolWait from
+// now, and before the request's own deadline.
+func (s *Service) autoPoolDeadline(ctx context.Context) time.Time {
+	d := time.Now().Add(s.autoPoolWait)
+	if dl, ok := ctx.Deadline(); ok && dl.Add(-time.Second).Before(d) {
+		d = dl.Add(-time.Second)
+	}
+	return d
+}
+
+// awaitPoolChange waits for the next pool change until deadline; false when none came.
+func (s *Service) awaitPoolChange(ctx context.Context, deadline time.Time) bool {
+	return s.awaitOn(ctx, s.poolChanges.next(), deadline)
+}
+
+func (s *Service) awaitOn(ctx context.Context, changed <-chan struct{}, deadline time.Time) bool {
+	left := time.Until(deadline)
+	if left <= 0 {
+		return false
+	}
+	t := time.NewTimer(left)
+	defer t.Stop()
+	select {
+	case <-changed:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// PoolChanged wakes the ADDs waiting for a pool to appear or change; the agent calls it
+// from its pool watch.
+func (s *Service) PoolChanged() { s.poolChanges.notify() }
+
+// changes tells waiters that something changed: each next() channel closes at the next
+// notify.
+type changes struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (c *changes) next() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ch == nil {
+		c.ch = make(chan struct{})
+	}
+	return c.ch
+}
+
+func (c *changes) notify() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ch != nil {
+		close(c.ch)
+		c.ch = nil
+	}
 }
 
 // topControllerOf names the pod's top controller as auto pools match it: a ReplicaSet's

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"k8s.io/klog/v2"
+
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/models"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
@@ -27,6 +29,13 @@ func (s *Service) Del(ctx context.Context, att *models.Attachment) (err error) {
 		return err
 	}
 	if se != nil && containerOf(se) == *att.ContainerID && (att.PodUID == "" || att.PodUID == se.Status.Current.UID) {
+		if s.statefulSetFixedIPs && len(se.OwnerReferences) == 0 && se.Status.OwnerControllerType == ipam.KindStatefulSet {
+			// A StatefulSet's pod keeps its addresses for its next instance; garbage
+			// collection releases them once the StatefulSet no longer wants the pod,
+			// per the reclaim policy.
+			s.log.V(1).Info("kept the addresses of a StatefulSet pod", "SpiderEndpoint", klog.KObj(se), "ifName", *att.IfName)
+			return nil
+		}
 		return s.releaseNIC(ctx, se, *att.IfName)
 	}
 	// No record of this container: either nothing was ever allocated, or an ADD stopped

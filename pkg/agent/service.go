@@ -75,6 +75,12 @@ type Service struct {
 	enableIPv4, enableIPv6 bool
 	multusClusterNetwork   string
 	synced                 func() bool
+	// statefulSetFixedIPs: a StatefulSet's pod keeps its addresses across re-creation.
+	statefulSetFixedIPs bool
+	// poolChanges wakes ADDs that wait for an auto pool to appear or to have room.
+	poolChanges changes
+	// autoPoolWait bounds that wait.
+	autoPoolWait time.Duration
 }
 
 // ServiceParams are the dependencies of a Service.
@@ -101,7 +107,19 @@ type ServiceParams struct {
 	// SettleFirst: a previous agent's reserve must be settled before the writers own
 	// everything the pools record as the node's; call MarkSettled when it is.
 	SettleFirst bool
+	// StatefulSetFixedIPs gives a StatefulSet's re-created pod the addresses its
+	// predecessor of the same name had (SpiderPool's enableStatefulSet): the pod's
+	// SpiderEndpoint has no owner reference, so it outlives the pod, and CNI DEL keeps
+	// the addresses; garbage collection releases them per the reclaim policy.
+	StatefulSetFixedIPs bool
+	// AutoPoolWait is how long an ADD waits for its application's auto pool to be
+	// created, or to have room, before failing (DefaultAutoPoolWait when 0).
+	AutoPoolWait time.Duration
 }
+
+// DefaultAutoPoolWait bounds an ADD's wait for its auto pool. The wait ends as soon as
+// the pool watch shows the pool (no polling); the runtime retries a failed ADD.
+const DefaultAutoPoolWait = 30 * time.Second
 
 // MarkSettled tells the writers that the previous agent's reserve is settled.
 func (s *Service) MarkSettled() { s.writers.settled.Store(true) }
@@ -111,7 +129,10 @@ func NewService(ctx context.Context, p ServiceParams) *Service {
 	s := &Service{
 		node: p.Node, cluster: p.Cluster, endpoints: p.Endpoints, events: p.Events, log: p.Log, metrics: p.Metrics,
 		enableIPv4: p.EnableIPv4, enableIPv6: p.EnableIPv6, multusClusterNetwork: p.MultusClusterNetwork,
-		synced: p.Synced,
+		synced: p.Synced, statefulSetFixedIPs: p.StatefulSetFixedIPs, autoPoolWait: p.AutoPoolWait,
+	}
+	if s.autoPoolWait <= 0 {
+		s.autoPoolWait = DefaultAutoPoolWait
 	}
 	if s.synced == nil {
 		s.synced = func() bool { return true }
@@ -240,6 +261,7 @@ type candidates struct {
 	ipv4, ipv6   []string
 	cleanGateway bool
 	routes       []v2beta1.Route // the pod's custom routes (ipam.spidernet.io/routes)
+	auto         bool            // the application's auto pools (see ipam.Selection.Auto)
 }
 
 // nicAllocation is what one family of one NIC got.
@@ -278,34 +300,72 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 		}
 	}()
 
-	se, err := s.currentEndpoint(ctx, pod)
+	retain := s.retainsFor(pod)
+	se, err := s.currentEndpoint(ctx, pod, retain)
 	switch {
 	case errors.Is(err, crdstore.ErrEndpointNotFound):
 		se = nil
 	case err != nil:
 		return nil, err
+	case se.Status.Current.UID != string(pod.UID) && retain && retained(se, pod):
+		// The StatefulSet re-created its pod: the new pod keeps the addresses.
+		if se, err = s.moveEndpoint(ctx, se, pod, *att.ContainerID); err != nil {
+			return nil, fmt.Errorf("give the addresses of StatefulSet pod %s to its new instance: %w", podRef(att), err)
+		}
+		log.Info("StatefulSet pod re-created: it keeps its addresses", "SpiderEndpoint", klog.KObj(se))
 	case se.Status.Current.UID != string(pod.UID):
 		// A previous pod of the same name: free what it held before serving this one.
 		if err := s.releaseEndpoint(ctx, se); err != nil {
 			return nil, fmt.Errorf("release the IPs of the previous pod named %s: %w", podRef(att), err)
 		}
 		se = nil
-	default:
-		if containerOf(se) != *att.ContainerID {
-			if se, err = s.moveSandbox(ctx, se, *att.ContainerID); err != nil {
-				return nil, fmt.Errorf("move the addresses of pod %s to its new sandbox: %w", podRef(att), err)
-			}
+	case containerOf(se) != *att.ContainerID:
+		if se, err = s.moveEndpoint(ctx, se, pod, *att.ContainerID); err != nil {
+			return nil, fmt.Errorf("move the addresses of pod %s to its new sandbox: %w", podRef(att), err)
 		}
+	}
+	if se != nil {
 		if nic := findNIC(se, *att.IfName); nic != nil {
-			return resultOf(nic), nil // a repeated ADD: the same addresses
+			if !retain {
+				return resultOf(nic), nil // a repeated ADD: the same addresses
+			}
+			// A StatefulSet pod keeps its addresses while its pools are still the ones
+			// it would choose; a changed pool annotation moves it to the new pools.
+			cands, err := s.selectPoolsWaiting(ctx, req)
+			if err != nil {
+				return nil, err
+			}
+			if stillChosen(nic, cands) {
+				return resultOf(nic), nil
+			}
+			log.Info("the pod's pools changed: releasing its kept addresses", "ipv4Pool", ptr.Deref(nic.IPv4Pool, ""), "ipv6Pool", ptr.Deref(nic.IPv6Pool, ""))
+			if err := s.releaseNIC(ctx, se, *att.IfName); err != nil {
+				return nil, err
+			}
+			if se, err = s.currentEndpoint(ctx, pod, true); errors.Is(err, crdstore.ErrEndpointNotFound) {
+				se = nil
+			} else if err != nil {
+				return nil, err
+			}
 		}
 	}
 
-	cands, err := s.selectPools(ctx, req)
+	cands, err := s.selectPoolsWaiting(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	allocs, err := s.allocate(ctx, req, cands)
+	for wait := s.autoPoolDeadline(ctx); errors.Is(err, ipam.ErrPoolExhausted) && cands.auto && time.Now().Before(wait); {
+		// An application's own pool is sized by the controller: wait for it to grow, or
+		// for an old pod of a rolling update to give an address back.
+		if !s.awaitPoolChange(ctx, wait) {
+			break
+		}
+		if cands, err = s.selectPoolsWaiting(ctx, req); err != nil {
+			return nil, err
+		}
+		allocs, err = s.allocate(ctx, req, cands)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -324,8 +384,11 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 // allocation is idempotent per owner and record's Create finds it and merges, or frees
 // it when it belongs to a previous pod of the same name. When the cache has one, the API
 // server is asked: the cached copy may be stale, and a repeated ADD answers from it.
-func (s *Service) currentEndpoint(ctx context.Context, pod *corev1.Pod) (*v2beta1.SpiderEndpoint, error) {
-	if !s.cluster.HasEndpoint(pod.Namespace, pod.Name) {
+//
+// A StatefulSet pod's endpoint is always read from the API server: when the pod moves
+// to this node, its endpoint still names the previous node, whose agent's cache has it.
+func (s *Service) currentEndpoint(ctx context.Context, pod *corev1.Pod, retain bool) (*v2beta1.SpiderEndpoint, error) {
+	if !retain && !s.cluster.HasEndpoint(pod.Namespace, pod.Name) {
 		return nil, fmt.Errorf("SpiderEndpoint %s/%s: %w", pod.Namespace, pod.Name, crdstore.ErrEndpointNotFound)
 	}
 	return s.endpoints.Get(ctx, pod.Namespace, pod.Name)
@@ -460,7 +523,7 @@ func (s *Service) describe(ifName string, allocs []nicAllocation, cleanGateway b
 func (s *Service) record(ctx context.Context, req *addRequest, se *v2beta1.SpiderEndpoint, detail v2beta1.IPAllocationDetail) error {
 	for try := 0; try < 5; try++ {
 		if se == nil {
-			se = newEndpoint(req.pod, s.node, *req.att.ContainerID)
+			se = newEndpoint(req.pod, s.node, *req.att.ContainerID, s.retainsFor(req.pod))
 			se.Status.Current.IPs = []v2beta1.IPAllocationDetail{detail}
 			setNetwork(se, detail.NIC, req.att.NetworkName)
 			err := s.endpoints.Create(ctx, se)
@@ -484,6 +547,10 @@ func (s *Service) record(ctx context.Context, req *addRequest, se *v2beta1.Spide
 			se = nil
 		case err != nil:
 			return err
+		case fresh.Status.Current.UID != string(req.pod.UID) && s.retainsFor(req.pod) && retained(fresh, req.pod):
+			// A StatefulSet's endpoint written a moment ago for the pod's previous
+			// instance: roll back and let the runtime retry, whose ADD adopts it.
+			return fmt.Errorf("SpiderEndpoint %s/%s was just written for the previous instance of the StatefulSet pod: %w", req.pod.Namespace, req.pod.Name, ipam.ErrConflict)
 		case fresh.Status.Current.UID != string(req.pod.UID):
 			// A previous pod of the same name, recorded by another node's agent (so not
 			// in this node's cache): it is gone, since this pod has its name now.
@@ -503,17 +570,16 @@ func (s *Service) record(ctx context.Context, req *addRequest, se *v2beta1.Spide
 	return fmt.Errorf("record SpiderEndpoint %s/%s: %w", req.pod.Namespace, req.pod.Name, ipam.ErrConflict)
 }
 
-func newEndpoint(pod *corev1.Pod, node, containerID string) *v2beta1.SpiderEndpoint {
+// newEndpoint is a pod's first SpiderEndpoint. It is owned by the pod, and so deleted
+// with it, except when retain (a StatefulSet's pod with fixed IPs): then it outlives the
+// pod, and carries the pod's reclaim-policy annotation for garbage collection.
+func newEndpoint(pod *corev1.Pod, node, containerID string, retain bool) *v2beta1.SpiderEndpoint {
 	kind, name := "Pod", pod.Name
 	if top := topControllerOf(pod); !top.IsZero() {
 		kind, name = top.Kind, top.Name
 	}
-	return &v2beta1.SpiderEndpoint{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: pod.Namespace, Name: pod.Name,
-			// Deleted with the pod by Kubernetes' garbage collector once the pod is gone.
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}},
-		},
+	se := &v2beta1.SpiderEndpoint{
+		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name},
 		Status: v2beta1.WorkloadEndpointStatus{
 			Current: v2beta1.PodIPAllocation{
 				UID: string(pod.UID), Node: node,
@@ -522,26 +588,74 @@ func newEndpoint(pod *corev1.Pod, node, containerID string) *v2beta1.SpiderEndpo
 			OwnerControllerType: kind, OwnerControllerName: name,
 		},
 	}
+	if retain {
+		setReclaimPolicy(se, pod)
+	} else {
+		// Deleted with the pod by Kubernetes' garbage collector once the pod is gone.
+		se.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}}
+	}
+	return se
 }
 
-// moveSandbox hands every address of the pod's endpoint from the old sandbox to the new
-// one, in the pools first: the runtime re-created the pod's sandbox, and the endpoint
-// names one container for all of the pod's interfaces, so all of them move together. An
-// interface whose addresses the old sandbox no longer holds (released, or collected, and
-// perhaps handed to someone else since) is dropped from the endpoint instead of reused;
-// its ADD allocates afresh, and any of its addresses that did move come back to it then,
-// since allocation is idempotent per owner.
-func (s *Service) moveSandbox(ctx context.Context, se *v2beta1.SpiderEndpoint, newCtr string) (*v2beta1.SpiderEndpoint, error) {
-	uid, oldCtr := se.Status.Current.UID, containerOf(se)
+// setReclaimPolicy copies the pod's reclaim-policy annotation onto its endpoint, where
+// garbage collection reads it (it holds after the StatefulSet is gone).
+func setReclaimPolicy(se *v2beta1.SpiderEndpoint, pod *corev1.Pod) {
+	v, ok := pod.Annotations[ipam.AnnoReclaimPolicy]
+	if !ok {
+		delete(se.Annotations, ipam.AnnoReclaimPolicy)
+		return
+	}
+	if se.Annotations == nil {
+		se.Annotations = map[string]string{}
+	}
+	se.Annotations[ipam.AnnoReclaimPolicy] = v
+}
+
+// retainsFor tells whether the pod keeps its addresses across re-creation: a
+// StatefulSet's pod, with StatefulSet fixed IPs on.
+func (s *Service) retainsFor(pod *corev1.Pod) bool {
+	if !s.statefulSetFixedIPs {
+		return false
+	}
+	top := topControllerOf(pod)
+	return top.Kind == ipam.KindStatefulSet && strings.HasPrefix(top.APIVersion, "apps/")
+}
+
+// retained tells whether an endpoint was kept for the pod's StatefulSet (not owned by a
+// pod, and written for a pod of the same StatefulSet).
+func retained(se *v2beta1.SpiderEndpoint, pod *corev1.Pod) bool {
+	top := topControllerOf(pod)
+	return len(se.OwnerReferences) == 0 && se.Status.OwnerControllerType == ipam.KindStatefulSet && se.Status.OwnerControllerName == top.Name
+}
+
+// stillChosen tells whether a NIC's recorded pools are among the ones selection would
+// choose now, family by family.
+func stillChosen(nic *v2beta1.IPAllocationDetail, c candidates) bool {
+	ok := func(pool *string, chosen []string) bool {
+		return pool == nil || slices.Contains(chosen, *pool)
+	}
+	return ok(nic.IPv4Pool, c.ipv4) && ok(nic.IPv6Pool, c.ipv6)
+}
+
+// moveEndpoint hands every address of the endpoint to the pod's sandbox newCtr, in the
+// pools first: the runtime re-created the pod's sandbox, or a StatefulSet re-created the
+// pod (a new UID). The endpoint names one container for all of the pod's interfaces, so
+// all of them move together. An interface whose addresses the previous holder no longer
+// holds (released, or collected, and perhaps handed to someone else since) is dropped
+// from the endpoint instead of reused; its ADD allocates afresh, and any of its
+// addresses that did move come back to it then, since allocation is idempotent per
+// owner.
+func (s *Service) moveEndpoint(ctx context.Context, se *v2beta1.SpiderEndpoint, pod *corev1.Pod, newCtr string) (*v2beta1.SpiderEndpoint, error) {
+	oldUID, oldCtr, newUID := se.Status.Current.UID, containerOf(se), string(pod.UID)
 	next := se.DeepCopy()
 	next.Status.Current.IPs = nil
 	for i := range se.Status.Current.IPs {
 		nic := &se.Status.Current.IPs[i]
-		from, to := records.OwnerOf(uid, oldCtr, nic.NIC), records.OwnerOf(uid, newCtr, nic.NIC)
+		from, to := records.OwnerOf(oldUID, oldCtr, nic.NIC), records.OwnerOf(newUID, newCtr, nic.NIC)
 		moved := true
 		for _, a := range nicAddrs(nic) {
 			ok, err := s.writers.get(a.pool).Rebind(ctx, a.addr, from, to)
-			if err != nil {
+			if err != nil && !errors.Is(err, ipam.ErrPoolNotFound) {
 				return nil, err
 			}
 			moved = moved && ok
@@ -549,14 +663,18 @@ func (s *Service) moveSandbox(ctx context.Context, se *v2beta1.SpiderEndpoint, n
 		if moved {
 			next.Status.Current.IPs = append(next.Status.Current.IPs, *nic)
 		} else {
-			s.log.Info("not reusing addresses the old sandbox no longer holds", "SpiderEndpoint", klog.KObj(se), "ifName", nic.NIC)
+			s.log.Info("not reusing addresses their previous holder no longer holds", "SpiderEndpoint", klog.KObj(se), "ifName", nic.NIC)
 		}
 	}
 	if next.Status.Current.Orbweaver == nil {
 		next.Status.Current.Orbweaver = &v2beta1.PodAllocationOrbweaver{}
 	}
 	next.Status.Current.Orbweaver.ContainerID = newCtr
+	next.Status.Current.UID = newUID
 	next.Status.Current.Node = s.node
+	if len(next.OwnerReferences) == 0 {
+		setReclaimPolicy(next, pod)
+	}
 	if err := s.endpoints.Update(ctx, next); err != nil {
 		return nil, err
 	}

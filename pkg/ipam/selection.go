@@ -78,6 +78,9 @@ type Selection struct {
 	// Source says which rule chose the pools, for messages: e.g.
 	// "pod annotation ipam.spidernet.io/ippools".
 	Source string
+	// Auto is true when the pools are the pod's application's auto-created pools, which
+	// the controller sizes: a full one may grow.
+	Auto bool
 }
 
 // Sources of pool names, as Selection.Source reports them.
@@ -92,6 +95,7 @@ type request struct {
 	ipv4, ipv6   []string
 	src4, src6   string // source of each family's names, for messages
 	cleanGateway bool
+	auto         bool
 }
 
 // SelectPools chooses the candidate pools of one interface of a pod, as SpiderPool does
@@ -152,7 +156,7 @@ func SelectPools(in SelectionInput) (Selection, error) {
 	}
 
 	c := newCandidates(in)
-	sel := Selection{CleanGateway: req.cleanGateway, Routes: routes, Source: req.source}
+	sel := Selection{CleanGateway: req.cleanGateway, Routes: routes, Source: req.source, Auto: req.auto}
 	var errs []error
 	if len(req.ipv4) > 0 {
 		sel.IPv4, err = c.family(v2beta1.IPv4, req.ipv4, req.src4)
@@ -291,7 +295,7 @@ func autoPoolRule(in SelectionInput) (request, bool, error) {
 		return request{}, true, fmt.Errorf("%w: %s asks for a pool created for the pod's application, but the pod has no controller (a bare pod has no auto pool); run it from a Deployment, StatefulSet, DaemonSet, Job or CronJob, or name a pool with %s",
 			ErrNoPool, src, AnnoPodIPPool)
 	}
-	r := request{source: src, src4: src, src6: src}
+	r := request{source: src, src4: src, src6: src, auto: true}
 	var missing []string
 	for _, f := range []struct {
 		fam    int64

@@ -24,7 +24,7 @@ type Error struct {
 	// Required: true
 	Message *string `json:"message"`
 
-	// A short machine-readable class, also the pod event's and the metrics' label: PoolExhausted, NoPool, PoolRefused, UnknownPool, InvalidPool, BadAnnotation, BadCNIConfig, AutoPoolUnsupported, Conflict, NotReady, CheckFailed, BadRequest, Internal.
+	// A short machine-readable class, also the pod event's and the metrics' label: PoolExhausted, NoPool, PoolRefused, UnknownPool, InvalidPool, BadAnnotation, BadCNIConfig, AutoPoolNotReady, Conflict, NotReady, CheckFailed, BadRequest, Internal.
 	Reason string `json:"reason,omitempty"`
 }
 
