@@ -11,9 +11,10 @@ GO ?= go
 # not a duration, by default: time-limited fuzz runs can fail spuriously with "context
 # deadline exceeded" on a loaded machine (golang/go#75804).
 FUZZTIME ?= 1000x
-# Tools the tests need now: the API server and etcd for envtest, kubectl for the
-# printer-column tests, controller-gen for generate/verify.
-TEST_TOOLS := kube-apiserver kubectl etcd controller-gen swagger bridge macvlan loopback
+# Tools the tests need now: the API server and etcd for envtest, kube-controller-manager
+# for the workload tier (test/workloads), kubectl for the printer-column tests,
+# controller-gen for generate/verify.
+TEST_TOOLS := kube-apiserver kube-controller-manager kubectl etcd controller-gen swagger bridge macvlan loopback
 CRD_DIR := charts/orbweaver/crds
 API_PKGS := ./apis/...
 AGENT_API := pkg/agent/api

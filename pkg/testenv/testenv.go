@@ -220,9 +220,11 @@ func RepoRoot() (string, error) {
 }
 
 // Main is a TestMain for packages with integration tests: it starts one Env for the
-// package, stores it in *env, runs the tests and stops it. With -short it starts nothing
-// and leaves *env nil, so Require skips the integration tests (the `make unit` loop).
-func Main(m *testing.M, env **Env) int {
+// package, stores it in *env, starts whatever else the package needs beside it (each
+// `also` returns how to stop what it started), runs the tests and stops it all. With
+// -short it starts nothing and leaves *env nil, so Require skips the integration tests
+// (the `make unit` loop).
+func Main(m *testing.M, env **Env, also ...func(*Env) (stop func() error, err error)) int {
 	flag.Parse()
 	if testing.Short() {
 		return m.Run()
@@ -232,8 +234,31 @@ func Main(m *testing.M, env **Env) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	var stops []func() error
+	defer func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			if err := stops[i](); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}
+	}()
+	for _, start := range also {
+		stop, err := start(e)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			_ = e.Stop()
+			return 1
+		}
+		stops = append(stops, stop)
+	}
 	*env = e
 	code := m.Run()
+	for i := len(stops) - 1; i >= 0; i-- {
+		if err := stops[i](); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}
+	stops = nil
 	if err := e.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		if code == 0 {
