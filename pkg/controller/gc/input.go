@@ -1,0 +1,251 @@
+package gc
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+)
+
+// snapshot is what one pass reads from the cache. The objects are the cache's own
+// (listed without deep copies): nothing here modifies them.
+type snapshot struct {
+	pods         []corev1.Pod
+	nodes        []corev1.Node
+	statefulSets []appsv1.StatefulSet
+	endpoints    []v2beta1.SpiderEndpoint
+	pools        []v2beta1.SpiderIPPool
+	reserved     reservedSets
+}
+
+// read lists the snapshot from the manager's cache.
+func (r *Reconciler) read(ctx context.Context) (snapshot, error) {
+	var (
+		s         snapshot
+		pods      corev1.PodList
+		nodes     corev1.NodeList
+		sets      appsv1.StatefulSetList
+		endpoints v2beta1.SpiderEndpointList
+		pools     v2beta1.SpiderIPPoolList
+		reserved  v2beta1.SpiderReservedIPList
+	)
+	for _, l := range []struct {
+		kind string
+		list client.ObjectList
+	}{
+		{"Pods", &pods}, {"Nodes", &nodes}, {"StatefulSets", &sets},
+		{"SpiderEndpoints", &endpoints}, {"SpiderIPPools", &pools}, {"SpiderReservedIPs", &reserved},
+	} {
+		if err := r.cache.List(ctx, l.list, client.UnsafeDisableDeepCopy); err != nil {
+			return snapshot{}, fmt.Errorf("gc: list %s from the cache: %w", l.kind, err)
+		}
+	}
+	s.pods, s.nodes, s.statefulSets = pods.Items, nodes.Items, sets.Items
+	s.endpoints, s.pools = endpoints.Items, pools.Items
+	s.reserved = reservedSetsOf(reserved.Items)
+	return s, nil
+}
+
+// input is PlanGC's input plus what writing and reporting need of the objects.
+type input struct {
+	ipam.GCInput
+	// endpoints by namespace/name, for events and for holding back deletions.
+	endpoints map[string]*ipam.GCEndpoint
+	// poolUIDs by name, for events on pools.
+	poolUIDs map[string]types.UID
+}
+
+// endpoint returns the endpoint with this namespace/name in the snapshot.
+func (in input) endpoint(key string) *ipam.GCEndpoint { return in.endpoints[key] }
+
+// endpointNamedIn returns the endpoint a PlanGC warning names ("SpiderEndpoint
+// <namespace>/<name>: ..."), as an object to post an event on; nil when none.
+func (in input) endpointNamedIn(msg string) *v2beta1.SpiderEndpoint {
+	rest, ok := strings.CutPrefix(msg, "SpiderEndpoint ")
+	if !ok {
+		return nil
+	}
+	key, _, ok := strings.Cut(rest, ":")
+	if e := in.endpoints[key]; ok && e != nil {
+		return endpointObject(e.Namespace, e.Name, e.ObjectUID)
+	}
+	return nil
+}
+
+// buildInput turns a snapshot into PlanGC's input. It is pure. StatefulSet members
+// are set only with retention on. Inputs that do not decode are returned as errors:
+// an endpoint's unreadable address is left out (the rest of it is used), a pool whose
+// records do not decode is left out (its records wait).
+func buildInput(cfg ipam.GCConfig, retention bool, s snapshot, endedSince map[uint64]time.Time) (input, []error) {
+	in := input{
+		GCInput:   ipam.GCInput{Config: cfg, EndedSince: endedSince},
+		endpoints: make(map[string]*ipam.GCEndpoint, len(s.endpoints)),
+		poolUIDs:  make(map[string]types.UID, len(s.pools)),
+	}
+	var errs []error
+	sets := make(map[string]*appsv1.StatefulSet, len(s.statefulSets))
+	for i := range s.statefulSets {
+		st := &s.statefulSets[i]
+		sets[st.Namespace+"/"+st.Name] = st
+	}
+
+	in.Pods = make([]ipam.GCPod, 0, len(s.pods))
+	for i := range s.pods {
+		pod := &s.pods[i]
+		p := ipam.GCPod{
+			Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID),
+			Phase: ipam.PodPhase(pod.Status.Phase), Node: pod.Spec.NodeName,
+		}
+		if pod.DeletionTimestamp != nil {
+			p.DeletionTimestamp = pod.DeletionTimestamp.Time
+		}
+		if retention {
+			p.StatefulSet = podMember(pod, sets)
+		}
+		in.Pods = append(in.Pods, p)
+	}
+
+	in.Nodes = make([]ipam.GCNode, 0, len(s.nodes))
+	for i := range s.nodes {
+		in.Nodes = append(in.Nodes, ipam.GCNode{Name: s.nodes[i].Name, Ready: nodeReady(&s.nodes[i])})
+	}
+
+	in.Endpoints = make([]ipam.GCEndpoint, 0, len(s.endpoints))
+	for i := range s.endpoints {
+		se := &s.endpoints[i]
+		e, err := ipam.GCEndpointOf(se)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if retention && se.Status.OwnerControllerType == ipam.KindStatefulSet {
+			e.StatefulSet = endpointMember(se, sets)
+		}
+		if v := se.Annotations[ipam.AnnoReclaimPolicy]; v != "" {
+			rp := v2beta1.ReclaimPolicy(v)
+			e.ReclaimPolicy = &rp
+		}
+		in.Endpoints = append(in.Endpoints, e)
+	}
+	for i := range in.Endpoints {
+		in.endpoints[in.Endpoints[i].Key()] = &in.Endpoints[i]
+	}
+
+	in.Pools = make([]ipam.GCPool, 0, len(s.pools))
+	for i := range s.pools {
+		sp := &s.pools[i]
+		in.poolUIDs[sp.Name] = sp.UID
+		gp, err := ipam.GCPoolOf(sp)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SpiderIPPool %s left out of GC: %w", sp.Name, err))
+			continue
+		}
+		in.Pools = append(in.Pools, gp)
+	}
+	return in, errs
+}
+
+// podMember is what the StatefulSet controlling a pod wants of it; nil when no
+// StatefulSet controls the pod (or its name carries no ordinal of it). The StatefulSet
+// must be the one the owner reference names: a StatefulSet deleted and re-created
+// under the same name, or one being deleted, no longer wants the old pod.
+func podMember(pod *corev1.Pod, sets map[string]*appsv1.StatefulSet) *ipam.StatefulSetMember {
+	ref := metav1.GetControllerOf(pod)
+	if ref == nil || ref.Kind != ipam.KindStatefulSet {
+		return nil
+	}
+	if gv, err := schema.ParseGroupVersion(ref.APIVersion); err != nil || gv.Group != appsv1.GroupName {
+		return nil
+	}
+	ordinal, ok := ipam.StatefulSetOrdinal(pod.Name, ref.Name)
+	if !ok {
+		return nil
+	}
+	m := &ipam.StatefulSetMember{Name: ref.Name, Ordinal: ordinal}
+	if st := sets[pod.Namespace+"/"+ref.Name]; st != nil && st.UID == ref.UID && st.DeletionTimestamp == nil {
+		m.Exists = true
+		m.InRange = wantsOrdinal(st, ordinal)
+	}
+	return m
+}
+
+// endpointMember is what the StatefulSet an endpoint names (status.ownerControllerName)
+// wants of the endpoint's pod identity; nil when the endpoint's name carries no
+// ordinal of it. The endpoint outlives its pods and the StatefulSet, so the StatefulSet
+// is matched by name: one re-created under the same name wants the identity again.
+func endpointMember(se *v2beta1.SpiderEndpoint, sets map[string]*appsv1.StatefulSet) *ipam.StatefulSetMember {
+	name := se.Status.OwnerControllerName
+	ordinal, ok := ipam.StatefulSetOrdinal(se.Name, name)
+	if name == "" || !ok {
+		return nil
+	}
+	m := &ipam.StatefulSetMember{Name: name, Ordinal: ordinal}
+	if st := sets[se.Namespace+"/"+name]; st != nil && st.DeletionTimestamp == nil {
+		m.Exists = true
+		m.InRange = wantsOrdinal(st, ordinal)
+	}
+	return m
+}
+
+func wantsOrdinal(st *appsv1.StatefulSet, ordinal int) bool {
+	var start int32
+	if st.Spec.Ordinals != nil {
+		start = st.Spec.Ordinals.Start
+	}
+	return ipam.StatefulSetWantsOrdinal(st.Spec.Replicas, start, ordinal)
+}
+
+// nodeReady reports the node's Ready condition; a node that reports none is not Ready.
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// reservedSets is the union of every SpiderReservedIP, per family.
+type reservedSets struct{ v4, v6 ip.Set }
+
+// of returns the reserved addresses of the pool's family.
+func (r reservedSets) of(sp *v2beta1.SpiderIPPool) ip.Set {
+	if p, err := netip.ParsePrefix(string(sp.Spec.Subnet)); err == nil && p.Addr().Is6() {
+		return r.v6
+	}
+	return r.v4
+}
+
+// reservedSetsOf unions the reserved IPs by family. Entries that do not parse are
+// skipped: the schema refuses them, and GC's writes do not depend on them (reserved
+// addresses narrow what is handed out, not who holds what).
+func reservedSetsOf(items []v2beta1.SpiderReservedIP) reservedSets {
+	var out reservedSets
+	for i := range items {
+		for _, tok := range items[i].Spec.IPs {
+			set, err := ip.ParseRanges([]string{string(tok)})
+			if err != nil || set.IsEmpty() {
+				continue
+			}
+			dst := &out.v4
+			if set.Is6() {
+				dst = &out.v6
+			}
+			if u, err := dst.Union(set); err == nil {
+				*dst = u
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,21 @@
+package gc
+
+import (
+	"os"
+	"testing"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+)
+
+// env is the package's API server for the integration tests; nil with -short.
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	// controller-runtime's caches log through its process-wide logger; each test's
+	// manager gets its own logger.
+	ctrllog.SetLogger(logr.Discard())
+	os.Exit(testenv.Main(m, &env))
+}
