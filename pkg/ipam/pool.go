@@ -350,7 +350,9 @@ func (p Pool) Rebind(a netip.Addr, from, to records.Owner) (Pool, bool) {
 }
 
 // WriteStatus puts the pool's records and counts into sp's status: both in the same
-// object, so one write changes them together and the counts never drift.
+// object, so one write changes them together and the counts never drift. The pool
+// controller's conditions in sp (status.orbweaver.conditions) are kept; the orbweaver
+// block is dropped only when it would hold neither records nor conditions.
 func (p Pool) WriteStatus(sp *v2beta1.SpiderIPPool) error {
 	recs := make([]records.Record, 0, len(p.holders))
 	for a, o := range p.holders {
@@ -362,11 +364,17 @@ func (p Pool) WriteStatus(sp *v2beta1.SpiderIPPool) error {
 	}
 	allocated, total := p.AllocatedCount(), p.TotalCount()
 	sp.Status.AllocatedIPCount, sp.Status.TotalIPCount = &allocated, &total
-	if len(recs) == 0 {
-		sp.Status.Orbweaver = nil
-		return nil
+	st := &v2beta1.IPPoolOrbweaverStatus{}
+	if len(recs) > 0 {
+		st.Records = data
 	}
-	sp.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{Records: data}
+	if old := sp.Status.Orbweaver; old != nil {
+		st.Conditions = old.Conditions
+	}
+	if len(st.Records) == 0 && len(st.Conditions) == 0 {
+		st = nil
+	}
+	sp.Status.Orbweaver = st
 	return nil
 }
 

@@ -113,12 +113,14 @@ type IPPoolStatus struct {
 	// +kubebuilder:validation:Minimum=0
 	TotalIPCount *int64 `json:"totalIPCount,omitempty"`
 
-	// Orbweaver holds orbweaver's allocation records (not part of SpiderPool).
+	// Orbweaver holds orbweaver's allocation records and conditions (not part of
+	// SpiderPool).
 	// +optional
 	Orbweaver *IPPoolOrbweaverStatus `json:"orbweaver,omitempty"`
 }
 
-// IPPoolOrbweaverStatus holds a pool's allocation records in orbweaver's compact form.
+// IPPoolOrbweaverStatus holds a pool's allocation records in orbweaver's compact form,
+// and the pool controller's conditions.
 type IPPoolOrbweaverStatus struct {
 	// Records is every allocation of the pool in the compact binary form described in
 	// docs/design/allocation-records.md (about 13 bytes per IP before base64), so that a
@@ -127,7 +129,49 @@ type IPPoolOrbweaverStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=1400000
 	Records []byte `json:"records,omitempty"`
+
+	// Conditions are the pool controller's observations: Exhausted, RecordsValid and,
+	// while the pool is being deleted, DeletionBlocked (docs/reference/crds.md). Node
+	// agents keep them when they write records.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
+
+// Conditions of a SpiderIPPool (status.orbweaver.conditions) and their reasons.
+const (
+	// IPPoolExhaustedCondition is True when a new allocation finds no free address: every
+	// address of spec.ips minus spec.excludeIPs minus SpiderReservedIPs is held, by a pod
+	// or a node agent's reserve.
+	IPPoolExhaustedCondition = "Exhausted"
+	// IPPoolNoFreeAddressReason (Exhausted True): no address is free.
+	IPPoolNoFreeAddressReason = "NoFreeAddress"
+	// IPPoolFreeAddressesReason (Exhausted False): at least one address is free.
+	IPPoolFreeAddressesReason = "FreeAddresses"
+
+	// IPPoolRecordsValidCondition is True when status.orbweaver.records decode and every
+	// record names an address of spec.ips minus spec.excludeIPs.
+	IPPoolRecordsValidCondition = "RecordsValid"
+	// IPPoolRecordsDecodedReason (RecordsValid True).
+	IPPoolRecordsDecodedReason = "RecordsDecoded"
+	// IPPoolRecordsCorruptReason (RecordsValid False): the records do not decode; the
+	// counts are left as they were.
+	IPPoolRecordsCorruptReason = "RecordsCorrupt"
+	// IPPoolAddressesOutsidePoolReason (RecordsValid False): some records name addresses
+	// that are not in spec.ips minus spec.excludeIPs.
+	IPPoolAddressesOutsidePoolReason = "AddressesOutsidePool"
+
+	// IPPoolDeletionBlockedCondition is True while a deleted pool keeps its finalizer
+	// because records remain; it is never set on a pool that is not being deleted.
+	IPPoolDeletionBlockedCondition = "DeletionBlocked"
+	// IPPoolAddressesHeldReason (DeletionBlocked True): addresses are still held.
+	IPPoolAddressesHeldReason = "AddressesHeld"
+	// IPPoolRecordsUnreadableReason (DeletionBlocked True): the records do not decode,
+	// so nobody can tell whether addresses are held.
+	IPPoolRecordsUnreadableReason = "RecordsUnreadable"
+)
 
 // SpiderIPPool is a pool of IP addresses that pods get their IPs from.
 // +kubebuilder:object:root=true

@@ -59,7 +59,48 @@ type SubnetStatus struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	AllocatedIPCount *int64 `json:"allocatedIPCount,omitempty"`
+
+	// Orbweaver holds orbweaver's observations of the subnet (not part of SpiderPool).
+	// +optional
+	Orbweaver *SubnetOrbweaverStatus `json:"orbweaver,omitempty"`
 }
+
+// SubnetOrbweaverStatus holds a subnet's orbweaver-only status.
+type SubnetOrbweaverStatus struct {
+	// Conditions are the subnet controller's observations: Exhausted, PoolsOutside and,
+	// while the subnet is being deleted, DeletionBlocked (docs/reference/crds.md).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// Conditions of a SpiderSubnet (status.orbweaver.conditions) and their reasons.
+const (
+	// SubnetExhaustedCondition is True when no address is left for a new or growing
+	// pool: every address of spec.ips minus spec.excludeIPs is in a pool's spec.ips or
+	// reserved by a SpiderReservedIP.
+	SubnetExhaustedCondition = "Exhausted"
+	// SubnetNoFreeAddressReason (Exhausted True): no address is left for pools.
+	SubnetNoFreeAddressReason = "NoFreeAddress"
+	// SubnetFreeAddressesReason (Exhausted False): addresses are left for pools.
+	SubnetFreeAddressesReason = "FreeAddresses"
+
+	// SubnetPoolsOutsideCondition is True when a pool of the subnet has addresses (its
+	// ips minus excludeIPs) outside the subnet's ips minus excludeIPs.
+	SubnetPoolsOutsideCondition = "PoolsOutside"
+	// SubnetAddressesOutsideSubnetReason (PoolsOutside True).
+	SubnetAddressesOutsideSubnetReason = "AddressesOutsideSubnet"
+	// SubnetPoolsInsideReason (PoolsOutside False): every pool is inside the subnet.
+	SubnetPoolsInsideReason = "PoolsInside"
+
+	// SubnetDeletionBlockedCondition is True while a deleted subnet keeps its finalizer
+	// because pools still belong to it; never set on a subnet that is not being deleted.
+	SubnetDeletionBlockedCondition = "DeletionBlocked"
+	// SubnetPoolsRemainReason (DeletionBlocked True).
+	SubnetPoolsRemainReason = "PoolsRemain"
+)
 
 // SpiderSubnet is a subnet that pools, including per-workload auto pools, are carved from.
 // +kubebuilder:object:root=true

@@ -1,0 +1,253 @@
+package ippool
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
+)
+
+// facts is what one look at a pool shows: the counts a node agent would write and what
+// the records hold. It is computed from values only (observe), and status and
+// conditions are computed from it (desiredStatus), so both are tested without an API
+// server.
+type facts struct {
+	// total and allocated are the counts ipam.Pool.WriteStatus writes; allocated is
+	// meaningful only when recordsErr is nil.
+	total, allocated int64
+	// usable is total minus the addresses SpiderReservedIPs reserve; free is usable
+	// minus the held addresses: what a new allocation could take now.
+	usable, free int64
+	// recordsErr is set when status.orbweaver.records do not decode.
+	recordsErr error
+	// outside are the held addresses that are not in spec.ips minus spec.excludeIPs,
+	// ascending.
+	outside []netip.Addr
+	// podAddrs addresses are held by pods (pods distinct ones), reserveAddrs by node
+	// agents' reserves (nodes distinct ones).
+	podAddrs, pods, reserveAddrs, nodes int
+}
+
+// observe computes the facts of a pool. reserved holds the SpiderReservedIP addresses of
+// the pool's family. The error is ipam.ErrInvalidPool for a spec that does not parse
+// (the schema and the webhook refuse one; nothing here can fix it); undecodable records
+// are a fact, not an error.
+func observe(sp *v2beta1.SpiderIPPool, reserved ip.Set) (facts, error) {
+	// The pool without its records: spec.ips minus spec.excludeIPs, and what of it the
+	// reserved addresses leave.
+	specOnly := &v2beta1.SpiderIPPool{ObjectMeta: metav1.ObjectMeta{Name: sp.Name}, Spec: sp.Spec}
+	bare, err := ipam.NewPool(specOnly, ip.Set{})
+	if err != nil {
+		return facts{}, err
+	}
+	bareReserved, err := ipam.NewPool(specOnly, reserved)
+	if err != nil {
+		return facts{}, err
+	}
+	f := facts{total: bare.TotalCount(), usable: bareReserved.UsableCount()}
+
+	pool, err := ipam.NewPool(sp, reserved)
+	if err != nil {
+		f.recordsErr = err
+		f.free = f.usable
+		return f, nil
+	}
+	// The counts exactly as an agent writes them: from the same function, on a copy.
+	scratch := &v2beta1.SpiderIPPool{ObjectMeta: metav1.ObjectMeta{Name: sp.Name}, Spec: sp.Spec}
+	if err := pool.WriteStatus(scratch); err != nil {
+		f.recordsErr = err
+		f.free = f.usable
+		return f, nil
+	}
+	f.allocated, f.total = *scratch.Status.AllocatedIPCount, *scratch.Status.TotalIPCount
+	f.free = pool.FreeCount()
+
+	if st := sp.Status.Orbweaver; st != nil && len(st.Records) > 0 {
+		recs, err := records.Decode(pool.Subnet(), st.Records)
+		if err != nil { // NewPool decoded them a moment ago
+			f.recordsErr = err
+			return f, nil
+		}
+		pods, nodes := map[uint64]bool{}, map[records.Owner]bool{}
+		for _, r := range recs {
+			if !bare.Usable(r.IP) {
+				f.outside = append(f.outside, r.IP)
+			}
+			if r.Owner.IsReserve() {
+				f.reserveAddrs++
+				nodes[r.Owner] = true
+			} else {
+				f.podAddrs++
+				pods[r.Owner.Pod] = true
+			}
+		}
+		f.pods, f.nodes = len(pods), len(nodes)
+	}
+	return f, nil
+}
+
+// held reports whether the records hold any address, or cannot tell.
+func (f facts) held() bool { return f.recordsErr != nil || f.allocated > 0 }
+
+// maxListed is how many addresses a condition message names before "and N more".
+const maxListed = 5
+
+// conditions returns the pool's conditions for the facts, without transition times.
+// DeletionBlocked is returned only when blocked is true: the pool is being deleted and
+// keeps its finalizer because of held addresses.
+func conditions(f facts, generation int64, blocked bool) []metav1.Condition {
+	cond := func(t string, s metav1.ConditionStatus, reason, msg string) metav1.Condition {
+		return metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: generation}
+	}
+	var out []metav1.Condition
+	switch {
+	case f.recordsErr != nil:
+		out = append(out, cond(v2beta1.IPPoolExhaustedCondition, metav1.ConditionUnknown, v2beta1.IPPoolRecordsCorruptReason,
+			"the records do not decode, so which addresses are free is unknown"))
+	case f.free > 0:
+		out = append(out, cond(v2beta1.IPPoolExhaustedCondition, metav1.ConditionFalse, v2beta1.IPPoolFreeAddressesReason,
+			"new allocations find free addresses"))
+	default:
+		out = append(out, cond(v2beta1.IPPoolExhaustedCondition, metav1.ConditionTrue, v2beta1.IPPoolNoFreeAddressReason, exhaustedMessage(f)))
+	}
+	switch {
+	case f.recordsErr != nil:
+		out = append(out, cond(v2beta1.IPPoolRecordsValidCondition, metav1.ConditionFalse, v2beta1.IPPoolRecordsCorruptReason,
+			fmt.Sprintf("status.orbweaver.records: %v; allocatedIPCount is left as it was", f.recordsErr)))
+	case len(f.outside) > 0:
+		out = append(out, cond(v2beta1.IPPoolRecordsValidCondition, metav1.ConditionFalse, v2beta1.IPPoolAddressesOutsidePoolReason,
+			fmt.Sprintf("%d %s outside spec.ips minus spec.excludeIPs (%s); their owners keep them, and once released they are not handed out again",
+				len(f.outside), plural(len(f.outside), "record holds an address", "records hold addresses"), listAddrs(f.outside))))
+	default:
+		out = append(out, cond(v2beta1.IPPoolRecordsValidCondition, metav1.ConditionTrue, v2beta1.IPPoolRecordsDecodedReason,
+			"every record decodes and holds an address of the pool"))
+	}
+	if blocked {
+		if f.recordsErr != nil {
+			out = append(out, cond(v2beta1.IPPoolDeletionBlockedCondition, metav1.ConditionTrue, v2beta1.IPPoolRecordsUnreadableReason,
+				"the finalizer stays: the records do not decode, so whether addresses are still held is unknown"))
+		} else {
+			out = append(out, cond(v2beta1.IPPoolDeletionBlockedCondition, metav1.ConditionTrue, v2beta1.IPPoolAddressesHeldReason, heldMessage(f)))
+		}
+	}
+	return out
+}
+
+func exhaustedMessage(f facts) string {
+	switch {
+	case f.total == 0:
+		return "the pool has no address: spec.ips minus spec.excludeIPs is empty"
+	case f.usable == 0:
+		return fmt.Sprintf("every one of the pool's %d addresses is reserved by SpiderReservedIPs", f.total)
+	}
+	msg := fmt.Sprintf("no free address: all %d usable addresses are held by pods or node agents' reserves", f.usable)
+	if r := f.total - f.usable; r > 0 {
+		msg += fmt.Sprintf("; %d more %s reserved by SpiderReservedIPs", r, plural(r, "is", "are"))
+	}
+	return msg
+}
+
+func heldMessage(f facts) string {
+	var parts []string
+	if f.podAddrs > 0 {
+		parts = append(parts, fmt.Sprintf("%d held by %d %s", f.podAddrs, f.pods, plural(f.pods, "pod", "pods")))
+	}
+	if f.reserveAddrs > 0 {
+		parts = append(parts, fmt.Sprintf("%d in the reserve of %d node %s", f.reserveAddrs, f.nodes, plural(f.nodes, "agent", "agents")))
+	}
+	return fmt.Sprintf("the finalizer stays until every address is released: %d %s still held (%s)",
+		f.allocated, plural(f.allocated, "address is", "addresses are"), strings.Join(parts, ", "))
+}
+
+func plural[N ~int | ~int64](n N, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func listAddrs(as []netip.Addr) string {
+	var b strings.Builder
+	for i, a := range as {
+		if i == maxListed {
+			fmt.Fprintf(&b, " and %d more", len(as)-maxListed)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(a.String())
+	}
+	return b.String()
+}
+
+// desiredStatus returns the status the pool should have: sp's status with the counts
+// and conditions of the facts. Records are never changed (the same bytes, shared with
+// sp); allocatedIPCount is left as it was when the records do not decode. sp is not
+// modified. Conditions keep their transition time unless their status changes, when it
+// becomes now.
+func desiredStatus(sp *v2beta1.SpiderIPPool, f facts, blocked bool, now time.Time) v2beta1.IPPoolStatus {
+	st := v2beta1.IPPoolStatus{
+		AllocatedIPs:     sp.Status.AllocatedIPs,
+		AllocatedIPCount: sp.Status.AllocatedIPCount,
+		TotalIPCount:     ptr.To(f.total),
+	}
+	if f.recordsErr == nil {
+		st.AllocatedIPCount = ptr.To(f.allocated)
+	}
+	ob := &v2beta1.IPPoolOrbweaverStatus{}
+	if old := sp.Status.Orbweaver; old != nil {
+		ob.Records = old.Records
+		ob.Conditions = slices.Clone(old.Conditions)
+	}
+	if !blocked {
+		meta.RemoveStatusCondition(&ob.Conditions, v2beta1.IPPoolDeletionBlockedCondition)
+	}
+	at := metav1.NewTime(now.Truncate(time.Second))
+	for _, c := range conditions(f, sp.Generation, blocked) {
+		c.LastTransitionTime = at
+		meta.SetStatusCondition(&ob.Conditions, c)
+	}
+	st.Orbweaver = ob
+	return st
+}
+
+// statusChanged reports whether writing next would change anything.
+func statusChanged(old, next *v2beta1.IPPoolStatus) bool {
+	return !equality.Semantic.DeepEqual(old, next)
+}
+
+// turnedBad returns the conditions of next that became bad: Exhausted or
+// DeletionBlocked turned True, RecordsValid turned False (from anything else, or absent).
+func turnedBad(old, next []metav1.Condition) []metav1.Condition {
+	var out []metav1.Condition
+	for _, t := range []struct {
+		typ string
+		bad metav1.ConditionStatus
+	}{
+		{v2beta1.IPPoolExhaustedCondition, metav1.ConditionTrue},
+		{v2beta1.IPPoolRecordsValidCondition, metav1.ConditionFalse},
+		{v2beta1.IPPoolDeletionBlockedCondition, metav1.ConditionTrue},
+	} {
+		n := meta.FindStatusCondition(next, t.typ)
+		if n == nil || n.Status != t.bad {
+			continue
+		}
+		if o := meta.FindStatusCondition(old, t.typ); o != nil && o.Status == t.bad {
+			continue
+		}
+		out = append(out, *n)
+	}
+	return out
+}
