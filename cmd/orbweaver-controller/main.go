@@ -1,7 +1,8 @@
 // Command orbweaver-controller is the cluster-wide controller: the admission webhooks of
-// pools, subnets and reserved IPs (every replica serves them), with their certificate,
-// behind leader election for the reconcilers that come with the controller milestone. It
-// only wires flags into a controller-runtime manager.
+// pools, subnets and reserved IPs (every replica serves them), with their certificate;
+// and, on the elected leader, auto pools per application, pool and subnet status, and IP
+// garbage collection with StatefulSet retention. It only wires flags into a
+// controller-runtime manager.
 package main
 
 import (
@@ -10,60 +11,99 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/admissionlock"
+	"github.com/orbweaver-ipam/orbweaver/pkg/controller/autopool"
+	"github.com/orbweaver-ipam/orbweaver/pkg/controller/gc"
+	"github.com/orbweaver-ipam/orbweaver/pkg/controller/ippool"
+	"github.com/orbweaver-ipam/orbweaver/pkg/controller/subnet"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/webhookcerts"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/webhook"
 )
 
+// options are the controller's settings, from flags.
+type options struct {
+	namespace, service, configuration, certDir, certSecret string
+	healthAddr, metricsAddr                                string
+	webhookPort                                            int
+	webhook                                                webhook.Config
+
+	statefulSet        bool
+	autoPoolDefaultN   int
+	autoPoolThirdParty string
+	gcEnabled          bool
+	gc                 ipam.GCConfig
+	gcResync           time.Duration
+	reclaimPolicy      string
+}
+
 func main() {
-	var (
-		namespace, service, configuration, certDir, certSecret string
-		healthAddr, metricsAddr                                string
-		webhookPort                                            int
-		ipv4, ipv6                                             bool
-	)
-	flag.StringVar(&namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the controller's namespace (default $POD_NAMESPACE): its leader Lease, admission Lease and certificate Secret live there")
-	flag.StringVar(&service, "webhook-service", "orbweaver-controller", "the Service in front of the webhooks; the certificate is for <service>.<namespace>.svc")
-	flag.StringVar(&configuration, "webhook-configuration", "orbweaver", "name of the Mutating- and ValidatingWebhookConfiguration that get the CA")
-	flag.StringVar(&certSecret, "webhook-cert-secret", "orbweaver-webhook-certs", "Secret holding the webhooks' self-signed CA and certificate")
-	flag.StringVar(&certDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "orbweaver-webhook-certs"), "where the webhook server reads tls.crt and tls.key")
-	flag.IntVar(&webhookPort, "webhook-port", 5722, "webhook server port (SpiderPool's)")
-	flag.StringVar(&healthAddr, "health-addr", ":5720", "address of /healthz and /readyz")
-	flag.StringVar(&metricsAddr, "metrics-addr", ":5721", "address of /metrics; 0 disables")
-	flag.BoolVar(&ipv4, "enable-ipv4", true, "admit IPv4 pools, subnets and reserved IPs")
-	flag.BoolVar(&ipv6, "enable-ipv6", true, "admit IPv6 pools, subnets and reserved IPs")
+	var o options
+	o.gc = ipam.DefaultGCConfig()
+	flag.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the controller's namespace (default $POD_NAMESPACE): its leader Lease, admission Lease and certificate Secret live there")
+	flag.StringVar(&o.service, "webhook-service", "orbweaver-controller", "the Service in front of the webhooks; the certificate is for <service>.<namespace>.svc")
+	flag.StringVar(&o.configuration, "webhook-configuration", "orbweaver", "name of the Mutating- and ValidatingWebhookConfiguration that get the CA")
+	flag.StringVar(&o.certSecret, "webhook-cert-secret", "orbweaver-webhook-certs", "Secret holding the webhooks' self-signed CA and certificate")
+	flag.StringVar(&o.certDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "orbweaver-webhook-certs"), "where the webhook server reads tls.crt and tls.key")
+	flag.IntVar(&o.webhookPort, "webhook-port", 5722, "webhook server port (SpiderPool's)")
+	flag.StringVar(&o.healthAddr, "health-addr", ":5720", "address of /healthz and /readyz")
+	flag.StringVar(&o.metricsAddr, "metrics-addr", ":5721", "address of /metrics; 0 disables")
+	flag.BoolVar(&o.webhook.EnableIPv4, "enable-ipv4", true, "serve IPv4: admit IPv4 pools, subnets and reserved IPs, make IPv4 auto pools")
+	flag.BoolVar(&o.webhook.EnableIPv6, "enable-ipv6", true, "serve IPv6: admit IPv6 pools, subnets and reserved IPs, make IPv6 auto pools")
+	flag.BoolVar(&o.statefulSet, "enable-statefulset", true, "keep a StatefulSet pod's IPs while the StatefulSet wants its ordinal (must match the agents' --enable-statefulset)")
+	flag.IntVar(&o.autoPoolDefaultN, "auto-pool-default-ip-number", 1, `the N of "+N" for applications whose template has no ipam.spidernet.io/ippool-ip-number (SpiderPool's clusterSubnetDefaultFlexibleIPNumber)`)
+	flag.StringVar(&o.autoPoolThirdParty, "auto-pool-third-party-kinds", "", "further workload kinds that get auto pools, comma-separated group/version/Kind (e.g. apps.kruise.io/v1alpha1/CloneSet); their ippool-ip-number must be a fixed N")
+	flag.BoolVar(&o.gcEnabled, "gc-enabled", true, "run IP garbage collection")
+	flag.DurationVar(&o.gc.GoneDelay, "gc-gone-delay", o.gc.GoneDelay, "how long a pod (or node) must have been gone before GC frees what it held; above the watch lag")
+	flag.DurationVar(&o.gc.AdditionalGraceDelay, "gc-additional-grace-delay", 0, "added to a terminating pod's grace period before GC frees its IPs")
+	flag.BoolVar(&o.gc.ReleaseTerminatingOnReadyNode, "gc-release-terminating-on-ready-node", true, "free the IPs of a pod stuck terminating past its grace period on a Ready node")
+	flag.BoolVar(&o.gc.ReleaseTerminatingOnNotReadyNode, "gc-release-terminating-on-not-ready-node", true, "free the IPs of a pod stuck terminating past its grace period on a NotReady or deleted node")
+	flag.StringVar(&o.reclaimPolicy, "gc-default-reclaim-policy", string(v2beta1.ReclaimFollow), "reclaim policy of StatefulSet IPs for pools that set none: Follow, Never or a duration such as 10m")
+	flag.DurationVar(&o.gcResync, "gc-resync-period", gc.DefaultResyncPeriod, "longest time between two full GC passes")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	log := zap.New(zap.UseFlagOptions(&opts))
 	ctrllog.SetLogger(log)
-	if err := run(ctrl.SetupSignalHandler(), namespace, service, configuration, certSecret, certDir, healthAddr, metricsAddr, webhookPort, webhook.Config{EnableIPv4: ipv4, EnableIPv6: ipv6}); err != nil {
+	if err := run(ctrl.SetupSignalHandler(), o); err != nil {
 		log.Error(err, "orbweaver-controller failed")
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, namespace, service, configuration, certSecret, certDir, healthAddr, metricsAddr string, webhookPort int, cfg webhook.Config) error {
-	if namespace == "" {
+func run(ctx context.Context, o options) error {
+	if o.namespace == "" {
 		return fmt.Errorf("no namespace: set --namespace or POD_NAMESPACE (the Deployment passes metadata.namespace)")
 	}
-	if !cfg.EnableIPv4 && !cfg.EnableIPv6 {
+	if !o.webhook.EnableIPv4 && !o.webhook.EnableIPv6 {
 		return fmt.Errorf("--enable-ipv4 and --enable-ipv6 are both false; enable at least one")
+	}
+	o.gc.DefaultReclaimPolicy = v2beta1.ReclaimPolicy(o.reclaimPolicy)
+	if _, _, err := o.gc.DefaultReclaimPolicy.ReclaimAfter(); err != nil {
+		return fmt.Errorf("--gc-default-reclaim-policy: %w", err)
+	}
+	thirdParty, err := parseKinds(o.autoPoolThirdParty)
+	if err != nil {
+		return fmt.Errorf("--auto-pool-third-party-kinds: %w", err)
 	}
 	restCfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -74,11 +114,13 @@ func run(ctx context.Context, namespace, service, configuration, certSecret, cer
 		Scheme:                        scheme(),
 		LeaderElection:                true,
 		LeaderElectionID:              "orbweaver-controller",
-		LeaderElectionNamespace:       namespace,
+		LeaderElectionNamespace:       o.namespace,
 		LeaderElectionReleaseOnCancel: true,
-		HealthProbeBindAddress:        healthAddr,
-		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
-		WebhookServer:                 ctrlwebhook.NewServer(ctrlwebhook.Options{Port: webhookPort, CertDir: certDir}),
+		HealthProbeBindAddress:        o.healthAddr,
+		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		WebhookServer:                 ctrlwebhook.NewServer(ctrlwebhook.Options{Port: o.webhookPort, CertDir: o.certDir}),
+		// The caches hold every pod, node and workload: keep them small.
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 	})
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
@@ -88,8 +130,8 @@ func run(ctx context.Context, namespace, service, configuration, certSecret, cer
 		return err
 	}
 	certs := &webhookcerts.Manager{
-		Client: direct, Namespace: namespace, Secret: certSecret, CertDir: certDir, Configuration: configuration,
-		Hosts: []string{service + "." + namespace + ".svc", service + "." + namespace + ".svc.cluster.local"},
+		Client: direct, Namespace: o.namespace, Secret: o.certSecret, CertDir: o.certDir, Configuration: o.configuration,
+		Hosts: []string{o.service + "." + o.namespace + ".svc", o.service + "." + o.namespace + ".svc.cluster.local"},
 	}
 	// Before the webhook server starts, which needs the files.
 	if _, err := certs.Ensure(ctx); err != nil {
@@ -102,8 +144,11 @@ func run(ctx context.Context, namespace, service, configuration, certSecret, cer
 	})); err != nil {
 		return err
 	}
-	serializer := &admissionlock.Lease{Client: direct, Namespace: namespace, Name: "orbweaver-admission"}
-	if err := webhook.Register(mgr, cfg, mgr.GetAPIReader(), serializer); err != nil {
+	serializer := &admissionlock.Lease{Client: direct, Namespace: o.namespace, Name: "orbweaver-admission"}
+	if err := webhook.Register(mgr, o.webhook, mgr.GetAPIReader(), serializer); err != nil {
+		return err
+	}
+	if err := setupReconcilers(mgr, direct, o, thirdParty); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -135,4 +180,53 @@ func scheme() *runtime.Scheme {
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(v2beta1.AddToScheme(s))
 	return s
+}
+
+// setupReconcilers registers the leader's reconcilers.
+func setupReconcilers(mgr ctrl.Manager, direct client.Client, o options, thirdParty []schema.GroupVersionKind) error {
+	if err := autopool.SetupWithManager(mgr, autopool.Params{
+		DefaultFlexibleIPNumber: o.autoPoolDefaultN, ThirdPartyKinds: thirdParty,
+		EnableIPv4: o.webhook.EnableIPv4, EnableIPv6: o.webhook.EnableIPv6,
+		Client: direct, Registerer: metrics.Registry,
+	}); err != nil {
+		return fmt.Errorf("auto pools: %w", err)
+	}
+	if err := ippool.SetupWithManager(mgr, ippool.Params{Direct: direct, Registerer: metrics.Registry}); err != nil {
+		return fmt.Errorf("pool status: %w", err)
+	}
+	if err := subnet.SetupWithManager(mgr, subnet.Params{Direct: direct, Registerer: metrics.Registry}); err != nil {
+		return fmt.Errorf("subnet status: %w", err)
+	}
+	if !o.gcEnabled {
+		return nil
+	}
+	collector, err := gc.New(gc.Params{
+		Config: o.gc, StatefulSetRetention: o.statefulSet, ResyncPeriod: o.gcResync,
+		Client: direct, Registerer: metrics.Registry,
+	})
+	if err != nil {
+		return err
+	}
+	return collector.SetupWithManager(mgr)
+}
+
+// parseKinds reads "group/version/Kind,..." ("v1/Kind" for the core group).
+func parseKinds(s string) ([]schema.GroupVersionKind, error) {
+	var out []schema.GroupVersionKind
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		i := strings.LastIndexByte(item, '/')
+		if i <= 0 || i == len(item)-1 {
+			return nil, fmt.Errorf("%q: write group/version/Kind, e.g. apps.kruise.io/v1alpha1/CloneSet", item)
+		}
+		gv, err := schema.ParseGroupVersion(item[:i])
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", item, err)
+		}
+		out = append(out, gv.WithKind(item[i+1:]))
+	}
+	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 	"github.com/orbweaver-ipam/orbweaver/pkg/webhook"
 )
@@ -52,8 +53,14 @@ func TestRun(t *testing.T) {
 	health := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, ns.Name, "orbweaver-controller", "orbweaver-run-test", "orbweaver-webhook-certs", t.TempDir(),
-			health, "0", freePort(t), webhook.Config{EnableIPv4: true, EnableIPv6: true})
+		o := options{
+			namespace: ns.Name, service: "orbweaver-controller", configuration: "orbweaver-run-test",
+			certSecret: "orbweaver-webhook-certs", certDir: t.TempDir(), healthAddr: health, metricsAddr: "0",
+			webhookPort: freePort(t), webhook: webhook.Config{EnableIPv4: true, EnableIPv6: true},
+			statefulSet: true, autoPoolDefaultN: 1, gcEnabled: true, gc: ipam.DefaultGCConfig(),
+			gcResync: time.Minute, reclaimPolicy: "Follow",
+		}
+		done <- run(ctx, o)
 	}()
 	testenv.WaitFor(t, "/readyz", func() (bool, error) {
 		select {

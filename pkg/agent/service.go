@@ -224,7 +224,16 @@ func (ws *writerSet) abandon() {
 // observe passes a pool's free count, as the watch saw it, to the pool's writer.
 func (ws *writerSet) observe(pool *v2beta1.SpiderIPPool) {
 	w := ws.lookup(pool.Name)
-	if w == nil || w.res == nil || pool.Status.TotalIPCount == nil || pool.Status.AllocatedIPCount == nil {
+	if w == nil || w.res == nil {
+		return
+	}
+	if pool.DeletionTimestamp != nil {
+		// A pool being deleted serves no new pod: seen as full, it gets its spares back
+		// now, so its finalizer can go once its pods' addresses are released.
+		w.Observe(0)
+		return
+	}
+	if pool.Status.TotalIPCount == nil || pool.Status.AllocatedIPCount == nil {
 		return
 	}
 	w.Observe(max(*pool.Status.TotalIPCount-*pool.Status.AllocatedIPCount, 0))

@@ -27,6 +27,10 @@ type Claim struct {
 	// Until is when the claim lapses: by then the object is stored (and listed) or its
 	// create failed after admission (another webhook refused it, say).
 	Until time.Time `json:"until"`
+	// Update is true for a change of an object that was stored already: once it is no
+	// longer listed it was deleted, and its claim no longer holds addresses (a create's
+	// claim must hold until Until: its object may not be stored yet).
+	Update bool `json:"update,omitempty"`
 }
 
 // Serializer runs admission decisions one at a time, across webhook replicas.
@@ -41,12 +45,12 @@ type Serializer interface {
 // takes from the webhook's answer to storing the object.
 const ClaimTTL = 30 * time.Second
 
-func claimOfPool(p *v2beta1.SpiderIPPool, now time.Time) Claim {
-	return Claim{Kind: "SpiderIPPool", Name: p.Name, Subnet: string(p.Spec.Subnet), IPs: rangeStrings(p.Spec.IPs), Exclude: rangeStrings(p.Spec.ExcludeIPs), Until: now.Add(ClaimTTL)}
+func claimOfPool(p *v2beta1.SpiderIPPool, now time.Time, update bool) Claim {
+	return Claim{Kind: "SpiderIPPool", Name: p.Name, Subnet: string(p.Spec.Subnet), IPs: rangeStrings(p.Spec.IPs), Exclude: rangeStrings(p.Spec.ExcludeIPs), Until: now.Add(ClaimTTL), Update: update}
 }
 
-func claimOfSubnet(s *v2beta1.SpiderSubnet, now time.Time) Claim {
-	return Claim{Kind: "SpiderSubnet", Name: s.Name, Subnet: string(s.Spec.Subnet), IPs: rangeStrings(s.Spec.IPs), Exclude: rangeStrings(s.Spec.ExcludeIPs), Until: now.Add(ClaimTTL)}
+func claimOfSubnet(s *v2beta1.SpiderSubnet, now time.Time, update bool) Claim {
+	return Claim{Kind: "SpiderSubnet", Name: s.Name, Subnet: string(s.Spec.Subnet), IPs: rangeStrings(s.Spec.IPs), Exclude: rangeStrings(s.Spec.ExcludeIPs), Until: now.Add(ClaimTTL), Update: update}
 }
 
 func rangeStrings(rs []v2beta1.IPOrRange) []string {
@@ -65,9 +69,14 @@ func claimRanges(ss []string) []v2beta1.IPOrRange {
 	return out
 }
 
-// withPending adds the pending claims to what the rules compare against, as objects. A
-// claim of an object that is listed already is dropped (the stored object is newer), and
-// so is a claim of the object under review (self).
+// withPending adds the pending claims to what the rules compare against, as objects,
+// except the claims of the object under review (self) and:
+//   - a create's claim of an object that is listed: the stored object is at least as new;
+//   - an update's claim of an object that is not listed: it was deleted since (an auto
+//     pool deleted with its application gives its addresses to the next one at once).
+//
+// An update's claim of a listed object stays beside it: the listed version may be the one
+// before the update, which the update may grow.
 func withPending(e Existing, pending []Claim, selfKind, self string) Existing {
 	listed := map[[2]string]bool{}
 	for _, p := range e.IPPools {
@@ -77,7 +86,7 @@ func withPending(e Existing, pending []Claim, selfKind, self string) Existing {
 		listed[[2]string{"SpiderSubnet", s.Name}] = true
 	}
 	for _, c := range pending {
-		if listed[[2]string{c.Kind, c.Name}] || c.Kind == selfKind && c.Name == self {
+		if c.Kind == selfKind && c.Name == self || listed[[2]string{c.Kind, c.Name}] != c.Update {
 			continue
 		}
 		meta := metav1.ObjectMeta{Name: c.Name}

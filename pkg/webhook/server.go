@@ -152,7 +152,7 @@ func (a *admitter) validate(ctx context.Context, old, obj runtime.Object) (admis
 	case *v2beta1.SpiderIPPool:
 		kind, name = "SpiderIPPool", o.Name
 		var err error
-		errs, err = a.decide(ctx, claimOfPool(o, a.now()), func(existing Existing) field.ErrorList {
+		errs, err = a.decide(ctx, claimOfPool(o, a.now(), old != nil), func(existing Existing) field.ErrorList {
 			if old == nil {
 				return a.cfg.ValidateIPPoolCreate(o, existing)
 			}
@@ -164,7 +164,7 @@ func (a *admitter) validate(ctx context.Context, old, obj runtime.Object) (admis
 	case *v2beta1.SpiderSubnet:
 		kind, name = "SpiderSubnet", o.Name
 		var err error
-		errs, err = a.decide(ctx, claimOfSubnet(o, a.now()), func(existing Existing) field.ErrorList {
+		errs, err = a.decide(ctx, claimOfSubnet(o, a.now(), old != nil), func(existing Existing) field.ErrorList {
 			if old == nil {
 				return a.cfg.ValidateSubnetCreate(o, existing)
 			}

@@ -61,7 +61,7 @@ func startNode(t *testing.T, name string) *node {
 	done := make(chan error, 1)
 	go func() {
 		done <- agent.Run(runCtx, agent.Config{
-			NodeName: name, RESTConfig: env.Config, SocketPath: socket, Log: log.WithValues("node", name),
+			NodeName: name, RESTConfig: env.Config, SocketPath: socket, Log: log,
 			StatefulSetFixedIPs: true, AutoPoolWait: 5 * time.Second,
 			Ready: func() { close(ready) },
 		})

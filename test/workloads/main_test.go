@@ -8,7 +8,6 @@
 package workloads
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -21,17 +20,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		code := testenv.Main(m, &env, func(e *testenv.Env) (func() error, error) {
-			var err error
-			if kcm, err = e.StartControllerManager(); err != nil {
-				return nil, err
-			}
-			return kcm.Stop, nil
-		})
-		if code != 0 && kcm != nil {
-			fmt.Fprintf(os.Stderr, "kube-controller-manager log (tail):\n%s\n", kcm.LogTail(4000))
+	os.Exit(testenv.Main(m, &env, func(e *testenv.Env) (func() error, error) {
+		var err error
+		if kcm, err = e.StartControllerManager(); err != nil {
+			return nil, err
 		}
-		return code
-	}())
+		return kcm.Stop, nil
+	}))
 }
