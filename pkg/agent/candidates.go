@@ -32,9 +32,13 @@ func (s *Service) selectPools(ctx context.Context, req *addRequest) (candidates,
 		return candidates{}, fmt.Errorf("list SpiderIPPools: %w", err)
 	}
 	ifName := *req.att.IfName
+	top, err := s.autoPoolTop(ctx, req.pod)
+	if err != nil {
+		return candidates{}, err
+	}
 	in := ipam.SelectionInput{
 		Pod: req.pod, Namespace: ns, Node: node,
-		TopController:  topControllerOf(req.pod),
+		TopController:  top,
 		IfName:         ifName,
 		MultusNetwork:  ipam.MultusNetworkOf(req.pod, ifName, s.multusClusterNetwork),
 		CNIDefaultIPv4: req.args.DefaultIPv4IPPool,
@@ -56,6 +60,27 @@ func (s *Service) selectPools(ctx context.Context, req *addRequest) (candidates,
 		return candidates{}, fmt.Errorf("choose a pool for pod %s interface %s: %w", podRef(req.att), ifName, err)
 	}
 	return candidates{ipv4: sel.IPv4, ipv6: sel.IPv6, cleanGateway: sel.CleanGateway, routes: sel.Routes, auto: sel.Auto}, nil
+}
+
+// autoPoolTop is the pod's top controller as auto pools know it: topControllerOf, and
+// for a Job's pod that asks for an auto pool, the Job's CronJob when it has one (the
+// CronJob's pool serves all its Jobs). Only then is the Job read.
+func (s *Service) autoPoolTop(ctx context.Context, pod *corev1.Pod) (ipam.TopController, error) {
+	top := topControllerOf(pod)
+	if top.Kind != "Job" || !strings.HasPrefix(top.APIVersion, "batch/") {
+		return top, nil
+	}
+	if _, asks, _ := ipam.AutoPoolRequestOf(pod.Annotations, 0); !asks {
+		return top, nil
+	}
+	ref, err := s.cluster.JobController(ctx, pod.Namespace, top.Name)
+	if err != nil {
+		return top, fmt.Errorf("look up Job %s/%s, the controller of pod %s: %w", pod.Namespace, top.Name, pod.Name, err)
+	}
+	if ref != nil && ref.Kind == "CronJob" && strings.HasPrefix(ref.APIVersion, "batch/") {
+		return ipam.TopController{APIVersion: ref.APIVersion, Kind: ref.Kind, Namespace: pod.Namespace, Name: ref.Name}, nil
+	}
+	return top, nil
 }
 
 // selectPoolsWaiting is selectPools, except that while the pod's application's auto pool

@@ -6,8 +6,10 @@ import (
 	"net/netip"
 	"sync"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -135,6 +137,16 @@ func (c *cachedCluster) FreshPod(ctx context.Context, namespace, name string) (*
 		return nil, err
 	}
 	return pod, nil
+}
+
+// JobController returns the controller of a Job (its CronJob), nil when it has none; read
+// from the API server, only for Job pods that ask for an auto pool.
+func (c *cachedCluster) JobController(ctx context.Context, namespace, name string) (*metav1.OwnerReference, error) {
+	job := &batchv1.Job{}
+	if err := c.direct.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, job); err != nil {
+		return nil, err
+	}
+	return metav1.GetControllerOf(job), nil
 }
 
 func (c *cachedCluster) Namespace(ctx context.Context, name string) (*corev1.Namespace, error) {

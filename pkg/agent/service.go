@@ -47,6 +47,9 @@ type Cluster interface {
 	HasEndpoint(namespace, name string) bool
 	// Endpoints returns the SpiderEndpoints of this node's pods.
 	Endpoints(ctx context.Context) ([]v2beta1.SpiderEndpoint, error)
+	// JobController returns the controller of a Job (a CronJob's reference), nil when
+	// it has none.
+	JobController(ctx context.Context, namespace, name string) (*metav1.OwnerReference, error)
 }
 
 // EndpointStore reads and writes SpiderEndpoints (crdstore.Endpoints).

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -220,4 +221,40 @@ func eventsOf(t *testing.T, ns, name string) []string {
 		}
 	}
 	return out
+}
+
+// TestCronJobAutoPool: a CronJob's auto pool serves the pods of its Jobs (their top
+// controller is the CronJob, one hop further than the pod's owner).
+func TestCronJobAutoPool(t *testing.T) {
+	testenv.Require(t, env)
+	ns := newNamespace(t, "cronjob")
+	k := startKubelet(t, ns, startNode(t, "cronjob-1"))
+	startControllers(t, controllerOptions{})
+	create(t, &v2beta1.SpiderSubnet{
+		ObjectMeta: metav1.ObjectMeta{Name: "cron-subnet"},
+		Spec:       v2beta1.SubnetSpec{Subnet: "10.247.0.0/24", IPs: []v2beta1.IPOrRange{"10.247.0.10-10.247.0.50"}},
+	})
+	tmpl := podTemplate("report", map[string]string{ipam.AnnoPodSubnet: `{"ipv4":["cron-subnet"]}`, ipam.AnnoPodIPPoolIPNumber: "2"})
+	tmpl.Spec.RestartPolicy = corev1.RestartPolicyNever
+	cron := &batchv1.CronJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "report"},
+		Spec: batchv1.CronJobSpec{
+			Schedule: "0 0 1 1 *", Suspend: ptr.To(true), // the test starts its Job itself
+			JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: tmpl}},
+		},
+	}
+	create(t, cron)
+	pool := waitPoolSize(t, "CronJob", ns, "report", 2)
+	// What the CronJob controller would do at the scheduled time.
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "report-29000000", OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: "batch/v1", Kind: "CronJob", Name: cron.Name, UID: cron.UID, Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}}},
+		Spec: batchv1.JobSpec{Template: *tmpl.DeepCopy()},
+	}
+	create(t, job)
+	pods := waitRunning(t, k, ns, 1, ofApp("report"))
+	addrs, _ := poolAddrs(t, &pool)
+	if !addrs.Contains(netip.MustParseAddr(pods[0].Status.PodIP)) {
+		t.Fatalf("the Job's pod got %s, outside the CronJob's pool %s %v", pods[0].Status.PodIP, pool.Name, pool.Spec.IPs)
+	}
 }
