@@ -6,14 +6,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-func TestValidateIPPoolCreate(t *testing.T) {
-	tests := []struct {
-		name     string
-		config   *Config // both families when nil
-		pool     *poolT
-		existing Existing
-		want     []want
-	}{
+// ipPoolCreateCase is one pool create and the errors admission must report.
+type ipPoolCreateCase struct {
+	name     string
+	config   *Config // both families when nil
+	pool     *poolT
+	existing Existing
+	want     []want
+}
+
+// ipPoolCreateCases are TestValidateIPPoolCreate's cases; the API-server test replays
+// the invalid ones through a real API server.
+func ipPoolCreateCases() []ipPoolCreateCase {
+	return []ipPoolCreateCase{
 		{
 			name: "valid IPv4 pool with every field",
 			pool: pool("p", "10.0.0.0/24", version(4), ips("10.0.0.10-10.0.0.20", "10.0.0.30"), exclude("10.0.0.15"),
@@ -274,7 +279,10 @@ func TestValidateIPPoolCreate(t *testing.T) {
 			want: []want{invalid("spec.subnet", "fd00::/200"), invalid("spec.ips[0]", "is IPv4, but spec.ipVersion is 6")},
 		},
 	}
-	for _, tt := range tests {
+}
+
+func TestValidateIPPoolCreate(t *testing.T) {
+	for _, tt := range ipPoolCreateCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			c := both
 			if tt.config != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -148,4 +149,58 @@ func allocateForTest(p *v2beta1.SpiderIPPool, addr string) error {
 		return fmt.Errorf("allocated %s, want %s", got[0], addr)
 	}
 	return state.WriteStatus(p)
+}
+
+// TestInvalidSpecsRefusedByTheAPIServer replays every invalid pool and subnet create of
+// the rules' tables (TestValidateIPPoolCreate, TestValidateSubnetCreate) against the API
+// server with the webhooks registered: each is refused (by the CRD schema or by
+// admission) with causes only at the field paths the rules name, and nothing is stored.
+func TestInvalidSpecsRefusedByTheAPIServer(t *testing.T) {
+	e := testenv.Require(t, env)
+	webhooktest.Serve(t, e, nil)
+	ctx := context.Background()
+	cases := webhook.InvalidCreates()
+	if len(cases) < 30 {
+		t.Fatalf("only %d invalid specs in the rules' tables; the API-server check wants at least 30", len(cases))
+	}
+	for i, tt := range cases {
+		t.Run(tt.Name, func(t *testing.T) {
+			obj := tt.Object
+			obj.SetName(fmt.Sprintf("invalid-%d", i))
+			err := e.Client.Create(ctx, obj)
+			if err == nil {
+				_ = e.Client.Delete(ctx, obj)
+				t.Fatalf("stored; want it refused at %v", tt.Paths)
+			}
+			if !apierrors.IsInvalid(err) {
+				t.Fatalf("want Invalid, got %v", err)
+			}
+			got := causes(err)
+			if len(got) == 0 {
+				t.Fatalf("refused without causes: %v", err)
+			}
+			// Defaulting merges list entries before validation, so indices may shift:
+			// paths are compared without them. The API server's own note that it skipped
+			// rules of an invalid object has no field.
+			unindexed := regexp.MustCompile(`\[\d+\]`)
+			matched := 0
+			for _, c := range got {
+				path, _, _ := strings.Cut(c, ": ")
+				if path == "<nil>" {
+					continue
+				}
+				matched++
+				if !slices.ContainsFunc(tt.Paths, func(p string) bool { return unindexed.ReplaceAllString(p, "") == unindexed.ReplaceAllString(path, "") }) {
+					t.Errorf("cause %q is at none of the paths the rules name, %v (%v)", c, tt.Paths, err)
+				}
+			}
+			if matched == 0 {
+				t.Errorf("refused without a field path: %v", err)
+			}
+			if err := e.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj.DeepCopyObject().(client.Object)); !apierrors.IsNotFound(err) {
+				t.Fatalf("a refused object was stored: %v", err)
+			}
+		})
+	}
+	t.Logf("%d invalid specs refused by the API server", len(cases))
 }

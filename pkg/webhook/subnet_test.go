@@ -6,14 +6,19 @@ import (
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 )
 
-func TestValidateSubnetCreate(t *testing.T) {
-	tests := []struct {
-		name     string
-		config   *Config // both families when nil
-		subnet   *v2beta1.SpiderSubnet
-		existing Existing
-		want     []want
-	}{
+// subnetCreateCase is one subnet create and the errors admission must report.
+type subnetCreateCase struct {
+	name     string
+	config   *Config // both families when nil
+	subnet   *v2beta1.SpiderSubnet
+	existing Existing
+	want     []want
+}
+
+// subnetCreateCases are TestValidateSubnetCreate's cases; the API-server test replays
+// the invalid ones.
+func subnetCreateCases() []subnetCreateCase {
+	return []subnetCreateCase{
 		{
 			name: "valid IPv4 subnet with gateway and routes",
 			subnet: subnet("s", "10.244.0.0/16", version(4), ips("10.244.100.0-10.244.200.1"), exclude("10.244.150.0-10.244.150.255"),
@@ -92,7 +97,10 @@ func TestValidateSubnetCreate(t *testing.T) {
 			},
 		},
 	}
-	for _, tt := range tests {
+}
+
+func TestValidateSubnetCreate(t *testing.T) {
+	for _, tt := range subnetCreateCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			c := both
 			if tt.config != nil {

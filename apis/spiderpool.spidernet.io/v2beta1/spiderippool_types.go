@@ -6,7 +6,7 @@ import (
 
 // IPPoolSpec is SpiderPool's SpiderIPPool spec, field for field, plus the optional
 // orbweaver block.
-// +kubebuilder:validation:XValidation:rule="!has(self.ipVersion) || !isCIDR(self.subnet) || cidr(self.subnet).ip().family() == self.ipVersion",message="subnet is not of the family given by ipVersion"
+// +kubebuilder:validation:XValidation:rule="!has(self.ipVersion) || !isCIDR(self.subnet) || cidr(self.subnet).ip().family() == self.ipVersion",message="subnet is not of the family given by ipVersion",fieldPath=".ipVersion"
 type IPPoolSpec struct {
 	// IPVersion is 4 or 6. When unset it is derived from subnet.
 	// +optional

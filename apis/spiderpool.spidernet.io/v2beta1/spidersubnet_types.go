@@ -6,7 +6,7 @@ import (
 
 // SubnetSpec is SpiderPool's SpiderSubnet spec, field for field: the addresses that
 // pools of this subnet, and the auto pools created per workload, are carved from.
-// +kubebuilder:validation:XValidation:rule="!has(self.ipVersion) || !isCIDR(self.subnet) || cidr(self.subnet).ip().family() == self.ipVersion",message="subnet is not of the family given by ipVersion"
+// +kubebuilder:validation:XValidation:rule="!has(self.ipVersion) || !isCIDR(self.subnet) || cidr(self.subnet).ip().family() == self.ipVersion",message="subnet is not of the family given by ipVersion",fieldPath=".ipVersion"
 type SubnetSpec struct {
 	// IPVersion is 4 or 6. When unset it is derived from subnet.
 	// +optional
