@@ -18,6 +18,7 @@ import (
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
 
 // cachedCluster answers the agent's reads from informer caches scoped to what one node
@@ -224,29 +225,11 @@ func (c *cachedCluster) Reserved(is4 bool) ip.Set {
 	if err := c.cache.List(context.Background(), &list); err != nil {
 		return ip.Set{}
 	}
-	s := reservedSet(list.Items, is4)
+	s := ipam.ReservedAddresses(list.Items, ipam.FamilyOf(is4))
 	c.mu.Lock()
 	c.reserved[i] = &s
 	c.mu.Unlock()
 	return s
-}
-
-// reservedSet is the union of the reserved IPs of one family. Entries that do not parse
-// are skipped: the schema refuses them, and a reservation can only ever narrow a pool.
-func reservedSet(items []v2beta1.SpiderReservedIP, is4 bool) ip.Set {
-	var out ip.Set
-	for i := range items {
-		for _, tok := range items[i].Spec.IPs {
-			set, err := ip.ParseRanges([]string{string(tok)})
-			if err != nil || set.IsEmpty() || set.Is4() != is4 {
-				continue
-			}
-			if u, err := out.Union(set); err == nil {
-				out = u
-			}
-		}
-	}
-	return out
 }
 
 // poolFamily reports whether a pool is IPv4, from its subnet.

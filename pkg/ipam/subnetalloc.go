@@ -61,6 +61,30 @@ func ReservedAddresses(items []v2beta1.SpiderReservedIP, family int64) ip.Set {
 	return out
 }
 
+// ReservedFamilies reports which IP families a SpiderReservedIP has addresses of.
+func ReservedFamilies(r *v2beta1.SpiderReservedIP) (v4, v6 bool) {
+	for _, tok := range r.Spec.IPs {
+		s, err := ip.ParseRanges([]string{string(tok)})
+		if err != nil || s.IsEmpty() {
+			continue
+		}
+		if s.Is4() {
+			v4 = true
+		} else {
+			v6 = true
+		}
+	}
+	return v4, v6
+}
+
+// FamilyOf is the family (v2beta1.IPv4 or IPv6) of is4.
+func FamilyOf(is4 bool) int64 {
+	if is4 {
+		return v2beta1.IPv4
+	}
+	return v2beta1.IPv6
+}
+
 // SubnetAddresses returns a SpiderSubnet's network and the addresses it hands to its
 // pools: spec.ips inside spec.subnet, minus spec.excludeIPs.
 func SubnetAddresses(s *v2beta1.SpiderSubnet) (netip.Prefix, ip.Set, error) {

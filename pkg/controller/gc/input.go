@@ -227,25 +227,8 @@ func (r reservedSets) of(sp *v2beta1.SpiderIPPool) ip.Set {
 	return r.v4
 }
 
-// reservedSetsOf unions the reserved IPs by family. Entries that do not parse are
-// skipped: the schema refuses them, and GC's writes do not depend on them (reserved
-// addresses narrow what is handed out, not who holds what).
+// reservedSetsOf unions the reserved IPs by family (ipam.ReservedAddresses). GC's writes
+// do not depend on them: reserved addresses narrow what is handed out, not who holds what.
 func reservedSetsOf(items []v2beta1.SpiderReservedIP) reservedSets {
-	var out reservedSets
-	for i := range items {
-		for _, tok := range items[i].Spec.IPs {
-			set, err := ip.ParseRanges([]string{string(tok)})
-			if err != nil || set.IsEmpty() {
-				continue
-			}
-			dst := &out.v4
-			if set.Is6() {
-				dst = &out.v6
-			}
-			if u, err := dst.Union(set); err == nil {
-				*dst = u
-			}
-		}
-	}
-	return out
+	return reservedSets{v4: ipam.ReservedAddresses(items, v2beta1.IPv4), v6: ipam.ReservedAddresses(items, v2beta1.IPv6)}
 }

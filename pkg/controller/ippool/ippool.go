@@ -136,7 +136,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.cache.List(ctx, &reservedIPs); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list SpiderReservedIPs for pool %q: %w", req.Name, err)
 	}
-	reserved := reservedSet(reservedIPs.Items, poolIs4(sp))
+	reserved := ipam.ReservedAddresses(reservedIPs.Items, ipam.FamilyOf(poolIs4(sp)))
 
 	backoff := wait.Backoff{Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: maxTries}
 	for try := 1; ; try++ {
@@ -237,7 +237,7 @@ func (r *reconciler) poolsOfReserved(ctx context.Context, obj client.Object) []r
 	if !ok {
 		return nil
 	}
-	v4, v6 := reservedFamilies(res)
+	v4, v6 := ipam.ReservedFamilies(res)
 	if !v4 && !v6 {
 		return nil
 	}

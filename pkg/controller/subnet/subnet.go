@@ -146,7 +146,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	backoff := wait.Backoff{Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: maxTries}
 	for try := 1; ; try++ {
-		err := r.reconcileSubnet(ctx, subnet, pools.Items, reservedSet(reservedIPs.Items, subnetIs4(subnet)))
+		err := r.reconcileSubnet(ctx, subnet, pools.Items, ipam.ReservedAddresses(reservedIPs.Items, ipam.FamilyOf(subnetIs4(subnet))))
 		if !errors.Is(err, errConflict) || try == maxTries {
 			return ctrl.Result{}, err
 		}
@@ -306,7 +306,7 @@ func (r *reconciler) subnetsOfReserved(ctx context.Context, obj client.Object) [
 	if !ok {
 		return nil
 	}
-	v4, v6 := reservedFamilies(res)
+	v4, v6 := ipam.ReservedFamilies(res)
 	if !v4 && !v6 {
 		return nil
 	}
