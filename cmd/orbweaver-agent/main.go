@@ -1,5 +1,8 @@
 // Command orbweaver-agent is the node agent: one per node (a DaemonSet), serving the
 // orbweaver CNI plugin on a unix socket. It only wires flags into agent.Config.
+//
+// `orbweaver-agent install-cni` is the DaemonSet's init container: it installs the
+// plugin binary (and a conflist, when given) into the host's CNI folders.
 package main
 
 import (
@@ -17,6 +20,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "install-cni" {
+		if err := installCNI(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "orbweaver-agent install-cni:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var cfg agent.Config
 	var ipv4, ipv6 bool
 	flag.StringVar(&cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "the node this agent serves (default $NODE_NAME)")
@@ -56,4 +66,29 @@ func main() {
 		log.Error(err, "orbweaver-agent failed")
 		os.Exit(1)
 	}
+}
+
+// installCNI installs the plugin into --bin-dir and, with --conflist, that file into
+// --conf-dir; each atomically (agent.InstallFile).
+func installCNI(args []string) error {
+	fs := flag.NewFlagSet("install-cni", flag.ContinueOnError)
+	plugin := fs.String("plugin", "/usr/bin/orbweaver", "the orbweaver CNI plugin binary to install")
+	binDir := fs.String("bin-dir", "/host/opt/cni/bin", "the host's CNI plugin folder, as mounted")
+	conflist := fs.String("conflist", "", "a network config list to install too (empty: none; the main CNI owns the config)")
+	confDir := fs.String("conf-dir", "/host/etc/cni/net.d", "the host's CNI config folder, as mounted")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := agent.InstallFile(*plugin, *binDir, 0o755); err != nil {
+		return err
+	}
+	fmt.Printf("installed %s into %s\n", *plugin, *binDir)
+	if *conflist == "" {
+		return nil
+	}
+	if err := agent.InstallFile(*conflist, *confDir, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("installed %s into %s\n", *conflist, *confDir)
+	return nil
 }
