@@ -1,0 +1,57 @@
+// Command cluster runs a real single-node Kubernetes cluster on this machine, without
+// Docker: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and a kubelet with
+// containerd and runc, all built from source by tools/ (containerd and runc from Debian).
+// It follows ../shared/notes/local-cluster.md.
+//
+//	go run ./test/cluster images   build the images into .cluster/images
+//	go run ./test/cluster up       start the cluster (builds what is missing), wait for the node
+//	go run ./test/cluster down     stop only what up started and remove what it made
+//
+// Everything listens on 127.0.0.1 or on the node bridge address it creates (10.244.0.1).
+// The admin kubeconfig is .cluster/kubeconfig.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+)
+
+func main() {
+	flag.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: go run ./test/cluster [-dir .cluster] images|up|down")
+		flag.PrintDefaults()
+	}
+	dir := flag.String("dir", "", "the cluster's folder (default <repo>/.cluster)")
+	flag.Parse()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		fail(err)
+	}
+	if *dir == "" {
+		*dir = filepath.Join(root, ".cluster")
+	}
+	c := newCluster(root, *dir)
+	switch flag.Arg(0) {
+	case "images":
+		_, err = c.buildImages()
+	case "up":
+		err = c.up()
+	case "down":
+		err = c.down()
+	default:
+		flag.Usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "cluster:", err)
+	os.Exit(1)
+}
