@@ -13,8 +13,11 @@ GO ?= go
 FUZZTIME ?= 1000x
 # Tools the tests need now: the API server and etcd for envtest, kube-controller-manager
 # for the workload tier (test/workloads), kubectl for the printer-column tests,
-# controller-gen for generate/verify.
-TEST_TOOLS := kube-apiserver kube-controller-manager kubectl etcd controller-gen swagger bridge macvlan loopback
+# controller-gen for generate/verify, helm for the chart (chart-test, test/chart).
+TEST_TOOLS := kube-apiserver kube-controller-manager kubectl etcd controller-gen swagger helm bridge macvlan loopback
+CHART := charts/orbweaver
+# The chart is linted and rendered for the Kubernetes version the tests run.
+CHART_KUBE_VERSION := 1.33.1
 CRD_DIR := charts/orbweaver/crds
 API_PKGS := ./apis/...
 AGENT_API := pkg/agent/api
@@ -75,8 +78,18 @@ unit: ## Fast inner loop: unit tests only (no API server).
 
 ##@ Tests
 
+.PHONY: chart-test
+chart-test: tools ## Lint the Helm chart and render it with its default values and with every option on (ci/all-on-values.yaml); test/chart checks what it renders.
+	@for values in "" $(CHART)/ci/all-on-values.yaml; do \
+	   echo ">> helm lint and template $(CHART) $${values:-(default values)}"; \
+	   $(BIN)/helm lint $(CHART) --strict --quiet --kube-version $(CHART_KUBE_VERSION) $${values:+-f $$values}; \
+	   $(BIN)/helm template orbweaver $(CHART) --namespace kube-system --kube-version $(CHART_KUBE_VERSION) $${values:+-f $$values} >/dev/null; \
+	 done
+	@if $(BIN)/helm template orbweaver $(CHART) --set ipam.enableIPv4=notabool >/dev/null 2>&1; then \
+	   echo "values.schema.json accepted ipam.enableIPv4=notabool"; exit 1; fi
+
 .PHONY: test
-test: tools verify ## Everything: verify, unit and integration tests against a real API server, brief fuzzing.
+test: tools verify chart-test ## Everything: verify, chart lint and render, unit and integration tests against a real API server, brief fuzzing.
 	@$(GO) test -count=1 -timeout 20m ./...
 	@$(MAKE) --no-print-directory fuzz
 

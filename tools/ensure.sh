@@ -30,9 +30,10 @@ k8s_ldflags="-s -w \
 # version_of TOOL prints the version pinned for TOOL (read from the tools modules).
 version_of() {
 	case $1 in
-	kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kubectl) echo "$k8s_version" ;;
+	kube-apiserver | kube-controller-manager | kube-scheduler | kube-proxy | kubelet | kubectl) echo "$k8s_version" ;;
 	controller-gen) (cd "$here" && go list -m -f '{{.Version}}' sigs.k8s.io/controller-tools) ;;
 	swagger) (cd "$here" && go list -m -f '{{.Version}}' github.com/go-swagger/go-swagger) ;;
+	helm) (cd "$here" && go list -m -f '{{.Version}}' helm.sh/helm/v3) ;;
 	cnitool) (cd "$here" && go list -m -f '{{.Version}}' github.com/containernetworking/cni) ;;
 	bridge | macvlan | host-local | loopback) (cd "$here" && go list -m -f '{{.Version}}' github.com/containernetworking/plugins) ;;
 	whereabouts) (cd "$here/whereabouts" && go list -m -f '{{.Version}}' github.com/k8snetworkplumbingwg/whereabouts) ;;
@@ -44,9 +45,10 @@ version_of() {
 # package_of TOOL prints the Go package that builds TOOL.
 package_of() {
 	case $1 in
-	kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kubectl) echo "k8s.io/kubernetes/cmd/$1" ;;
+	kube-apiserver | kube-controller-manager | kube-scheduler | kube-proxy | kubelet | kubectl) echo "k8s.io/kubernetes/cmd/$1" ;;
 	controller-gen) echo sigs.k8s.io/controller-tools/cmd/controller-gen ;;
 	swagger) echo github.com/go-swagger/go-swagger/cmd/swagger ;;
+	helm) echo helm.sh/helm/v3/cmd/helm ;;
 	cnitool) echo github.com/containernetworking/cni/cnitool ;;
 	bridge | macvlan) echo "github.com/containernetworking/plugins/plugins/main/$1" ;;
 	loopback) echo github.com/containernetworking/plugins/plugins/main/loopback ;;
@@ -60,6 +62,26 @@ module_of() {
 	case $1 in
 	whereabouts) echo "$here/whereabouts" ;;
 	*) echo "$here" ;;
+	esac
+}
+
+# ldflags_of TOOL prints the linker flags for TOOL. helm is stamped as its own Makefile
+# does: its version (unstamped, `helm version` says v3.22) and the Kubernetes version of
+# its client-go, the default Capabilities.KubeVersion of `helm template` and `helm lint`
+# (unstamped, v1.20).
+ldflags_of() {
+	case $1 in
+	helm)
+		local v kv
+		v=$(version_of helm)
+		kv=$(cd "$here" && go list -m -f '{{.Version}}' k8s.io/client-go) # v0.37.0 is Kubernetes 1.37
+		kv=${kv#v0.}
+		kv=${kv%%.*}
+		echo "-s -w -X helm.sh/helm/v3/internal/version.version=$v -X helm.sh/helm/v3/internal/version.gitTreeState=clean \
+ -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$kv \
+ -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$kv"
+		;;
+	*) echo "-s -w" ;;
 	esac
 }
 
@@ -129,7 +151,7 @@ for tool in "${go_missing[@]}"; do
 	mkdir -p "$dir"
 	# Build beside the final name and rename, so an interrupted build never leaves a
 	# half-written tool that later runs would trust.
-	(cd "$(module_of "$tool")" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/$tool.tmp" "$(package_of "$tool")")
+	(cd "$(module_of "$tool")" && CGO_ENABLED=0 go build -trimpath -ldflags "$(ldflags_of "$tool")" -o "$dir/$tool.tmp" "$(package_of "$tool")")
 	mv "$dir/$tool.tmp" "$dir/$tool"
 done
 

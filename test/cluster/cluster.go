@@ -30,6 +30,7 @@ type cluster struct {
 	bin       string // the repository's bin/, where tools/ensure.sh links the tools
 	procs     procs
 	pki       *pki
+	noTools   bool
 }
 
 func newCluster(root, dir string) *cluster {
@@ -70,6 +71,7 @@ func (c *cluster) up() error {
 		{"etcd", c.etcd},
 		{"kube-apiserver", c.apiserver},
 		{"kube-controller-manager and kube-scheduler", c.controlPlane},
+		{"kube-proxy", c.kubeProxy},
 		{"kubelet", c.kubelet},
 	}
 	for _, s := range steps {
@@ -83,14 +85,17 @@ func (c *cluster) up() error {
 }
 
 func (c *cluster) tools() error {
-	cmd := exec.Command(filepath.Join(c.root, "tools", "ensure.sh"), "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl", "etcd", "bridge", "loopback", "host-local")
+	if c.noTools {
+		return nil
+	}
+	cmd := exec.Command(filepath.Join(c.root, "tools", "ensure.sh"), "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "etcd", "bridge", "loopback", "host-local")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd.Run()
 }
 
 func (c *cluster) packages() error {
 	var missing []string
-	for bin, pkg := range map[string]string{"containerd": "containerd", "runc": "runc"} {
+	for bin, pkg := range map[string]string{"containerd": "containerd", "runc": "runc", "iptables": "iptables", "conntrack": "conntrack"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			missing = append(missing, pkg)
 		}
@@ -252,6 +257,16 @@ func (c *cluster) controlPlane() error {
 	return c.procs.start("kube-scheduler", filepath.Join(c.bin, "kube-scheduler"),
 		"--kubeconfig="+sk, "--authentication-kubeconfig="+sk, "--authorization-kubeconfig="+sk,
 		"--bind-address=127.0.0.1", "--leader-elect=false")
+}
+
+// kubeProxy routes Service IPs (10.96.0.0/16) on the node, in iptables mode, so pods,
+// host-network pods included, reach the API server at 10.96.0.1 and Services work. down
+// removes its rules with kube-proxy --cleanup.
+func (c *cluster) kubeProxy() error {
+	if err := os.WriteFile(c.path("etc", "kube-proxy.yaml"), []byte(kubeProxyConfig(c)), 0o644); err != nil {
+		return err
+	}
+	return c.procs.start("kube-proxy", filepath.Join(c.bin, "kube-proxy"), "--config="+c.path("etc", "kube-proxy.yaml"))
 }
 
 func (c *cluster) kubelet() error {

@@ -75,3 +75,22 @@ func conflist(c *cluster, ipam string) string {
 	}, "", "  ")
 	return string(data) + "\n"
 }
+
+func kubeProxyConfig(c *cluster) string {
+	return fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: %s
+hostnameOverride: %s
+mode: iptables
+clusterCIDR: %s
+bindAddress: 127.0.0.1
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+# Leave the machine's conntrack sysctls alone.
+conntrack:
+  maxPerCore: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+`, c.pki.path("kube-proxy.kubeconfig"), nodeName, podCIDR)
+}

@@ -28,8 +28,14 @@ func (c *cluster) down() error {
 		}
 	}
 	fmt.Println("== stopping the node and the control plane")
-	for _, name := range []string{"kubelet", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"} {
+	for _, name := range []string{"kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"} {
 		note(c.procs.stop(name, 20*time.Second))
+	}
+	if _, err := os.Stat(filepath.Join(c.bin, "kube-proxy")); err == nil {
+		// Its iptables rules and chains; it removes only its own (KUBE-*).
+		if out, err := run(filepath.Join(c.bin, "kube-proxy"), "--cleanup"); err != nil {
+			note(fmt.Errorf("kube-proxy --cleanup: %w: %s", err, out))
+		}
 	}
 	fmt.Println("== stopping the containers and containerd")
 	if _, alive := c.procs.alive("containerd"); alive {

@@ -26,6 +26,7 @@ func main() {
 		flag.PrintDefaults()
 	}
 	dir := flag.String("dir", "", "the cluster's folder (default <repo>/.cluster)")
+	noTools := flag.Bool("no-tools", false, "use the tools in bin/ as they are (do not run tools/ensure.sh)")
 	flag.Parse()
 	root, err := testenv.RepoRoot()
 	if err != nil {
@@ -35,6 +36,7 @@ func main() {
 		*dir = filepath.Join(root, ".cluster")
 	}
 	c := newCluster(root, *dir)
+	c.noTools = *noTools
 	switch flag.Arg(0) {
 	case "images":
 		_, err = c.buildImages()

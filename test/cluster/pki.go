@@ -33,11 +33,86 @@ type pki struct {
 func (p *pki) path(name string) string { return filepath.Join(p.dir, name) }
 
 func (p *pki) ensure(nodeName string, nodeIP net.IP) error {
-	if _, err := os.Stat(p.path("ca.crt")); err == nil {
-		return p.loadCA()
-	}
 	if err := os.MkdirAll(p.dir, 0o700); err != nil {
 		return err
+	}
+	if err := p.ensureCA(); err != nil {
+		return err
+	}
+	serving := []struct {
+		name  string
+		cn    string
+		ips   []net.IP
+		names []string
+	}{
+		{"apiserver", "kube-apiserver", []net.IP{nodeIP, net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")},
+			[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}},
+		{"kubelet-serving", "system:node:" + nodeName, []net.IP{nodeIP}, []string{nodeName}},
+	}
+	for _, s := range serving {
+		if p.exists(s.name + ".crt") {
+			continue
+		}
+		if err := p.issue(s.name, pkix.Name{CommonName: s.cn}, s.ips, s.names, x509.ExtKeyUsageServerAuth); err != nil {
+			return err
+		}
+	}
+	clients := []struct {
+		name string
+		cn   string
+		org  string
+	}{
+		{"admin", "orbweaver-admin", "system:masters"},
+		{"apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"},
+		{"controller-manager", "system:kube-controller-manager", ""},
+		{"scheduler", "system:kube-scheduler", ""},
+		{"kubelet", "system:node:" + nodeName, "system:nodes"},
+		{"kube-proxy", "system:kube-proxy", ""},
+	}
+	for _, c := range clients {
+		if p.exists(c.name + ".crt") {
+			continue
+		}
+		subject := pkix.Name{CommonName: c.cn}
+		if c.org != "" {
+			subject.Organization = []string{c.org}
+		}
+		if err := p.issue(c.name, subject, nil, nil, x509.ExtKeyUsageClientAuth); err != nil {
+			return err
+		}
+		if c.name == "apiserver-kubelet-client" {
+			continue
+		}
+		if err := p.kubeconfig(c.name); err != nil {
+			return err
+		}
+	}
+	if p.exists("sa.key") {
+		return nil
+	}
+	sa, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&sa.PublicKey)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(p.path("sa.key"), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(sa)}), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(p.path("sa.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644)
+}
+
+func (p *pki) exists(name string) bool {
+	_, err := os.Stat(p.path(name))
+	return err == nil
+}
+
+// ensureCA loads the CA, making it first when there is none.
+func (p *pki) ensureCA() error {
+	if p.exists("ca.crt") {
+		return p.loadCA()
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -55,62 +130,7 @@ func (p *pki) ensure(nodeName string, nodeIP net.IP) error {
 	if err := writePair(p.path("ca"), der, key); err != nil {
 		return err
 	}
-	if err := p.loadCA(); err != nil {
-		return err
-	}
-	serving := []struct {
-		name  string
-		cn    string
-		ips   []net.IP
-		names []string
-	}{
-		{"apiserver", "kube-apiserver", []net.IP{nodeIP, net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")},
-			[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}},
-		{"kubelet-serving", "system:node:" + nodeName, []net.IP{nodeIP}, []string{nodeName}},
-	}
-	for _, s := range serving {
-		if err := p.issue(s.name, pkix.Name{CommonName: s.cn}, s.ips, s.names, x509.ExtKeyUsageServerAuth); err != nil {
-			return err
-		}
-	}
-	clients := []struct {
-		name string
-		cn   string
-		org  string
-	}{
-		{"admin", "orbweaver-admin", "system:masters"},
-		{"apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"},
-		{"controller-manager", "system:kube-controller-manager", ""},
-		{"scheduler", "system:kube-scheduler", ""},
-		{"kubelet", "system:node:" + nodeName, "system:nodes"},
-	}
-	for _, c := range clients {
-		subject := pkix.Name{CommonName: c.cn}
-		if c.org != "" {
-			subject.Organization = []string{c.org}
-		}
-		if err := p.issue(c.name, subject, nil, nil, x509.ExtKeyUsageClientAuth); err != nil {
-			return err
-		}
-		if c.name == "apiserver-kubelet-client" {
-			continue
-		}
-		if err := p.kubeconfig(c.name); err != nil {
-			return err
-		}
-	}
-	sa, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return err
-	}
-	pub, err := x509.MarshalPKIXPublicKey(&sa.PublicKey)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(p.path("sa.key"), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(sa)}), 0o600); err != nil {
-		return err
-	}
-	return os.WriteFile(p.path("sa.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644)
+	return p.loadCA()
 }
 
 func (p *pki) loadCA() error {

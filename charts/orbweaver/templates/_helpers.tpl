@@ -1,0 +1,89 @@
+{{/*
+Names. With the release named "orbweaver" (as the docs install it) the objects are
+orbweaver-agent, orbweaver-controller and the webhook configurations "orbweaver": the
+binaries' defaults, and the names the CNI plugin's error hints assume.
+*/}}
+{{- define "orbweaver.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "orbweaver.agent.name" -}}
+{{- printf "%s-agent" (include "orbweaver.fullname" .) -}}
+{{- end -}}
+
+{{- define "orbweaver.controller.name" -}}
+{{- printf "%s-controller" (include "orbweaver.fullname" .) -}}
+{{- end -}}
+
+{{/* The Service in front of the webhooks: the controller's --webhook-service. */}}
+{{- define "orbweaver.webhook.service" -}}
+{{- include "orbweaver.controller.name" . -}}
+{{- end -}}
+
+{{/* The Mutating- and ValidatingWebhookConfiguration: the controller's --webhook-configuration. */}}
+{{- define "orbweaver.webhook.configuration" -}}
+{{- .Values.webhook.configurationName | default (include "orbweaver.fullname" .) -}}
+{{- end -}}
+
+{{/* The Secret of the webhook certificate: the controller's --webhook-cert-secret. */}}
+{{- define "orbweaver.webhook.certSecret" -}}
+{{- printf "%s-webhook-certs" (include "orbweaver.fullname" .) -}}
+{{- end -}}
+
+{{/* The agent's socket and its host folder. */}}
+{{- define "orbweaver.agent.runDir" -}}/var/run/orbweaver{{- end -}}
+{{- define "orbweaver.agent.socket" -}}/var/run/orbweaver/agent.sock{{- end -}}
+
+{{- define "orbweaver.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "orbweaver.agent.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: agent
+{{- end -}}
+
+{{- define "orbweaver.controller.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end -}}
+
+{{/* image renders repository:tag, the tag defaulting to the chart's appVersion. */}}
+{{- define "orbweaver.image" -}}
+{{- printf "%s:%s" .repository (.tag | default .appVersion) -}}
+{{- end -}}
+
+{{/*
+The families: at least one. values.schema.json says the same; this message is for
+`--set` combinations that reach the templates anyway (helm template --skip-schema-validation).
+*/}}
+{{- define "orbweaver.validate" -}}
+{{- if not (or .Values.ipam.enableIPv4 .Values.ipam.enableIPv6) -}}
+{{- fail "ipam.enableIPv4 and ipam.enableIPv6 are both false: enable at least one" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* thirdPartyKinds as the controller's --auto-pool-third-party-kinds: group/version/Kind,... */}}
+{{- define "orbweaver.autoPool.thirdPartyKinds" -}}
+{{- $out := list -}}
+{{- range .Values.ipam.autoPool.thirdPartyKinds -}}
+{{- if .group -}}
+{{- $out = append $out (printf "%s/%s/%s" .group .version .kind) -}}
+{{- else -}}
+{{- $out = append $out (printf "%s/%s" .version .kind) -}}
+{{- end -}}
+{{- end -}}
+{{- join "," $out -}}
+{{- end -}}
