@@ -44,6 +44,7 @@ import (
 type options struct {
 	namespace, service, configuration, certDir, certSecret string
 	healthAddr, metricsAddr                                string
+	webhookHost                                            string
 	webhookPort                                            int
 	webhook                                                webhook.Config
 
@@ -65,6 +66,7 @@ func main() {
 	flag.StringVar(&o.certSecret, "webhook-cert-secret", "orbweaver-webhook-certs", "Secret holding the webhooks' self-signed CA and certificate")
 	flag.StringVar(&o.certDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "orbweaver-webhook-certs"), "where the webhook server reads tls.crt and tls.key")
 	flag.IntVar(&o.webhookPort, "webhook-port", 5722, "webhook server port (SpiderPool's)")
+	flag.StringVar(&o.webhookHost, "webhook-host", "", "address the webhook server listens on; empty means every interface")
 	flag.StringVar(&o.healthAddr, "health-addr", ":5720", "address of /healthz and /readyz")
 	flag.StringVar(&o.metricsAddr, "metrics-addr", ":5721", "address of /metrics; 0 disables")
 	flag.BoolVar(&o.webhook.EnableIPv4, "enable-ipv4", true, "serve IPv4: admit IPv4 pools, subnets and reserved IPs, make IPv4 auto pools")
@@ -118,7 +120,7 @@ func run(ctx context.Context, o options) error {
 		LeaderElectionReleaseOnCancel: true,
 		HealthProbeBindAddress:        o.healthAddr,
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
-		WebhookServer:                 ctrlwebhook.NewServer(ctrlwebhook.Options{Port: o.webhookPort, CertDir: o.certDir}),
+		WebhookServer:                 ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.webhookHost, Port: o.webhookPort, CertDir: o.certDir}),
 		// The caches hold every pod, node and workload: keep them small.
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 	})

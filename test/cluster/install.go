@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// localValues are the chart values for this cluster: the images imported by up, never
+// pulled; the CNI folders containerd uses here; the bridge network with orbweaver as its
+// IPAM; everything listening on the node's bridge address; a short GC delay so the demo
+// shows reclaims within seconds.
+func localValues(c *cluster) string {
+	return fmt.Sprintf(`listenOnPodIP: true
+agent:
+  image: {repository: localhost/orbweaver-agent, tag: dev, pullPolicy: Never}
+controller:
+  image: {repository: localhost/orbweaver-controller, tag: dev, pullPolicy: Never}
+cni:
+  binDir: %s
+  confDir: %s
+  conflist:
+    enabled: true
+    fileName: 10-%s.conflist
+    config:
+      cniVersion: 1.0.0
+      name: %s
+      plugins:
+        - type: bridge
+          bridge: %s
+          isGateway: true
+          ipMasq: false
+          hairpinMode: true
+          ipam: {type: orbweaver}
+gc:
+  goneDelay: 10s
+`, c.cniBinDir(), c.cniConfDir(), netName, netName, bridgeName)
+}
+
+// helm runs the repository's helm against the cluster.
+func (c *cluster) helm(args ...string) (string, error) {
+	return run(filepath.Join(c.bin, "helm"), append([]string{"--kubeconfig", c.kubeconfig()}, args...)...)
+}
+
+// install installs (or upgrades) orbweaver with its Helm chart and waits until the agent
+// and the controller are ready; from then on the node's pods get their IPs from it.
+func (c *cluster) install() error {
+	values := c.path("values.yaml")
+	if err := os.WriteFile(values, []byte(localValues(c)), 0o644); err != nil {
+		return err
+	}
+	fmt.Println("  helm upgrade --install orbweaver charts/orbweaver -n kube-system --wait")
+	out, err := c.helm("upgrade", "--install", "orbweaver", filepath.Join(c.root, "charts", "orbweaver"),
+		"--namespace", "kube-system", "--values", values, "--wait", "--timeout", "3m")
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, c.describeInstall())
+	}
+	fmt.Println(indent(out))
+	return nil
+}
+
+// describeInstall is what to look at when the install does not come up.
+func (c *cluster) describeInstall() string {
+	out, _ := c.kubectl("-n", "kube-system", "get", "pods", "-o", "wide")
+	ev, _ := c.kubectl("-n", "kube-system", "get", "events", "--sort-by=.lastTimestamp")
+	lines := strings.Split(strings.TrimSpace(ev), "\n")
+	if len(lines) > 15 {
+		lines = lines[len(lines)-15:]
+	}
+	return out + "\n" + strings.Join(lines, "\n")
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
+}
+
