@@ -38,12 +38,16 @@ tools: ## Build (or link from the cache) the tools the tests and demo need.
 	@tools/ensure.sh $(TEST_TOOLS)
 
 .PHONY: demo
-demo: tools build ## Start a local API server with orbweaver's CRDs and a node agent, apply docs/examples, allocate for a few pods through the real plugin, show them.
-	@$(GO) run ./test/devenv up
+demo: tools ## Bring up a real single-node cluster (kubelet, containerd), install orbweaver with its Helm chart, run seed 004's workloads and a StatefulSet, show their IPs.
+	@$(GO) run ./test/cluster demo
 
 .PHONY: demo-down
-demo-down: ## Stop what `make demo` started.
-	@$(GO) run ./test/devenv down
+demo-down: ## Tear down what `make demo` started (also after a crash).
+	@$(GO) run ./test/cluster down
+
+.PHONY: images
+images: ## Build the orbweaver-agent, orbweaver-controller, pause and workload images (docker-archive) into .cluster/images.
+	@$(GO) run ./test/cluster images
 
 ##@ Development
 

@@ -56,8 +56,22 @@ func (c *cluster) install() error {
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, c.describeInstall())
 	}
-	fmt.Println(indent(out))
+	fmt.Println(indent(firstLines(out, 6)))
+	// helm's --wait does not wait for a DaemonSet's pods here; rollout status does.
+	for _, what := range []string{"daemonset/orbweaver-agent", "deployment/orbweaver-controller"} {
+		if _, err := c.kubectl("-n", "kube-system", "rollout", "status", what, "--timeout=120s"); err != nil {
+			return fmt.Errorf("%w\n%s", err, c.describeInstall())
+		}
+	}
 	return nil
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = append(lines[:n], "...")
+	}
+	return strings.Join(lines, "\n")
 }
 
 // describeInstall is what to look at when the install does not come up.
@@ -74,4 +88,3 @@ func (c *cluster) describeInstall() string {
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
 }
-

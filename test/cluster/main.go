@@ -6,6 +6,7 @@
 //	go run ./test/cluster images   build the images into .cluster/images
 //	go run ./test/cluster up       start the cluster (builds what is missing), wait for the node
 //	go run ./test/cluster install  helm install orbweaver into it (images from up)
+//	go run ./test/cluster demo     up, install, run seed 004's workloads and show them
 //	go run ./test/cluster down     stop only what up started and remove what it made
 //
 // Everything listens on 127.0.0.1 or on the node bridge address it creates (10.244.0.1).
@@ -47,6 +48,8 @@ func main() {
 		err = c.down()
 	case "install":
 		err = c.install()
+	case "demo":
+		err = c.demo()
 	default:
 		flag.Usage()
 		os.Exit(2)
