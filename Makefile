@@ -11,10 +11,11 @@ GO ?= go
 # not a duration, by default: time-limited fuzz runs can fail spuriously with "context
 # deadline exceeded" on a loaded machine (golang/go#75804).
 FUZZTIME ?= 1000x
-# Tools the tests need now: the API server and etcd for envtest, kube-controller-manager
-# for the workload tier (test/workloads), kubectl for the printer-column tests,
-# controller-gen for generate/verify, helm for the chart (chart-test, test/chart).
-TEST_TOOLS := kube-apiserver kube-controller-manager kubectl etcd controller-gen swagger helm bridge macvlan loopback
+# Tools the tests need: the API server and etcd for envtest, kube-controller-manager for
+# the workload tier (test/workloads), kube-scheduler, kubelet, kube-proxy and host-local
+# for the local cluster (test/cluster: make demo and the e2e suite), kubectl for the
+# printer-column tests, controller-gen for generate/verify, helm for the chart.
+TEST_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd controller-gen swagger helm bridge macvlan loopback host-local
 CHART := charts/orbweaver
 # The chart is linted and rendered for the Kubernetes version the tests run.
 CHART_KUBE_VERSION := 1.33.1
@@ -96,6 +97,10 @@ chart-test: tools ## Lint the Helm chart and render it with its default values a
 test: tools verify chart-test ## Everything: verify, chart lint and render, unit and integration tests against a real API server, brief fuzzing.
 	@$(GO) test -count=1 -timeout 20m ./...
 	@$(MAKE) --no-print-directory fuzz
+
+.PHONY: e2e
+e2e: tools ## The end-to-end suite alone: a real single-node cluster, orbweaver installed by its chart, real pods (root; part of `make test` unless ORBWEAVER_E2E=0).
+	@$(GO) test -count=1 -timeout 20m -v ./test/cluster
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each.

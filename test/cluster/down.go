@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,12 +32,9 @@ func (c *cluster) down() error {
 	for _, name := range []string{"kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"} {
 		note(c.procs.stop(name, 20*time.Second))
 	}
-	if _, err := os.Stat(filepath.Join(c.bin, "kube-proxy")); err == nil {
-		// Its iptables rules and chains; it removes only its own (KUBE-*).
-		if out, err := run(filepath.Join(c.bin, "kube-proxy"), "--cleanup"); err != nil {
-			note(fmt.Errorf("kube-proxy --cleanup: %w: %s", err, out))
-		}
-	}
+	// kube-proxy's rules: its --cleanup exits non-zero on this kind of VM (no modprobe
+	// for IPVS) and leaves some chains, so they are removed here.
+	note(removeKubeChains())
 	fmt.Println("== stopping the containers and containerd")
 	if _, alive := c.procs.alive("containerd"); alive {
 		if out, err := c.ctr("tasks", "ls", "-q"); err == nil {
@@ -148,4 +146,70 @@ func (c *cluster) removeHostFiles() error {
 		}
 	}
 	return os.RemoveAll("/var/run/orbweaver")
+}
+
+// removeKubeChains removes the KUBE-* iptables chains kube-proxy made (and the jumps to
+// them from the built-in chains), in the filter, nat and mangle tables, IPv4 and IPv6.
+// Only a cluster made by up runs kube-proxy on this machine.
+func removeKubeChains() error {
+	var errs []error
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			continue
+		}
+		for _, table := range []string{"filter", "nat", "mangle"} {
+			out, err := run(bin, "-t", table, "-S")
+			if err != nil {
+				continue
+			}
+			var chains []string
+			for _, line := range strings.Split(out, "\n") {
+				f := strings.Fields(line)
+				switch {
+				case len(f) == 2 && f[0] == "-N" && strings.HasPrefix(f[1], "KUBE-"):
+					chains = append(chains, f[1])
+				case len(f) > 2 && f[0] == "-A" && !strings.HasPrefix(f[1], "KUBE-") && strings.Contains(line, "-j KUBE-"):
+					// A jump from a built-in chain: delete that exact rule.
+					args := append([]string{"-t", table, "-D"}, splitRule(line)[1:]...)
+					if _, err := run(bin, args...); err != nil {
+						errs = append(errs, err)
+					}
+				}
+			}
+			for _, op := range []string{"-F", "-X"} {
+				for _, ch := range chains {
+					if _, err := run(bin, "-t", table, op, ch); err != nil {
+						errs = append(errs, err)
+					}
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// splitRule splits a line of iptables -S into words, a double-quoted comment being one.
+func splitRule(line string) []string {
+	var out []string
+	var cur strings.Builder
+	quoted, inWord := false, false
+	for _, r := range line {
+		switch {
+		case r == '"':
+			quoted, inWord = !quoted, true
+		case r == ' ' && !quoted:
+			if inWord {
+				out = append(out, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if inWord {
+		out = append(out, cur.String())
+	}
+	return out
 }
