@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+)
+
+func manualPool(t *testing.T, c *cluster, name, ips string) {
+	t.Helper()
+	apply(t, c, "", fmt.Sprintf(`apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: %s}
+spec:
+  subnet: 10.244.0.0/16
+  ips: [%s]
+  gateway: 10.244.0.1
+`, name, ips))
+	t.Cleanup(func() { _, _ = c.kubectl("delete", "sp", name, "--wait=false", "--ignore-not-found") })
+}
+
+// podHolders counts the pool's records held by pods (node reserves left out).
+func podHolders(t *testing.T, c *cluster, pool string) int {
+	t.Helper()
+	var sp v2beta1.SpiderIPPool
+	if err := json.Unmarshal([]byte(k(t, c, "", "get", "sp", pool, "-o", "json")), &sp); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ipam.NewPool(&sp, ip.Set{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, o := range p.Owners() {
+		if !o.IsReserve() {
+			n++
+		}
+	}
+	return n
+}
+
+// servedIPs asks each pod's workload, over the node bridge, which addresses its network
+// namespace has: what the pod's status says must be what is inside the pod.
+func servedIPs(t *testing.T, ps map[string]pod) {
+	t.Helper()
+	client := &http.Client{Timeout: 3 * time.Second}
+	for _, p := range ps {
+		// An address handed from a deleted pod to a new one at once leaves the node's
+		// neighbour entry pointing at the old pod's interface until it expires (the
+		// bridge plugin sends no gratuitous ARP): forget it.
+		_, _ = run("ip", "neigh", "flush", "to", p.IP, "dev", bridgeName)
+		var body string
+		err := waitFor("pod "+p.Name+" answering on :8080", 30*time.Second, func() error {
+			resp, err := client.Get("http://" + p.IP + ":8080/")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			body = string(b)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(body, p.Name+" ") || !strings.Contains(body, "eth0="+p.IP+"/") {
+			t.Errorf("pod %s with status IP %s says from inside: %q", p.Name, p.IP, body)
+		}
+	}
+}
+
+// TestE2ENamespaceDefaultPool: a namespace's default pool serves its pods.
+func TestE2ENamespaceDefaultPool(t *testing.T) {
+	c := requireCluster(t)
+	manualPool(t, c, "e2e-ns-default", "10.244.170.10-10.244.170.19")
+	ns := namespace(t, c, "e2e-nsdefault")
+	k(t, c, "", "annotate", "namespace", ns, `ipam.spidernet.io/default-ipv4-ippool=["e2e-ns-default"]`)
+	apply(t, c, ns, deploymentYAML("plain", 2, `{}`))
+	ps := running(t, c, ns, "app=plain", 2)
+	for _, p := range ps {
+		if !inRanges(p.IP, []string{"10.244.170.10-10.244.170.19"}) {
+			t.Errorf("pod %s has %s, outside the namespace's default pool", p.Name, p.IP)
+		}
+	}
+	servedIPs(t, ps)
+}
+
+// TestE2ERollingUpdate: a Deployment of 4 on a pool of exactly 5 IPs rolls over with
+// maxSurge 1: the surge pod finds the free IP, no two live pods ever share an IP
+// (checked at every poll), and each pod's IP is the one inside its network namespace.
+func TestE2ERollingUpdate(t *testing.T) {
+	c := requireCluster(t)
+	manualPool(t, c, "e2e-rolling", "10.244.171.10-10.244.171.14")
+	ns := namespace(t, c, "e2e-rolling")
+	dep := deploymentYAML("roll", 4, `{ipam.spidernet.io/ippool: '{"ipv4":["e2e-rolling"]}'}`)
+	dep = strings.Replace(dep, "  replicas: 4\n", "  replicas: 4\n  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n", 1)
+	apply(t, c, ns, dep)
+	servedIPs(t, running(t, c, ns, "app=roll", 4))
+	k(t, c, ns, "set", "env", "deployment/roll", "REVISION=2")
+	err := waitFor("the rollout done", 180*time.Second, func() error {
+		live := map[string]pod{}
+		for _, p := range pods(t, c, ns, "app=roll") {
+			if p.Phase == "Running" && p.IP != "" && !p.Deleting {
+				live[p.Name] = p
+			}
+		}
+		unique(t, live)
+		out, err := c.kubectl("-n", ns, "rollout", "status", "deployment/roll", "--timeout=1s")
+		if err == nil && !strings.Contains(out, "successfully rolled out") {
+			err = fmt.Errorf("%s", out)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	servedIPs(t, running(t, c, ns, "app=roll", 4))
+}
+
+// agentPIDs returns the host pids of the orbweaver-agent processes.
+func agentPIDs() []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.HasPrefix(string(cmd), "/usr/bin/orbweaver-agent\x00") || strings.Contains(string(cmd), "install-cni") {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscan(e.Name(), &pid); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// TestE2EReliability: while 50 pods start, the agent is killed with SIGKILL; during a
+// scale of an auto pool's Deployment the controller is restarted; then kube-apiserver
+// is restarted while pods start. Every pod ends Running with a unique IP, and once
+// everything is deleted, no pod's record is left in the pools.
+func TestE2EReliability(t *testing.T) {
+	c := requireCluster(t)
+	manualPool(t, c, "e2e-chaos", "10.244.172.10-10.244.172.99")
+	ns := namespace(t, c, "e2e-chaos")
+
+	apply(t, c, ns, deploymentYAML("burst", 50, `{ipam.spidernet.io/ippool: '{"ipv4":["e2e-chaos"]}'}`))
+	killed := 0
+	if err := waitFor("an agent to kill while pods start", 30*time.Second, func() error {
+		for _, pid := range agentPIDs() {
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				killed++
+			}
+		}
+		if killed == 0 {
+			return fmt.Errorf("no orbweaver-agent process found")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	running(t, c, ns, "app=burst", 50)
+	t.Logf("agent killed (%d process) while 50 pods started: all 50 Running with unique IPs", killed)
+
+	// The controller restarted during a scale of an auto pool's Deployment.
+	apply(t, c, "", `apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderSubnet
+metadata: {name: e2e-chaos-subnet}
+spec:
+  subnet: 10.244.0.0/16
+  ips: [10.244.140.0-10.244.199.255]
+  gateway: 10.244.0.1
+`)
+	apply(t, c, ns, deploymentYAML("grow", 2, `{ipam.spidernet.io/subnet: '{"ipv4":["e2e-chaos-subnet"]}', ipam.spidernet.io/ippool-ip-number: '+1'}`))
+	running(t, c, ns, "app=grow", 2)
+	k(t, c, ns, "scale", "deployment", "grow", "--replicas=6")
+	k(t, c, "kube-system", "delete", "pod", "-l", "app.kubernetes.io/component=controller", "--wait=false")
+	running(t, c, ns, "app=grow", 6)
+	if err := waitFor("the auto pool at 7 IPs", 90*time.Second, func() error {
+		if _, _, total := autoPool(t, c, ns, "grow"); total != "7" {
+			return fmt.Errorf("%s IPs", total)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// kube-apiserver restarted while pods start.
+	k(t, c, ns, "scale", "deployment", "burst", "--replicas=70")
+	if err := c.procs.stop("kube-apiserver", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if err := c.apiserver(); err != nil {
+		t.Fatal(err)
+	}
+	all := running(t, c, ns, "app=burst", 70)
+	for name, p := range running(t, c, ns, "app=grow", 6) {
+		all[name] = p
+	}
+	unique(t, all)
+
+	// Everything deleted: no pod's record is left once GC has run.
+	k(t, c, ns, "delete", "deployment", "burst", "grow")
+	if err := waitFor("every pod gone", 120*time.Second, func() error {
+		if ps := pods(t, c, ns, "app in (burst,grow)"); len(ps) > 0 {
+			return fmt.Errorf("%d pods left", len(ps))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		if podHolders(t, c, "e2e-chaos") == 0 {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if n := podHolders(t, c, "e2e-chaos"); n != 0 {
+		t.Fatalf("%d addresses of e2e-chaos still held by pods after every pod is gone and GC ran", n)
+	}
+	_, _ = c.kubectl("delete", "ss", "e2e-chaos-subnet", "--wait=false")
+}
