@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -41,7 +42,19 @@ type Manager struct {
 	Validity time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// MissingRetry is how soon Run looks again while a webhook configuration is missing
+	// (DefaultMissingRetry when zero).
+	MissingRetry time.Duration
+
+	// missing is set when the last Ensure found a webhook configuration missing: Run
+	// then looks again soon, not after its interval (the controller may start before
+	// the configurations are created, and their empty caBundle would fail every call).
+	missing atomic.Bool
 }
+
+// DefaultMissingRetry is how soon Run looks again while a webhook configuration is
+// missing.
+const DefaultMissingRetry = 10 * time.Second
 
 // Ensure makes sure a valid certificate exists in the Secret (creating or renewing it),
 // writes it to CertDir and puts the CA into the webhook configurations. Replicas may run
@@ -99,14 +112,22 @@ func (m *Manager) Ensure(ctx context.Context) (webhook.Certs, error) {
 
 // Run calls Ensure now and then every interval until ctx ends, logging through onError.
 func (m *Manager) Run(ctx context.Context, interval time.Duration, onError func(error)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	for {
 		if _, err := m.Ensure(ctx); err != nil && ctx.Err() == nil {
 			onError(err)
 		}
+		wait := interval
+		if m.missing.Load() {
+			retry := m.MissingRetry
+			if retry <= 0 {
+				retry = DefaultMissingRetry
+			}
+			wait = min(wait, retry)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
@@ -159,9 +180,12 @@ func covers(c webhook.Certs, hosts []string) bool {
 // that does not exist yet (the chart creates them) is skipped.
 func (m *Manager) patchCABundle(ctx context.Context, ca []byte) error {
 	var errs []error
+	missing := false
+	defer func() { m.missing.Store(missing) }()
 	for _, obj := range []client.Object{&admissionregistrationv1.MutatingWebhookConfiguration{}, &admissionregistrationv1.ValidatingWebhookConfiguration{}} {
 		err := m.Client.Get(ctx, client.ObjectKey{Name: m.Configuration}, obj)
 		if apierrors.IsNotFound(err) {
+			missing = true
 			continue
 		}
 		if err != nil {

@@ -126,3 +126,52 @@ func TestEnsure(t *testing.T) {
 		t.Fatalf("with a new host: %v, renewed: %t; want a new certificate", err, !bytes.Equal(wider.Cert, renewed.Cert))
 	}
 }
+
+// TestRunPatchesLateConfigurations: the controller started before its webhook
+// configurations existed; Run patches their CA soon after they appear, not after its
+// 12-hour interval.
+func TestRunPatchesLateConfigurations(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "certs-late-"}}
+	if err := e.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	m := &Manager{Client: e.Client, Namespace: ns.Name, Secret: "orbweaver-webhook-certs", Hosts: []string{"x." + ns.Name + ".svc"},
+		CertDir: t.TempDir(), Configuration: "orbweaver-late-test", MissingRetry: 100 * time.Millisecond}
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx, 12*time.Hour, func(err error) { t.Errorf("Run: %v", err) }) }()
+	defer func() { cancel(); <-done }()
+	testenv.WaitFor(t, "the first Ensure", func() (bool, error) { return m.missing.Load(), nil })
+
+	mwc, vwc := webhook.Configurations("orbweaver-late-test", func(path string) admissionregistrationv1.WebhookClientConfig {
+		return admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: ns.Name, Name: "x", Path: &path}}
+	})
+	// No server answers: they select no object.
+	for i := range mwc.Webhooks {
+		mwc.Webhooks[i].ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"never": "matches"}}
+	}
+	for i := range vwc.Webhooks {
+		vwc.Webhooks[i].ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"never": "matches"}}
+	}
+	for _, obj := range []client.Object{mwc, vwc} {
+		if err := e.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = e.Client.Delete(context.Background(), obj) })
+	}
+	testenv.WaitFor(t, "the CA in both late configurations", func() (bool, error) {
+		for _, obj := range []client.Object{&admissionregistrationv1.MutatingWebhookConfiguration{}, &admissionregistrationv1.ValidatingWebhookConfiguration{}} {
+			if err := e.Client.Get(ctx, client.ObjectKey{Name: "orbweaver-late-test"}, obj); err != nil {
+				return false, err
+			}
+			for _, cc := range clientConfigs(obj) {
+				if len(cc.CABundle) == 0 {
+					return false, nil
+				}
+			}
+		}
+		return true, nil
+	})
+}
