@@ -64,6 +64,16 @@ var rules = []rule{
 		forbid: []string{module + "/pkg/agent", module + "/pkg/controller"},
 	},
 	{
+		scope: "pkg/eip", why: "the Provider interface is cloud-neutral: cloud SDKs live only in pkg/eip/<cloud> adapters",
+		forbid: []string{"github.com/aws/", "github.com/alibabacloud-go/", "github.com/aliyun/", "github.com/tencentcloud/",
+			"k8s.io/client-go", "sigs.k8s.io/controller-runtime"},
+		onlyProject: []string{"pkg/eip"},
+	},
+	{
+		scope: "pkg/controller/...", why: "controllers reach clouds through eip.Provider, never a cloud SDK",
+		forbid: []string{"github.com/aws/", "github.com/alibabacloud-go/", "github.com/aliyun/", "github.com/tencentcloud/"},
+	},
+	{
 		scope: "...", except: []string{"test/..."}, why: "nothing outside test/ imports test/",
 		forbid: []string{module + "/test/"},
 	},

@@ -1,0 +1,78 @@
+package eiptest
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
+)
+
+func TestCloudConformance(t *testing.T) {
+	t.Run("synchronous", func(t *testing.T) { Conformance(t, NewCloud(), 0) })
+	t.Run("asynchronous", func(t *testing.T) {
+		c := NewCloud()
+		c.AsyncDelay = 50 * time.Millisecond
+		Conformance(t, c, c.AsyncDelay)
+	})
+}
+
+// steppedClock is a clock tests move by hand.
+type steppedClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (s *steppedClock) Now() time.Time { s.mu.Lock(); defer s.mu.Unlock(); return s.now }
+func (s *steppedClock) Step(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = s.now.Add(d)
+}
+
+func TestCloudRules(t *testing.T) {
+	ctx := context.Background()
+	clock := &steppedClock{now: time.Unix(1_700_000_000, 0)}
+	c := NewCloud()
+	c.Now, c.AsyncDelay, c.Quota = clock.Now, 10*time.Second, 2
+
+	a, err := c.Allocate(ctx, eip.AllocateRequest{ClientToken: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Allocate(ctx, eip.AllocateRequest{ClientToken: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Allocate(ctx, eip.AllocateRequest{ClientToken: "c"}); !errors.Is(err, eip.ErrQuotaExceeded) {
+		t.Fatalf("a third EIP with a quota of 2: %v, want ErrQuotaExceeded", err)
+	}
+	if err := c.Associate(ctx, a.ID, "eni-1", "10.0.0.5"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Describe(ctx, eip.Filter{IDs: []string{a.ID}}); got[0].State != eip.Associating {
+		t.Fatalf("state %s before the async delay, want Associating", got[0].State)
+	}
+	clock.Step(10 * time.Second)
+	if got, _ := c.Describe(ctx, eip.Filter{PrivateIP: "10.0.0.5"}); len(got) != 1 || got[0].State != eip.InUse {
+		t.Fatalf("after the delay: %+v, want InUse", got)
+	}
+
+	c.ThrottleEvery = 2
+	throttled := 0
+	for i := 0; i < 10; i++ {
+		if _, err := c.Describe(ctx, eip.Filter{}); errors.Is(err, eip.ErrThrottled) {
+			throttled++
+			if !eip.Retryable(err) {
+				t.Fatal("a throttling error is not retryable")
+			}
+		}
+	}
+	if throttled != 5 {
+		t.Fatalf("%d of 10 calls throttled, want 5", throttled)
+	}
+	if c.Calls["Describe"] < 10 || c.Calls["Allocate"] != 3 {
+		t.Fatalf("call counts %v", c.Calls)
+	}
+}
