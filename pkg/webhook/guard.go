@@ -31,6 +31,8 @@ type Claim struct {
 	// longer listed it was deleted, and its claim no longer holds addresses (a create's
 	// claim must hold until Until: its object may not be stored yet).
 	Update bool `json:"update,omitempty"`
+	// EIPs are a pool's Static EIP IDs: racing pools must not list one EIP twice.
+	EIPs []string `json:"eips,omitempty"`
 }
 
 // Serializer runs admission decisions one at a time, across webhook replicas.
@@ -46,7 +48,11 @@ type Serializer interface {
 const ClaimTTL = 30 * time.Second
 
 func claimOfPool(p *v2beta1.SpiderIPPool, now time.Time, update bool) Claim {
-	return Claim{Kind: "SpiderIPPool", Name: p.Name, Subnet: string(p.Spec.Subnet), IPs: rangeStrings(p.Spec.IPs), Exclude: rangeStrings(p.Spec.ExcludeIPs), Until: now.Add(ClaimTTL), Update: update}
+	c := Claim{Kind: "SpiderIPPool", Name: p.Name, Subnet: string(p.Spec.Subnet), IPs: rangeStrings(p.Spec.IPs), Exclude: rangeStrings(p.Spec.ExcludeIPs), Until: now.Add(ClaimTTL), Update: update}
+	if e := eipOf(p); e != nil {
+		c.EIPs = e.Static
+	}
+	return c
 }
 
 func claimOfSubnet(s *v2beta1.SpiderSubnet, now time.Time, update bool) Claim {
@@ -92,8 +98,11 @@ func withPending(e Existing, pending []Claim, selfKind, self string) Existing {
 		meta := metav1.ObjectMeta{Name: c.Name}
 		switch c.Kind {
 		case "SpiderIPPool":
-			e.IPPools = append(e.IPPools, v2beta1.SpiderIPPool{ObjectMeta: meta, Spec: v2beta1.IPPoolSpec{
-				Subnet: v2beta1.CIDR(c.Subnet), IPs: claimRanges(c.IPs), ExcludeIPs: claimRanges(c.Exclude)}})
+			spec := v2beta1.IPPoolSpec{Subnet: v2beta1.CIDR(c.Subnet), IPs: claimRanges(c.IPs), ExcludeIPs: claimRanges(c.Exclude)}
+			if len(c.EIPs) > 0 {
+				spec.Orbweaver = &v2beta1.IPPoolOrbweaverSpec{EIP: &v2beta1.EIPSpec{Mode: v2beta1.EIPStatic, Static: c.EIPs}}
+			}
+			e.IPPools = append(e.IPPools, v2beta1.SpiderIPPool{ObjectMeta: meta, Spec: spec})
 		case "SpiderSubnet":
 			e.Subnets = append(e.Subnets, v2beta1.SpiderSubnet{ObjectMeta: meta, Spec: v2beta1.SubnetSpec{
 				Subnet: v2beta1.CIDR(c.Subnet), IPs: claimRanges(c.IPs), ExcludeIPs: claimRanges(c.Exclude)}})

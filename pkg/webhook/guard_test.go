@@ -50,3 +50,13 @@ func TestWithPending(t *testing.T) {
 		})
 	}
 }
+
+// TestPendingStaticEIP: a pool admitted a moment ago, not stored yet, holds its Static
+// EIPs for the next decision: two racing pools cannot both list one EIP.
+func TestPendingStaticEIP(t *testing.T) {
+	first := pool("first", "10.0.0.0/24", ips("10.0.0.10"), withEIP(&v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPStatic, Static: []string{"eip-1"}}))
+	second := pool("second", "10.1.0.0/24", ips("10.1.0.10"), withEIP(&v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPStatic, Static: []string{"eip-1"}}))
+	pending := []Claim{claimOfPool(first, time.Now(), false)}
+	existing := withPending(Existing{}, pending, "SpiderIPPool", second.Name)
+	expectErrors(t, both.ValidateIPPoolCreate(second, existing), forbidden("spec.orbweaver.eip.static[0]", `listed by SpiderIPPool "first"`))
+}

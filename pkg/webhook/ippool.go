@@ -109,6 +109,7 @@ func (c Config) validateIPPool(old, pool *v2beta1.SpiderIPPool, existing Existin
 	a, errs := c.checkAddresses(poolAddressSpec(&pool.Spec))
 	errs = append(errs, checkAffinities(&pool.Spec)...)
 	errs = append(errs, checkMultusNames(pool.Spec.MultusName)...)
+	errs = append(errs, checkEIP(pool.Name, eipOf(pool), existing)...)
 	added := a.effective
 	if old != nil {
 		immutableErrs := immutable(old.Spec.IPVersion, pool.Spec.IPVersion, old.Spec.Subnet, pool.Spec.Subnet)

@@ -3,6 +3,8 @@ package webhook
 import (
 	"testing"
 
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -272,6 +274,40 @@ func ipPoolCreateCases() []ipPoolCreateCase {
 				invalid("spec.gateway", "is IPv6"),
 				invalid("spec.routes[0].dst", "is IPv6"),
 			},
+		},
+		{
+			name: "valid Auto EIP pool with attributes",
+			pool: pool("p", "10.0.0.0/24", ips("10.0.0.10-10.0.0.20"), withEIP(&v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPAuto,
+				Bandwidth: ptr[int32](100), ISP: "BGP", Tags: map[string]string{"team": "probe"}, ReleaseStrategy: ptr(v2beta1.ReclaimPolicy("10m"))})),
+		},
+		{
+			name: "valid Static EIP pool",
+			pool: pool("p", "10.0.0.0/24", ips("10.0.0.10-10.0.0.11"), withEIP(&v2beta1.EIPSpec{Provider: "alibaba", Mode: v2beta1.EIPStatic, Static: []string{"eip-a", "eip-b"}})),
+		},
+		{
+			name: "Static EIP pool without EIPs",
+			pool: pool("p", "10.0.0.0/24", ips("10.0.0.10"), withEIP(&v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPStatic})),
+			want: []want{required("spec.orbweaver.eip.static")},
+		},
+		{
+			name: "Static EIP pool with Auto's attributes, and an EIP listed twice",
+			pool: pool("p", "10.0.0.0/24", ips("10.0.0.10"), withEIP(&v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPStatic,
+				Static: []string{"eip-a", "eip-a"}, Bandwidth: ptr[int32](5), ReleaseStrategy: ptr(v2beta1.ReclaimNever)})),
+			want: []want{forbidden("spec.orbweaver.eip.bandwidth", "Auto only"), forbidden("spec.orbweaver.eip.releaseStrategy", "never released"),
+				duplicate("spec.orbweaver.eip.static[1]")},
+		},
+		{
+			name: "Auto EIP pool listing EIPs, with a zero release strategy",
+			pool: pool("p", "10.0.0.0/24", ips("10.0.0.10"), withEIP(&v2beta1.EIPSpec{Provider: "tencent", Mode: v2beta1.EIPAuto,
+				Static: []string{"eip-a"}, ReleaseStrategy: ptr(v2beta1.ReclaimPolicy("0s"))})),
+			want: []want{forbidden("spec.orbweaver.eip.static", "mode Static"), invalid("spec.orbweaver.eip.releaseStrategy", "positive duration")},
+		},
+		{
+			name: "a Static EIP another pool lists",
+			pool: pool("p", "10.0.0.0/24", ips("10.0.0.10"), withEIP(&v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPStatic, Static: []string{"eip-b", "eip-x"}})),
+			existing: Existing{IPPools: []v2beta1.SpiderIPPool{*pool("other", "10.1.0.0/24", ips("10.1.0.10"),
+				withEIP(&v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPStatic, Static: []string{"eip-x"}}))}},
+			want: []want{forbidden("spec.orbweaver.eip.static[1]", `listed by SpiderIPPool "other"`)},
 		},
 		{
 			name: "subnet unusable: the family comes from ipVersion",

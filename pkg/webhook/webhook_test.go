@@ -56,6 +56,9 @@ func ranges(ss []string) []v2beta1.IPOrRange {
 
 func ptr[T any](v T) *T { return &v }
 
+func withEIP(e *v2beta1.EIPSpec) opt {
+	return func(p *v2beta1.SpiderIPPool) { p.Spec.Orbweaver = &v2beta1.IPPoolOrbweaverSpec{EIP: e} }
+}
 func ips(ss ...string) opt { return func(p *v2beta1.SpiderIPPool) { p.Spec.IPs = ranges(ss) } }
 func exclude(ss ...string) opt {
 	return func(p *v2beta1.SpiderIPPool) { p.Spec.ExcludeIPs = ranges(ss) }

@@ -91,6 +91,10 @@ type IPPoolOrbweaverSpec struct {
 	// controller's configured default applies.
 	// +optional
 	ReclaimPolicy *ReclaimPolicy `json:"reclaimPolicy,omitempty"`
+
+	// EIP gives every IP of the pool its own elastic public IP (docs/design/eip.md).
+	// +optional
+	EIP *EIPSpec `json:"eip,omitempty"`
 }
 
 // IPPoolStatus is the pool's allocation state. Counts and records change together in one
