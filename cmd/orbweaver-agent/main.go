@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -76,6 +77,7 @@ func installCNI(args []string) error {
 	binDir := fs.String("bin-dir", "/host/opt/cni/bin", "the host's CNI plugin folder, as mounted")
 	conflist := fs.String("conflist", "", "a network config list to install too (empty: none; the main CNI owns the config)")
 	confDir := fs.String("conf-dir", "/host/etc/cni/net.d", "the host's CNI config folder, as mounted")
+	alsoAs := fs.String("also-as", "", `install the plugin under these names too, comma-separated (e.g. "spiderpool", so SpiderPool's network configs work unchanged)`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,6 +85,18 @@ func installCNI(args []string) error {
 		return err
 	}
 	fmt.Printf("installed %s into %s\n", *plugin, *binDir)
+	for _, name := range strings.Split(*alsoAs, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		if strings.ContainsRune(name, '/') {
+			return fmt.Errorf("--also-as %q: a file name, not a path", name)
+		}
+		if err := agent.InstallFileAs(*plugin, *binDir, name, 0o755); err != nil {
+			return err
+		}
+		fmt.Printf("installed %s into %s as %s\n", *plugin, *binDir, name)
+	}
 	if *conflist == "" {
 		return nil
 	}

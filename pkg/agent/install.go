@@ -12,7 +12,14 @@ import (
 // a half-written CNI plugin nor reads a half-written network config. The agent's init
 // container installs the orbweaver plugin (and, when asked, a conflist) into the host's
 // CNI folders this way.
-func InstallFile(src, dir string, mode os.FileMode) (err error) {
+func InstallFile(src, dir string, mode os.FileMode) error {
+	return InstallFileAs(src, dir, filepath.Base(src), mode)
+}
+
+// InstallFileAs is InstallFile under another name: the plugin installed as
+// "spiderpool" too serves SpiderPool's network configs ("ipam": {"type": "spiderpool"})
+// unchanged.
+func InstallFileAs(src, dir, name string, mode os.FileMode) (err error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("install %s: %w", src, err)
@@ -45,7 +52,7 @@ func InstallFile(src, dir string, mode os.FileMode) (err error) {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("install %s into %s: %w", src, dir, err)
 	}
-	dst := filepath.Join(dir, filepath.Base(src))
+	dst := filepath.Join(dir, name)
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return fmt.Errorf("install %s as %s: %w", src, dst, err)
 	}

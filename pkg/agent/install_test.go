@@ -34,6 +34,12 @@ func TestInstallFile(t *testing.T) {
 	if len(left) != 0 {
 		t.Fatalf("temporary files left: %v", left)
 	}
+	if err := InstallFileAs(src, dir, "spiderpool", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "spiderpool")); err != nil || string(got) != "new plugin" {
+		t.Fatalf("installed as spiderpool: %q, %v", got, err)
+	}
 	if err := InstallFile(filepath.Join(t.TempDir(), "missing"), dir, 0o755); err == nil {
 		t.Fatal("installing a missing file succeeded")
 	}

@@ -765,6 +765,11 @@ func TestInstallCNI(t *testing.T) {
 					args = append(args, "--"+f+"="+local(v))
 				}
 			}
+			installed := []string{"orbweaver"}
+			if v, ok := r.installFlags["also-as"]; ok {
+				args = append(args, "--also-as="+v) // names, not paths
+				installed = append(installed, strings.Split(v, ",")...)
+			}
 			if len(args) != len(r.install.Args) {
 				t.Fatalf("install-cni has flags this test does not map: %v", r.install.Args)
 			}
@@ -774,7 +779,7 @@ func TestInstallCNI(t *testing.T) {
 					t.Fatalf("run %d: orbweaver-agent %v: %v: %s", run, args, err, out)
 				}
 			}
-			assertFiles(t, local(r.installFlags["bin-dir"]), []string{"orbweaver"}, plugin, 0o755)
+			assertFiles(t, local(r.installFlags["bin-dir"]), installed, plugin, 0o755)
 			if confDir, ok := r.installFlags["conf-dir"]; ok != writesConflist {
 				t.Errorf("--conf-dir given: %v; --conflist given: %v", ok, writesConflist)
 			} else if ok {
