@@ -336,17 +336,20 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 			return nil, fmt.Errorf("move the addresses of pod %s to its new sandbox: %w", podRef(att), err)
 		}
 	}
+	var cands candidates
+	selected := false
 	if se != nil {
 		if nic := findNIC(se, *att.IfName); nic != nil {
 			if !retain {
 				return resultOf(nic), nil // a repeated ADD: the same addresses
 			}
 			// A StatefulSet pod keeps its addresses while its pools are still the ones
-			// it would choose; a changed pool annotation moves it to the new pools.
-			cands, err := s.selectPoolsWaiting(ctx, req)
-			if err != nil {
+			// it would choose; a changed pool annotation moves it to the new pools,
+			// chosen here already.
+			if cands, err = s.selectPoolsWaiting(ctx, req); err != nil {
 				return nil, err
 			}
+			selected = true
 			if stillChosen(nic, cands) {
 				return resultOf(nic), nil
 			}
@@ -362,9 +365,10 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 		}
 	}
 
-	cands, err := s.selectPoolsWaiting(ctx, req)
-	if err != nil {
-		return nil, err
+	if !selected {
+		if cands, err = s.selectPoolsWaiting(ctx, req); err != nil {
+			return nil, err
+		}
 	}
 	allocs, err := s.allocate(ctx, req, cands)
 	for wait := s.autoPoolDeadline(ctx); errors.Is(err, ipam.ErrPoolExhausted) && cands.auto && time.Now().Before(wait); {

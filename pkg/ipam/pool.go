@@ -39,19 +39,10 @@ func NewPool(sp *v2beta1.SpiderIPPool, reserved ip.Set) (Pool, error) {
 	if err != nil {
 		return Pool{}, invalid("spec.subnet: %v", err)
 	}
-	ips, err := ip.ParseRanges(tokens(sp.Spec.IPs))
+	total, err := EffectiveAddresses(subnet, sp.Spec.IPs, sp.Spec.ExcludeIPs)
 	if err != nil {
-		return Pool{}, invalid("spec.ips: %v", err)
+		return Pool{}, invalid("%v", err)
 	}
-	exclude, err := ip.ParseRanges(tokens(sp.Spec.ExcludeIPs))
-	if err != nil {
-		return Pool{}, invalid("spec.excludeIPs: %v", err)
-	}
-	if !ips.IsEmpty() && ips.Is4() != subnet.Addr().Is4() {
-		return Pool{}, invalid("spec.ips are not of the subnet's family")
-	}
-	// The webhook refuses addresses outside the subnet; never hand one out regardless.
-	total := ips.Intersect(ip.SetOfPrefix(subnet)).Subtract(exclude)
 	p := Pool{name: sp.Name, subnet: subnet, total: total, usable: total.Subtract(reserved), holders: map[netip.Addr]records.Owner{}}
 	if st := sp.Status.Orbweaver; st != nil {
 		recs, err := records.Decode(subnet, st.Records)
@@ -66,6 +57,24 @@ func NewPool(sp *v2beta1.SpiderIPPool, reserved ip.Set) (Pool, error) {
 		return Pool{}, invalid("status.orbweaver.records: %v", err)
 	}
 	return p, nil
+}
+
+// EffectiveAddresses is what a pool or subnet hands out: ips inside subnet, minus
+// exclude. The webhook refuses addresses outside the subnet; they are never counted nor
+// handed out regardless. ips of the other family are an error.
+func EffectiveAddresses(subnet netip.Prefix, ips, exclude []v2beta1.IPOrRange) (ip.Set, error) {
+	in, err := ip.ParseRanges(tokens(ips))
+	if err != nil {
+		return ip.Set{}, fmt.Errorf("spec.ips: %w", err)
+	}
+	out, err := ip.ParseRanges(tokens(exclude))
+	if err != nil {
+		return ip.Set{}, fmt.Errorf("spec.excludeIPs: %w", err)
+	}
+	if !in.IsEmpty() && in.Is4() != subnet.Addr().Is4() {
+		return ip.Set{}, fmt.Errorf("spec.ips are not of the family of %s", subnet)
+	}
+	return in.Intersect(ip.SetOfPrefix(subnet)).Subtract(out), nil
 }
 
 func tokens(rs []v2beta1.IPOrRange) []string {

@@ -92,15 +92,11 @@ func SubnetAddresses(s *v2beta1.SpiderSubnet) (netip.Prefix, ip.Set, error) {
 	if err != nil {
 		return netip.Prefix{}, ip.Set{}, fmt.Errorf("SpiderSubnet %q spec.subnet: %w", s.Name, err)
 	}
-	ips, err := ip.ParseRanges(tokens(s.Spec.IPs))
+	addrs, err := EffectiveAddresses(prefix, s.Spec.IPs, s.Spec.ExcludeIPs)
 	if err != nil {
-		return netip.Prefix{}, ip.Set{}, fmt.Errorf("SpiderSubnet %q spec.ips: %w", s.Name, err)
+		return netip.Prefix{}, ip.Set{}, fmt.Errorf("SpiderSubnet %q %w", s.Name, err)
 	}
-	exclude, err := ip.ParseRanges(tokens(s.Spec.ExcludeIPs))
-	if err != nil {
-		return netip.Prefix{}, ip.Set{}, fmt.Errorf("SpiderSubnet %q spec.excludeIPs: %w", s.Name, err)
-	}
-	return prefix, ips.Intersect(ip.SetOfPrefix(prefix)).Subtract(exclude), nil
+	return prefix, addrs, nil
 }
 
 // SubnetFree returns the addresses of a SpiderSubnet that a new or growing pool may

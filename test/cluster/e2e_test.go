@@ -173,7 +173,7 @@ func unique(t *testing.T, ps map[string]pod) {
 	}
 }
 
-// poolRange returns an auto pool's name and addresses (first and last of spec.ips).
+// autoPool returns the application's only auto pool: its name, spec.ips and totalIPCount.
 func autoPool(t *testing.T, c *cluster, ns, app string) (name string, ips []string, total string) {
 	t.Helper()
 	out := k(t, c, "", "get", "sp", "-l", "ipam.spidernet.io/owner-application-namespace="+ns+",ipam.spidernet.io/owner-application-name="+app,

@@ -9,13 +9,13 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/admissionlock"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/autopool"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/gc"
@@ -49,7 +49,7 @@ func startControllers(t *testing.T, opts controllerOptions) {
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// Each test runs its own manager: controller names repeat.
-		Controller: config.Controller{SkipNameValidation: ptrTrue()},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -87,8 +87,4 @@ func startControllers(t *testing.T, opts controllerOptions) {
 	})
 }
 
-func ptrTrue() *bool { b := true; return &b }
-
 var logOnce sync.Once
-
-var _ = v2beta1.Finalizer

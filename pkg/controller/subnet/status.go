@@ -74,13 +74,9 @@ func (f facts) allocated() int64 {
 // addresses of its family. The error is for a subnet whose spec does not parse (the
 // schema and the webhook refuse one).
 func observe(subnet *v2beta1.SpiderSubnet, pools []v2beta1.SpiderIPPool, reserved ip.Set) (facts, error) {
-	prefix, err := ip.ParseCanonicalCIDR(string(subnet.Spec.Subnet))
+	prefix, total, err := ipam.SubnetAddresses(subnet)
 	if err != nil {
-		return facts{}, fmt.Errorf("SpiderSubnet %q: spec.subnet: %w", subnet.Name, err)
-	}
-	total, err := effective(prefix, subnet.Spec.IPs, subnet.Spec.ExcludeIPs)
-	if err != nil {
-		return facts{}, fmt.Errorf("SpiderSubnet %q: %w", subnet.Name, err)
+		return facts{}, err
 	}
 	f := facts{total: total}
 	var claimed ip.Set
@@ -94,7 +90,8 @@ func observe(subnet *v2beta1.SpiderSubnet, pools []v2beta1.SpiderIPPool, reserve
 		if err != nil || (!own && poolPrefix.Masked() != prefix) {
 			continue
 		}
-		if named, err := ip.ParseRanges(tokens(p.Spec.IPs)); err == nil {
+		// A pool's spec.ips take addresses from the subnet, excluded ones included.
+		if named, err := ipam.EffectiveAddresses(prefix, p.Spec.IPs, nil); err == nil {
 			if u, err := claimed.Union(named.Intersect(total)); err == nil {
 				claimed = u
 			}
@@ -102,7 +99,7 @@ func observe(subnet *v2beta1.SpiderSubnet, pools []v2beta1.SpiderIPPool, reserve
 		if !own {
 			continue
 		}
-		addrs, err := effective(poolPrefix.Masked(), p.Spec.IPs, p.Spec.ExcludeIPs)
+		addrs, err := ipam.EffectiveAddresses(poolPrefix.Masked(), p.Spec.IPs, p.Spec.ExcludeIPs)
 		if err != nil {
 			continue // the webhook refuses such a pool; it is listed in owned only
 		}
@@ -120,31 +117,6 @@ func observe(subnet *v2beta1.SpiderSubnet, pools []v2beta1.SpiderIPPool, reserve
 	f.reserved = total.Intersect(reserved).Subtract(claimed)
 	f.free = total.Subtract(claimed).Subtract(reserved)
 	return f, nil
-}
-
-// effective is ips minus exclude, inside prefix. Addresses of the other family make it
-// an error.
-func effective(prefix netip.Prefix, ips, exclude []v2beta1.IPOrRange) (ip.Set, error) {
-	in, err := ip.ParseRanges(tokens(ips))
-	if err != nil {
-		return ip.Set{}, fmt.Errorf("spec.ips: %w", err)
-	}
-	out, err := ip.ParseRanges(tokens(exclude))
-	if err != nil {
-		return ip.Set{}, fmt.Errorf("spec.excludeIPs: %w", err)
-	}
-	if !in.IsEmpty() && in.Is4() != prefix.Addr().Is4() {
-		return ip.Set{}, fmt.Errorf("spec.ips are not of the family of %s", prefix)
-	}
-	return in.Intersect(ip.SetOfPrefix(prefix)).Subtract(out), nil
-}
-
-func tokens(rs []v2beta1.IPOrRange) []string {
-	out := make([]string, len(rs))
-	for i, r := range rs {
-		out[i] = string(r)
-	}
-	return out
 }
 
 // application is an auto pool's application as SpiderPool writes it in
