@@ -67,7 +67,19 @@ type Filter struct {
 	Tags map[string]string
 }
 
-// Provider is one cloud's EIP API.
+// Config is what every adapter is built from (New in pkg/eip/<cloud>). Credentials are
+// never part of it: each adapter takes them from its SDK's standard chain (environment,
+// shared credential files, the instance's role) and never logs them.
+type Config struct {
+	// Region is the cloud region, e.g. cn-hangzhou, us-east-1, ap-guangzhou.
+	Region string
+	// Endpoint overrides every API endpoint the adapter calls with one base URL: a
+	// private VPC endpoint, or http://127.0.0.1:port for a local emulator.
+	Endpoint string
+}
+
+// Provider is one cloud's EIP API. Adapters do not retry: Retrying wraps any Provider
+// with the one backoff policy for throttled and transient errors.
 type Provider interface {
 	// Name is the provider's name in pool specs: alibaba, aws, tencent.
 	Name() string
@@ -86,6 +98,10 @@ type Provider interface {
 	Release(ctx context.Context, id string) error
 	// Describe lists the EIPs that match f.
 	Describe(ctx context.Context, f Filter) ([]Address, error)
+	// InterfaceOf returns the ID of the network interface (ENI) that carries privateIP
+	// as its primary or a secondary private IP, ErrNotFound when none does. It is how
+	// the controller finds where to associate a pod's EIP, and where it moved to.
+	InterfaceOf(ctx context.Context, privateIP string) (string, error)
 }
 
 // Errors adapters return (wrapped, with the cloud's own code and message).
@@ -101,6 +117,9 @@ var (
 	ErrQuotaExceeded = errors.New("EIP quota exceeded")
 	// ErrForbidden: the credentials lack a permission; docs/guides/eip.md lists them.
 	ErrForbidden = errors.New("permission denied by the cloud")
+	// ErrInvalidTarget: the network interface does not carry the private IP (the pod's
+	// IP is not on that ENI), or either does not exist.
+	ErrInvalidTarget = errors.New("invalid association target")
 	// ErrTransient: a network error or a 5xx; retry with backoff.
 	ErrTransient = errors.New("transient cloud error")
 )

@@ -53,3 +53,36 @@ func TestWaitFor(t *testing.T) {
 		t.Fatalf("WaitFor a state that never comes: %v, want the context's deadline", err)
 	}
 }
+
+// TestRetrying: throttled calls are retried until they pass, within the tries; a
+// forbidden call is not retried; the tries are bounded.
+func TestRetrying(t *testing.T) {
+	ctx := context.Background()
+	fast := eip.Backoff{Attempts: 4, Initial: time.Millisecond, Max: 4 * time.Millisecond}
+	for _, tt := range []struct {
+		name      string
+		faults    eiptest.Faults
+		wantErr   error
+		wantCalls int
+	}{
+		{name: "every other call throttled", faults: eiptest.Faults{ThrottleEvery: 2}, wantCalls: 2},
+		{name: "every call throttled", faults: eiptest.Faults{ThrottleEvery: 1}, wantErr: eip.ErrThrottled, wantCalls: 4},
+		{name: "a forbidden call is not retried", faults: eiptest.Faults{Deny: map[string]bool{"Allocate": true}}, wantErr: eip.ErrForbidden, wantCalls: 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := eiptest.NewCloud()
+			if _, err := c.Describe(ctx, eip.Filter{}); err != nil { // call 1, so that call 2 is throttled
+				t.Fatal(err)
+			}
+			c.SetFaults(tt.faults)
+			p := eip.Retrying(c, fast)
+			_, err := p.Allocate(ctx, eip.AllocateRequest{ClientToken: "t"})
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Allocate: %v, want %v", err, tt.wantErr)
+			}
+			if got := c.CallCount("Allocate"); got != tt.wantCalls {
+				t.Fatalf("%d Allocate calls, want %d", got, tt.wantCalls)
+			}
+		})
+	}
+}

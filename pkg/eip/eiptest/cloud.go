@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,22 +23,30 @@ import (
 //     AsyncDelay has passed on the clock, then InUse (Available);
 //   - Allocate idempotent per ClientToken;
 //   - at most Quota EIPs (0: no limit);
-//   - every ThrottleEvery-th call refused with eip.ErrThrottled (0: never).
+//   - every ThrottleEvery-th call refused with eip.ErrThrottled (0: never);
+//   - calls to the operations in Deny refused with eip.ErrForbidden;
+//   - a private IP is associated only on the interface that carries it (Place), as on
+//     the real clouds; until Place is first called, any interface is accepted, so the
+//     rules can be exercised without a network model.
 //
-// Calls counts every call by operation, for tests that count cloud calls per pod start.
+// CallCount counts calls by operation, for tests that count cloud calls per pod start.
 type Cloud struct {
 	// Now is the clock (time.Now when nil); tests step it.
 	Now           func() time.Time
 	AsyncDelay    time.Duration
 	Quota         int
 	ThrottleEvery int
+	// Deny holds operation names ("Allocate", "Associate", ...) refused as forbidden.
+	Deny map[string]bool
 
-	mu      sync.Mutex
-	seq     int
-	calls   int
-	byID    map[string]*record
-	byToken map[string]string
-	Calls   map[string]int
+	mu sync.Mutex
+	// carriedBy maps a private IP to the interface that carries it (nil: no model).
+	carriedBy map[string]string
+	seq       int
+	calls     int
+	byID      map[string]*record
+	byToken   map[string]string
+	byOp      map[string]int
 }
 
 type record struct {
@@ -47,7 +56,7 @@ type record struct {
 
 // NewCloud returns an empty cloud.
 func NewCloud() *Cloud {
-	return &Cloud{byID: map[string]*record{}, byToken: map[string]string{}, Calls: map[string]int{}}
+	return &Cloud{byID: map[string]*record{}, byToken: map[string]string{}, byOp: map[string]int{}}
 }
 
 func (c *Cloud) now() time.Time {
@@ -60,11 +69,80 @@ func (c *Cloud) now() time.Time {
 // enter counts a call and applies throttling; c.mu is held.
 func (c *Cloud) enter(op string) error {
 	c.calls++
-	c.Calls[op]++
+	c.byOp[op]++
 	if c.ThrottleEvery > 0 && c.calls%c.ThrottleEvery == 0 {
 		return fmt.Errorf("%s: %w (injected)", op, eip.ErrThrottled)
 	}
+	if c.Deny[op] {
+		return fmt.Errorf("%s: %w (injected)", op, eip.ErrForbidden)
+	}
 	return nil
+}
+
+// Faults are the injectable failures; see Cloud.
+type Faults struct {
+	Quota         int
+	ThrottleEvery int
+	Deny          map[string]bool
+}
+
+// SetFaults replaces the injected failures while the cloud is serving.
+func (c *Cloud) SetFaults(f Faults) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Quota, c.ThrottleEvery, c.Deny = f.Quota, f.ThrottleEvery, maps.Clone(f.Deny)
+}
+
+// Place puts privateIP on interface nic (moving it off any other), as a node's ENI
+// setup does for a pod's IP. An empty nic takes the IP off every interface.
+func (c *Cloud) Place(nic, privateIP string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.carriedBy == nil {
+		c.carriedBy = map[string]string{}
+	}
+	if nic == "" {
+		delete(c.carriedBy, privateIP)
+		return
+	}
+	c.carriedBy[privateIP] = nic
+}
+
+// InterfaceOf implements eip.Provider.
+func (c *Cloud) InterfaceOf(_ context.Context, privateIP string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.enter("InterfaceOf"); err != nil {
+		return "", err
+	}
+	if nic, ok := c.carriedBy[privateIP]; ok {
+		return nic, nil
+	}
+	return "", fmt.Errorf("no network interface carries %s: %w", privateIP, eip.ErrNotFound)
+}
+
+// Snapshot returns every EIP as it is now, without counting a call or throttling:
+// for tests that check the cloud's state behind the provider's back.
+func (c *Cloud) Snapshot() []eip.Address {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]eip.Address, 0, len(c.byID))
+	for _, r := range c.byID {
+		c.settle(r)
+		out = append(out, clone(r.addr))
+	}
+	slices.SortFunc(out, func(a, b eip.Address) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// CallCount returns how many calls of op the cloud has seen ("" for all of them).
+func (c *Cloud) CallCount(op string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if op == "" {
+		return c.calls
+	}
+	return c.byOp[op]
 }
 
 // settle finishes async transitions whose delay has passed; c.mu is held.
@@ -124,6 +202,9 @@ func (c *Cloud) Associate(_ context.Context, id, nic, privateIP string) error {
 		return fmt.Errorf("Associate %s: %w", id, eip.ErrNotFound)
 	}
 	c.settle(r)
+	if c.carriedBy != nil && c.carriedBy[privateIP] != nic {
+		return fmt.Errorf("Associate %s with %s/%s: the interface does not carry that private IP (it is on %q): %w", id, nic, privateIP, c.carriedBy[privateIP], eip.ErrInvalidTarget)
+	}
 	if r.addr.State != eip.Available {
 		if r.addr.NetworkInterface == nic && r.addr.PrivateIP == privateIP && r.addr.State != eip.Unassociating {
 			return nil // already bound there
@@ -211,15 +292,7 @@ func (c *Cloud) Describe(_ context.Context, f eip.Filter) ([]eip.Address, error)
 			out = append(out, clone(a))
 		}
 	}
-	slices.SortFunc(out, func(a, b eip.Address) int {
-		if a.ID < b.ID {
-			return -1
-		}
-		if a.ID > b.ID {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b eip.Address) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 

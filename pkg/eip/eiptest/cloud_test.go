@@ -11,11 +11,11 @@ import (
 )
 
 func TestCloudConformance(t *testing.T) {
-	t.Run("synchronous", func(t *testing.T) { Conformance(t, NewCloud(), 0) })
+	t.Run("synchronous", func(t *testing.T) { c := NewCloud(); Conformance(t, c, c, 0) })
 	t.Run("asynchronous", func(t *testing.T) {
 		c := NewCloud()
 		c.AsyncDelay = 50 * time.Millisecond
-		Conformance(t, c, c.AsyncDelay)
+		Conformance(t, c, c, c.AsyncDelay)
 	})
 }
 
@@ -72,7 +72,7 @@ func TestCloudRules(t *testing.T) {
 	if throttled != 5 {
 		t.Fatalf("%d of 10 calls throttled, want 5", throttled)
 	}
-	if c.Calls["Describe"] < 10 || c.Calls["Allocate"] != 3 {
-		t.Fatalf("call counts %v", c.Calls)
+	if c.CallCount("Describe") < 10 || c.CallCount("Allocate") != 3 {
+		t.Fatalf("call counts: Describe %d, Allocate %d", c.CallCount("Describe"), c.CallCount("Allocate"))
 	}
 }
