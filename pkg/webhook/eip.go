@@ -69,6 +69,19 @@ func checkEIP(name string, e *v2beta1.EIPSpec, existing Existing) field.ErrorLis
 	return errs
 }
 
+// checkEIPTemplate checks a subnet's EIP template: Auto only, since every auto pool of
+// the subnet gets a copy and a Static list cannot belong to several pools.
+func checkEIPTemplate(s *v2beta1.SpiderSubnet) field.ErrorList {
+	if s.Spec.Orbweaver == nil || s.Spec.Orbweaver.EIP == nil {
+		return nil
+	}
+	e := s.Spec.Orbweaver.EIP
+	if e.Mode == v2beta1.EIPStatic {
+		return field.ErrorList{field.Forbidden(eipPath.Child("mode"), "a subnet's EIP template is copied to each of its auto pools, so it must be mode Auto; give Static EIPs to one SpiderIPPool instead")}
+	}
+	return checkEIP(s.Name, e, Existing{})
+}
+
 // eipOf returns a pool's EIP attribute, nil when it has none.
 func eipOf(p *v2beta1.SpiderIPPool) *v2beta1.EIPSpec {
 	if p.Spec.Orbweaver == nil {

@@ -54,6 +54,7 @@ func (c Config) ValidateSubnetUpdate(old, subnet *v2beta1.SpiderSubnet, existing
 
 func (c Config) validateSubnet(old, subnet *v2beta1.SpiderSubnet, existing Existing) field.ErrorList {
 	a, errs := c.checkAddresses(subnetAddressSpec(&subnet.Spec))
+	errs = append(errs, checkEIPTemplate(subnet)...)
 	var removed ip.Set
 	if old != nil {
 		immutableErrs := immutable(old.Spec.IPVersion, subnet.Spec.IPVersion, old.Spec.Subnet, subnet.Spec.Subnet)

@@ -29,6 +29,17 @@ func subnetCreateCases() []subnetCreateCase {
 			subnet: subnet("s", "fd00:10:244::/64", ips("fd00:10:244::100-fd00:10:244::1ff"), gateway("fd00:10:244::1")),
 		},
 		{
+			name: "an Auto EIP template for the auto pools",
+			subnet: subnet("s", "10.245.0.0/16", ips("10.245.0.10-10.245.0.200"),
+				withEIP(&v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPAuto, ReleaseStrategy: ptr(v2beta1.ReclaimPolicy("10m"))})),
+		},
+		{
+			name: "a Static EIP template, which pools cannot share",
+			subnet: subnet("s", "10.245.0.0/16", ips("10.245.0.10-10.245.0.200"),
+				withEIP(&v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPStatic, Static: []string{"eipalloc-1"}})),
+			want: []want{forbidden("spec.orbweaver.eip.mode", "must be mode Auto")},
+		},
+		{
 			name:   "subnet with host bits",
 			subnet: subnet("s", "fd00::1/64"),
 			want:   []want{invalid("spec.subnet", "the canonical form is fd00::/64")},

@@ -37,13 +37,17 @@ func pool(name, cidr string, opts ...opt) *v2beta1.SpiderIPPool {
 // subnet builds a SpiderSubnet from the fields the pool options set.
 func subnet(name, cidr string, opts ...opt) *v2beta1.SpiderSubnet {
 	p := pool(name, cidr, opts...)
-	return &v2beta1.SpiderSubnet{
+	s := &v2beta1.SpiderSubnet{
 		ObjectMeta: p.ObjectMeta,
 		Spec: v2beta1.SubnetSpec{
 			IPVersion: p.Spec.IPVersion, Subnet: p.Spec.Subnet, IPs: p.Spec.IPs, ExcludeIPs: p.Spec.ExcludeIPs,
 			Gateway: p.Spec.Gateway, Routes: p.Spec.Routes,
 		},
 	}
+	if p.Spec.Orbweaver != nil && p.Spec.Orbweaver.EIP != nil {
+		s.Spec.Orbweaver = &v2beta1.SubnetOrbweaverSpec{EIP: p.Spec.Orbweaver.EIP}
+	}
+	return s
 }
 
 func ranges(ss []string) []v2beta1.IPOrRange {

@@ -1,5 +1,9 @@
 package v2beta1
 
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
 // EIPMode says where a pool's EIPs come from.
 // +kubebuilder:validation:Enum=Auto;Static
 type EIPMode string
@@ -87,3 +91,105 @@ type EIPSpec struct {
 	// +optional
 	ReleaseStrategy *ReclaimPolicy `json:"releaseStrategy,omitempty"`
 }
+
+// EIPPhase is where the binding of one pool IP to its EIP stands. The controller writes
+// the phase before each cloud call and the result after it, so that a controller that
+// restarts mid-operation resumes the call (Allocate is idempotent by token) instead of
+// repeating it.
+// +kubebuilder:validation:Enum=Allocating;Allocated;Associating;Bound;Unbinding;Releasing
+type EIPPhase string
+
+// The phases, in the order a binding goes through them.
+const (
+	// EIPAllocating: Allocate was (or is about to be) called with the binding's token;
+	// the EIP's ID is not known yet.
+	EIPAllocating EIPPhase = "Allocating"
+	// EIPAllocated: the EIP exists and is not associated.
+	EIPAllocated EIPPhase = "Allocated"
+	// EIPAssociating: Associate was called for networkInterface; waiting for the cloud
+	// to report the EIP in use.
+	EIPAssociating EIPPhase = "Associating"
+	// EIPBound: the cloud reports the EIP in use on the pod's IP.
+	EIPBound EIPPhase = "Bound"
+	// EIPUnbinding: Disassociate was called; waiting for the EIP to be available.
+	EIPUnbinding EIPPhase = "Unbinding"
+	// EIPReleasing: Release was called; the binding goes once the EIP is gone.
+	EIPReleasing EIPPhase = "Releasing"
+)
+
+// EIPBinding is one pool IP's EIP, in status.orbweaver.eips.
+type EIPBinding struct {
+	// IP is the pool's private IP the EIP belongs to.
+	IP string `json:"ip"`
+	// Phase is where the binding stands.
+	Phase EIPPhase `json:"phase"`
+	// Token is the client token of the Allocate that made (or is making) the EIP.
+	// +optional
+	Token string `json:"token,omitempty"`
+	// AllocationID is the cloud's ID of the EIP.
+	// +optional
+	AllocationID string `json:"allocationID,omitempty"`
+	// PublicIP is the EIP's address.
+	// +optional
+	PublicIP string `json:"publicIP,omitempty"`
+	// Static is true for an EIP of spec.orbweaver.eip.static: never released.
+	// +optional
+	Static bool `json:"static,omitempty"`
+	// NetworkInterface is the interface the EIP is (being) associated with.
+	// +optional
+	NetworkInterface string `json:"networkInterface,omitempty"`
+	// Pod is the namespace/name of the pod that last held the IP.
+	// +optional
+	Pod string `json:"pod,omitempty"`
+	// Node is the node of that pod.
+	// +optional
+	Node string `json:"node,omitempty"`
+	// ReleaseAfter is when an Auto EIP whose IP is no longer held goes back to the
+	// cloud (releaseStrategy a duration); unset while the IP is held.
+	// +optional
+	ReleaseAfter *metav1.Time `json:"releaseAfter,omitempty"`
+	// Message is the last cloud error for this binding, if any.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+}
+
+// PodEIP is an EIP of a pod, in its SpiderEndpoint (status.current.orbweaver.eips).
+type PodEIP struct {
+	// IP is the pod's private IP.
+	IP string `json:"ip"`
+	// PublicIP is the EIP's address.
+	PublicIP string `json:"publicIP"`
+	// AllocationID is the cloud's ID of the EIP.
+	AllocationID string `json:"allocationID"`
+	// Phase is the binding's phase (Bound once the cloud reports it in use).
+	Phase EIPPhase `json:"phase"`
+}
+
+// Conditions and annotations of the EIP feature.
+const (
+	// IPPoolEIPReadyCondition (status.orbweaver.conditions of a pool with
+	// spec.orbweaver.eip) is True when every IP held by a pod has its EIP bound.
+	IPPoolEIPReadyCondition = "EIPReady"
+	// The EIPReady reasons.
+	EIPAllBoundReason         = "AllBound"
+	EIPBindingReason          = "Binding"
+	EIPQuotaExceededReason    = "QuotaExceeded"
+	EIPForbiddenReason        = "Forbidden"
+	EIPProviderMissingReason  = "ProviderNotConfigured"
+	EIPCloudErrorReason       = "CloudError"
+	EIPStaticExhaustedReason  = "NotEnoughStaticEIPs"
+	EIPInterfaceUnknownReason = "InterfaceNotFound"
+
+	// PodEIPConditionType is the readiness gate a pod declares
+	// (readinessGates: [{conditionType: orbweaver.io/eip}]) to be Ready only once its
+	// EIP is bound.
+	PodEIPConditionType = "orbweaver.io/eip"
+	// AnnoAllocatedEIP is set on a pod once its EIP is bound: the public address (a
+	// comma-separated list for a pod with several EIP interfaces).
+	AnnoAllocatedEIP = "orbweaver.io/allocated-eip"
+	// AnnoNodeEIPInterface on a Node names the network interface to associate EIPs of
+	// that node's pods with, instead of asking the cloud which interface carries the
+	// pod's IP.
+	AnnoNodeEIPInterface = "orbweaver.io/eip-network-interface"
+)

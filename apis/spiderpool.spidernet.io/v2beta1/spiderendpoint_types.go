@@ -53,6 +53,11 @@ type PodAllocationOrbweaver struct {
 	// +optional
 	// +kubebuilder:validation:MaxProperties=64
 	Networks map[string]string `json:"networks,omitempty"`
+
+	// EIPs are the pod's elastic public IPs, written by the EIP controller.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	EIPs []PodEIP `json:"eips,omitempty"`
 }
 
 // IPAllocationDetail is the addressing of one interface of a pod.
@@ -121,6 +126,8 @@ type IPAllocationDetail struct {
 // +kubebuilder:printcolumn:name="IPV6POOL",type=string,JSONPath=`.status.current.ips[0].ipv6Pool`,description="pool of the first interface's IPv6"
 // +kubebuilder:printcolumn:name="IPV6",type=string,JSONPath=`.status.current.ips[0].ipv6`,description="first interface's IPv6"
 // +kubebuilder:printcolumn:name="NODE",type=string,JSONPath=`.status.current.node`,description="node of the pod"
+// +kubebuilder:printcolumn:name="EIP",type=string,JSONPath=`.status.current.orbweaver.eips[0].publicIP`,description="elastic public IP of the first EIP interface"
+// +kubebuilder:printcolumn:name="EIP-STATE",type=string,JSONPath=`.status.current.orbweaver.eips[0].phase`,description="phase of that EIP's binding",priority=10
 type SpiderEndpoint struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

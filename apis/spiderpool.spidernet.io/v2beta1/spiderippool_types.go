@@ -142,6 +142,14 @@ type IPPoolOrbweaverStatus struct {
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// EIPs are the pool IPs' elastic public IPs (spec.orbweaver.eip), one per IP, kept
+	// by the EIP controller; docs/design/eip.md.
+	// +optional
+	// +listType=map
+	// +listMapKey=ip
+	// +kubebuilder:validation:MaxItems=4096
+	EIPs []EIPBinding `json:"eips,omitempty"`
 }
 
 // Conditions of a SpiderIPPool (status.orbweaver.conditions) and their reasons.

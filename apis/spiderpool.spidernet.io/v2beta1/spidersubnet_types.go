@@ -41,6 +41,18 @@ type SubnetSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=256
 	Routes []Route `json:"routes,omitempty"`
+
+	// Orbweaver holds orbweaver's own settings for this subnet (not part of SpiderPool).
+	// +optional
+	Orbweaver *SubnetOrbweaverSpec `json:"orbweaver,omitempty"`
+}
+
+// SubnetOrbweaverSpec holds a subnet's orbweaver-only settings.
+type SubnetOrbweaverSpec struct {
+	// EIP is the template of the EIP attribute of the subnet's auto pools: each auto
+	// pool gets a copy (Auto mode only; a Static list cannot be shared by pools).
+	// +optional
+	EIP *EIPSpec `json:"eip,omitempty"`
 }
 
 // SubnetStatus is what the subnet has handed to pools.

@@ -148,6 +148,22 @@ func TestFixedIPNumber(t *testing.T) {
 	f.waitPool("Deployment", "fixed", sized(4))
 }
 
+// TestSubnetEIPTemplate: a subnet's EIP template is copied into each auto pool it
+// makes, so the pool's IPs get EIPs like a hand-made EIP pool's.
+func TestSubnetEIPTemplate(t *testing.T) {
+	f := setup(t, Params{DefaultFlexibleIPNumber: 1})
+	s := &v2beta1.SpiderSubnet{ObjectMeta: metav1.ObjectMeta{Name: "eip-v4"}, Spec: v2beta1.SubnetSpec{
+		Subnet: "10.102.0.0/16", IPs: rangesOfStrings([]string{"10.102.0.10-10.102.0.100"}),
+		Orbweaver: &v2beta1.SubnetOrbweaverSpec{EIP: &v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPAuto,
+			Bandwidth: ptr.To[int32](20), ReleaseStrategy: ptr.To(v2beta1.ReclaimPolicy("10m")), Tags: map[string]string{"team": "probe"}}}}}
+	f.create(s)
+	f.create(deployment("prober", 2, subnetAnno("eip-v4", "+1")))
+	p := f.waitPool("Deployment", "prober", sized(3))
+	if p.Spec.Orbweaver == nil || !equality.Semantic.DeepEqual(p.Spec.Orbweaver.EIP, s.Spec.Orbweaver.EIP) {
+		t.Fatalf("auto pool's spec.orbweaver %+v, want the subnet's EIP template %+v", p.Spec.Orbweaver, s.Spec.Orbweaver.EIP)
+	}
+}
+
 // TestKinds: StatefulSet, DaemonSet (desiredNumberScheduled), Job, CronJob and a bare
 // ReplicaSet get pools; a Deployment's ReplicaSet and a CronJob's Job do not.
 func TestKinds(t *testing.T) {

@@ -178,8 +178,9 @@ func poolName(pools []v2beta1.SpiderIPPool, app ipam.Application, w want) string
 }
 
 // newPool is a new auto pool of a want before dress: spec.ips as resized, spec.subnet,
-// spec.ipVersion, gateway and routes from the SpiderSubnet, which owns it (as in
-// SpiderPool: deleting the subnet deletes its pools, each waiting on its finalizer).
+// spec.ipVersion, gateway, routes and the EIP template from the SpiderSubnet, which owns
+// it (as in SpiderPool: deleting the subnet deletes its pools, each waiting on its
+// finalizer). The template is copied once, at creation: a pool's EIPs are its own.
 func newPool(name string, subnet *v2beta1.SpiderSubnet, family int64, resize ipam.AutoPoolResize) *v2beta1.SpiderIPPool {
 	p := &v2beta1.SpiderIPPool{
 		ObjectMeta: metav1.ObjectMeta{Name: name, OwnerReferences: []metav1.OwnerReference{{
@@ -189,6 +190,9 @@ func newPool(name string, subnet *v2beta1.SpiderSubnet, family int64, resize ipa
 	}
 	if subnet.Spec.Gateway != nil {
 		p.Spec.Gateway = ptr.To(*subnet.Spec.Gateway)
+	}
+	if o := subnet.Spec.Orbweaver; o != nil && o.EIP != nil {
+		p.Spec.Orbweaver = &v2beta1.IPPoolOrbweaverSpec{EIP: o.EIP.DeepCopy()}
 	}
 	return p
 }
