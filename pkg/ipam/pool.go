@@ -360,8 +360,8 @@ func (p Pool) Rebind(a netip.Addr, from, to records.Owner) (Pool, bool) {
 
 // WriteStatus puts the pool's records and counts into sp's status: both in the same
 // object, so one write changes them together and the counts never drift. The pool
-// controller's conditions in sp (status.orbweaver.conditions) are kept; the orbweaver
-// block is dropped only when it would hold neither records nor conditions.
+// controller's conditions and the EIP controller's bindings in sp are kept; the
+// orbweaver block is dropped only when it would hold none of the three.
 func (p Pool) WriteStatus(sp *v2beta1.SpiderIPPool) error {
 	recs := make([]records.Record, 0, len(p.holders))
 	for a, o := range p.holders {
@@ -378,9 +378,9 @@ func (p Pool) WriteStatus(sp *v2beta1.SpiderIPPool) error {
 		st.Records = data
 	}
 	if old := sp.Status.Orbweaver; old != nil {
-		st.Conditions = old.Conditions
+		st.Conditions, st.EIPs = old.Conditions, old.EIPs
 	}
-	if len(st.Records) == 0 && len(st.Conditions) == 0 {
+	if len(st.Records) == 0 && len(st.Conditions) == 0 && len(st.EIPs) == 0 {
 		st = nil
 	}
 	sp.Status.Orbweaver = st

@@ -11,8 +11,8 @@ import (
 )
 
 // TestWriteStatusKeepsConditions: an agent's write (records and counts) keeps the
-// pool controller's conditions, whether records remain or not; the orbweaver block goes
-// only when it would be empty.
+// pool controller's conditions and the EIP controller's bindings, whether records
+// remain or not; the orbweaver block goes only when it would be empty.
 func TestWriteStatusKeepsConditions(t *testing.T) {
 	exhausted := metav1.Condition{
 		Type: v2beta1.IPPoolExhaustedCondition, Status: metav1.ConditionTrue,
@@ -21,14 +21,17 @@ func TestWriteStatusKeepsConditions(t *testing.T) {
 	}
 	tests := []struct {
 		name       string
-		conditions []metav1.Condition // in sp before the write
-		allocate   int                // records after the write
-		wantBlock  bool               // status.orbweaver present after the write
+		conditions []metav1.Condition   // in sp before the write
+		eips       []v2beta1.EIPBinding // in sp before the write
+		allocate   int                  // records after the write
+		wantBlock  bool                 // status.orbweaver present after the write
 	}{
 		{name: "records and conditions", conditions: []metav1.Condition{exhausted}, allocate: 2, wantBlock: true},
 		{name: "conditions, no records left", conditions: []metav1.Condition{exhausted}, allocate: 0, wantBlock: true},
 		{name: "records, no conditions", allocate: 1, wantBlock: true},
 		{name: "neither", allocate: 0, wantBlock: false},
+		{name: "EIP bindings, no records left", allocate: 0, wantBlock: true,
+			eips: []v2beta1.EIPBinding{{IP: "10.0.0.10", Phase: v2beta1.EIPAllocated, AllocationID: "eip-1", PublicIP: "203.0.113.1"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,6 +49,7 @@ func TestWriteStatusKeepsConditions(t *testing.T) {
 			if tt.conditions != nil {
 				sp.Status.Orbweaver.Conditions = append([]metav1.Condition(nil), tt.conditions...)
 			}
+			sp.Status.Orbweaver.EIPs = append([]v2beta1.EIPBinding(nil), tt.eips...)
 
 			p = mustPool(t, sp)
 			p, _ = p.ReleaseOwner(owner(0))
@@ -73,6 +77,9 @@ func TestWriteStatusKeepsConditions(t *testing.T) {
 			}
 			if !reflect.DeepEqual(st.Conditions, tt.conditions) {
 				t.Fatalf("conditions = %+v, want %+v", st.Conditions, tt.conditions)
+			}
+			if len(st.EIPs) != len(tt.eips) || len(tt.eips) > 0 && !reflect.DeepEqual(st.EIPs, tt.eips) {
+				t.Fatalf("eips = %+v, want %+v", st.EIPs, tt.eips)
 			}
 			if (len(st.Records) > 0) != (tt.allocate > 0) {
 				t.Fatalf("records = %d bytes with %d allocations", len(st.Records), tt.allocate)

@@ -210,6 +210,7 @@ func desiredStatus(sp *v2beta1.SpiderIPPool, f facts, blocked bool, now time.Tim
 	if old := sp.Status.Orbweaver; old != nil {
 		ob.Records = old.Records
 		ob.Conditions = slices.Clone(old.Conditions)
+		ob.EIPs = old.EIPs // the EIP controller's
 	}
 	if !blocked {
 		meta.RemoveStatusCondition(&ob.Conditions, v2beta1.IPPoolDeletionBlockedCondition)
