@@ -123,6 +123,9 @@ type EIPBinding struct {
 	IP string `json:"ip"`
 	// Phase is where the binding stands.
 	Phase EIPPhase `json:"phase"`
+	// Provider is the cloud the EIP is in, so it can be released even after the pool's
+	// EIP attribute changed or went.
+	Provider string `json:"provider"`
 	// Token is the client token of the Allocate that made (or is making) the EIP.
 	// +optional
 	Token string `json:"token,omitempty"`

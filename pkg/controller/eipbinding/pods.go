@@ -1,0 +1,193 @@
+package eipbinding
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+)
+
+// syncPods shows each pod of the pool its EIPs: in its SpiderEndpoint
+// (status.current.orbweaver.eips, what kubectl get se prints), in the annotation
+// orbweaver.io/allocated-eip, and in the readiness gate orbweaver.io/eip when the pod
+// declares it. The gate turns True only once every EIP the pod should have is Bound.
+func (r *reconciler) syncPods(ctx context.Context, sp *v2beta1.SpiderIPPool) error {
+	var ses v2beta1.SpiderEndpointList
+	if err := r.cache.List(ctx, &ses, client.MatchingFields{sePoolIndex: sp.Name}); err != nil {
+		return fmt.Errorf("list SpiderEndpoints of pool %q: %w", sp.Name, err)
+	}
+	byIP := map[string]v2beta1.EIPBinding{}
+	for _, b := range bindingsOf(sp) {
+		byIP[b.IP] = b
+	}
+	var errs []error
+	for i := range ses.Items {
+		se := &ses.Items[i]
+		if err := r.syncPod(ctx, sp, se, byIP); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *reconciler) syncPod(ctx context.Context, sp *v2beta1.SpiderIPPool, se *v2beta1.SpiderEndpoint, byIP map[string]v2beta1.EIPBinding) error {
+	mine := endpointAddrs(se, sp.Name)
+	// The endpoint's EIPs: those of other pools as they are, this pool's from its
+	// bindings, listed only while the binding is this pod's.
+	var eips []v2beta1.PodEIP
+	if o := se.Status.Current.Orbweaver; o != nil {
+		for _, e := range o.EIPs {
+			if a, err := netip.ParseAddr(e.IP); err == nil && !slices.Contains(mine, a) {
+				eips = append(eips, e)
+			}
+		}
+	}
+	podName := se.Namespace + "/" + se.Name
+	for _, a := range mine {
+		if b, ok := byIP[a.String()]; ok && b.AllocationID != "" && b.Pod == podName &&
+			(b.Phase == v2beta1.EIPBound || b.Phase == v2beta1.EIPAssociating) {
+			eips = append(eips, v2beta1.PodEIP{IP: b.IP, PublicIP: b.PublicIP, AllocationID: b.AllocationID, Phase: b.Phase})
+		}
+	}
+	slices.SortFunc(eips, func(x, y v2beta1.PodEIP) int { return strings.Compare(x.IP, y.IP) })
+	var old []v2beta1.PodEIP
+	if se.Status.Current.Orbweaver != nil {
+		old = se.Status.Current.Orbweaver.EIPs
+	}
+	if !equality.Semantic.DeepEqual(old, eips) && !(len(old) == 0 && len(eips) == 0) {
+		patch := client.MergeFrom(se.DeepCopy())
+		if se.Status.Current.Orbweaver == nil {
+			se.Status.Current.Orbweaver = &v2beta1.PodAllocationOrbweaver{}
+		}
+		se.Status.Current.Orbweaver.EIPs = eips
+		if err := r.p.Direct.Patch(ctx, se, patch); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("record EIPs in SpiderEndpoint %s: %w", podName, err)
+		}
+	}
+
+	pod := &corev1.Pod{}
+	if err := r.cache.Get(ctx, client.ObjectKey{Namespace: se.Namespace, Name: se.Name}, pod); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if string(pod.UID) != se.Status.Current.UID || pod.DeletionTimestamp != nil {
+		return nil // an endpoint kept for a StatefulSet pod not yet re-created
+	}
+	want, bound, err := r.wantedEIPs(ctx, se, eips)
+	if err != nil {
+		return err
+	}
+	var public []string
+	for _, e := range eips {
+		if e.Phase == v2beta1.EIPBound {
+			public = append(public, e.PublicIP)
+		}
+	}
+	anno := strings.Join(public, ",")
+	if pod.Annotations[v2beta1.AnnoAllocatedEIP] != anno {
+		patch := client.MergeFrom(pod.DeepCopy())
+		if anno == "" {
+			delete(pod.Annotations, v2beta1.AnnoAllocatedEIP)
+		} else {
+			if pod.Annotations == nil {
+				pod.Annotations = map[string]string{}
+			}
+			pod.Annotations[v2beta1.AnnoAllocatedEIP] = anno
+		}
+		if err := r.p.Direct.Patch(ctx, pod, patch); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("annotate pod %s with its EIPs: %w", podName, err)
+		}
+	}
+	if !slices.ContainsFunc(pod.Spec.ReadinessGates, func(g corev1.PodReadinessGate) bool {
+		return g.ConditionType == v2beta1.PodEIPConditionType
+	}) {
+		return nil
+	}
+	cond := corev1.PodCondition{Type: v2beta1.PodEIPConditionType, Status: corev1.ConditionFalse, Reason: "EIPPending",
+		Message: fmt.Sprintf("%d of %d EIPs bound", bound, want)}
+	switch {
+	case want == 0:
+		cond.Reason, cond.Message = "NoEIPPool", "none of the pod's IPs is from a pool with spec.orbweaver.eip"
+	case bound == want:
+		cond.Status, cond.Reason, cond.Message = corev1.ConditionTrue, "EIPBound", "EIP "+anno+" bound"
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == cond.Type && c.Status == cond.Status && c.Reason == cond.Reason && c.Message == cond.Message {
+			return nil
+		}
+	}
+	cond.LastTransitionTime = metav1.NewTime(r.clock.Now())
+	if cond.Status == corev1.ConditionTrue {
+		r.metrics.bound.Observe(r.clock.Now().Sub(pod.CreationTimestamp.Time).Seconds())
+	}
+	patch := client.StrategicMergeFrom(pod.DeepCopy())
+	pod.Status.Conditions = slices.DeleteFunc(pod.Status.Conditions, func(c corev1.PodCondition) bool { return c.Type == cond.Type })
+	pod.Status.Conditions = append(pod.Status.Conditions, cond)
+	if err := r.p.Direct.Status().Patch(ctx, pod, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("set readiness gate %s of pod %s: %w", cond.Type, podName, err)
+	}
+	return nil
+}
+
+// wantedEIPs counts the pod's IPs that come from EIP pools and should have an EIP, and
+// how many of those are bound.
+func (r *reconciler) wantedEIPs(ctx context.Context, se *v2beta1.SpiderEndpoint, eips []v2beta1.PodEIP) (want, bound int, err error) {
+	for _, name := range poolsOf(se) {
+		sp := &v2beta1.SpiderIPPool{}
+		if err := r.cache.Get(ctx, client.ObjectKey{Name: name}, sp); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return 0, 0, fmt.Errorf("get SpiderIPPool %q: %w", name, err)
+		}
+		spec := specOf(sp)
+		if spec == nil {
+			continue
+		}
+		for _, a := range endpointAddrs(se, name) {
+			if spec.Mode == v2beta1.EIPStatic && !hasStatic(sp, a) {
+				continue
+			}
+			want++
+			if slices.ContainsFunc(eips, func(e v2beta1.PodEIP) bool { return e.IP == a.String() && e.Phase == v2beta1.EIPBound }) {
+				bound++
+			}
+		}
+	}
+	return want, bound, nil
+}
+
+// hasStatic tells whether a Static pool maps an EIP to a.
+func hasStatic(sp *v2beta1.SpiderIPPool, a netip.Addr) bool {
+	for _, b := range bindingsOf(sp) {
+		if b.IP == a.String() && b.Static {
+			return true
+		}
+	}
+	return len(specOf(sp).Static) > 0 && staticIndexOK(sp, a)
+}
+
+// staticIndexOK tells whether a is among the first len(static) addresses of the pool.
+func staticIndexOK(sp *v2beta1.SpiderIPPool, a netip.Addr) bool {
+	subnet, err := ip.ParseCanonicalCIDR(string(sp.Spec.Subnet))
+	if err != nil {
+		return false
+	}
+	total, err := ipam.EffectiveAddresses(subnet, sp.Spec.IPs, sp.Spec.ExcludeIPs)
+	if err != nil {
+		return false
+	}
+	_, ok := staticMap(total, specOf(sp).Static)[a]
+	return ok
+}

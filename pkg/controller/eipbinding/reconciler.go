@@ -1,0 +1,870 @@
+package eipbinding
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
+)
+
+// Finalizer keeps an EIP pool until the EIPs it allocated are released.
+const Finalizer = "orbweaver.io/eip"
+
+// Tags orbweaver puts on every EIP it allocates, so that a restarted controller, or the
+// orphan collector after a crash or an uninstall, finds its own.
+const (
+	TagCluster = "orbweaver.io/cluster"
+	TagPool    = "orbweaver.io/pool"
+	TagIP      = "orbweaver.io/ip"
+)
+
+// Event reasons.
+const (
+	ReasonAllocated        = "EIPAllocated"
+	ReasonBound            = "EIPBound"
+	ReasonUnbound          = "EIPUnbound"
+	ReasonReleased         = "EIPReleased"
+	ReasonFailed           = "EIPFailed"
+	ReasonQuotaExceeded    = "EIPQuotaExceeded"
+	ReasonForbidden        = "EIPForbidden"
+	ReasonProviderMissing  = "EIPProviderNotConfigured"
+	ReasonNoStaticEIP      = "EIPNoStaticEIP"
+	ReasonOrphanReleased   = "EIPOrphanReleased"
+	ReasonInterfaceUnknown = "EIPInterfaceNotFound"
+)
+
+// Params are what the EIP controller needs.
+type Params struct {
+	// Providers are the configured clouds by spec.orbweaver.eip.provider, each wrapped
+	// in eip.Retrying by the caller.
+	Providers map[string]eip.Provider
+	// ClusterID tags every EIP allocated here, so clusters sharing an account never
+	// collect each other's EIPs.
+	ClusterID string
+	// Direct reads and writes the API server without a cache.
+	Direct client.Client
+	// Recorder posts events on pools and pods.
+	Recorder record.EventRecorder
+	// Registerer takes the metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Clock is the real clock when nil; tests inject one for release durations.
+	Clock clock.PassiveClock
+	// PollInterval is how soon a binding the cloud is still settling (Associating,
+	// Unbinding) is looked at again; 500ms when zero.
+	PollInterval time.Duration
+	// RetryInterval is how soon a pool is looked at again after a cloud error a user
+	// must fix (quota, permission, a missing provider); 30s when zero.
+	RetryInterval time.Duration
+	// OrphanInterval is how often EIPs tagged for this cluster that no binding tracks
+	// are collected; 10m when zero, negative to disable.
+	OrphanInterval time.Duration
+	// MaxConcurrentCalls bounds the cloud calls one reconcile makes at once; 8 when 0.
+	MaxConcurrentCalls int
+}
+
+type reconciler struct {
+	p       Params
+	cache   client.Client
+	pools   crdstore.Pools
+	metrics *metrics
+	clock   clock.PassiveClock
+}
+
+// sePoolIndex indexes SpiderEndpoints by the pools of their IPs.
+const sePoolIndex = "orbweaver.eipbinding.pools"
+
+// SetupWithManager registers the EIP controller and its orphan collector.
+func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
+	if p.Direct == nil || p.Recorder == nil || p.ClusterID == "" {
+		return errors.New("eipbinding: Params.Direct, Params.Recorder and Params.ClusterID are required")
+	}
+	if p.PollInterval <= 0 {
+		p.PollInterval = 500 * time.Millisecond
+	}
+	if p.RetryInterval <= 0 {
+		p.RetryInterval = 30 * time.Second
+	}
+	if p.OrphanInterval == 0 {
+		p.OrphanInterval = 10 * time.Minute
+	}
+	if p.MaxConcurrentCalls <= 0 {
+		p.MaxConcurrentCalls = 8
+	}
+	m, err := newMetrics(p.Registerer)
+	if err != nil {
+		return fmt.Errorf("eipbinding: register metrics: %w", err)
+	}
+	r := &reconciler{p: p, cache: mgr.GetClient(), pools: crdstore.Pools{Client: p.Direct}, metrics: m, clock: p.Clock}
+	if r.clock == nil {
+		r.clock = clock.RealClock{}
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v2beta1.SpiderEndpoint{}, sePoolIndex, func(o client.Object) []string {
+		return poolsOf(o.(*v2beta1.SpiderEndpoint))
+	}); err != nil {
+		return fmt.Errorf("eipbinding: index SpiderEndpoints: %w", err)
+	}
+	if p.OrphanInterval > 0 {
+		if err := mgr.Add(&orphanCollector{r: r}); err != nil {
+			return err
+		}
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v2beta1.SpiderIPPool{}, builder.WithPredicates(predicate.NewPredicateFuncs(eipPool))).
+		Watches(&v2beta1.SpiderEndpoint{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			var out []reconcile.Request
+			for _, name := range poolsOf(o.(*v2beta1.SpiderEndpoint)) {
+				out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
+			}
+			return out
+		})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		Named("eip").
+		Complete(r)
+}
+
+// eipPool: a pool with an EIP attribute, EIP bindings or the EIP finalizer.
+func eipPool(o client.Object) bool {
+	sp, ok := o.(*v2beta1.SpiderIPPool)
+	return ok && (specOf(sp) != nil || len(bindingsOf(sp)) > 0 || controllerutil.ContainsFinalizer(sp, Finalizer))
+}
+
+func specOf(sp *v2beta1.SpiderIPPool) *v2beta1.EIPSpec {
+	if sp.Spec.Orbweaver == nil {
+		return nil
+	}
+	return sp.Spec.Orbweaver.EIP
+}
+
+func bindingsOf(sp *v2beta1.SpiderIPPool) []v2beta1.EIPBinding {
+	if sp.Status.Orbweaver == nil {
+		return nil
+	}
+	return sp.Status.Orbweaver.EIPs
+}
+
+// poolsOf lists the pools of an endpoint's IPs.
+func poolsOf(se *v2beta1.SpiderEndpoint) []string {
+	var out []string
+	for _, d := range se.Status.Current.IPs {
+		for _, p := range []*string{d.IPv4Pool, d.IPv6Pool} {
+			if p != nil && *p != "" && !slices.Contains(out, *p) {
+				out = append(out, *p)
+			}
+		}
+	}
+	return out
+}
+
+// endpointAddr is an endpoint's address in a pool ("10.0.0.5/24" in the endpoint).
+func endpointAddrs(se *v2beta1.SpiderEndpoint, pool string) []netip.Addr {
+	var out []netip.Addr
+	for _, d := range se.Status.Current.IPs {
+		for _, pa := range [][2]*string{{d.IPv4Pool, d.IPv4}, {d.IPv6Pool, d.IPv6}} {
+			if pa[0] == nil || *pa[0] != pool || pa[1] == nil {
+				continue
+			}
+			if pf, err := netip.ParsePrefix(*pa[1]); err == nil {
+				out = append(out, pf.Addr())
+			} else if a, err := netip.ParseAddr(*pa[1]); err == nil {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// step is one IP's planned step and what it works on.
+type step struct {
+	op   op
+	addr netip.Addr
+	st   ipState
+	// before is the binding as recorded ahead of the cloud call (nil: none).
+	before *v2beta1.EIPBinding
+	// after is the binding once the call is done (nil: the binding goes).
+	after *v2beta1.EIPBinding
+	err   error
+	// events to post once the result is recorded.
+	events []event
+}
+
+type event struct {
+	pod    *holder // nil: on the pool
+	warn   bool
+	reason string
+	msg    string
+}
+
+// Reconcile binds, rebinds, unbinds and releases the EIPs of one pool.
+//
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools/status,verbs=get;update
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools/finalizers,verbs=update
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderendpoints,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=pods/status,verbs=patch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	sp := &v2beta1.SpiderIPPool{}
+	if err := r.cache.Get(ctx, req.NamespacedName, sp); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !eipPool(sp) {
+		return ctrl.Result{}, nil
+	}
+	ctx = ctrl.LoggerInto(ctx, ctrl.LoggerFrom(ctx).WithValues("SpiderIPPool", klog.KObj(sp)))
+	deleting := sp.DeletionTimestamp != nil
+	if !deleting && !controllerutil.ContainsFinalizer(sp, Finalizer) {
+		patch := client.MergeFrom(sp.DeepCopy())
+		controllerutil.AddFinalizer(sp, Finalizer)
+		if err := r.p.Direct.Patch(ctx, sp, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer %s to SpiderIPPool %q: %w", Finalizer, sp.Name, err)
+		}
+	}
+	if deleting && len(bindingsOf(sp)) == 0 {
+		return ctrl.Result{}, r.removeFinalizer(ctx, sp)
+	}
+
+	pool, err := ipam.NewPool(sp, ip.Set{})
+	if err != nil {
+		return ctrl.Result{}, reconcile.TerminalError(err)
+	}
+	steps, pol, err := r.plan(ctx, sp, pool, deleting)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	r.run(ctx, sp, steps)
+	next, err := r.record(ctx, sp.Name, steps, pol)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	for i := range steps {
+		r.post(sp, &steps[i])
+	}
+	if err := r.syncPods(ctx, next); err != nil {
+		return ctrl.Result{}, err
+	}
+	return r.result(next, steps), nil
+}
+
+// plan decides the next step of every IP that is held or has a binding.
+func (r *reconciler) plan(ctx context.Context, sp *v2beta1.SpiderIPPool, pool ipam.Pool, deleting bool) ([]step, policy, error) {
+	pol := policy{spec: specOf(sp)}
+	if pol.spec != nil && pol.spec.ReleaseStrategy != nil {
+		after, keep, err := pol.spec.ReleaseStrategy.ReclaimAfter()
+		if err == nil {
+			pol.releaseAfter, pol.keep = after, keep
+		}
+	}
+	if deleting {
+		pol.releaseAfter, pol.keep = 0, false // a deleted pool's EIPs follow its IPs out
+	}
+	var static map[netip.Addr]string
+	if pol.static() {
+		total, err := ipam.EffectiveAddresses(pool.Subnet(), sp.Spec.IPs, sp.Spec.ExcludeIPs)
+		if err != nil {
+			return nil, pol, reconcile.TerminalError(err)
+		}
+		static = staticMap(total, pol.spec.Static)
+	}
+	var ses v2beta1.SpiderEndpointList
+	if err := r.cache.List(ctx, &ses, client.MatchingFields{sePoolIndex: sp.Name}); err != nil {
+		return nil, pol, fmt.Errorf("list SpiderEndpoints of pool %q: %w", sp.Name, err)
+	}
+	holders := map[netip.Addr]*holder{}
+	for i := range ses.Items {
+		se := &ses.Items[i]
+		for _, a := range endpointAddrs(se, sp.Name) {
+			// Only the endpoint of the pod the record names: a stale endpoint of an
+			// earlier pod never steers an EIP.
+			if o, ok := pool.Holder(a); ok && o.Pod == records.PodKey(se.Status.Current.UID) {
+				holders[a] = &holder{Pod: types.NamespacedName{Namespace: se.Namespace, Name: se.Name}, UID: se.Status.Current.UID, Node: se.Status.Current.Node}
+			}
+		}
+	}
+	states := map[netip.Addr]*ipState{}
+	for _, b := range bindingsOf(sp) {
+		a, err := netip.ParseAddr(b.IP)
+		if err != nil {
+			continue
+		}
+		states[a] = &ipState{Binding: b.DeepCopy()}
+	}
+	for _, o := range pool.Owners() {
+		if o.IsReserve() {
+			continue
+		}
+		for _, a := range pool.AllHeldBy(o) {
+			s := states[a]
+			if s == nil {
+				s = &ipState{}
+				states[a] = s
+			}
+			s.Held, s.Holder = true, holders[a]
+		}
+	}
+	now := r.clock.Now()
+	var steps []step
+	for _, a := range slices.SortedFunc(maps.Keys(states), netip.Addr.Compare) {
+		s := states[a]
+		s.StaticID = static[a]
+		if o := decide(*s, pol, now); o != opNone {
+			steps = append(steps, step{op: o, addr: a, st: *s})
+		} else if pol.static() && s.Held && s.StaticID == "" && s.Holder != nil && s.Binding == nil {
+			steps = append(steps, step{op: opNone, addr: a, st: *s, events: []event{{pod: s.Holder, warn: true, reason: ReasonNoStaticEIP,
+				msg: fmt.Sprintf("IP %s of SpiderIPPool %s has no EIP: the pool lists %d Static EIPs for its first %d addresses; list more EIPs in spec.orbweaver.eip.static or shrink spec.ips",
+					a, sp.Name, len(pol.spec.Static), len(pol.spec.Static))}}})
+		}
+	}
+	return steps, pol, nil
+}
+
+// run makes the steps' cloud calls, each step's binding recorded before its call.
+func (r *reconciler) run(ctx context.Context, sp *v2beta1.SpiderIPPool, steps []step) {
+	for i := range steps {
+		s := &steps[i]
+		b := s.st.Binding
+		switch s.op {
+		case opAllocate:
+			if b == nil {
+				b = &v2beta1.EIPBinding{IP: s.addr.String(), Phase: v2beta1.EIPAllocating, Provider: specOf(sp).Provider, Token: token(sp, s.addr, r.clock.Now())}
+			}
+			s.before = b
+		case opAssociate:
+			nb := b.DeepCopy()
+			nb.Phase, nb.Node, nb.Pod, nb.ReleaseAfter, nb.Message = v2beta1.EIPAssociating, s.st.Holder.Node, s.st.Holder.Pod.String(), nil, ""
+			s.before = nb
+		case opDisassociate:
+			nb := b.DeepCopy()
+			nb.Phase = v2beta1.EIPUnbinding
+			s.before = nb
+		case opRelease:
+			nb := b.DeepCopy()
+			nb.Phase = v2beta1.EIPReleasing
+			s.before = nb
+		}
+	}
+	// The interface is looked up before Associating is recorded, so the record names it.
+	r.parallel(ctx, steps, func(ctx context.Context, s *step) {
+		if s.op == opAssociate {
+			nic, err := r.interfaceOf(ctx, s.before.Provider, s.addr, s.st.Holder.Node)
+			if err != nil {
+				s.err = err
+				s.before = nil
+				return
+			}
+			s.before.NetworkInterface = nic
+		}
+	})
+	if err := r.writeBefore(ctx, sp.Name, steps); err != nil {
+		for i := range steps {
+			if steps[i].before != nil {
+				steps[i].err, steps[i].before = fmt.Errorf("record the binding before the cloud call: %w", err), nil
+			}
+		}
+	}
+	r.parallel(ctx, steps, func(ctx context.Context, s *step) { r.call(ctx, sp, s) })
+}
+
+// parallel runs f for every step that has no error yet, at most MaxConcurrentCalls at
+// once.
+func (r *reconciler) parallel(ctx context.Context, steps []step, f func(context.Context, *step)) {
+	sem := make(chan struct{}, r.p.MaxConcurrentCalls)
+	var wg sync.WaitGroup
+	for i := range steps {
+		if steps[i].err != nil || steps[i].op == opNone {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(s *step) {
+			defer func() { <-sem; wg.Done() }()
+			f(ctx, s)
+		}(&steps[i])
+	}
+	wg.Wait()
+}
+
+// token is a new Allocate client token: unique per pool, IP and attempt, recorded
+// before the call so a retry after a crash sends the same one. 32 hex characters fit
+// every cloud's limit.
+func token(sp *v2beta1.SpiderIPPool, a netip.Addr, now time.Time) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%s/%d", sp.UID, a, now.UnixNano())))
+	return hex.EncodeToString(sum[:16])
+}
+
+func (r *reconciler) provider(name string) (eip.Provider, error) {
+	if p, ok := r.p.Providers[name]; ok {
+		return p, nil
+	}
+	return nil, fmt.Errorf("%w: provider %q is not configured in the controller (its --eip-%s-region flag, or the chart's eip.%s values)", errProviderMissing, name, name, name)
+}
+
+var errProviderMissing = errors.New("EIP provider not configured")
+
+// interfaceOf finds the network interface to associate a pod's IP on: the node's
+// orbweaver.io/eip-network-interface annotation when set, else the interface the cloud
+// says carries the IP.
+func (r *reconciler) interfaceOf(ctx context.Context, provider string, a netip.Addr, node string) (string, error) {
+	n := &corev1.Node{}
+	if err := r.cache.Get(ctx, client.ObjectKey{Name: node}, n); err == nil {
+		if nic := n.Annotations[v2beta1.AnnoNodeEIPInterface]; nic != "" {
+			return nic, nil
+		}
+	} else if !apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("get node %q: %w", node, err)
+	}
+	p, err := r.provider(provider)
+	if err != nil {
+		return "", err
+	}
+	nic, err := p.InterfaceOf(ctx, a.String())
+	r.metrics.call(provider, "InterfaceOf", err)
+	if err != nil {
+		return "", fmt.Errorf("find the network interface carrying %s on node %s: %w", a, node, err)
+	}
+	return nic, nil
+}
+
+// call makes one step's cloud calls and sets its result binding.
+func (r *reconciler) call(ctx context.Context, sp *v2beta1.SpiderIPPool, s *step) {
+	b := s.before
+	if b == nil {
+		b = s.st.Binding
+	}
+	if s.op == opSchedule || s.op == opForget || s.op == opNote {
+		r.local(sp, s)
+		return
+	}
+	name := ""
+	if b != nil {
+		name = b.Provider
+	} else {
+		name = specOf(sp).Provider
+	}
+	p, err := r.provider(name)
+	if err != nil {
+		s.err = err
+		return
+	}
+	observe := func(op string, err error) error { r.metrics.call(name, op, err); return err }
+	describe := func(id string) (eip.Address, bool, error) {
+		got, err := p.Describe(ctx, eip.Filter{IDs: []string{id}})
+		if observe("Describe", err) != nil {
+			return eip.Address{}, false, err
+		}
+		if len(got) == 0 {
+			return eip.Address{}, false, nil
+		}
+		return got[0], true, nil
+	}
+	nb := b.DeepCopy()
+	switch s.op {
+	case opAllocate:
+		spec := specOf(sp)
+		req := eip.AllocateRequest{ClientToken: b.Token, Tags: map[string]string{}}
+		if spec != nil {
+			req.Bandwidth, req.ISP = int(ptrOr(spec.Bandwidth, 0)), spec.ISP
+			req.InternetChargeType, req.InstanceChargeType = spec.InternetChargeType, spec.InstanceChargeType
+			req.PublicIPPool, req.BandwidthPackage, req.ResourceGroup = spec.PublicIPPool, spec.BandwidthPackage, spec.ResourceGroup
+			req.Name, req.Description = spec.Name, spec.Description
+			maps.Copy(req.Tags, spec.Tags)
+		}
+		req.Tags[TagCluster], req.Tags[TagPool], req.Tags[TagIP] = r.p.ClusterID, sp.Name, eipTagValue(s.addr)
+		got, err := p.Allocate(ctx, req)
+		if s.err = observe("Allocate", err); err != nil {
+			return
+		}
+		nb.Phase, nb.AllocationID, nb.PublicIP, nb.Message = v2beta1.EIPAllocated, got.ID, got.PublicIP, ""
+		s.events = append(s.events, event{reason: ReasonAllocated, msg: fmt.Sprintf("allocated EIP %s (%s) for IP %s", got.PublicIP, got.ID, s.addr)})
+	case opAdoptStatic:
+		got, ok, err := describe(s.st.StaticID)
+		if s.err = err; err != nil {
+			return
+		}
+		if !ok {
+			s.err = fmt.Errorf("Static EIP %s of SpiderIPPool %s: %w; fix spec.orbweaver.eip.static", s.st.StaticID, sp.Name, eip.ErrNotFound)
+			return
+		}
+		nb = &v2beta1.EIPBinding{IP: s.addr.String(), Phase: v2beta1.EIPAllocated, Provider: name, AllocationID: got.ID, PublicIP: got.PublicIP, Static: true}
+	case opAssociate:
+		err := p.Associate(ctx, b.AllocationID, b.NetworkInterface, s.addr.String())
+		if s.err = observe("Associate", err); err != nil {
+			return
+		}
+		r.settle(describe, s, nb)
+	case opCheck:
+		r.settle(describe, s, nb)
+	case opDisassociate:
+		err := p.Disassociate(ctx, b.AllocationID)
+		if errors.Is(err, eip.ErrNotFound) {
+			s.after = nil // the EIP is gone from the cloud: nothing left to bind
+			s.events = append(s.events, event{warn: true, reason: ReasonFailed, msg: fmt.Sprintf("EIP %s of IP %s is gone from the cloud; the binding is dropped", b.AllocationID, s.addr)})
+			return
+		}
+		if s.err = observe("Disassociate", err); err != nil {
+			return
+		}
+		r.settle(describe, s, nb)
+	case opRelease:
+		err := p.Release(ctx, b.AllocationID)
+		if errors.Is(err, eip.ErrAssociated) {
+			// Bound again behind our back: unbind first, release next time.
+			nb.Phase = v2beta1.EIPUnbinding
+			err = p.Disassociate(ctx, b.AllocationID)
+			s.err = observe("Disassociate", err)
+			s.after = nb
+			return
+		}
+		if s.err = observe("Release", err); err != nil {
+			return
+		}
+		s.after = nil
+		s.events = append(s.events, event{reason: ReasonReleased, msg: fmt.Sprintf("released EIP %s (%s) of IP %s", b.PublicIP, b.AllocationID, s.addr)})
+		return
+	}
+	s.after = nb
+}
+
+// settle moves an Associating or Unbinding binding on when the cloud has settled it.
+func (r *reconciler) settle(describe func(string) (eip.Address, bool, error), s *step, nb *v2beta1.EIPBinding) {
+	got, ok, err := describe(nb.AllocationID)
+	switch {
+	case err != nil:
+		s.err = err
+	case !ok:
+		s.after = nil
+		s.events = append(s.events, event{warn: true, reason: ReasonFailed, msg: fmt.Sprintf("EIP %s of IP %s is gone from the cloud; the binding is dropped", nb.AllocationID, s.addr)})
+		return
+	case nb.Phase == v2beta1.EIPAssociating && got.State == eip.InUse && got.PrivateIP == s.addr.String():
+		nb.Phase, nb.PublicIP = v2beta1.EIPBound, got.PublicIP
+		if s.st.Holder != nil {
+			s.events = append(s.events, event{pod: s.st.Holder, reason: ReasonBound,
+				msg: fmt.Sprintf("EIP %s (%s) bound to IP %s on %s", got.PublicIP, got.ID, s.addr, nb.NetworkInterface)})
+		}
+	case nb.Phase == v2beta1.EIPUnbinding && got.State == eip.Available:
+		nb.Phase, nb.NetworkInterface, nb.Node = v2beta1.EIPAllocated, "", ""
+		s.events = append(s.events, event{reason: ReasonUnbound, msg: fmt.Sprintf("EIP %s (%s) unbound from IP %s", nb.PublicIP, nb.AllocationID, s.addr)})
+	}
+	s.after = nb
+}
+
+// local makes a step that needs no cloud call.
+func (r *reconciler) local(sp *v2beta1.SpiderIPPool, s *step) {
+	nb := s.st.Binding.DeepCopy()
+	switch s.op {
+	case opSchedule:
+		after, _, _ := specOf(sp).ReleaseStrategy.ReclaimAfter()
+		nb.ReleaseAfter = &metav1.Time{Time: r.clock.Now().Add(after).Truncate(time.Second)}
+	case opForget:
+		s.after = nil
+		return
+	case opNote:
+		nb.Pod = s.st.Holder.Pod.String()
+	}
+	s.after = nb
+}
+
+func ptrOr[T any](p *T, d T) T {
+	if p == nil {
+		return d
+	}
+	return *p
+}
+
+// eipTagValue is an IP as a tag value; clouds restrict tag characters, ":" is allowed by
+// all three.
+func eipTagValue(a netip.Addr) string { return a.String() }
+
+// writeBefore records every step's before binding in one status write.
+func (r *reconciler) writeBefore(ctx context.Context, name string, steps []step) error {
+	changes := map[string]*v2beta1.EIPBinding{}
+	for _, s := range steps {
+		if s.before != nil && s.err == nil && (s.st.Binding == nil || !equality.Semantic.DeepEqual(*s.before, *s.st.Binding)) {
+			changes[s.addr.String()] = s.before
+		}
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	_, err := r.writeStatus(ctx, name, func(sp *v2beta1.SpiderIPPool) bool {
+		return applyBindings(sp, changes, nil)
+	})
+	return err
+}
+
+// record writes every step's result and the EIPReady condition, and returns the pool
+// as written.
+func (r *reconciler) record(ctx context.Context, name string, steps []step, pol policy) (*v2beta1.SpiderIPPool, error) {
+	changes, gone := map[string]*v2beta1.EIPBinding{}, map[string]bool{}
+	for i := range steps {
+		s := &steps[i]
+		key := s.addr.String()
+		switch {
+		case s.err != nil && (s.before != nil || s.st.Binding != nil):
+			nb := s.before
+			if nb == nil {
+				nb = s.st.Binding
+			}
+			nb = nb.DeepCopy()
+			nb.Message = truncate(s.err.Error(), 1024)
+			changes[key] = nb
+		case s.err != nil, s.op == opNone:
+		case s.after == nil:
+			gone[key] = true
+		default:
+			changes[key] = s.after
+		}
+	}
+	return r.writeStatus(ctx, name, func(sp *v2beta1.SpiderIPPool) bool {
+		changed := applyBindings(sp, changes, gone)
+		return setCondition(sp, readiness(sp, steps, pol), r.clock.Now()) || changed
+	})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+// applyBindings upserts and removes bindings; it reports whether anything changed.
+func applyBindings(sp *v2beta1.SpiderIPPool, changes map[string]*v2beta1.EIPBinding, gone map[string]bool) bool {
+	if sp.Status.Orbweaver == nil {
+		sp.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{}
+	}
+	old := sp.Status.Orbweaver.EIPs
+	next := make([]v2beta1.EIPBinding, 0, len(old)+len(changes))
+	seen := map[string]bool{}
+	for _, b := range old {
+		seen[b.IP] = true
+		switch {
+		case gone[b.IP]:
+		case changes[b.IP] != nil:
+			next = append(next, *changes[b.IP])
+		default:
+			next = append(next, b)
+		}
+	}
+	for ipStr, b := range changes {
+		if !seen[ipStr] {
+			next = append(next, *b)
+		}
+	}
+	slices.SortFunc(next, func(a, b v2beta1.EIPBinding) int { return strings.Compare(a.IP, b.IP) })
+	if equality.Semantic.DeepEqual(old, next) || len(old) == 0 && len(next) == 0 {
+		return false
+	}
+	sp.Status.Orbweaver.EIPs = next
+	return true
+}
+
+// writeStatus applies change to a fresh read of the pool and writes its status, again
+// on a conflict (node agents write records into the same object).
+func (r *reconciler) writeStatus(ctx context.Context, name string, change func(*v2beta1.SpiderIPPool) bool) (*v2beta1.SpiderIPPool, error) {
+	var err error
+	for try := 0; try < 8; try++ {
+		var sp *v2beta1.SpiderIPPool
+		if sp, err = r.pools.GetPool(ctx, name); err != nil {
+			return nil, err
+		}
+		if !change(sp) {
+			return sp, nil
+		}
+		if err = r.pools.UpdatePoolStatus(ctx, sp); err == nil {
+			return sp, nil
+		}
+		if !errors.Is(err, ipam.ErrConflict) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("write EIP bindings of SpiderIPPool %q: %w", name, err)
+}
+
+// readiness is the pool's EIPReady condition after the steps.
+func readiness(sp *v2beta1.SpiderIPPool, steps []step, pol policy) metav1.Condition {
+	c := metav1.Condition{Type: v2beta1.IPPoolEIPReadyCondition, Status: metav1.ConditionTrue, Reason: v2beta1.EIPAllBoundReason,
+		Message: "every IP held by a pod has its EIP bound", ObservedGeneration: sp.Generation}
+	var errs []string
+	pending := 0
+	for _, s := range steps {
+		if s.err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", s.addr, s.err))
+			if c.Reason == v2beta1.EIPAllBoundReason || c.Reason == v2beta1.EIPBindingReason {
+				c.Reason = reasonOf(s.err)
+			}
+		}
+		if s.op != opNone && s.st.Held && pol.spec != nil {
+			pending++
+		}
+		if s.op == opNone && len(s.events) > 0 && c.Reason == v2beta1.EIPAllBoundReason {
+			c.Reason = v2beta1.EIPStaticExhaustedReason
+			errs = append(errs, s.events[0].msg)
+		}
+	}
+	for _, b := range bindingsOf(sp) {
+		if b.Phase != v2beta1.EIPBound && b.Phase != v2beta1.EIPAllocated {
+			pending++
+		}
+	}
+	switch {
+	case len(errs) > 0:
+		c.Status, c.Message = metav1.ConditionFalse, truncate(strings.Join(errs, "; "), 1024)
+	case pending > 0:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v2beta1.EIPBindingReason, fmt.Sprintf("%d EIP bindings in progress", pending)
+	}
+	return c
+}
+
+// reasonOf classifies a cloud error for the condition and the events.
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, eip.ErrQuotaExceeded):
+		return v2beta1.EIPQuotaExceededReason
+	case errors.Is(err, eip.ErrForbidden):
+		return v2beta1.EIPForbiddenReason
+	case errors.Is(err, errProviderMissing):
+		return v2beta1.EIPProviderMissingReason
+	case errors.Is(err, eip.ErrInvalidTarget), errors.Is(err, eip.ErrNotFound) && strings.Contains(err.Error(), "network interface"):
+		return v2beta1.EIPInterfaceUnknownReason
+	}
+	return v2beta1.EIPCloudErrorReason
+}
+
+// setCondition sets c on the pool; it reports whether anything changed.
+func setCondition(sp *v2beta1.SpiderIPPool, c metav1.Condition, now time.Time) bool {
+	if sp.Status.Orbweaver == nil {
+		sp.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{}
+	}
+	old := meta.FindStatusCondition(sp.Status.Orbweaver.Conditions, c.Type)
+	if old != nil && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message && old.ObservedGeneration == c.ObservedGeneration {
+		return false
+	}
+	c.LastTransitionTime = metav1.NewTime(now.Truncate(time.Second))
+	meta.SetStatusCondition(&sp.Status.Orbweaver.Conditions, c)
+	return true
+}
+
+// post posts a step's events, and a warning for its error.
+func (r *reconciler) post(sp *v2beta1.SpiderIPPool, s *step) {
+	if s.err != nil {
+		reason := ReasonFailed
+		switch reasonOf(s.err) {
+		case v2beta1.EIPQuotaExceededReason:
+			reason = ReasonQuotaExceeded
+		case v2beta1.EIPForbiddenReason:
+			reason = ReasonForbidden
+		case v2beta1.EIPProviderMissingReason:
+			reason = ReasonProviderMissing
+		case v2beta1.EIPInterfaceUnknownReason:
+			reason = ReasonInterfaceUnknown
+		}
+		msg := fmt.Sprintf("EIP for IP %s (%s): %v%s", s.addr, s.op, s.err, advice(s.err))
+		s.events = append(s.events, event{warn: true, reason: reason, msg: msg})
+		if s.st.Holder != nil {
+			s.events = append(s.events, event{pod: s.st.Holder, warn: true, reason: reason, msg: msg})
+		}
+	}
+	for _, e := range s.events {
+		kind := corev1.EventTypeNormal
+		if e.warn {
+			kind = corev1.EventTypeWarning
+		}
+		if e.pod == nil {
+			r.p.Recorder.Event(sp, kind, e.reason, e.msg)
+			continue
+		}
+		ref := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: e.pod.Pod.Namespace, Name: e.pod.Pod.Name, UID: types.UID(e.pod.UID)}}
+		r.p.Recorder.Event(ref, kind, e.reason, e.msg)
+	}
+}
+
+// advice is what a user can do about an error, for the event.
+func advice(err error) string {
+	switch {
+	case errors.Is(err, eip.ErrQuotaExceeded):
+		return "; raise the account's EIP quota, release unused EIPs, or lower the replicas"
+	case errors.Is(err, eip.ErrForbidden):
+		return "; grant the controller's credentials the permissions listed in docs/reference/eip-<provider>.md"
+	case errors.Is(err, eip.ErrInvalidTarget):
+		return "; the pod's IP must be a private IP of the node's network interface, or set the node annotation " + v2beta1.AnnoNodeEIPInterface
+	}
+	return ""
+}
+
+// result says when to look at the pool again: soon while the cloud settles a binding,
+// at the earliest scheduled release, after RetryInterval on an error.
+func (r *reconciler) result(sp *v2beta1.SpiderIPPool, steps []step) ctrl.Result {
+	var after time.Duration
+	soonest := func(d time.Duration) {
+		if d > 0 && (after == 0 || d < after) {
+			after = d
+		}
+	}
+	for _, s := range steps {
+		if s.err != nil {
+			soonest(r.p.RetryInterval)
+			if eip.Retryable(s.err) {
+				soonest(r.p.PollInterval * 4)
+			}
+		}
+	}
+	now := r.clock.Now()
+	for _, b := range bindingsOf(sp) {
+		switch b.Phase {
+		case v2beta1.EIPAllocating, v2beta1.EIPAssociating, v2beta1.EIPUnbinding, v2beta1.EIPReleasing:
+			soonest(r.p.PollInterval)
+		}
+		if b.ReleaseAfter != nil {
+			// At most RetryInterval, so a clock that jumped (a resumed VM) is caught up.
+			soonest(min(max(b.ReleaseAfter.Sub(now), time.Second), r.p.RetryInterval))
+		}
+	}
+	return ctrl.Result{RequeueAfter: after}
+}
+
+func (r *reconciler) removeFinalizer(ctx context.Context, sp *v2beta1.SpiderIPPool) error {
+	if !controllerutil.ContainsFinalizer(sp, Finalizer) {
+		return nil
+	}
+	patch := client.MergeFrom(sp.DeepCopy())
+	controllerutil.RemoveFinalizer(sp, Finalizer)
+	if err := r.p.Direct.Patch(ctx, sp, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("remove finalizer %s from SpiderIPPool %q: %w", Finalizer, sp.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,447 @@
+package eip_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/controller/eipbinding"
+	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/eip/eiptest"
+	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+)
+
+// TestEIP runs every scenario against every cloud.
+func TestEIP(t *testing.T) {
+	for _, cc := range clouds {
+		t.Run(cc.label, func(t *testing.T) {
+			for _, sc := range []struct {
+				name string
+				run  func(*testing.T, cloudCase)
+			}{
+				{"AutoPool", autoPool},
+				{"StaticPool", staticPool},
+				{"StatefulSetKeepsItsEIP", statefulSetKeepsItsEIP},
+				{"ReleaseStrategies", releaseStrategies},
+				{"RollingUpdate", rollingUpdate},
+				{"CrashBetweenAllocateAndAssociate", crashBetweenAllocateAndAssociate},
+				{"OrphansCollected", orphansCollected},
+				{"ThrottlingStorm", throttlingStorm},
+				{"QuotaExhausted", quotaExhausted},
+				{"PoolDeleted", poolDeleted},
+			} {
+				t.Run(sc.name, func(t *testing.T) { sc.run(t, cc) })
+			}
+		})
+	}
+}
+
+// autoPool: a pod of an Auto pool gets an EIP, tagged with the cluster, pool and IP,
+// bound on its node's interface; the pod's annotation, readiness gate and endpoint
+// show it. The cloud calls of the pod start are counted.
+func autoPool(t *testing.T, cc cloudCase) {
+	h := newHarness(t, cc)
+	h.stop()
+	h.start(startOpts{noOrphans: true})
+	pool := h.pool(v2beta1.EIPSpec{Mode: v2beta1.EIPAuto, Bandwidth: ptr.To[int32](20), Tags: map[string]string{"team": "probe"}})
+	node := h.node()
+	ops := []string{"Allocate", "InterfaceOf", "Associate", "Describe"}
+	before := map[string]int{"": h.cloud.CallCount("")}
+	for _, op := range ops {
+		before[op] = h.cloud.CallCount(op)
+	}
+	pod, a := h.run("prober", node, pool, netip.Addr{}, podOpts{gate: true})
+	b := h.waitBound(pool, pod, a)
+	calls := h.cloud.CallCount("") - before[""]
+	var per []string
+	for _, op := range ops {
+		per = append(per, fmt.Sprintf("%s %d", op, h.cloud.CallCount(op)-before[op]))
+	}
+	// The in-memory cloud counts the calls that reach it: through an SDK adapter, the
+	// adapter's own lookups are counted too.
+	t.Logf("%s: cloud calls for one pod start: %d (%s)", cc.label, calls, strings.Join(per, ", "))
+	if calls > 12 {
+		t.Errorf("%d cloud calls for one pod start, want at most 12", calls)
+	}
+	c := h.cloudEIP(b.AllocationID)
+	for k, v := range map[string]string{eipbinding.TagCluster: h.cluster, eipbinding.TagPool: pool, eipbinding.TagIP: a.String(), "team": "probe"} {
+		if c.Tags[k] != v {
+			t.Errorf("EIP tag %s = %q, want %q (all: %v)", k, c.Tags[k], v, c.Tags)
+		}
+	}
+	if b.Static || b.Token == "" || b.Pod != h.ns+"/prober" || b.Node != node {
+		t.Errorf("binding %+v", b)
+	}
+	sp := h.getPool(pool)
+	if c := meta.FindStatusCondition(sp.Status.Orbweaver.Conditions, v2beta1.IPPoolEIPReadyCondition); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("EIPReady condition %+v, want True", c)
+	}
+	if len(h.events(pod.Name, eipbinding.ReasonBound)) == 0 {
+		t.Errorf("no %s event on the pod", eipbinding.ReasonBound)
+	}
+}
+
+// staticPool: Static EIPs map to the pool's first addresses in order; a pod past the
+// list gets none and an event says so; an ended pod's Static EIP is unbound, never
+// released, and bound again for the next pod on that IP.
+func staticPool(t *testing.T, cc cloudCase) {
+	h := newHarness(t, cc)
+	ctx := context.Background()
+	var ids []string
+	for i := range 2 {
+		a, err := h.provider.Allocate(ctx, eip.AllocateRequest{ClientToken: fmt.Sprintf("user-%s-%d", h.ns, i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, a.ID)
+	}
+	pool := h.pool(v2beta1.EIPSpec{Mode: v2beta1.EIPStatic, Static: ids})
+	sp := h.getPool(pool)
+	first := netip.MustParsePrefix(string(sp.Spec.Subnet)).Addr().As4()
+	at := func(last byte) netip.Addr { first[3] = last; return netip.AddrFrom4(first) }
+	node := h.node()
+	p1, a1 := h.run("s1", node, pool, at(11), podOpts{gate: true})
+	p0, a0 := h.run("s0", node, pool, at(10), podOpts{})
+	if b := h.waitBound(pool, p1, a1); b.AllocationID != ids[1] || !b.Static {
+		t.Errorf("the second address got %+v, want Static %s", b, ids[1])
+	}
+	if b := h.waitBound(pool, p0, a0); b.AllocationID != ids[0] {
+		t.Errorf("the first address got %+v, want %s", b, ids[0])
+	}
+	p2, _ := h.run("s2", node, pool, at(12), podOpts{gate: true})
+	testenv.WaitFor(t, "an event on the pod past the Static list", func() (bool, error) {
+		return len(h.events(p2.Name, eipbinding.ReasonNoStaticEIP)) > 0, nil
+	})
+	h.end(p1, pool)
+	testenv.WaitFor(t, "the ended pod's Static EIP unbound", func() (bool, error) {
+		b, ok := h.binding(pool, a1)
+		return ok && b.Phase == v2beta1.EIPAllocated && h.cloudEIP(ids[1]).State == eip.Available, fmt.Errorf("binding %+v", b)
+	})
+	p3, a3 := h.run("s3", node, pool, a1, podOpts{})
+	if b := h.waitBound(pool, p3, a3); b.AllocationID != ids[1] {
+		t.Errorf("the next pod on %s got %s, want the same Static EIP %s", a3, b.AllocationID, ids[1])
+	}
+	if got := h.cloud.CallCount("Release"); got != 0 {
+		t.Errorf("%d Release calls on a Static pool, want 0", got)
+	}
+}
+
+// statefulSetKeepsItsEIP: a StatefulSet pod deleted and re-created keeps its IP and so
+// its EIP, with no new allocation; moved to another node, the same EIP is rebound on
+// the new node's interface.
+func statefulSetKeepsItsEIP(t *testing.T, cc cloudCase) {
+	h := newHarness(t, cc)
+	pool := h.pool(v2beta1.EIPSpec{Mode: v2beta1.EIPAuto, ReleaseStrategy: ptr.To(v2beta1.ReclaimPolicy("10m"))})
+	n1, n2 := h.node(), h.node()
+	pod, a := h.run("db-0", n1, pool, netip.Addr{}, podOpts{gate: true})
+	first := h.waitBound(pool, pod, a)
+	allocs := h.cloud.CallCount("Allocate")
+
+	h.deletePod(pod)
+	pod = h.rerun(pod, n1, pool, a, podOpts{gate: true})
+	if b := h.waitBound(pool, pod, a); b.AllocationID != first.AllocationID {
+		t.Fatalf("re-created on the same node: EIP %s, want %s", b.AllocationID, first.AllocationID)
+	}
+	h.deletePod(pod)
+	pod = h.rerun(pod, n2, pool, a, podOpts{gate: true})
+	b := h.waitBound(pool, pod, a)
+	if b.AllocationID != first.AllocationID || b.NetworkInterface != nicOf(n2) {
+		t.Fatalf("moved to %s: binding %+v, want EIP %s on %s", n2, b, first.AllocationID, nicOf(n2))
+	}
+	if got := h.cloud.CallCount("Allocate"); got != allocs {
+		t.Errorf("%d more Allocate calls across restarts, want 0", got-allocs)
+	}
+}
+
+// releaseStrategies: Follow releases with the IP; Never keeps the EIP for the next pod
+// on the IP; a duration keeps it until the (injected) clock passes it.
+func releaseStrategies(t *testing.T, cc cloudCase) {
+	h := newHarness(t, cc)
+	node := h.node()
+	for _, tt := range []struct {
+		strategy v2beta1.ReclaimPolicy
+		jump     time.Duration
+	}{{v2beta1.ReclaimFollow, 0}, {v2beta1.ReclaimNever, 0}, {"10m", 10 * time.Minute}} {
+		pool := h.pool(v2beta1.EIPSpec{Mode: v2beta1.EIPAuto, ReleaseStrategy: ptr.To(tt.strategy)})
+		pod, a := h.run("r-"+strings.ToLower(string(tt.strategy)), node, pool, netip.Addr{}, podOpts{})
+		b := h.waitBound(pool, pod, a)
+		h.end(pod, pool)
+		switch tt.strategy {
+		case v2beta1.ReclaimFollow:
+			testenv.WaitFor(t, "Follow: the EIP released", func() (bool, error) {
+				_, ok := h.binding(pool, a)
+				return !ok && h.cloudEIP(b.AllocationID).ID == "", nil
+			})
+		case v2beta1.ReclaimNever:
+			testenv.WaitFor(t, "Never: the EIP unbound and kept", func() (bool, error) {
+				got, ok := h.binding(pool, a)
+				return ok && got.Phase == v2beta1.EIPAllocated && got.ReleaseAfter == nil, nil
+			})
+			time.Sleep(500 * time.Millisecond) // a few reconciles: nothing more happens
+			if h.cloudEIP(b.AllocationID).ID == "" {
+				t.Fatal("Never: the EIP was released")
+			}
+			next, a2 := h.run("r-never-2", node, pool, a, podOpts{})
+			if got := h.waitBound(pool, next, a2); got.AllocationID != b.AllocationID {
+				t.Fatalf("Never: the next pod on %s got %s, want the kept %s", a, got.AllocationID, b.AllocationID)
+			}
+		default:
+			testenv.WaitFor(t, "a duration: the release scheduled", func() (bool, error) {
+				got, ok := h.binding(pool, a)
+				return ok && got.ReleaseAfter != nil, nil
+			})
+			time.Sleep(500 * time.Millisecond)
+			if h.cloudEIP(b.AllocationID).ID == "" {
+				t.Fatal("a duration: released before it passed")
+			}
+			h.clock.jump(tt.jump)
+			testenv.WaitFor(t, "a duration: released once it passed", func() (bool, error) {
+				_, ok := h.binding(pool, a)
+				return !ok && h.cloudEIP(b.AllocationID).ID == "", nil
+			})
+		}
+	}
+}
+
+// rollingUpdate: a Deployment's new pod lands on a spare IP with its own EIP while the
+// old pod keeps its own; no EIP is ever on two pods, and the new pod's readiness gate
+// is not True before its EIP is bound.
+func rollingUpdate(t *testing.T, cc cloudCase) {
+	h := newHarness(t, cc)
+	// Associations take 300ms, so the gate can be seen False first, on every cloud.
+	h.stop()
+	h.start(startOpts{wrap: func(p eip.Provider) eip.Provider { return slowAssociate{p} }})
+	pool := h.pool(v2beta1.EIPSpec{Mode: v2beta1.EIPAuto})
+	node := h.node()
+	var stop atomic.Bool
+	violations := make(chan string, 16)
+	done := make(chan struct{})
+	go func() { // the invariant, checked all along
+		defer close(done)
+		for !stop.Load() {
+			seen := map[string]string{}
+			for _, a := range h.ofCluster() {
+				if a.State == eip.Available {
+					continue
+				}
+				if other, ok := seen[a.PrivateIP]; ok {
+					violations <- fmt.Sprintf("private IP %s has EIPs %s and %s", a.PrivateIP, other, a.ID)
+				}
+				seen[a.PrivateIP] = a.ID
+			}
+			var pods corev1.PodList
+			if err := h.e.Client.List(h.ctx, &pods, client.InNamespace(h.ns)); err == nil {
+				owner := map[string]string{}
+				for _, p := range pods.Items {
+					if e := p.Annotations[v2beta1.AnnoAllocatedEIP]; e != "" {
+						if other, ok := owner[e]; ok {
+							violations <- fmt.Sprintf("EIP %s on pods %s and %s", e, other, p.Name)
+						}
+						owner[e] = p.Name
+					}
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	old := make([]*corev1.Pod, 2)
+	oldIP := make([]netip.Addr, 2)
+	for i := range old {
+		old[i], oldIP[i] = h.run(fmt.Sprintf("web-old-%d", i), node, pool, netip.Addr{}, podOpts{gate: true})
+	}
+	for i := range old {
+		h.waitBound(pool, old[i], oldIP[i])
+	}
+	for i := range old { // maxSurge 1: one new pod, then one old pod goes
+		np, na := h.run(fmt.Sprintf("web-new-%d", i), node, pool, netip.Addr{}, podOpts{gate: true})
+		testenv.WaitFor(t, "the new pod's gate reported False while its EIP binds", func() (bool, error) {
+			got := &corev1.Pod{}
+			if err := h.e.Client.Get(h.ctx, client.ObjectKeyFromObject(np), got); err != nil {
+				return false, err
+			}
+			s := gate(got)
+			if s == corev1.ConditionTrue {
+				return false, errors.New("True before False was seen")
+			}
+			return s == corev1.ConditionFalse, nil
+		})
+		h.waitBound(pool, np, na)
+		h.end(old[i], pool)
+	}
+	stop.Store(true)
+	<-done
+	close(violations)
+	for v := range violations {
+		t.Error(v)
+	}
+}
+
+// slowAssociate makes every association take 300ms.
+type slowAssociate struct{ eip.Provider }
+
+func (s slowAssociate) Associate(ctx context.Context, id, nic, privateIP string) error {
+	time.Sleep(300 * time.Millisecond)
+	return s.Provider.Associate(ctx, id, nic, privateIP)
+}
+
+// crashBetweenAllocateAndAssociate: the controller stops after the cloud allocated an
+// EIP but before the ID was recorded; the next controller resumes with the recorded
+// token and gets the same EIP: no duplicate, and nothing for the orphan collector.
+func crashBetweenAllocateAndAssociate(t *testing.T, cc cloudCase) {
+	h := newHarness(t, cc)
+	h.stop()
+	allocated := make(chan struct{})
+	h.start(startOpts{wrap: func(p eip.Provider) eip.Provider { return &crashAfterAllocate{Provider: p, allocated: allocated} }})
+	pool := h.pool(v2beta1.EIPSpec{Mode: v2beta1.EIPAuto})
+	node := h.node()
+	pod, a := h.run("c1", node, pool, netip.Addr{}, podOpts{})
+	select {
+	case <-allocated:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the controller never called Allocate")
+	}
+	h.stop() // "killed": the Allocate's answer is lost
+	b, ok := h.binding(pool, a)
+	if !ok || b.Phase != v2beta1.EIPAllocating || b.Token == "" {
+		t.Fatalf("after the crash the binding is %+v, want Allocating with its token", b)
+	}
+	if n := len(h.ofCluster()); n != 1 {
+		t.Fatalf("the cloud has %d EIPs for the cluster, want the 1 allocated before the crash", n)
+	}
+	h.start(startOpts{})
+	got := h.waitBound(pool, pod, a)
+	if all := h.ofCluster(); len(all) != 1 || all[0].ID != got.AllocationID {
+		t.Fatalf("after the restart the cloud has %+v, want only %s", all, got.AllocationID)
+	}
+	time.Sleep(time.Second) // more than two orphan passes
+	if h.cloudEIP(got.AllocationID).State != eip.InUse {
+		t.Fatal("the orphan collector took a tracked EIP")
+	}
+}
+
+// crashAfterAllocate lets Allocate reach the cloud, then blocks until the controller is
+// stopped: its answer is never recorded.
+type crashAfterAllocate struct {
+	eip.Provider
+	allocated chan struct{}
+	once      atomic.Bool
+}
+
+func (c *crashAfterAllocate) Allocate(ctx context.Context, req eip.AllocateRequest) (eip.Address, error) {
+	a, err := c.Provider.Allocate(ctx, req)
+	if err == nil && c.once.CompareAndSwap(false, true) {
+		close(c.allocated)
+	}
+	<-ctx.Done()
+	return a, ctx.Err()
+}
+
+// orphansCollected: EIPs tagged for the cluster that no pool tracks (an uninstall, a
+// lost write) are released, bound or not, and other clusters' and untagged EIPs are
+// left alone.
+func orphansCollected(t *testing.T, cc cloudCase) {
+	h := newHarness(t, cc)
+	ctx := context.Background()
+	mk := func(tok string, tags map[string]string) eip.Address {
+		a, err := h.provider.Allocate(ctx, eip.AllocateRequest{ClientToken: tok + "-" + h.ns, Tags: tags})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	free := mk("orphan-free", map[string]string{eipbinding.TagCluster: h.cluster, eipbinding.TagPool: "gone", eipbinding.TagIP: "10.9.9.9"})
+	bound := mk("orphan-bound", map[string]string{eipbinding.TagCluster: h.cluster, eipbinding.TagPool: "gone", eipbinding.TagIP: "10.9.9.8"})
+	h.cloud.Place("eni-x", "10.9.9.8")
+	if err := h.provider.Associate(ctx, bound.ID, "eni-x", "10.9.9.8"); err != nil {
+		t.Fatal(err)
+	}
+	foreign := mk("foreign", map[string]string{eipbinding.TagCluster: "another-cluster"})
+	user := mk("user", nil)
+	testenv.WaitFor(t, "the orphans released", func() (bool, error) {
+		return h.cloudEIP(free.ID).ID == "" && h.cloudEIP(bound.ID).ID == "", nil
+	})
+	if h.cloudEIP(foreign.ID).ID == "" || h.cloudEIP(user.ID).ID == "" {
+		t.Fatal("the collector released an EIP of another cluster or a user's")
+	}
+}
+
+// throttlingStorm: with every third cloud call throttled, ten pods still all get their
+// EIPs, and no IP has two.
+func throttlingStorm(t *testing.T, cc cloudCase) {
+	h := newHarness(t, cc)
+	pool := h.pool(v2beta1.EIPSpec{Mode: v2beta1.EIPAuto})
+	node := h.node()
+	h.cloud.SetFaults(eiptest.Faults{ThrottleEvery: 3})
+	type started struct {
+		pod *corev1.Pod
+		a   netip.Addr
+	}
+	var pods []started
+	for i := range 10 {
+		p, a := h.run(fmt.Sprintf("storm-%d", i), node, pool, netip.Addr{}, podOpts{gate: true})
+		pods = append(pods, started{p, a})
+	}
+	for _, s := range pods {
+		h.waitBound(pool, s.pod, s.a)
+	}
+	h.cloud.SetFaults(eiptest.Faults{})
+	if n := len(h.ofCluster()); n != 10 {
+		t.Fatalf("%d EIPs for 10 pods after the storm", n)
+	}
+}
+
+// quotaExhausted: past the account's quota a pod gets no EIP, an event says why and what
+// to change, and the pool's EIPReady condition says QuotaExceeded; raising the quota
+// binds it.
+func quotaExhausted(t *testing.T, cc cloudCase) {
+	h := newHarness(t, cc)
+	pool := h.pool(v2beta1.EIPSpec{Mode: v2beta1.EIPAuto})
+	node := h.node()
+	h.cloud.SetFaults(eiptest.Faults{Quota: 1})
+	p1, a1 := h.run("q1", node, pool, netip.Addr{}, podOpts{})
+	h.waitBound(pool, p1, a1)
+	p2, a2 := h.run("q2", node, pool, netip.Addr{}, podOpts{gate: true})
+	testenv.WaitFor(t, "a quota event on the pod and the pool's condition", func() (bool, error) {
+		c := meta.FindStatusCondition(ptr.Deref(h.getPool(pool).Status.Orbweaver, v2beta1.IPPoolOrbweaverStatus{}).Conditions, v2beta1.IPPoolEIPReadyCondition)
+		return len(h.events(p2.Name, eipbinding.ReasonQuotaExceeded)) > 0 && c != nil && c.Reason == v2beta1.EIPQuotaExceededReason, fmt.Errorf("condition %+v", c)
+	})
+	if e := h.events(p2.Name, eipbinding.ReasonQuotaExceeded)[0]; e.Type != corev1.EventTypeWarning {
+		t.Errorf("quota event %+v, want a warning", e)
+	}
+	h.cloud.SetFaults(eiptest.Faults{})
+	h.waitBound(pool, p2, a2)
+}
+
+// poolDeleted: deleting a pool releases its Auto EIPs (whatever the strategy) once its
+// IPs are free, and only then does the pool go.
+func poolDeleted(t *testing.T, cc cloudCase) {
+	h := newHarness(t, cc)
+	pool := h.pool(v2beta1.EIPSpec{Mode: v2beta1.EIPAuto, ReleaseStrategy: ptr.To(v2beta1.ReclaimNever)})
+	node := h.node()
+	pod, a := h.run("d1", node, pool, netip.Addr{}, podOpts{})
+	b := h.waitBound(pool, pod, a)
+	if err := h.e.Client.Delete(h.ctx, h.getPool(pool)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if h.cloudEIP(b.AllocationID).State != eip.InUse {
+		t.Fatal("the EIP of a held IP went while its pool was being deleted")
+	}
+	h.end(pod, pool)
+	testenv.WaitFor(t, "the pool gone and its EIP released", func() (bool, error) {
+		err := h.e.Client.Get(h.ctx, client.ObjectKey{Name: pool}, &v2beta1.SpiderIPPool{})
+		return client.IgnoreNotFound(err) == nil && err != nil && h.cloudEIP(b.AllocationID).ID == "", err
+	})
+}
