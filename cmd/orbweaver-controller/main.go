@@ -1,7 +1,8 @@
 // Command orbweaver-controller is the cluster-wide controller: the admission webhooks of
 // pools, subnets and reserved IPs (every replica serves them), with their certificate;
-// and, on the elected leader, auto pools per application, pool and subnet status, and IP
-// garbage collection with StatefulSet retention. It only wires flags into a
+// and, on the elected leader, auto pools per application, pool and subnet status, IP
+// garbage collection with StatefulSet retention, and the pools' EIPs in the configured
+// clouds. It only wires flags into a
 // controller-runtime manager.
 package main
 
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -32,10 +35,15 @@ import (
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/admissionlock"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/autopool"
+	"github.com/orbweaver-ipam/orbweaver/pkg/controller/eipbinding"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/gc"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/ippool"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/subnet"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/webhookcerts"
+	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/eip/alibaba"
+	"github.com/orbweaver-ipam/orbweaver/pkg/eip/aws"
+	"github.com/orbweaver-ipam/orbweaver/pkg/eip/tencent"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/webhook"
 )
@@ -55,6 +63,10 @@ type options struct {
 	gc                 ipam.GCConfig
 	gcResync           time.Duration
 	reclaimPolicy      string
+
+	clusterID      string
+	eipClouds      map[string]*eip.Config
+	eipOrphanEvery time.Duration
 }
 
 func main() {
@@ -81,6 +93,15 @@ func main() {
 	flag.BoolVar(&o.gc.ReleaseTerminatingOnNotReadyNode, "gc-release-terminating-on-not-ready-node", true, "free the IPs of a pod stuck terminating past its grace period on a NotReady or deleted node")
 	flag.StringVar(&o.reclaimPolicy, "gc-default-reclaim-policy", string(v2beta1.ReclaimFollow), "reclaim policy of StatefulSet IPs for pools that set none: Follow, Never or a duration such as 10m")
 	flag.DurationVar(&o.gcResync, "gc-resync-period", gc.DefaultResyncPeriod, "longest time between two full GC passes")
+	flag.StringVar(&o.clusterID, "cluster-id", "", "tags every EIP this cluster allocates, so clusters sharing a cloud account never collect each other's; default the kube-system namespace's UID")
+	flag.DurationVar(&o.eipOrphanEvery, "eip-orphan-interval", 10*time.Minute, "how often EIPs tagged for this cluster that no pool tracks are released (after two passes); 0 disables")
+	o.eipClouds = map[string]*eip.Config{}
+	for _, name := range []string{"alibaba", "aws", "tencent"} {
+		c := &eip.Config{}
+		o.eipClouds[name] = c
+		flag.StringVar(&c.Region, "eip-"+name+"-region", "", "enables EIP pools of provider "+name+" in this region (credentials from the SDK's standard chain: environment, files, instance role)")
+		flag.StringVar(&c.Endpoint, "eip-"+name+"-endpoint", "", "overrides the "+name+" API endpoints with one base URL (a private endpoint, or a local emulator)")
+	}
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -150,7 +171,7 @@ func run(ctx context.Context, o options) error {
 	if err := webhook.Register(mgr, o.webhook, mgr.GetAPIReader(), serializer); err != nil {
 		return err
 	}
-	if err := setupReconcilers(mgr, direct, o, thirdParty); err != nil {
+	if err := setupReconcilers(ctx, mgr, direct, o, thirdParty); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -185,7 +206,7 @@ func scheme() *runtime.Scheme {
 }
 
 // setupReconcilers registers the leader's reconcilers.
-func setupReconcilers(mgr ctrl.Manager, direct client.Client, o options, thirdParty []schema.GroupVersionKind) error {
+func setupReconcilers(ctx context.Context, mgr ctrl.Manager, direct client.Client, o options, thirdParty []schema.GroupVersionKind) error {
 	if err := autopool.SetupWithManager(mgr, autopool.Params{
 		DefaultFlexibleIPNumber: o.autoPoolDefaultN, ThirdPartyKinds: thirdParty,
 		EnableIPv4: o.webhook.EnableIPv4, EnableIPv6: o.webhook.EnableIPv6,
@@ -199,6 +220,9 @@ func setupReconcilers(mgr ctrl.Manager, direct client.Client, o options, thirdPa
 	if err := subnet.SetupWithManager(mgr, subnet.Params{Direct: direct, Registerer: metrics.Registry}); err != nil {
 		return fmt.Errorf("subnet status: %w", err)
 	}
+	if err := setupEIP(ctx, mgr, direct, o); err != nil {
+		return fmt.Errorf("EIPs: %w", err)
+	}
 	if !o.gcEnabled {
 		return nil
 	}
@@ -210,6 +234,50 @@ func setupReconcilers(mgr ctrl.Manager, direct client.Client, o options, thirdPa
 		return err
 	}
 	return collector.SetupWithManager(mgr)
+}
+
+// newProvider builds one cloud's EIP adapter.
+var newProvider = map[string]func(context.Context, eip.Config) (eip.Provider, error){
+	"alibaba": func(ctx context.Context, c eip.Config) (eip.Provider, error) { return alibaba.New(ctx, c) },
+	"aws":     func(ctx context.Context, c eip.Config) (eip.Provider, error) { return aws.New(ctx, c) },
+	"tencent": func(ctx context.Context, c eip.Config) (eip.Provider, error) { return tencent.New(ctx, c) },
+}
+
+// setupEIP registers the EIP controller with the clouds whose region is set. A cloud
+// whose adapter cannot start (no credentials) is left out with its error: its pools'
+// EIPReady condition says why, and the rest of the controller runs on.
+func setupEIP(ctx context.Context, mgr ctrl.Manager, direct client.Client, o options) error {
+	log := ctrl.Log.WithName("eip")
+	providers, broken := map[string]eip.Provider{}, map[string]error{}
+	for name, c := range o.eipClouds {
+		if c.Region == "" {
+			continue
+		}
+		p, err := newProvider[name](ctx, *c)
+		if err != nil {
+			log.Error(err, "EIP provider unavailable; its pools get no EIPs", "provider", name, "region", c.Region)
+			broken[name] = err
+			continue
+		}
+		providers[name] = eip.Retrying(p, eip.DefaultBackoff)
+		log.Info("EIP provider ready", "provider", name, "region", c.Region, "endpoint", c.Endpoint)
+	}
+	clusterID := o.clusterID
+	if clusterID == "" {
+		ns := &corev1.Namespace{}
+		if err := direct.Get(ctx, client.ObjectKey{Name: metav1.NamespaceSystem}, ns); err != nil {
+			return fmt.Errorf("read the kube-system namespace for the default --cluster-id: %w", err)
+		}
+		clusterID = string(ns.UID)
+	}
+	orphans := o.eipOrphanEvery
+	if orphans <= 0 {
+		orphans = -1
+	}
+	return eipbinding.SetupWithManager(ctx, mgr, eipbinding.Params{
+		Providers: providers, ProviderErrors: broken, ClusterID: clusterID, Direct: direct,
+		Recorder: mgr.GetEventRecorderFor("orbweaver-eip"), Registerer: metrics.Registry, OrphanInterval: orphans,
+	})
 }
 
 // parseKinds reads "group/version/Kind,..." ("v1/Kind" for the core group).

@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,9 +17,16 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/controller/eipbinding"
+	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/eip/eiptest"
+	alibabaemu "github.com/orbweaver-ipam/orbweaver/pkg/eip/emulator/alibaba"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 	"github.com/orbweaver-ipam/orbweaver/pkg/webhook"
@@ -40,7 +51,9 @@ func freePort(t *testing.T) int {
 
 // TestRun starts the controller as main does against a real API server: it makes the
 // webhook certificate Secret, becomes leader, serves /readyz once the webhook server is
-// up, and stops cleanly.
+// up, takes an Alibaba EIP pool in hand through the emulator while AWS, configured
+// without credentials, is reported on its pool instead of stopping the controller, and
+// stops cleanly.
 func TestRun(t *testing.T) {
 	e := testenv.Require(t, env)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -50,6 +63,21 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("KUBECONFIG", e.Kubeconfig)
+	dir := t.TempDir()
+	t.Setenv("HOME", dir)
+	t.Setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", alibabaemu.AccessKeyID)
+	t.Setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "emulator")
+	t.Setenv("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+	t.Setenv("ALIBABA_CLOUD_CLI_PROFILE_DISABLED", "true")
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "none"))
+	emu := httptest.NewServer(alibabaemu.New(eiptest.NewCloud()))
+	defer emu.Close()
 	health := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	done := make(chan error, 1)
 	go func() {
@@ -58,7 +86,11 @@ func TestRun(t *testing.T) {
 			certSecret: "orbweaver-webhook-certs", certDir: t.TempDir(), healthAddr: health, metricsAddr: "0",
 			webhookPort: freePort(t), webhook: webhook.Config{EnableIPv4: true, EnableIPv6: true},
 			statefulSet: true, autoPoolDefaultN: 1, gcEnabled: true, gc: ipam.DefaultGCConfig(),
-			gcResync: time.Minute, reclaimPolicy: "Follow",
+			gcResync: time.Minute, reclaimPolicy: "Follow", clusterID: "run-test",
+			eipClouds: map[string]*eip.Config{
+				"alibaba": {Region: "cn-hangzhou", Endpoint: emu.URL},
+				"aws":     {Region: "us-east-1", Endpoint: "http://127.0.0.1:1"},
+			},
 		}
 		done <- run(ctx, o)
 	}()
@@ -83,6 +115,40 @@ func TestRun(t *testing.T) {
 		lease := &coordinationv1.Lease{}
 		err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "orbweaver-controller"}, lease)
 		return err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "", err
+	})
+	pools := map[string]string{"alibaba": "run-test-eip-alibaba", "aws": "run-test-eip-aws"}
+	for provider, name := range pools {
+		sp := &v2beta1.SpiderIPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v2beta1.IPPoolSpec{
+			Subnet: "10.199.0.0/24", IPs: []v2beta1.IPOrRange{"10.199.0.10"},
+			Orbweaver: &v2beta1.IPPoolOrbweaverSpec{EIP: &v2beta1.EIPSpec{Provider: provider, Mode: v2beta1.EIPAuto}},
+		}}
+		if err := e.Client.Create(ctx, sp); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			_ = e.Client.Patch(context.Background(), sp, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))
+			_ = e.Client.Delete(context.Background(), sp)
+		}()
+	}
+	testenv.WaitFor(t, "the EIP controller to take both pools in hand", func() (bool, error) {
+		for provider, name := range pools {
+			sp := &v2beta1.SpiderIPPool{}
+			if err := e.Client.Get(ctx, client.ObjectKey{Name: name}, sp); err != nil || !slices.Contains(sp.Finalizers, eipbinding.Finalizer) {
+				return false, err
+			}
+			var c *metav1.Condition
+			if sp.Status.Orbweaver != nil {
+				c = meta.FindStatusCondition(sp.Status.Orbweaver.Conditions, v2beta1.IPPoolEIPReadyCondition)
+			}
+			switch {
+			case c == nil:
+				return false, fmt.Errorf("pool %s has no EIPReady condition", name)
+			case provider == "alibaba" && c.Status != metav1.ConditionTrue,
+				provider == "aws" && (c.Reason != v2beta1.EIPProviderMissingReason || !strings.Contains(c.Message, "did not start")):
+				return false, fmt.Errorf("pool %s: EIPReady %s %s: %s", name, c.Status, c.Reason, c.Message)
+			}
+		}
+		return true, nil
 	})
 	cancel()
 	select {

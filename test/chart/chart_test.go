@@ -251,6 +251,7 @@ func TestControllerRBAC(t *testing.T) {
 			names := map[string][]string{
 				"secrets":                         {r.ctlFlags["webhook-cert-secret"]},
 				"leases":                          {"orbweaver-controller", "orbweaver-admission"},
+				"namespaces":                      {"kube-system"}, // the default --cluster-id
 				"mutatingwebhookconfigurations":   {r.ctlFlags["webhook-configuration"]},
 				"validatingwebhookconfigurations": {r.ctlFlags["webhook-configuration"]},
 			}
@@ -570,6 +571,10 @@ func TestValuesReachFlags(t *testing.T) {
 		{set: "gc.defaultReclaimPolicy=Never", ctl: map[string]string{"gc-default-reclaim-policy": "Never"}},
 		{set: "gc.defaultReclaimPolicy=1h", ctl: map[string]string{"gc-default-reclaim-policy": "1h"}},
 		{set: "gc.resyncPeriod=1m", ctl: map[string]string{"gc-resync-period": "1m"}},
+		{set: "eip.clusterID=east,eip.orphanInterval=1h", ctl: map[string]string{"cluster-id": "east", "eip-orphan-interval": "1h"}},
+		{set: "eip.aws.region=us-east-1,eip.aws.endpoint=http://127.0.0.1:9000", ctl: map[string]string{"eip-aws-region": "us-east-1", "eip-aws-endpoint": "http://127.0.0.1:9000"}},
+		{set: "eip.alibaba.region=cn-hangzhou", ctl: map[string]string{"eip-alibaba-region": "cn-hangzhou"}},
+		{set: "eip.tencent.region=ap-guangzhou", ctl: map[string]string{"eip-tencent-region": "ap-guangzhou"}},
 		{set: "agent.reserveSize=-1", agent: map[string]string{"reserve-size": "-1"}},
 		{set: "agent.autoPoolWait=45s", agent: map[string]string{"auto-pool-wait": "45s"}},
 		{set: "agent.multusClusterNetwork=kube-system/net1", agent: map[string]string{"multus-cluster-network": "kube-system/net1"}},
@@ -611,6 +616,9 @@ func TestSchemaRejects(t *testing.T) {
 		{[]string{"--set", "gc.defaultReclaimPolicy=Always"}, "/gc/defaultReclaimPolicy"},
 		{[]string{"--set", "gc.resyncPeriod=0m"}, "/gc/resyncPeriod"},
 		{[]string{"--set", "agent.reserveSzie=1"}, "reserveSzie"},
+		{[]string{"--set", "eip.aws.endpoint=127.0.0.1:9000"}, "/eip/aws/endpoint"},
+		{[]string{"--set", "eip.orphanInterval=often"}, "/eip/orphanInterval"},
+		{[]string{"--set", "eip.gcp.region=x"}, "gcp"},
 		{[]string{"--set", "agent.logLevel=verbose"}, "/agent/logLevel"},
 		{[]string{"--set", "agent.extraArgs[0]=-v"}, "/agent/extraArgs/0"},
 		{[]string{"--set", "controller.replicas=0"}, "/controller/replicas"},

@@ -71,6 +71,9 @@ type Params struct {
 	// Providers are the configured clouds by spec.orbweaver.eip.provider, each wrapped
 	// in eip.Retrying by the caller.
 	Providers map[string]eip.Provider
+	// ProviderErrors are the configured clouds whose adapter could not start, with why;
+	// their pools' EIPReady condition says it.
+	ProviderErrors map[string]error
 	// ClusterID tags every EIP allocated here, so clusters sharing an account never
 	// collect each other's EIPs.
 	ClusterID string
@@ -430,6 +433,9 @@ func (r *reconciler) provider(name string) (eip.Provider, error) {
 	if p, ok := r.p.Providers[name]; ok {
 		return p, nil
 	}
+	if err, ok := r.p.ProviderErrors[name]; ok {
+		return nil, fmt.Errorf("%w: provider %q did not start: %w", errProviderMissing, name, err)
+	}
 	return nil, fmt.Errorf("%w: provider %q is not configured in the controller (its --eip-%s-region flag, or the chart's eip.%s values)", errProviderMissing, name, name, name)
 }
 
@@ -649,9 +655,13 @@ func (r *reconciler) record(ctx context.Context, name string, steps []step, pol 
 			changes[key] = s.after
 		}
 	}
+	var missing error
+	if pol.spec != nil {
+		_, missing = r.provider(pol.spec.Provider)
+	}
 	return r.writeStatus(ctx, name, func(sp *v2beta1.SpiderIPPool) bool {
 		changed := applyBindings(sp, changes, gone)
-		return setCondition(sp, readiness(sp, steps, pol), r.clock.Now()) || changed
+		return setCondition(sp, readiness(sp, steps, missing), r.clock.Now()) || changed
 	})
 }
 
@@ -715,10 +725,15 @@ func (r *reconciler) writeStatus(ctx context.Context, name string, change func(*
 	return nil, fmt.Errorf("write EIP bindings of SpiderIPPool %q: %w", name, err)
 }
 
-// readiness is the pool's EIPReady condition after the steps.
-func readiness(sp *v2beta1.SpiderIPPool, steps []step, pol policy) metav1.Condition {
+// readiness is the pool's EIPReady condition after the steps; missing is why the
+// pool's provider is unavailable, if it is.
+func readiness(sp *v2beta1.SpiderIPPool, steps []step, missing error) metav1.Condition {
 	c := metav1.Condition{Type: v2beta1.IPPoolEIPReadyCondition, Status: metav1.ConditionTrue, Reason: v2beta1.EIPAllBoundReason,
 		Message: "every IP held by a pod has its EIP bound", ObservedGeneration: sp.Generation}
+	if missing != nil {
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v2beta1.EIPProviderMissingReason, truncate(missing.Error(), 1024)
+		return c
+	}
 	var errs []string
 	pending := 0
 	for _, s := range steps {
@@ -728,7 +743,7 @@ func readiness(sp *v2beta1.SpiderIPPool, steps []step, pol policy) metav1.Condit
 				c.Reason = reasonOf(s.err)
 			}
 		}
-		if s.op != opNone && s.st.Held && pol.spec != nil {
+		if s.op != opNone && s.st.Held && specOf(sp) != nil {
 			pending++
 		}
 		if s.op == opNone && len(s.events) > 0 && c.Reason == v2beta1.EIPAllBoundReason {
