@@ -73,6 +73,7 @@ func (c *cluster) up() error {
 		{"kube-controller-manager and kube-scheduler", c.controlPlane},
 		{"kube-proxy", c.kubeProxy},
 		{"kubelet", c.kubelet},
+		{"cloud emulator (EIPs)", c.cloudEmulator},
 	}
 	for _, s := range steps {
 		fmt.Printf("== %s\n", s.what)
@@ -267,6 +268,23 @@ func (c *cluster) kubeProxy() error {
 		return err
 	}
 	return c.procs.start("kube-proxy", filepath.Join(c.bin, "kube-proxy"), "--config="+c.path("etc", "kube-proxy.yaml"))
+}
+
+// The local EIP clouds: the emulators of test/cloudemu on loopback, which the
+// controller (on the host network) reaches through its SDKs' endpoint settings.
+const (
+	emuAlibaba = "127.0.0.1:18081"
+	emuAWS     = "127.0.0.1:18082"
+	emuTencent = "127.0.0.1:18083"
+	emuAdmin   = "127.0.0.1:18080"
+)
+
+func (c *cluster) cloudEmulator() error {
+	bin := filepath.Join(c.dir, "images", "bin", "cloudemu")
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("%s: %w (built with the images)", bin, err)
+	}
+	return c.procs.start("cloudemu", bin, "-alibaba", emuAlibaba, "-aws", emuAWS, "-tencent", emuTencent, "-admin", emuAdmin)
 }
 
 func (c *cluster) kubelet() error {

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
 )
 
 // demo brings the cluster up, installs orbweaver with its chart and shows it serving
@@ -80,19 +84,66 @@ func (c *cluster) demo() error {
 	}
 	c.show("get", "sp")
 
+	if err := c.demoEIP(filepath.Join(examples, "eip-prober.yaml")); err != nil {
+		return err
+	}
+
 	fmt.Printf(`
 The demo is up (%s). Explore it:
 
   export KUBECONFIG=%s
   kubectl get pods -o wide; kubectl get ss,sp,se
   kubectl describe sp nginx-v4-ippool           # counts and conditions
+  kubectl get se -o wide; kubectl get sp prober-eip-v4 -o yaml   # EIPs and their bindings
+  curl -s http://%s/eips                 # the (emulated) cloud's own view
   kubectl -n kube-system logs ds/orbweaver-agent
   curl http://<pod IP>:8080/     # from this machine: each pod answers with its name and IPs
-  docs/guides/auto-pools.md, docs/guides/statefulset-fixed-ips.md
+  docs/guides/auto-pools.md, docs/guides/statefulset-fixed-ips.md, docs/guides/eip.md
 
 Tear it down with: make demo-down
-`, time.Since(start).Round(time.Second), c.kubeconfig())
+`, time.Since(start).Round(time.Second), c.kubeconfig(), emuAdmin)
 	return nil
+}
+
+// demoEIP runs seed 000's prober on a pool with EIPs in the emulated Alibaba Cloud: the
+// pods become Ready once their EIPs are bound, and each shows its own public address.
+func (c *cluster) demoEIP(manifest string) error {
+	fmt.Println("== seed 000's prober: a pool whose IPs each get an EIP (docs/examples/eip-prober.yaml, emulated Alibaba Cloud)")
+	out, err := c.kubectl("apply", "-f", manifest)
+	if err != nil {
+		return err
+	}
+	fmt.Print(indent(out) + "\n")
+	if _, err := c.kubectl("wait", "--for=condition=Ready", "pod", "-l", "app=prober", "--timeout=120s"); err != nil {
+		return fmt.Errorf("prober pods Ready (their EIP readiness gate): %w", err)
+	}
+	c.show("get", "pods", "-l", "app=prober", "-o", "wide")
+	c.show("get", "se", "-o", "wide")
+	c.show("get", "pods", "-l", "app=prober", "-o", `custom-columns=POD:.metadata.name,IP:.status.podIP,EIP:.metadata.annotations.orbweaver\.io/allocated-eip,GATE:.status.conditions[?(@.type=="orbweaver.io/eip")].status`)
+	eips, err := cloudEIPs()
+	if err != nil {
+		return err
+	}
+	fmt.Println("$ curl http://" + emuAdmin + "/eips   # the cloud's view")
+	for _, e := range eips {
+		fmt.Printf("  %s  %-15s %-9s %s/%s  pool=%s\n", e.ID, e.PublicIP, e.State, e.NetworkInterface, e.PrivateIP, e.Tags["orbweaver.io/pool"])
+	}
+	return nil
+}
+
+// cloudEIPs reads the emulated cloud's EIPs.
+func cloudEIPs() ([]eip.Address, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + emuAdmin + "/eips")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out []eip.Address
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("the cloud emulator's /eips: %w", err)
+	}
+	return out, nil
 }
 
 // waitPods waits until n pods of the default namespace are Running and Ready, and no

@@ -29,7 +29,7 @@ func (c *cluster) down() error {
 		}
 	}
 	fmt.Println("== stopping the node and the control plane")
-	for _, name := range []string{"kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"} {
+	for _, name := range []string{"cloudemu", "kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"} {
 		note(c.procs.stop(name, 20*time.Second))
 	}
 	// kube-proxy's rules: its --cleanup exits non-zero on this kind of VM (no modprobe

@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
@@ -233,4 +236,144 @@ spec:
 		t.Fatalf("%d addresses of e2e-chaos still held by pods after every pod is gone and GC ran", n)
 	}
 	_, _ = c.kubectl("delete", "ss", "e2e-chaos-subnet", "--wait=false")
+}
+
+// TestE2EEIP: seed 000's prober on a real node, its EIPs in the emulated Alibaba Cloud
+// through the official SDK: each pod turns Ready only once the cloud has its EIP in use
+// on the pod's IP; the pod's annotation and endpoint show it; a rolling update gives the
+// surge pods their own EIPs, and at no poll do two live pods show one EIP; the old pods'
+// EIPs are released (Follow).
+func TestE2EEIP(t *testing.T) {
+	c := requireCluster(t)
+	ns := namespace(t, c, "e2e-eip")
+	manifest, err := os.ReadFile(filepath.Join(c.root, "docs", "examples", "eip-prober.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := strings.ReplaceAll(string(manifest), "prober-eip-v4", "e2e-eip-v4")
+	m = strings.ReplaceAll(m, "10.244.140.", "10.244.172.")
+	apply(t, c, ns, m)
+	t.Cleanup(func() {
+		_, _ = c.kubectl("-n", ns, "delete", "deployment", "prober", "--wait=true", "--timeout=60s")
+		_, _ = c.kubectl("delete", "sp", "e2e-eip-v4", "--wait=false", "--ignore-not-found")
+	})
+	type eipPod struct {
+		name, ip, eip, gate, ready string
+		deleting                   bool
+	}
+	// running lists the Running pods, terminating ones included: they keep their IP and
+	// EIP until they are gone.
+	running := func() []eipPod {
+		var list corev1.PodList
+		if err := json.Unmarshal([]byte(k(t, c, ns, "get", "pods", "-l", "app=prober", "-o", "json")), &list); err != nil {
+			t.Fatal(err)
+		}
+		var ps []eipPod
+		for _, p := range list.Items {
+			if p.Status.Phase != corev1.PodRunning {
+				continue
+			}
+			e := eipPod{name: p.Name, ip: p.Status.PodIP, eip: p.Annotations[v2beta1.AnnoAllocatedEIP], deleting: p.DeletionTimestamp != nil}
+			for _, cond := range p.Status.Conditions {
+				switch cond.Type {
+				case v2beta1.PodEIPConditionType:
+					e.gate = string(cond.Status)
+				case corev1.PodReady:
+					e.ready = string(cond.Status)
+				}
+			}
+			ps = append(ps, e)
+		}
+		return ps
+	}
+	// check fails the test when two running pods show one EIP, and says whether exactly
+	// two pods run, not terminating, Ready with their EIPs.
+	check := func() ([]eipPod, error) {
+		owner := map[string]string{}
+		var ready []eipPod
+		for _, p := range running() {
+			if p.eip != "" {
+				if other, ok := owner[p.eip]; ok {
+					t.Fatalf("EIP %s on pods %s and %s", p.eip, other, p.name)
+				}
+				owner[p.eip] = p.name
+			}
+			if !p.deleting && p.eip != "" && p.ready == "True" {
+				ready = append(ready, p)
+			}
+		}
+		if len(ready) != 2 || len(running()) != 2 {
+			return nil, fmt.Errorf("running pods %+v", running())
+		}
+		return ready, nil
+	}
+	bound := func() []eipPod {
+		t.Helper()
+		var ps []eipPod
+		if err := waitFor("2 prober pods Ready with their EIPs, and no other", 120*time.Second, func() (err error) {
+			ps, err = check()
+			return err
+		}); err != nil {
+			ev, _ := c.kubectl("-n", ns, "get", "events", "--sort-by=.lastTimestamp")
+			t.Fatalf("%v\nevents:\n%s", err, ev)
+		}
+		eips, err := cloudEIPs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			if p.gate != "True" {
+				t.Errorf("pod %s: gate %s", p.name, p.gate)
+			}
+			found := false
+			for _, e := range eips {
+				if e.PublicIP == p.eip {
+					found = true
+					if e.State != eip.InUse || e.PrivateIP != p.ip {
+						t.Errorf("pod %s (%s) shows EIP %s, which the cloud has %s on %s", p.name, p.ip, p.eip, e.State, e.PrivateIP)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("pod %s shows EIP %s, unknown to the cloud", p.name, p.eip)
+			}
+			se := k(t, c, ns, "get", "se", p.name, "-o", "jsonpath={.status.current.orbweaver.eips[0].publicIP}")
+			if se != p.eip {
+				t.Errorf("pod %s: endpoint shows EIP %q, the pod %q", p.name, se, p.eip)
+			}
+		}
+		return ps
+	}
+	before := bound()
+	k(t, c, ns, "set", "env", "deployment/prober", "REVISION=2")
+	if err := waitFor("the rollout done", 180*time.Second, func() error {
+		_, _ = check() // the invariant at every poll
+		out, err := c.kubectl("-n", ns, "rollout", "status", "deployment/prober", "--timeout=1s")
+		if err == nil && !strings.Contains(out, "successfully rolled out") {
+			err = fmt.Errorf("%s", out)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	after := bound()
+	if err := waitFor("the old pods' EIPs released (Follow)", 60*time.Second, func() error {
+		eips, err := cloudEIPs()
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, e := range eips {
+			if e.Tags["orbweaver.io/pool"] == "e2e-eip-v4" {
+				n++
+			}
+		}
+		if n != 2 {
+			return fmt.Errorf("%d EIPs of the pool in the cloud, want 2", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("before the rollout %+v; after %+v", before, after)
 }

@@ -21,7 +21,8 @@ var passwd = []byte("root:x:0:0:root:/:/bin/false\nnobody:x:65534:65534:nobody:/
 var group = []byte("root:x:0:\nnobody:x:65534:\n")
 
 // buildImages builds the static binaries and writes one docker-archive per image into
-// .cluster/images; it returns the tar files.
+// .cluster/images; it returns the tar files. The cloud emulator is built with them: it
+// runs on the host, not in an image.
 func (c *cluster) buildImages() ([]string, error) {
 	bins := filepath.Join(c.dir, "images", "bin")
 	if err := os.MkdirAll(bins, 0o755); err != nil {
@@ -29,7 +30,8 @@ func (c *cluster) buildImages() ([]string, error) {
 	}
 	fmt.Println("building static binaries for the images")
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bins+"/",
-		"./cmd/orbweaver", "./cmd/orbweaver-agent", "./cmd/orbweaver-controller", "./test/images/pause", "./test/images/workload")
+		"./cmd/orbweaver", "./cmd/orbweaver-agent", "./cmd/orbweaver-controller", "./test/images/pause", "./test/images/workload",
+		"./test/cloudemu")
 	cmd.Dir, cmd.Stdout, cmd.Stderr = c.root, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if err := cmd.Run(); err != nil {

@@ -5,6 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	alibabaemu "github.com/orbweaver-ipam/orbweaver/pkg/eip/emulator/alibaba"
 )
 
 // localValues are the chart values for this cluster: the images imported by up, never
@@ -35,7 +38,43 @@ cni:
           ipam: {type: orbweaver}
 gc:
   goneDelay: 10s
-`, c.cniBinDir(), c.cniConfDir(), netName, netName, bridgeName)
+eip:
+  credentialsSecret: %s
+  orphanInterval: 1m
+  alibaba: {region: cn-hangzhou, endpoint: "http://%s"}
+  aws: {region: us-east-1, endpoint: "http://%s"}
+  tencent: {region: ap-guangzhou, endpoint: "http://%s"}
+`, c.cniBinDir(), c.cniConfDir(), netName, netName, bridgeName, cloudSecret, emuAlibaba, emuAWS, emuTencent)
+}
+
+// cloudSecret holds the emulators' credentials, in each SDK's environment variables;
+// the instance-metadata lookups are off, so nothing leaves the machine.
+const cloudSecret = "orbweaver-cloud-credentials"
+
+// cloudCredentials creates cloudSecret and points EIPs of the node's pods at one
+// interface (the emulators model no ENIs), before the install.
+func (c *cluster) cloudCredentials() error {
+	out, err := c.kubectl("-n", "kube-system", "create", "secret", "generic", cloudSecret, "--dry-run=client", "-o", "yaml",
+		"--from-literal=ALIBABA_CLOUD_ACCESS_KEY_ID="+alibabaemu.AccessKeyID,
+		"--from-literal=ALIBABA_CLOUD_ACCESS_KEY_SECRET=local-emulator",
+		"--from-literal=ALIBABA_CLOUD_ECS_METADATA_DISABLED=true",
+		"--from-literal=AWS_ACCESS_KEY_ID=AKIDLOCALEMULATOR",
+		"--from-literal=AWS_SECRET_ACCESS_KEY=local-emulator",
+		"--from-literal=AWS_EC2_METADATA_DISABLED=true",
+		"--from-literal=TENCENTCLOUD_SECRET_ID=AKIDLOCALEMULATOR",
+		"--from-literal=TENCENTCLOUD_SECRET_KEY=local-emulator")
+	if err != nil {
+		return err
+	}
+	f := c.path("cloud-credentials.yaml")
+	if err := os.WriteFile(f, []byte(out), 0o600); err != nil {
+		return err
+	}
+	if _, err := c.kubectl("apply", "-f", f); err != nil {
+		return err
+	}
+	_, err = c.kubectl("annotate", "node", nodeName, "--overwrite", v2beta1.AnnoNodeEIPInterface+"=eni-"+nodeName)
+	return err
 }
 
 // helm runs the repository's helm against the cluster.
@@ -46,6 +85,9 @@ func (c *cluster) helm(args ...string) (string, error) {
 // install installs (or upgrades) orbweaver with its Helm chart and waits until the agent
 // and the controller are ready; from then on the node's pods get their IPs from it.
 func (c *cluster) install() error {
+	if err := c.cloudCredentials(); err != nil {
+		return fmt.Errorf("EIP cloud credentials: %w", err)
+	}
 	values := c.path("values.yaml")
 	if err := os.WriteFile(values, []byte(localValues(c)), 0o644); err != nil {
 		return err
