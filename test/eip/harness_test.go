@@ -161,7 +161,7 @@ func (h *harness) start(o startOpts) {
 	err = eipbinding.SetupWithManager(ctx, mgr, eipbinding.Params{
 		Providers: map[string]eip.Provider{h.cc.name: p}, ClusterID: h.cluster,
 		Direct: h.e.Client, Recorder: mgr.GetEventRecorderFor("orbweaver-eip"), Registerer: h.reg, Clock: h.clock,
-		PollInterval: 50 * time.Millisecond, RetryInterval: 300 * time.Millisecond, OrphanInterval: orphans,
+		PollInterval: 50 * time.Millisecond, RetryInterval: 300 * time.Millisecond, OrphanInterval: orphans, VerifyInterval: 300 * time.Millisecond,
 	})
 	if err != nil {
 		cancel()

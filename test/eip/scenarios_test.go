@@ -41,6 +41,8 @@ func TestEIP(t *testing.T) {
 				{"ThrottlingStorm", throttlingStorm},
 				{"QuotaExhausted", quotaExhausted},
 				{"PoolDeleted", poolDeleted},
+				{"StaticPoolDeleted", staticPoolDeleted},
+				{"DriftRepaired", driftRepaired},
 			} {
 				t.Run(sc.name, func(t *testing.T) { sc.run(t, cc) })
 			}
@@ -444,4 +446,66 @@ func poolDeleted(t *testing.T, cc cloudCase) {
 		err := h.e.Client.Get(h.ctx, client.ObjectKey{Name: pool}, &v2beta1.SpiderIPPool{})
 		return client.IgnoreNotFound(err) == nil && err != nil && h.cloudEIP(b.AllocationID).ID == "", err
 	})
+}
+
+// staticPoolDeleted: a deleted Static pool goes once its IPs are free, and its EIPs,
+// which orbweaver never releases, stay in the cloud, unbound.
+func staticPoolDeleted(t *testing.T, cc cloudCase) {
+	h := newHarness(t, cc)
+	a, err := h.provider.Allocate(context.Background(), eip.AllocateRequest{ClientToken: "user-static-" + h.ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := h.pool(v2beta1.EIPSpec{Mode: v2beta1.EIPStatic, Static: []string{a.ID}})
+	pod, ip := h.run("sd", h.node(), pool, netip.Addr{}, podOpts{})
+	h.waitBound(pool, pod, ip)
+	if err := h.e.Client.Delete(h.ctx, h.getPool(pool)); err != nil {
+		t.Fatal(err)
+	}
+	h.end(pod, pool)
+	testenv.WaitFor(t, "the Static pool gone, its EIP unbound and kept", func() (bool, error) {
+		err := h.e.Client.Get(h.ctx, client.ObjectKey{Name: pool}, &v2beta1.SpiderIPPool{})
+		c := h.cloudEIP(a.ID)
+		return err != nil && client.IgnoreNotFound(err) == nil && c.ID == a.ID && c.State == eip.Available, fmt.Errorf("pool: %v; EIP %+v", err, c)
+	})
+	if got := h.cloud.CallCount("Release"); got != 0 {
+		t.Errorf("%d Release calls for a Static pool, want 0", got)
+	}
+}
+
+// driftRepaired: an EIP unbound behind orbweaver's back (a console click) is bound
+// again, and one released behind its back is replaced by a new one, within a few
+// verify intervals.
+func driftRepaired(t *testing.T, cc cloudCase) {
+	h := newHarness(t, cc)
+	ctx := context.Background()
+	pool := h.pool(v2beta1.EIPSpec{Mode: v2beta1.EIPAuto})
+	pod, a := h.run("drift", h.node(), pool, netip.Addr{}, podOpts{gate: true})
+	b := h.waitBound(pool, pod, a)
+	if err := h.provider.Disassociate(ctx, b.AllocationID); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the unbound EIP bound again", func() (bool, error) {
+		c := h.cloudEIP(b.AllocationID)
+		return c.State == eip.InUse && c.PrivateIP == a.String(), fmt.Errorf("EIP %+v", c)
+	})
+	got := h.waitBound(pool, pod, a)
+	if got.AllocationID != b.AllocationID {
+		t.Fatalf("rebound %s, want the same %s", got.AllocationID, b.AllocationID)
+	}
+	if err := h.provider.Disassociate(ctx, b.AllocationID); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "unbound in the cloud", func() (bool, error) {
+		c, err := eip.WaitFor(ctx, h.provider, b.AllocationID, eip.Available, 10*time.Millisecond)
+		return err == nil && c.State == eip.Available, err
+	})
+	if err := h.provider.Release(ctx, b.AllocationID); err != nil && !errors.Is(err, eip.ErrAssociated) {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "a new EIP for the IP whose EIP was released", func() (bool, error) {
+		nb, ok := h.binding(pool, a)
+		return ok && nb.Phase == v2beta1.EIPBound && nb.AllocationID != b.AllocationID, fmt.Errorf("binding %+v", nb)
+	})
+	h.waitBound(pool, pod, a)
 }

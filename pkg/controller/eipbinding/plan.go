@@ -33,6 +33,8 @@ type ipState struct {
 	Holder *holder
 	// StaticID is the Static EIP mapped to the IP ("" in Auto mode or past the list).
 	StaticID string
+	// Outside: the IP is no longer one of the pool's addresses (spec.ips shrank).
+	Outside bool
 }
 
 // op is one step of a binding.
@@ -72,6 +74,9 @@ type policy struct {
 	// pool's are Follow whatever the spec says.
 	releaseAfter time.Duration
 	keep         bool
+	// deleting: the pool is being deleted; once no pod holds an IP its EIP goes (Static
+	// ones are let go, never released) so the finalizer can come off.
+	deleting bool
 }
 
 func (p policy) static() bool { return p.spec != nil && p.spec.Mode == v2beta1.EIPStatic }
@@ -97,8 +102,10 @@ func decide(s ipState, p policy, now time.Time) op {
 			return opAllocate
 		}
 	}
-	// This binding is the one the spec wants for the IP: the same kind, the same ID.
-	fits := p.spec != nil && b.Static == p.static() && (!b.Static || b.AllocationID == s.StaticID)
+	// This binding is the one the spec wants for the IP: the same cloud, the same kind,
+	// the same ID, an address still of the pool.
+	fits := p.spec != nil && b.Provider == p.spec.Provider && b.Static == p.static() &&
+		(!b.Static || b.AllocationID == s.StaticID) && !s.Outside
 	wanted := wantAny && fits
 	moved := s.Holder != nil && b.Node != "" && s.Holder.Node != b.Node
 	switch b.Phase {
@@ -132,7 +139,7 @@ func decide(s ipState, p policy, now time.Time) op {
 	case wanted:
 		return opNone // held, but the endpoint is not seen yet
 	case b.Static:
-		if fits {
+		if fits && !p.deleting {
 			return opNone // a Static EIP waits for the next pod on its IP
 		}
 		return opForget

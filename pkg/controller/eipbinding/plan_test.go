@@ -21,6 +21,9 @@ func TestDecide(t *testing.T) {
 	ttl := policy{spec: auto, keep: true, releaseAfter: 10 * time.Minute}
 	st := policy{spec: static}
 	gone := policy{}
+	deleting := policy{spec: auto, deleting: true}
+	deletingStatic := policy{spec: static, deleting: true}
+	otherCloud := policy{spec: &v2beta1.EIPSpec{Provider: "tencent", Mode: v2beta1.EIPAuto}, keep: true}
 	pod := &holder{Pod: types.NamespacedName{Namespace: "ns", Name: "web-0"}, UID: "u1", Node: "n1"}
 	moved := &holder{Pod: pod.Pod, UID: "u2", Node: "n2"}
 	other := &holder{Pod: types.NamespacedName{Namespace: "ns", Name: "web-1"}, UID: "u3", Node: "n1"}
@@ -72,6 +75,12 @@ func TestDecide(t *testing.T) {
 		{"a Static EIP is never released", ipState{Binding: b(v2beta1.EIPAllocated, unbound, isStatic), StaticID: "eip-s1"}, st, opNone},
 		{"a Static EIP no longer listed is forgotten, not released", ipState{Binding: b(v2beta1.EIPAllocated, unbound, isStatic)}, st, opForget},
 		{"a Static EIP bound while the list changed is unbound first", ipState{Binding: b(v2beta1.EIPBound, isStatic), Held: true, Holder: pod, StaticID: "eip-s2"}, st, opDisassociate},
+		{"a deleted pool: a held IP keeps its EIP", ipState{Binding: b(v2beta1.EIPBound), Held: true, Holder: pod}, deleting, opNone},
+		{"a deleted pool: a free IP's EIP is released", ipState{Binding: b(v2beta1.EIPAllocated, unbound)}, deleting, opRelease},
+		{"a deleted Static pool: a free IP's EIP is let go, not released", ipState{Binding: b(v2beta1.EIPAllocated, unbound, isStatic), StaticID: "eip-s1"}, deletingStatic, opForget},
+		{"the pool's cloud changed: a bound EIP of the old one is unbound", ipState{Binding: b(v2beta1.EIPBound), Held: true, Holder: pod}, otherCloud, opDisassociate},
+		{"the pool's cloud changed: then released in the old cloud, even with Never", ipState{Binding: b(v2beta1.EIPAllocated, unbound)}, otherCloud, opRelease},
+		{"an IP no longer of the pool: its EIP is released, even with Never", ipState{Binding: b(v2beta1.EIPAllocated, unbound), Outside: true}, never, opRelease},
 		{"an Auto EIP of a pool turned Static is released", ipState{Binding: b(v2beta1.EIPAllocated, unbound), Held: true, Holder: pod, StaticID: "eip-s1"}, st, opRelease},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -62,7 +62,6 @@ const (
 	ReasonForbidden        = "EIPForbidden"
 	ReasonProviderMissing  = "EIPProviderNotConfigured"
 	ReasonNoStaticEIP      = "EIPNoStaticEIP"
-	ReasonOrphanReleased   = "EIPOrphanReleased"
 	ReasonInterfaceUnknown = "EIPInterfaceNotFound"
 )
 
@@ -96,6 +95,10 @@ type Params struct {
 	OrphanInterval time.Duration
 	// MaxConcurrentCalls bounds the cloud calls one reconcile makes at once; 8 when 0.
 	MaxConcurrentCalls int
+	// VerifyInterval is how often a pool's Bound EIPs are checked against the cloud
+	// (one Describe per pool), so one unbound or released behind orbweaver's back (a
+	// console click) is bound again or replaced; 5m when zero, negative to disable.
+	VerifyInterval time.Duration
 }
 
 type reconciler struct {
@@ -104,6 +107,10 @@ type reconciler struct {
 	pools   crdstore.Pools
 	metrics *metrics
 	clock   clock.PassiveClock
+
+	// verified is when each pool's Bound EIPs were last checked with the cloud.
+	mu       sync.Mutex
+	verified map[string]time.Time
 }
 
 // sePoolIndex indexes SpiderEndpoints by the pools of their IPs.
@@ -126,11 +133,14 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 	if p.MaxConcurrentCalls <= 0 {
 		p.MaxConcurrentCalls = 8
 	}
+	if p.VerifyInterval == 0 {
+		p.VerifyInterval = 5 * time.Minute
+	}
 	m, err := newMetrics(p.Registerer)
 	if err != nil {
 		return fmt.Errorf("eipbinding: register metrics: %w", err)
 	}
-	r := &reconciler{p: p, cache: mgr.GetClient(), pools: crdstore.Pools{Client: p.Direct}, metrics: m, clock: p.Clock}
+	r := &reconciler{p: p, cache: mgr.GetClient(), pools: crdstore.Pools{Client: p.Direct}, metrics: m, clock: p.Clock, verified: map[string]time.Time{}}
 	if r.clock == nil {
 		r.clock = clock.RealClock{}
 	}
@@ -261,6 +271,13 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, r.removeFinalizer(ctx, sp)
 	}
 
+	if r.verifyDue(sp) {
+		next, err := r.verify(ctx, sp)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		sp = next
+	}
 	pool, err := ipam.NewPool(sp, ip.Set{})
 	if err != nil {
 		return ctrl.Result{}, reconcile.TerminalError(err)
@@ -293,14 +310,15 @@ func (r *reconciler) plan(ctx context.Context, sp *v2beta1.SpiderIPPool, pool ip
 		}
 	}
 	if deleting {
-		pol.releaseAfter, pol.keep = 0, false // a deleted pool's EIPs follow its IPs out
+		// A deleted pool's EIPs follow its IPs out.
+		pol.releaseAfter, pol.keep, pol.deleting = 0, false, true
+	}
+	total, err := ipam.EffectiveAddresses(pool.Subnet(), sp.Spec.IPs, sp.Spec.ExcludeIPs)
+	if err != nil {
+		return nil, pol, reconcile.TerminalError(err)
 	}
 	var static map[netip.Addr]string
 	if pol.static() {
-		total, err := ipam.EffectiveAddresses(pool.Subnet(), sp.Spec.IPs, sp.Spec.ExcludeIPs)
-		if err != nil {
-			return nil, pol, reconcile.TerminalError(err)
-		}
 		static = staticMap(total, pol.spec.Static)
 	}
 	var ses v2beta1.SpiderEndpointList
@@ -343,7 +361,7 @@ func (r *reconciler) plan(ctx context.Context, sp *v2beta1.SpiderIPPool, pool ip
 	var steps []step
 	for _, a := range slices.SortedFunc(maps.Keys(states), netip.Addr.Compare) {
 		s := states[a]
-		s.StaticID = static[a]
+		s.StaticID, s.Outside = static[a], !total.Contains(a)
 		if o := decide(*s, pol, now); o != opNone {
 			steps = append(steps, step{op: o, addr: a, st: *s})
 		} else if pol.static() && s.Held && s.StaticID == "" && s.Holder != nil && s.Binding == nil {
@@ -743,16 +761,23 @@ func readiness(sp *v2beta1.SpiderIPPool, steps []step, missing error) metav1.Con
 				c.Reason = reasonOf(s.err)
 			}
 		}
-		if s.op != opNone && s.st.Held && specOf(sp) != nil {
-			pending++
-		}
+
 		if s.op == opNone && len(s.events) > 0 && c.Reason == v2beta1.EIPAllBoundReason {
 			c.Reason = v2beta1.EIPStaticExhaustedReason
 			errs = append(errs, s.events[0].msg)
 		}
 	}
+	// sp holds the bindings as they will be written: a held IP is pending until its
+	// binding is Bound, any other until it is settled.
+	phase := map[string]v2beta1.EIPPhase{}
 	for _, b := range bindingsOf(sp) {
+		phase[b.IP] = b.Phase
 		if b.Phase != v2beta1.EIPBound && b.Phase != v2beta1.EIPAllocated {
+			pending++
+		}
+	}
+	for _, s := range steps {
+		if s.st.Held && s.st.Holder != nil && s.err == nil && len(s.events) == 0 && phase[s.addr.String()] == v2beta1.EIPAllocated {
 			pending++
 		}
 	}
@@ -860,6 +885,9 @@ func (r *reconciler) result(sp *v2beta1.SpiderIPPool, steps []step) ctrl.Result 
 	}
 	now := r.clock.Now()
 	for _, b := range bindingsOf(sp) {
+		if b.Phase == v2beta1.EIPBound && r.p.VerifyInterval > 0 {
+			soonest(r.p.VerifyInterval)
+		}
 		switch b.Phase {
 		case v2beta1.EIPAllocating, v2beta1.EIPAssociating, v2beta1.EIPUnbinding, v2beta1.EIPReleasing:
 			soonest(r.p.PollInterval)
@@ -870,6 +898,75 @@ func (r *reconciler) result(sp *v2beta1.SpiderIPPool, steps []step) ctrl.Result 
 		}
 	}
 	return ctrl.Result{RequeueAfter: after}
+}
+
+// verifyDue tells whether the pool's Bound EIPs are due a check with the cloud.
+func (r *reconciler) verifyDue(sp *v2beta1.SpiderIPPool) bool {
+	if r.p.VerifyInterval < 0 || !slices.ContainsFunc(bindingsOf(sp), func(b v2beta1.EIPBinding) bool { return b.Phase == v2beta1.EIPBound }) {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	last, ok := r.verified[sp.Name]
+	if !ok { // first sight (a restart): verify now, so drift during the outage is found
+		return true
+	}
+	return r.clock.Now().Sub(last) >= r.p.VerifyInterval
+}
+
+// verify checks every Bound EIP of the pool with the cloud, one Describe per provider:
+// one no longer in use on its IP goes back to Allocated (associated again next), one
+// gone from the cloud is dropped (a new one is allocated, or the Static EIP's absence
+// reported). It returns the pool as written.
+func (r *reconciler) verify(ctx context.Context, sp *v2beta1.SpiderIPPool) (*v2beta1.SpiderIPPool, error) {
+	byProvider := map[string][]string{}
+	for _, b := range bindingsOf(sp) {
+		if b.Phase == v2beta1.EIPBound {
+			byProvider[b.Provider] = append(byProvider[b.Provider], b.AllocationID)
+		}
+	}
+	found := map[string]eip.Address{}
+	for name, ids := range byProvider {
+		p, err := r.provider(name)
+		if err != nil {
+			continue // reported by the condition
+		}
+		got, err := p.Describe(ctx, eip.Filter{IDs: ids})
+		r.metrics.call(name, "Describe", err)
+		if err != nil {
+			return nil, fmt.Errorf("verify the EIPs of SpiderIPPool %q: %w", sp.Name, err)
+		}
+		for _, a := range got {
+			found[a.ID] = a
+		}
+		for _, id := range ids {
+			if _, ok := found[id]; !ok {
+				found[id] = eip.Address{} // gone
+			}
+		}
+	}
+	changes, gone := map[string]*v2beta1.EIPBinding{}, map[string]bool{}
+	for _, b := range bindingsOf(sp) {
+		a, checked := found[b.AllocationID]
+		switch {
+		case b.Phase != v2beta1.EIPBound || !checked:
+		case a.ID == "":
+			gone[b.IP] = true
+			r.p.Recorder.Eventf(sp, corev1.EventTypeWarning, ReasonFailed, "EIP %s (%s) of IP %s is gone from the cloud; the binding is dropped", b.PublicIP, b.AllocationID, b.IP)
+		case a.State != eip.InUse || a.PrivateIP != b.IP || a.NetworkInterface != b.NetworkInterface:
+			nb := b.DeepCopy()
+			nb.Phase, nb.Message = v2beta1.EIPAllocated, fmt.Sprintf("found %s on %q/%q instead of bound to %s/%s; binding it again", a.State, a.NetworkInterface, a.PrivateIP, b.NetworkInterface, b.IP)
+			changes[b.IP] = nb
+			r.p.Recorder.Eventf(sp, corev1.EventTypeWarning, ReasonUnbound, "EIP %s (%s) of IP %s: %s", b.PublicIP, b.AllocationID, b.IP, nb.Message)
+		}
+	}
+	r.mu.Lock()
+	r.verified[sp.Name] = r.clock.Now()
+	r.mu.Unlock()
+	if len(changes) == 0 && len(gone) == 0 {
+		return sp, nil
+	}
+	return r.writeStatus(ctx, sp.Name, func(p *v2beta1.SpiderIPPool) bool { return applyBindings(p, changes, gone) })
 }
 
 func (r *reconciler) removeFinalizer(ctx context.Context, sp *v2beta1.SpiderIPPool) error {
