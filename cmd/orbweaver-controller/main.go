@@ -67,6 +67,8 @@ type options struct {
 	clusterID      string
 	eipClouds      map[string]*eip.Config
 	eipOrphanEvery time.Duration
+	eipDefault     string
+	eipVendor      bool
 }
 
 func main() {
@@ -95,6 +97,8 @@ func main() {
 	flag.DurationVar(&o.gcResync, "gc-resync-period", gc.DefaultResyncPeriod, "longest time between two full GC passes")
 	flag.StringVar(&o.clusterID, "cluster-id", "", "tags every EIP this cluster allocates, so clusters sharing a cloud account never collect each other's; default the kube-system namespace's UID")
 	flag.DurationVar(&o.eipOrphanEvery, "eip-orphan-interval", 10*time.Minute, "how often EIPs tagged for this cluster that no pool tracks are released (after two passes); 0 disables")
+	flag.StringVar(&o.eipDefault, "eip-default-provider", "", "cloud of the EIPs pods ask for by annotation (orbweaver.io/with-eip) in pools without an EIP attribute; default the only enabled one")
+	flag.BoolVar(&o.eipVendor, "eip-vendor-annotations", false, "also read Alibaba ACK's and Tencent TKE's EIP pod annotations (k8s.aliyun.com/pod-with-eip, tke.cloud.tencent.com/eip-attributes, ...), so their manifests apply unchanged")
 	o.eipClouds = map[string]*eip.Config{}
 	for _, name := range []string{"alibaba", "aws", "tencent"} {
 		c := &eip.Config{}
@@ -277,6 +281,7 @@ func setupEIP(ctx context.Context, mgr ctrl.Manager, direct client.Client, o opt
 	return eipbinding.SetupWithManager(ctx, mgr, eipbinding.Params{
 		Providers: providers, ProviderErrors: broken, ClusterID: clusterID, Direct: direct,
 		Recorder: mgr.GetEventRecorderFor("orbweaver-eip"), Registerer: metrics.Registry, OrphanInterval: orphans,
+		DefaultProvider: o.eipDefault, VendorAnnotations: o.eipVendor,
 	})
 }
 

@@ -573,6 +573,7 @@ func TestValuesReachFlags(t *testing.T) {
 		{set: "gc.resyncPeriod=1m", ctl: map[string]string{"gc-resync-period": "1m"}},
 		{set: "eip.clusterID=east,eip.orphanInterval=1h", ctl: map[string]string{"cluster-id": "east", "eip-orphan-interval": "1h"}},
 		{set: "eip.aws.region=us-east-1,eip.aws.endpoint=http://127.0.0.1:9000", ctl: map[string]string{"eip-aws-region": "us-east-1", "eip-aws-endpoint": "http://127.0.0.1:9000"}},
+		{set: "eip.defaultProvider=tencent,eip.vendorAnnotations=true", ctl: map[string]string{"eip-default-provider": "tencent", "eip-vendor-annotations": "true"}},
 		{set: "eip.alibaba.region=cn-hangzhou", ctl: map[string]string{"eip-alibaba-region": "cn-hangzhou"}},
 		{set: "eip.tencent.region=ap-guangzhou", ctl: map[string]string{"eip-tencent-region": "ap-guangzhou"}},
 		{set: "agent.reserveSize=-1", agent: map[string]string{"reserve-size": "-1"}},

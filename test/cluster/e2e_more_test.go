@@ -251,7 +251,7 @@ func TestE2EEIP(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := strings.ReplaceAll(string(manifest), "prober-eip-v4", "e2e-eip-v4")
-	m = strings.ReplaceAll(m, "10.244.140.", "10.244.172.")
+	m = strings.ReplaceAll(m, "10.244.140.", "10.244.173.")
 	apply(t, c, ns, m)
 	t.Cleanup(func() {
 		_, _ = c.kubectl("-n", ns, "delete", "deployment", "prober", "--wait=true", "--timeout=60s")

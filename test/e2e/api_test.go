@@ -188,11 +188,12 @@ func TestEndpointColumns(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows := table(out)
-	wantHeader := []string{"NAME", "INTERFACE", "IPV4POOL", "IPV4", "IPV6POOL", "IPV6", "NODE"}
+	// SpiderPool's columns, then orbweaver's EIP (EIP-STATE only with -o wide).
+	wantHeader := []string{"NAME", "INTERFACE", "IPV4POOL", "IPV4", "IPV6POOL", "IPV6", "NODE", "EIP"}
 	if !slices.Equal(rows[0], wantHeader) {
 		t.Fatalf("header = %v, want %v", rows[0], wantHeader)
 	}
-	want := []string{"nginx-0", "eth0", "dual-v4", "10.245.0.10/24", "dual-v6", "fd00:10:245::10/120", "node-1"}
+	want := []string{"nginx-0", "eth0", "dual-v4", "10.245.0.10/24", "dual-v6", "fd00:10:245::10/120", "node-1", ""}
 	if got := row(t, rows, "nginx-0"); !slices.Equal(got, want) {
 		t.Fatalf("row = %v, want %v", got, want)
 	}

@@ -162,6 +162,7 @@ func (h *harness) start(o startOpts) {
 		Providers: map[string]eip.Provider{h.cc.name: p}, ClusterID: h.cluster,
 		Direct: h.e.Client, Recorder: mgr.GetEventRecorderFor("orbweaver-eip"), Registerer: h.reg, Clock: h.clock,
 		PollInterval: 50 * time.Millisecond, RetryInterval: 300 * time.Millisecond, OrphanInterval: orphans, VerifyInterval: 300 * time.Millisecond,
+		VendorAnnotations: true,
 	})
 	if err != nil {
 		cancel()
@@ -225,15 +226,24 @@ func nicOf(node string) string { return "eni-" + node }
 // pool creates a pool of its own /24 with addresses .10-.19 and the EIP attribute.
 func (h *harness) pool(spec v2beta1.EIPSpec) string {
 	h.t.Helper()
-	i := seq.Add(1)
 	spec.Provider = h.cc.name
+	return h.poolOf(&spec)
+}
+
+// poolOf creates a pool of its own /24 with addresses .10-.19 and spec as its EIP
+// attribute (none when nil).
+func (h *harness) poolOf(spec *v2beta1.EIPSpec) string {
+	h.t.Helper()
+	i := seq.Add(1)
 	sp := &v2beta1.SpiderIPPool{
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-pool-%d", h.ns, i)},
 		Spec: v2beta1.IPPoolSpec{
-			Subnet:    v2beta1.CIDR(fmt.Sprintf("10.%d.%d.0/24", 150+i/250, i%250)),
-			IPs:       []v2beta1.IPOrRange{v2beta1.IPOrRange(fmt.Sprintf("10.%d.%d.10-10.%d.%d.19", 150+i/250, i%250, 150+i/250, i%250))},
-			Orbweaver: &v2beta1.IPPoolOrbweaverSpec{EIP: &spec},
+			Subnet: v2beta1.CIDR(fmt.Sprintf("10.%d.%d.0/24", 150+i/250, i%250)),
+			IPs:    []v2beta1.IPOrRange{v2beta1.IPOrRange(fmt.Sprintf("10.%d.%d.10-10.%d.%d.19", 150+i/250, i%250, 150+i/250, i%250))},
 		},
+	}
+	if spec != nil {
+		sp.Spec.Orbweaver = &v2beta1.IPPoolOrbweaverSpec{EIP: spec}
 	}
 	h.create(sp)
 	h.pools = append(h.pools, sp.Name)
@@ -264,7 +274,8 @@ func (h *harness) changePool(name string, change func(ipam.Pool) ipam.Pool) {
 
 // podOpts shape a pod.
 type podOpts struct {
-	gate bool // declares the orbweaver.io/eip readiness gate
+	gate        bool // declares the orbweaver.io/eip readiness gate
+	annotations map[string]string
 }
 
 // run starts a pod on node the way kubelet and the agent would: the pod, an address
@@ -273,7 +284,7 @@ type podOpts struct {
 func (h *harness) run(name, node, pool string, want netip.Addr, o podOpts) (*corev1.Pod, netip.Addr) {
 	h.t.Helper()
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name, Annotations: o.annotations},
 		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: ptr.To(false),
 			Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/pause:1"}}},
 	}

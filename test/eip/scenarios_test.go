@@ -43,6 +43,7 @@ func TestEIP(t *testing.T) {
 				{"PoolDeleted", poolDeleted},
 				{"StaticPoolDeleted", staticPoolDeleted},
 				{"DriftRepaired", driftRepaired},
+				{"PodAnnotations", podAnnotations},
 			} {
 				t.Run(sc.name, func(t *testing.T) { sc.run(t, cc) })
 			}
@@ -508,4 +509,64 @@ func driftRepaired(t *testing.T, cc cloudCase) {
 		return ok && nb.Phase == v2beta1.EIPBound && nb.AllocationID != b.AllocationID, fmt.Errorf("binding %+v", nb)
 	})
 	h.waitBound(pool, pod, a)
+}
+
+// podAnnotations: in a pool without the EIP attribute, a pod asking by annotation gets
+// an EIP with its attributes and release strategy; the next pod on that IP, which does
+// not ask, does not get it; a pod naming an existing EIP gets that one, which is let go
+// unreleased after it; ACK's annotation works as orbweaver's (vendor annotations on).
+func podAnnotations(t *testing.T, cc cloudCase) {
+	h := newHarness(t, cc)
+	ctx := context.Background()
+	pool := h.poolOf(nil)
+	node := h.node()
+	ask := map[string]string{v2beta1.AnnoWithEIP: "true", v2beta1.AnnoEIPProvider: cc.name, v2beta1.AnnoEIPBandwidth: "30", v2beta1.AnnoEIPReleaseStrategy: "Never"}
+	p1, a := h.run("asks", node, pool, netip.Addr{}, podOpts{gate: true, annotations: ask})
+	b := h.waitBound(pool, p1, a)
+	if !b.Requested || b.ReleaseStrategy == nil || *b.ReleaseStrategy != v2beta1.ReclaimNever {
+		t.Fatalf("binding %+v, want requested by the pod with its Never", b)
+	}
+	h.end(p1, pool)
+	testenv.WaitFor(t, "Never: unbound and kept after the pod", func() (bool, error) {
+		got, ok := h.binding(pool, a)
+		return ok && got.Phase == v2beta1.EIPAllocated && h.cloudEIP(b.AllocationID).State == eip.Available, fmt.Errorf("binding %+v", got)
+	})
+	p2, _ := h.run("plain", node, pool, a, podOpts{})
+	time.Sleep(time.Second) // several reconciles
+	if got, _ := h.binding(pool, a); got.Phase != v2beta1.EIPAllocated || h.cloudEIP(b.AllocationID).State != eip.Available {
+		t.Fatalf("a pod that does not ask got the EIP: binding %+v, cloud %+v", got, h.cloudEIP(b.AllocationID))
+	}
+	h.end(p2, pool)
+
+	user, err := h.provider.Allocate(ctx, eip.AllocateRequest{ClientToken: "user-pod-" + h.ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p3, a3 := h.run("by-id", node, pool, netip.Addr{}, podOpts{annotations: map[string]string{v2beta1.AnnoEIPID: user.ID, v2beta1.AnnoEIPProvider: cc.name}})
+	if got := h.waitBound(pool, p3, a3); got.AllocationID != user.ID || !got.Static {
+		t.Fatalf("the pod naming %s got %+v", user.ID, got)
+	}
+	h.end(p3, pool)
+	testenv.WaitFor(t, "the named EIP let go, not released", func() (bool, error) {
+		_, ok := h.binding(pool, a3)
+		return !ok && h.cloudEIP(user.ID).State == eip.Available, nil
+	})
+
+	vendor := map[string]string{"k8s.aliyun.com/pod-with-eip": "true", v2beta1.AnnoEIPProvider: cc.name}
+	p4, a4 := h.run("ack", node, pool, netip.Addr{}, podOpts{annotations: vendor})
+	b4 := h.waitBound(pool, p4, a4)
+	h.end(p4, pool)
+	testenv.WaitFor(t, "Follow (the default): released with the pod's IP", func() (bool, error) {
+		_, ok := h.binding(pool, a4)
+		return !ok && h.cloudEIP(b4.AllocationID).ID == "", nil
+	})
+	bad, _ := h.run("bad", node, pool, netip.Addr{}, podOpts{annotations: map[string]string{v2beta1.AnnoWithEIP: "please"}})
+	testenv.WaitFor(t, "an event naming the bad annotation", func() (bool, error) {
+		for _, e := range h.events(bad.Name, eipbinding.ReasonFailed) {
+			if strings.Contains(e.Message, v2beta1.AnnoWithEIP) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 }

@@ -151,6 +151,14 @@ type EIPBinding struct {
 	// cloud (releaseStrategy a duration); unset while the IP is held.
 	// +optional
 	ReleaseAfter *metav1.Time `json:"releaseAfter,omitempty"`
+	// Requested is true for an EIP a pod's annotations asked for (orbweaver.io/with-eip,
+	// orbweaver.io/eip-id or attributes), as opposed to the pool's attribute.
+	// +optional
+	Requested bool `json:"requested,omitempty"`
+	// ReleaseStrategy is the pod's orbweaver.io/eip-release-strategy, which wins over
+	// the pool's once the IP is released.
+	// +optional
+	ReleaseStrategy *ReclaimPolicy `json:"releaseStrategy,omitempty"`
 	// Message is the last cloud error for this binding, if any.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
@@ -195,4 +203,32 @@ const (
 	// that node's pods with, instead of asking the cloud which interface carries the
 	// pod's IP.
 	AnnoNodeEIPInterface = "orbweaver.io/eip-network-interface"
+)
+
+// Pod annotations that ask for an EIP, or set its attributes, per pod. They apply to
+// the pod's IPs in every pool: in a pool with spec.orbweaver.eip they override its
+// attributes for EIPs allocated for the pod; in a pool without one, AnnoWithEIP (or
+// AnnoEIPID) gives the pod's IPs EIPs all the same. docs/guides/eip.md.
+const (
+	// AnnoWithEIP "true" asks for an EIP for each of the pod's IPs.
+	AnnoWithEIP = "orbweaver.io/with-eip"
+	// AnnoEIPProvider is the cloud of those EIPs when the pool has no EIP attribute;
+	// default the controller's --eip-default-provider.
+	AnnoEIPProvider = "orbweaver.io/eip-provider"
+	// AnnoEIPID binds this existing EIP (an allocation ID) instead of allocating one; it
+	// is never released. For a pod with one IP.
+	AnnoEIPID = "orbweaver.io/eip-id"
+	// The Auto attributes, as the fields of EIPSpec of the same names.
+	AnnoEIPBandwidth          = "orbweaver.io/eip-bandwidth"
+	AnnoEIPISP                = "orbweaver.io/eip-isp"
+	AnnoEIPInternetChargeType = "orbweaver.io/eip-internet-charge-type"
+	AnnoEIPInstanceChargeType = "orbweaver.io/eip-instance-charge-type"
+	AnnoEIPPublicIPPool       = "orbweaver.io/eip-public-ip-pool"
+	AnnoEIPBandwidthPackage   = "orbweaver.io/eip-bandwidth-package"
+	AnnoEIPResourceGroup      = "orbweaver.io/eip-resource-group"
+	AnnoEIPName               = "orbweaver.io/eip-name"
+	AnnoEIPDescription        = "orbweaver.io/eip-description"
+	// AnnoEIPReleaseStrategy is Follow, Never or a duration, for EIPs allocated for the
+	// pod (recorded on the binding, so it holds after the pod is gone).
+	AnnoEIPReleaseStrategy = "orbweaver.io/eip-release-strategy"
 )

@@ -153,7 +153,7 @@ func TestFixedIPNumber(t *testing.T) {
 func TestSubnetEIPTemplate(t *testing.T) {
 	f := setup(t, Params{DefaultFlexibleIPNumber: 1})
 	s := &v2beta1.SpiderSubnet{ObjectMeta: metav1.ObjectMeta{Name: "eip-v4"}, Spec: v2beta1.SubnetSpec{
-		Subnet: "10.102.0.0/16", IPs: rangesOfStrings([]string{"10.102.0.10-10.102.0.100"}),
+		Subnet: "10.120.0.0/16", IPs: rangesOfStrings([]string{"10.120.0.10-10.120.0.100"}),
 		Orbweaver: &v2beta1.SubnetOrbweaverSpec{EIP: &v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPAuto,
 			Bandwidth: ptr.To[int32](20), ReleaseStrategy: ptr.To(v2beta1.ReclaimPolicy("10m")), Tags: map[string]string{"team": "probe"}}}}}
 	f.create(s)

@@ -84,7 +84,8 @@ func (r *reconciler) syncPod(ctx context.Context, sp *v2beta1.SpiderIPPool, se *
 	if string(pod.UID) != se.Status.Current.UID || pod.DeletionTimestamp != nil {
 		return nil // an endpoint kept for a StatefulSet pod not yet re-created
 	}
-	want, bound, err := r.wantedEIPs(ctx, se, eips)
+	req, _ := parsePodRequest(pod.Name, pod.Annotations, r.p.VendorAnnotations)
+	want, bound, err := r.wantedEIPs(ctx, se, eips, req)
 	if err != nil {
 		return err
 	}
@@ -118,7 +119,7 @@ func (r *reconciler) syncPod(ctx context.Context, sp *v2beta1.SpiderIPPool, se *
 		Message: fmt.Sprintf("%d of %d EIPs bound", bound, want)}
 	switch {
 	case want == 0:
-		cond.Reason, cond.Message = "NoEIPPool", "none of the pod's IPs is from a pool with spec.orbweaver.eip"
+		cond.Reason, cond.Message = "NoEIP", "no EIP is due to any of the pod's IPs: their pools have no spec.orbweaver.eip (or a Static list too short for them) and the pod asks for none by annotation"
 	case bound == want:
 		cond.Status, cond.Reason, cond.Message = corev1.ConditionTrue, "EIPBound", "EIP "+anno+" bound"
 	}
@@ -142,7 +143,7 @@ func (r *reconciler) syncPod(ctx context.Context, sp *v2beta1.SpiderIPPool, se *
 
 // wantedEIPs counts the pod's IPs that come from EIP pools and should have an EIP, and
 // how many of those are bound.
-func (r *reconciler) wantedEIPs(ctx context.Context, se *v2beta1.SpiderEndpoint, eips []v2beta1.PodEIP) (want, bound int, err error) {
+func (r *reconciler) wantedEIPs(ctx context.Context, se *v2beta1.SpiderEndpoint, eips []v2beta1.PodEIP, req podRequest) (want, bound int, err error) {
 	for _, name := range poolsOf(se) {
 		sp := &v2beta1.SpiderIPPool{}
 		if err := r.cache.Get(ctx, client.ObjectKey{Name: name}, sp); err != nil {
@@ -151,12 +152,12 @@ func (r *reconciler) wantedEIPs(ctx context.Context, se *v2beta1.SpiderEndpoint,
 			}
 			return 0, 0, fmt.Errorf("get SpiderIPPool %q: %w", name, err)
 		}
-		spec := specOf(sp)
+		spec := effectiveSpec(specOf(sp), req, r.p.DefaultProvider)
 		if spec == nil {
 			continue
 		}
 		for _, a := range endpointAddrs(se, name) {
-			if spec.Mode == v2beta1.EIPStatic && !hasStatic(sp, a) {
+			if spec.Mode == v2beta1.EIPStatic && req.id == "" && !hasStatic(sp, a) {
 				continue
 			}
 			want++

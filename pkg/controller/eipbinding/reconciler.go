@@ -95,6 +95,14 @@ type Params struct {
 	OrphanInterval time.Duration
 	// MaxConcurrentCalls bounds the cloud calls one reconcile makes at once; 8 when 0.
 	MaxConcurrentCalls int
+	// DefaultProvider is the cloud of EIPs a pod asks for (orbweaver.io/with-eip) in a
+	// pool without an EIP attribute and without orbweaver.io/eip-provider; "" means
+	// the only configured one, if there is one.
+	DefaultProvider string
+	// VendorAnnotations also reads Alibaba ACK's and Tencent TKE's EIP pod annotations
+	// (k8s.aliyun.com/pod-with-eip, tke.cloud.tencent.com/eip-attributes, ...), so their
+	// manifests apply unchanged.
+	VendorAnnotations bool
 	// VerifyInterval is how often a pool's Bound EIPs are checked against the cloud
 	// (one Describe per pool), so one unbound or released behind orbweaver's back (a
 	// console click) is bound again or replaced; 5m when zero, negative to disable.
@@ -136,6 +144,11 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 	if p.VerifyInterval == 0 {
 		p.VerifyInterval = 5 * time.Minute
 	}
+	if p.DefaultProvider == "" && len(p.Providers) == 1 {
+		for name := range p.Providers {
+			p.DefaultProvider = name
+		}
+	}
 	m, err := newMetrics(p.Registerer)
 	if err != nil {
 		return fmt.Errorf("eipbinding: register metrics: %w", err)
@@ -148,6 +161,14 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 		return poolsOf(o.(*v2beta1.SpiderEndpoint))
 	}); err != nil {
 		return fmt.Errorf("eipbinding: index SpiderEndpoints: %w", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, podRequestIndex, func(o client.Object) []string {
+		if r.asks(o.(*corev1.Pod)) {
+			return []string{"true"}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("eipbinding: index pods: %w", err)
 	}
 	if p.OrphanInterval > 0 {
 		if err := mgr.Add(&orphanCollector{r: r}); err != nil {
@@ -163,9 +184,68 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 			}
 			return out
 		})).
+		// A pod that asks for an EIP by annotation: its pools, through its endpoint.
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.poolsOfPod)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Named("eip").
 		Complete(r)
+}
+
+// podRequestIndex indexes pods whose annotations ask something of EIPs.
+const podRequestIndex = "orbweaver.eipbinding.asks"
+
+// asks tells whether a pod's annotations ask something of EIPs (valid or not: an
+// invalid request is reported on the pod).
+func (r *reconciler) asks(pod *corev1.Pod) bool {
+	for k := range pod.Annotations {
+		if strings.HasPrefix(k, "orbweaver.io/eip-") || k == v2beta1.AnnoWithEIP {
+			return k != v2beta1.AnnoAllocatedEIP
+		}
+		if r.p.VendorAnnotations && (vendorAliyun[k] != "" || k == tkeEIPAttributes || k == tkeEIPIDList || k == tkeEIPDeletePolicy) {
+			return true
+		}
+	}
+	return false
+}
+
+// poolsOfPod maps a pod that asks for EIPs to the pools of its endpoint.
+func (r *reconciler) poolsOfPod(ctx context.Context, o client.Object) []reconcile.Request {
+	pod, ok := o.(*corev1.Pod)
+	if !ok || !r.asks(pod) {
+		return nil
+	}
+	se := &v2beta1.SpiderEndpoint{}
+	if err := r.cache.Get(ctx, client.ObjectKeyFromObject(pod), se); err != nil {
+		return nil // its endpoint's event comes later
+	}
+	var out []reconcile.Request
+	for _, name := range poolsOf(se) {
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
+	}
+	return out
+}
+
+// requests returns the EIP requests of the pods that ask, by namespace/name, with the
+// parse errors of those that ask wrongly.
+func (r *reconciler) requests(ctx context.Context) (map[string]podRequest, map[string]error, error) {
+	var pods corev1.PodList
+	if err := r.cache.List(ctx, &pods, client.MatchingFields{podRequestIndex: "true"}); err != nil {
+		return nil, nil, fmt.Errorf("list pods that ask for EIPs: %w", err)
+	}
+	reqs, bad := map[string]podRequest{}, map[string]error{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		key := p.Namespace + "/" + p.Name
+		req, err := parsePodRequest(p.Name, p.Annotations, r.p.VendorAnnotations)
+		if err != nil {
+			bad[key] = err
+			continue
+		}
+		if req.any() {
+			reqs[key] = req
+		}
+	}
+	return reqs, bad, nil
 }
 
 // eipPool: a pool with an EIP attribute, EIP bindings or the EIP finalizer.
@@ -224,6 +304,9 @@ type step struct {
 	op   op
 	addr netip.Addr
 	st   ipState
+	// pol is the policy the step was decided by; requested: by a pod's annotations.
+	pol       policy
+	requested bool
 	// before is the binding as recorded ahead of the cloud call (nil: none).
 	before *v2beta1.EIPBinding
 	// after is the binding once the call is done (nil: the binding goes).
@@ -255,7 +338,11 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.cache.Get(ctx, req.NamespacedName, sp); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !eipPool(sp) {
+	reqs, bad, err := r.requests(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !eipPool(sp) && !r.servesRequester(ctx, sp, reqs, bad) {
 		return ctrl.Result{}, nil
 	}
 	ctx = ctrl.LoggerInto(ctx, ctrl.LoggerFrom(ctx).WithValues("SpiderIPPool", klog.KObj(sp)))
@@ -282,7 +369,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
-	steps, pol, err := r.plan(ctx, sp, pool, deleting)
+	steps, pol, err := r.plan(ctx, sp, pool, deleting, reqs, bad)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -300,19 +387,48 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return r.result(next, steps), nil
 }
 
-// plan decides the next step of every IP that is held or has a binding.
-func (r *reconciler) plan(ctx context.Context, sp *v2beta1.SpiderIPPool, pool ipam.Pool, deleting bool) ([]step, policy, error) {
-	pol := policy{spec: specOf(sp)}
-	if pol.spec != nil && pol.spec.ReleaseStrategy != nil {
-		after, keep, err := pol.spec.ReleaseStrategy.ReclaimAfter()
-		if err == nil {
+// servesRequester tells whether a pool without the EIP attribute holds an IP of a pod
+// that asks for an EIP by annotation.
+func (r *reconciler) servesRequester(ctx context.Context, sp *v2beta1.SpiderIPPool, reqs map[string]podRequest, bad map[string]error) bool {
+	for key := range reqs {
+		if r.endpointIn(ctx, key, sp.Name) {
+			return true
+		}
+	}
+	for key := range bad {
+		if r.endpointIn(ctx, key, sp.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *reconciler) endpointIn(ctx context.Context, key, pool string) bool {
+	ns, name, _ := strings.Cut(key, "/")
+	se := &v2beta1.SpiderEndpoint{}
+	return r.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, se) == nil && slices.Contains(poolsOf(se), pool)
+}
+
+// policyOf is the policy of a spec; a deleted pool's EIPs follow its IPs out.
+func policyOf(spec *v2beta1.EIPSpec, deleting bool) policy {
+	pol := policy{spec: spec}
+	if spec != nil && spec.ReleaseStrategy != nil {
+		if after, keep, err := spec.ReleaseStrategy.ReclaimAfter(); err == nil {
 			pol.releaseAfter, pol.keep = after, keep
 		}
 	}
 	if deleting {
-		// A deleted pool's EIPs follow its IPs out.
 		pol.releaseAfter, pol.keep, pol.deleting = 0, false, true
 	}
+	return pol
+}
+
+// plan decides the next step of every IP that is held or has a binding. The policy is
+// the pool's, or, for an IP whose pod asks by annotation, the pod's over the pool's; an
+// EIP a pod asked for keeps the pod's strategy once the pod is gone.
+func (r *reconciler) plan(ctx context.Context, sp *v2beta1.SpiderIPPool, pool ipam.Pool, deleting bool,
+	reqs map[string]podRequest, bad map[string]error) ([]step, policy, error) {
+	pol := policyOf(specOf(sp), deleting)
 	total, err := ipam.EffectiveAddresses(pool.Subnet(), sp.Spec.IPs, sp.Spec.ExcludeIPs)
 	if err != nil {
 		return nil, pol, reconcile.TerminalError(err)
@@ -362,9 +478,29 @@ func (r *reconciler) plan(ctx context.Context, sp *v2beta1.SpiderIPPool, pool ip
 	for _, a := range slices.SortedFunc(maps.Keys(states), netip.Addr.Compare) {
 		s := states[a]
 		s.StaticID, s.Outside = static[a], !total.Contains(a)
-		if o := decide(*s, pol, now); o != opNone {
-			steps = append(steps, step{op: o, addr: a, st: *s})
-		} else if pol.static() && s.Held && s.StaticID == "" && s.Holder != nil && s.Binding == nil {
+		ipPol, requested := pol, false
+		if s.Holder != nil {
+			key := s.Holder.Pod.String()
+			if err, ok := bad[key]; ok {
+				steps = append(steps, step{op: opNone, addr: a, st: *s, events: []event{{pod: s.Holder, warn: true, reason: ReasonFailed,
+					msg: fmt.Sprintf("%v; the pool's EIP settings apply until the annotations are fixed", err)}}})
+			}
+			if req, ok := reqs[key]; ok {
+				ipPol, requested = policyOf(effectiveSpec(pol.spec, req, r.p.DefaultProvider), deleting), true
+				if req.id != "" {
+					s.StaticID = req.id
+				}
+			}
+		}
+		if !requested && s.Binding != nil && s.Binding.Requested {
+			// The pod that asked is gone (or no longer asks): the binding follows its
+			// own strategy, wanted by nobody.
+			ipPol = policyOf(bindingSpec(s.Binding), deleting)
+			s.Held, s.StaticID = false, ""
+		}
+		if o := decide(*s, ipPol, now); o != opNone {
+			steps = append(steps, step{op: o, addr: a, st: *s, pol: ipPol, requested: requested})
+		} else if ipPol.static() && s.Held && s.StaticID == "" && s.Holder != nil && s.Binding == nil {
 			steps = append(steps, step{op: opNone, addr: a, st: *s, events: []event{{pod: s.Holder, warn: true, reason: ReasonNoStaticEIP,
 				msg: fmt.Sprintf("IP %s of SpiderIPPool %s has no EIP: the pool lists %d Static EIPs for its first %d addresses; list more EIPs in spec.orbweaver.eip.static or shrink spec.ips",
 					a, sp.Name, len(pol.spec.Static), len(pol.spec.Static))}}})
@@ -381,7 +517,11 @@ func (r *reconciler) run(ctx context.Context, sp *v2beta1.SpiderIPPool, steps []
 		switch s.op {
 		case opAllocate:
 			if b == nil {
-				b = &v2beta1.EIPBinding{IP: s.addr.String(), Phase: v2beta1.EIPAllocating, Provider: specOf(sp).Provider, Token: token(sp, s.addr, r.clock.Now())}
+				b = &v2beta1.EIPBinding{IP: s.addr.String(), Phase: v2beta1.EIPAllocating, Provider: s.pol.spec.Provider, Token: token(sp, s.addr, r.clock.Now()),
+					Requested: s.requested}
+				if s.requested {
+					b.ReleaseStrategy = s.pol.spec.ReleaseStrategy
+				}
 			}
 			s.before = b
 		case opAssociate:
@@ -497,7 +637,7 @@ func (r *reconciler) call(ctx context.Context, sp *v2beta1.SpiderIPPool, s *step
 	if b != nil {
 		name = b.Provider
 	} else {
-		name = specOf(sp).Provider
+		name = s.pol.spec.Provider
 	}
 	p, err := r.provider(name)
 	if err != nil {
@@ -518,7 +658,7 @@ func (r *reconciler) call(ctx context.Context, sp *v2beta1.SpiderIPPool, s *step
 	nb := b.DeepCopy()
 	switch s.op {
 	case opAllocate:
-		spec := specOf(sp)
+		spec := s.pol.spec
 		req := eip.AllocateRequest{ClientToken: b.Token, Tags: map[string]string{}}
 		if spec != nil {
 			req.Bandwidth, req.ISP = int(ptrOr(spec.Bandwidth, 0)), spec.ISP
@@ -543,7 +683,8 @@ func (r *reconciler) call(ctx context.Context, sp *v2beta1.SpiderIPPool, s *step
 			s.err = fmt.Errorf("Static EIP %s of SpiderIPPool %s: %w; fix spec.orbweaver.eip.static", s.st.StaticID, sp.Name, eip.ErrNotFound)
 			return
 		}
-		nb = &v2beta1.EIPBinding{IP: s.addr.String(), Phase: v2beta1.EIPAllocated, Provider: name, AllocationID: got.ID, PublicIP: got.PublicIP, Static: true}
+		nb = &v2beta1.EIPBinding{IP: s.addr.String(), Phase: v2beta1.EIPAllocated, Provider: name, AllocationID: got.ID, PublicIP: got.PublicIP, Static: true,
+			Requested: s.requested}
 	case opAssociate:
 		err := p.Associate(ctx, b.AllocationID, b.NetworkInterface, s.addr.String())
 		if s.err = observe("Associate", err); err != nil {
@@ -611,8 +752,7 @@ func (r *reconciler) local(sp *v2beta1.SpiderIPPool, s *step) {
 	nb := s.st.Binding.DeepCopy()
 	switch s.op {
 	case opSchedule:
-		after, _, _ := specOf(sp).ReleaseStrategy.ReclaimAfter()
-		nb.ReleaseAfter = &metav1.Time{Time: r.clock.Now().Add(after).Truncate(time.Second)}
+		nb.ReleaseAfter = &metav1.Time{Time: r.clock.Now().Add(s.pol.releaseAfter).Truncate(time.Second)}
 	case opForget:
 		s.after = nil
 		return

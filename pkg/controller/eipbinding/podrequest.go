@@ -1,0 +1,227 @@
+package eipbinding
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+)
+
+// podRequest is what a pod's annotations ask of its EIPs.
+type podRequest struct {
+	// withEIP: the pod's IPs get EIPs even in pools without the EIP attribute.
+	withEIP bool
+	// provider is the cloud for pools without the attribute.
+	provider string
+	// id is an existing EIP to bind, never released.
+	id string
+	// attrs are the Auto attributes the pod sets; zero fields keep the pool's.
+	attrs v2beta1.EIPSpec
+}
+
+// any tells whether the pod asks anything of EIPs.
+func (r podRequest) any() bool {
+	return r.withEIP || r.id != "" || r.attrs.Bandwidth != nil || r.attrs.ISP != "" || r.attrs.InternetChargeType != "" ||
+		r.attrs.InstanceChargeType != "" || r.attrs.PublicIPPool != "" || r.attrs.BandwidthPackage != "" ||
+		r.attrs.ResourceGroup != "" || r.attrs.Name != "" || r.attrs.Description != "" || r.attrs.ReleaseStrategy != nil
+}
+
+// vendorAliyun maps Alibaba Cloud ACK's pod annotations (seed 001) to orbweaver's.
+var vendorAliyun = map[string]string{
+	"k8s.aliyun.com/pod-with-eip":                       v2beta1.AnnoWithEIP,
+	"k8s.aliyun.com/pod-eip-instanceid":                 v2beta1.AnnoEIPID,
+	"k8s.aliyun.com/eip-bandwidth":                      v2beta1.AnnoEIPBandwidth,
+	"k8s.aliyun.com/eip-isp":                            v2beta1.AnnoEIPISP,
+	"k8s.aliyun.com/eip-internet-charge-type":           v2beta1.AnnoEIPInternetChargeType,
+	"k8s.aliyun.com/eip-instance-charge-type":           v2beta1.AnnoEIPInstanceChargeType,
+	"k8s.aliyun.com/eip-public-ip-address-pool-id":      v2beta1.AnnoEIPPublicIPPool,
+	"k8s.aliyun.com/eip-common-bandwidth-package-id":    v2beta1.AnnoEIPBandwidthPackage,
+	"k8s.aliyun.com/eip-resource-group-id":              v2beta1.AnnoEIPResourceGroup,
+	"k8s.aliyun.com/eip-name":                           v2beta1.AnnoEIPName,
+	"k8s.aliyun.com/eip-description":                    v2beta1.AnnoEIPDescription,
+	"k8s.aliyun.com/pod-eip-release-strategy":           v2beta1.AnnoEIPReleaseStrategy,
+	"network.alibabacloud.com/pod-with-eip":             v2beta1.AnnoWithEIP,
+	"network.alibabacloud.com/pod-eip-instanceid":       v2beta1.AnnoEIPID,
+	"network.alibabacloud.com/eip-bandwidth":            v2beta1.AnnoEIPBandwidth,
+	"network.alibabacloud.com/pod-eip-release-strategy": v2beta1.AnnoEIPReleaseStrategy,
+}
+
+// Tencent Cloud TKE's pod annotations (seed 003).
+const (
+	tkeEIPAttributes   = "tke.cloud.tencent.com/eip-attributes"
+	tkeEIPDeletePolicy = "tke.cloud.tencent.com/eip-claim-delete-policy"
+	tkeEIPIDList       = "tke.cloud.tencent.com/eip-id-list"
+)
+
+// parsePodRequest reads a pod's EIP annotations: orbweaver's, and with vendor also
+// Alibaba ACK's and Tencent TKE's, translated (orbweaver's win when both are set). name
+// is the pod's name, whose ordinal picks its EIP from TKE's eip-id-list.
+func parsePodRequest(name string, annotations map[string]string, vendor bool) (podRequest, error) {
+	a := annotations
+	if vendor {
+		a = translateVendor(name, annotations)
+	}
+	var r podRequest
+	var errs []string
+	if v, ok := a[v2beta1.AnnoWithEIP]; ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s %q: want true or false", v2beta1.AnnoWithEIP, v))
+		}
+		r.withEIP = b
+	}
+	r.provider = a[v2beta1.AnnoEIPProvider]
+	switch r.provider {
+	case "", "alibaba", "aws", "tencent":
+	default:
+		errs = append(errs, fmt.Sprintf("%s %q: want alibaba, aws or tencent", v2beta1.AnnoEIPProvider, r.provider))
+	}
+	r.id = strings.TrimSpace(a[v2beta1.AnnoEIPID])
+	if v, ok := a[v2beta1.AnnoEIPBandwidth]; ok {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
+		if err != nil || n < 1 || n > 100000 {
+			errs = append(errs, fmt.Sprintf("%s %q: want Mbit/s from 1 to 100000", v2beta1.AnnoEIPBandwidth, v))
+		} else {
+			bw := int32(n)
+			r.attrs.Bandwidth = &bw
+		}
+	}
+	r.attrs.ISP = a[v2beta1.AnnoEIPISP]
+	r.attrs.InternetChargeType = a[v2beta1.AnnoEIPInternetChargeType]
+	r.attrs.InstanceChargeType = a[v2beta1.AnnoEIPInstanceChargeType]
+	r.attrs.PublicIPPool = a[v2beta1.AnnoEIPPublicIPPool]
+	r.attrs.BandwidthPackage = a[v2beta1.AnnoEIPBandwidthPackage]
+	r.attrs.ResourceGroup = a[v2beta1.AnnoEIPResourceGroup]
+	r.attrs.Name = a[v2beta1.AnnoEIPName]
+	r.attrs.Description = a[v2beta1.AnnoEIPDescription]
+	if v, ok := a[v2beta1.AnnoEIPReleaseStrategy]; ok {
+		p := v2beta1.ReclaimPolicy(strings.TrimSpace(v))
+		if _, _, err := p.ReclaimAfter(); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", v2beta1.AnnoEIPReleaseStrategy, err))
+		} else {
+			r.attrs.ReleaseStrategy = &p
+		}
+	}
+	if r.id != "" && r.attrs.ReleaseStrategy != nil && *r.attrs.ReleaseStrategy != v2beta1.ReclaimNever {
+		errs = append(errs, fmt.Sprintf("%s: an EIP given by %s is never released", v2beta1.AnnoEIPReleaseStrategy, v2beta1.AnnoEIPID))
+	}
+	if len(errs) > 0 {
+		return podRequest{}, fmt.Errorf("pod annotations: %s", strings.Join(errs, "; "))
+	}
+	return r, nil
+}
+
+// translateVendor returns the annotations with the vendors' EIP annotations added under
+// orbweaver's names, where orbweaver's own are not set.
+func translateVendor(name string, in map[string]string) map[string]string {
+	out := make(map[string]string, len(in))
+	set := func(k, v string) {
+		if _, ok := in[k]; !ok {
+			out[k] = v
+		}
+	}
+	for k, v := range in {
+		out[k] = v
+	}
+	for vk, ok := range vendorAliyun {
+		if v, has := in[vk]; has {
+			set(ok, v)
+			if strings.HasPrefix(vk, "k8s.aliyun.com/pod-with-eip") || strings.HasPrefix(vk, "network.alibabacloud.com/pod-with-eip") {
+				set(v2beta1.AnnoEIPProvider, "alibaba")
+			}
+		}
+	}
+	if v, ok := in[tkeEIPAttributes]; ok {
+		set(v2beta1.AnnoWithEIP, "true")
+		set(v2beta1.AnnoEIPProvider, "tencent")
+		var attrs struct {
+			Bandwidth json.RawMessage
+			ISP       string
+		}
+		if err := json.Unmarshal([]byte(v), &attrs); err == nil {
+			if bw := strings.Trim(string(attrs.Bandwidth), `"`); bw != "" {
+				set(v2beta1.AnnoEIPBandwidth, bw)
+			}
+			if attrs.ISP != "" {
+				set(v2beta1.AnnoEIPISP, attrs.ISP)
+			}
+		}
+	}
+	if v, ok := in[tkeEIPDeletePolicy]; ok && strings.EqualFold(v, "Never") {
+		set(v2beta1.AnnoEIPReleaseStrategy, string(v2beta1.ReclaimNever))
+	}
+	if v, ok := in[tkeEIPIDList]; ok {
+		set(v2beta1.AnnoEIPProvider, "tencent")
+		ids := strings.Split(v, ",")
+		// The pod's ordinal picks its EIP, as TKE does; a pod without one takes the first.
+		i := 0
+		if k := strings.LastIndexByte(name, '-'); k >= 0 {
+			if n, err := strconv.Atoi(name[k+1:]); err == nil {
+				i = n
+			}
+		}
+		if i < len(ids) && strings.TrimSpace(ids[i]) != "" {
+			set(v2beta1.AnnoEIPID, strings.TrimSpace(ids[i]))
+		}
+	}
+	return out
+}
+
+// effectiveSpec is the EIP spec for an IP held by a pod that asks r: the pool's, with
+// the pod's attributes over it; a pool without one gets an Auto (or, with an EIP ID,
+// Static) spec from the pod alone. nil when neither asks for an EIP.
+func effectiveSpec(pool *v2beta1.EIPSpec, r podRequest, defaultProvider string) *v2beta1.EIPSpec {
+	if !r.any() {
+		return pool
+	}
+	if pool == nil && !r.withEIP && r.id == "" {
+		return nil // attributes alone do not ask for an EIP
+	}
+	var s *v2beta1.EIPSpec
+	if pool != nil {
+		s = pool.DeepCopy()
+	} else {
+		s = &v2beta1.EIPSpec{Provider: r.provider, Mode: v2beta1.EIPAuto}
+		if s.Provider == "" {
+			s.Provider = defaultProvider
+		}
+	}
+	if r.id != "" {
+		return &v2beta1.EIPSpec{Provider: s.Provider, Mode: v2beta1.EIPStatic, Static: []string{r.id}}
+	}
+	if s.Mode == v2beta1.EIPStatic {
+		return s // a pool's Static EIPs exist already: attributes do not apply
+	}
+	a := r.attrs
+	if a.Bandwidth != nil {
+		s.Bandwidth = a.Bandwidth
+	}
+	for _, f := range []struct {
+		dst *string
+		src string
+	}{
+		{&s.ISP, a.ISP}, {&s.InternetChargeType, a.InternetChargeType}, {&s.InstanceChargeType, a.InstanceChargeType},
+		{&s.PublicIPPool, a.PublicIPPool}, {&s.BandwidthPackage, a.BandwidthPackage}, {&s.ResourceGroup, a.ResourceGroup},
+		{&s.Name, a.Name}, {&s.Description, a.Description},
+	} {
+		if f.src != "" {
+			*f.dst = f.src
+		}
+	}
+	if a.ReleaseStrategy != nil {
+		s.ReleaseStrategy = a.ReleaseStrategy
+	}
+	return s
+}
+
+// bindingSpec is the spec an unheld IP's pod-requested binding is judged by: its own
+// cloud, kind and release strategy, since no pod asks for it any more.
+func bindingSpec(b *v2beta1.EIPBinding) *v2beta1.EIPSpec {
+	s := &v2beta1.EIPSpec{Provider: b.Provider, Mode: v2beta1.EIPAuto, ReleaseStrategy: b.ReleaseStrategy}
+	if b.Static {
+		s.Mode = v2beta1.EIPStatic
+	}
+	return s
+}

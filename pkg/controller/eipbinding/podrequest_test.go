@@ -1,0 +1,95 @@
+package eipbinding
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/utils/ptr"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+)
+
+func TestParsePodRequest(t *testing.T) {
+	never := v2beta1.ReclaimNever
+	for _, tt := range []struct {
+		name    string
+		pod     string
+		anno    map[string]string
+		vendor  bool
+		want    podRequest
+		wantErr string
+	}{
+		{name: "none", pod: "p", anno: map[string]string{"app": "x"}},
+		{name: "orbweaver's", pod: "p", anno: map[string]string{
+			v2beta1.AnnoWithEIP: "true", v2beta1.AnnoEIPProvider: "aws", v2beta1.AnnoEIPBandwidth: "50",
+			v2beta1.AnnoEIPISP: "BGP", v2beta1.AnnoEIPReleaseStrategy: "10m"},
+			want: podRequest{withEIP: true, provider: "aws", attrs: v2beta1.EIPSpec{Bandwidth: ptr.To[int32](50), ISP: "BGP", ReleaseStrategy: ptr.To(v2beta1.ReclaimPolicy("10m"))}}},
+		{name: "an EIP by ID", pod: "p", anno: map[string]string{v2beta1.AnnoEIPID: " eip-1 "}, want: podRequest{id: "eip-1"}},
+		{name: "ACK's, ignored without the vendor switch", pod: "p", anno: map[string]string{"k8s.aliyun.com/pod-with-eip": "true"}},
+		{name: "ACK's, with it", pod: "p", vendor: true, anno: map[string]string{
+			"k8s.aliyun.com/pod-with-eip": "true", "k8s.aliyun.com/eip-bandwidth": "5",
+			"k8s.aliyun.com/eip-internet-charge-type": "PayByBandwidth", "k8s.aliyun.com/pod-eip-release-strategy": "Never"},
+			want: podRequest{withEIP: true, provider: "alibaba", attrs: v2beta1.EIPSpec{Bandwidth: ptr.To[int32](5), InternetChargeType: "PayByBandwidth", ReleaseStrategy: &never}}},
+		{name: "orbweaver's win over ACK's", pod: "p", vendor: true, anno: map[string]string{
+			"k8s.aliyun.com/pod-with-eip": "true", "k8s.aliyun.com/eip-bandwidth": "5", v2beta1.AnnoEIPBandwidth: "7"},
+			want: podRequest{withEIP: true, provider: "alibaba", attrs: v2beta1.EIPSpec{Bandwidth: ptr.To[int32](7)}}},
+		{name: "TKE's attributes and delete policy", pod: "p", vendor: true, anno: map[string]string{
+			"tke.cloud.tencent.com/eip-attributes": `{"Bandwidth":"100","ISP":"BGP"}`, "tke.cloud.tencent.com/eip-claim-delete-policy": "Never"},
+			want: podRequest{withEIP: true, provider: "tencent", attrs: v2beta1.EIPSpec{Bandwidth: ptr.To[int32](100), ISP: "BGP", ReleaseStrategy: &never}}},
+		{name: "TKE's ID list by ordinal", pod: "web-1", vendor: true, anno: map[string]string{"tke.cloud.tencent.com/eip-id-list": "eip-a, eip-b"},
+			want: podRequest{provider: "tencent", id: "eip-b"}},
+		{name: "TKE's ID list past the ordinal", pod: "web-2", vendor: true, anno: map[string]string{"tke.cloud.tencent.com/eip-id-list": "eip-a,eip-b"},
+			want: podRequest{provider: "tencent"}},
+		{name: "bad values, all named", pod: "p", anno: map[string]string{
+			v2beta1.AnnoWithEIP: "yes please", v2beta1.AnnoEIPBandwidth: "0", v2beta1.AnnoEIPProvider: "gcp", v2beta1.AnnoEIPReleaseStrategy: "soon"},
+			wantErr: `orbweaver.io/with-eip "yes please": want true or false; orbweaver.io/eip-provider "gcp": want alibaba, aws or tencent; orbweaver.io/eip-bandwidth "0": want Mbit/s from 1 to 100000; orbweaver.io/eip-release-strategy: reclaim policy "soon"`},
+		{name: "an EIP by ID is never released", pod: "p", anno: map[string]string{v2beta1.AnnoEIPID: "eip-1", v2beta1.AnnoEIPReleaseStrategy: "Follow"},
+			wantErr: "never released"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parsePodRequest(tt.pod, tt.anno, tt.vendor)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestEffectiveSpec(t *testing.T) {
+	pool := &v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPAuto, Bandwidth: ptr.To[int32](10), ISP: "BGP", Tags: map[string]string{"t": "1"}}
+	static := &v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPStatic, Static: []string{"eip-s"}}
+	for _, tt := range []struct {
+		name string
+		pool *v2beta1.EIPSpec
+		req  podRequest
+		want *v2beta1.EIPSpec
+	}{
+		{"nothing asked: the pool's", pool, podRequest{}, pool},
+		{"nothing asked, no pool attribute: none", nil, podRequest{}, nil},
+		{"attributes alone in a pool without EIPs: none", nil, podRequest{attrs: v2beta1.EIPSpec{ISP: "X"}}, nil},
+		{"the pod's attributes over the pool's", pool, podRequest{attrs: v2beta1.EIPSpec{Bandwidth: ptr.To[int32](50)}},
+			&v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPAuto, Bandwidth: ptr.To[int32](50), ISP: "BGP", Tags: map[string]string{"t": "1"}}},
+		{"with-eip in a pool without EIPs, the default cloud", nil, podRequest{withEIP: true, attrs: v2beta1.EIPSpec{ISP: "BGP_PRO"}},
+			&v2beta1.EIPSpec{Provider: "tencent", Mode: v2beta1.EIPAuto, ISP: "BGP_PRO"}},
+		{"with-eip and a cloud", nil, podRequest{withEIP: true, provider: "alibaba"}, &v2beta1.EIPSpec{Provider: "alibaba", Mode: v2beta1.EIPAuto}},
+		{"an EIP by ID, whatever the pool", pool, podRequest{id: "eip-1"}, &v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPStatic, Static: []string{"eip-1"}}},
+		{"a Static pool ignores attributes", static, podRequest{attrs: v2beta1.EIPSpec{ISP: "X"}}, static},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := effectiveSpec(tt.pool, tt.req, "tencent"); !equality.Semantic.DeepEqual(got, tt.want) {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
