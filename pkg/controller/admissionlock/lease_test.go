@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -83,4 +84,58 @@ func race(t *testing.T, e *testenv.Env, prefix string, n int) (stored, refused i
 		}
 	}
 	return stored, refused
+}
+
+// TestRacingStaticEIPClaims creates two pools listing the same Static EIP (in disjoint
+// subnets) at the same moment, 20 times, through the served webhooks: each time exactly
+// one is stored, and the other is refused at spec.orbweaver.eip.static[0], naming the
+// pool that has the EIP. One EIP belongs to one pool IP.
+func TestRacingStaticEIPClaims(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "admission-eip-"}}
+	if err := e.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	webhooktest.Serve(t, e, &Lease{Client: e.Client, Namespace: ns.Name, Name: "orbweaver-admission"})
+	for i := range 20 {
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		names := []string{fmt.Sprintf("eipclaim-%d-a", i), fmt.Sprintf("eipclaim-%d-b", i)}
+		for j := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p := &v2beta1.SpiderIPPool{ObjectMeta: metav1.ObjectMeta{Name: names[j]}, Spec: v2beta1.IPPoolSpec{
+					Subnet: v2beta1.CIDR(fmt.Sprintf("10.%d.%d.0/24", 160+j, i)), IPs: []v2beta1.IPOrRange{v2beta1.IPOrRange(fmt.Sprintf("10.%d.%d.10", 160+j, i))},
+					Orbweaver: &v2beta1.IPPoolOrbweaverSpec{EIP: &v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPStatic, Static: []string{fmt.Sprintf("eipalloc-race-%d", i)}}},
+				}}
+				errs[j] = e.Client.Create(ctx, p)
+				if errs[j] == nil {
+					t.Cleanup(func() {
+						_ = e.Client.Patch(context.Background(), p, client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"finalizers":null}}`)))
+						_ = e.Client.Delete(context.Background(), p)
+					})
+				}
+			}()
+		}
+		wg.Wait()
+		stored := 0
+		for j, err := range errs {
+			switch {
+			case err == nil:
+				stored++
+			case apierrors.IsInvalid(err):
+				other := names[1-j]
+				if msg := err.Error(); !strings.Contains(msg, "spec.orbweaver.eip.static[0]") || !strings.Contains(msg, other) {
+					t.Errorf("race %d: refused without naming the field and pool %s: %v", i, other, err)
+				}
+			default:
+				t.Fatalf("race %d: %v", i, err)
+			}
+		}
+		if stored != 1 {
+			t.Fatalf("race %d: %d pools stored listing one Static EIP, want exactly 1 (%v)", i, stored, errs)
+		}
+	}
 }
