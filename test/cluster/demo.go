@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -120,6 +121,13 @@ func (c *cluster) demoEIP(manifest string) error {
 	c.show("get", "pods", "-l", "app=prober", "-o", "wide")
 	c.show("get", "se", "-o", "wide")
 	c.show("get", "pods", "-l", "app=prober", "-o", `custom-columns=POD:.metadata.name,IP:.status.podIP,EIP:.metadata.annotations.orbweaver\.io/allocated-eip,GATE:.status.conditions[?(@.type=="orbweaver.io/eip")].status`)
+	ip, _ := c.kubectl("get", "pods", "-l", "app=prober", "-o", "jsonpath={.items[0].status.podIP}")
+	if ip = strings.TrimSpace(ip); ip != "" {
+		fmt.Printf("$ curl http://%s:8080/   # the prober sees its EIP (its init container waited for it)\n", ip)
+		if body, err := httpGet("http://" + ip + ":8080/"); err == nil {
+			fmt.Println(indent(body))
+		}
+	}
 	eips, err := cloudEIPs()
 	if err != nil {
 		return err
@@ -133,17 +141,27 @@ func (c *cluster) demoEIP(manifest string) error {
 
 // cloudEIPs reads the emulated cloud's EIPs.
 func cloudEIPs() ([]eip.Address, error) {
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + emuAdmin + "/eips")
+	body, err := httpGet("http://" + emuAdmin + "/eips")
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
 	var out []eip.Address
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
 		return nil, fmt.Errorf("the cloud emulator's /eips: %w", err)
 	}
 	return out, nil
+}
+
+// httpGet returns the body at url, with a 5 s timeout.
+func httpGet(url string) (string, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }
 
 // waitPods waits until n pods of the default namespace are Running and Ready, and no

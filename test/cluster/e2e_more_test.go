@@ -58,30 +58,35 @@ func podHolders(t *testing.T, c *cluster, pool string) int {
 // namespace has: what the pod's status says must be what is inside the pod.
 func servedIPs(t *testing.T, ps map[string]pod) {
 	t.Helper()
-	client := &http.Client{Timeout: 3 * time.Second}
 	for _, p := range ps {
-		// An address handed from a deleted pod to a new one at once leaves the node's
-		// neighbour entry pointing at the old pod's interface until it expires (the
-		// bridge plugin sends no gratuitous ARP): forget it.
-		_, _ = run("ip", "neigh", "flush", "to", p.IP, "dev", bridgeName)
-		var body string
-		err := waitFor("pod "+p.Name+" answering on :8080", 30*time.Second, func() error {
-			resp, err := client.Get("http://" + p.IP + ":8080/")
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(resp.Body)
-			body = string(b)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.HasPrefix(body, p.Name+" ") || !strings.Contains(body, "eth0="+p.IP+"/") {
+		if body := answer(t, p.IP); !strings.HasPrefix(body, p.Name+" ") || !strings.Contains(body, "eth0="+p.IP+"/") {
 			t.Errorf("pod %s with status IP %s says from inside: %q", p.Name, p.IP, body)
 		}
 	}
+}
+
+// answer is what a workload pod answers on :8080, over the node bridge. An address
+// handed from a deleted pod to a new one at once leaves the node's neighbour entry
+// pointing at the old pod's interface until it expires (the bridge plugin sends no
+// gratuitous ARP): it is forgotten first.
+func answer(t *testing.T, ip string) string {
+	t.Helper()
+	_, _ = run("ip", "neigh", "flush", "to", ip, "dev", bridgeName)
+	client := &http.Client{Timeout: 3 * time.Second}
+	var body string
+	if err := waitFor("pod "+ip+" answering on :8080", 30*time.Second, func() error {
+		resp, err := client.Get("http://" + ip + ":8080/")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		body = string(b)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return body
 }
 
 // TestE2ENamespaceDefaultPool: a namespace's default pool serves its pods.
@@ -340,6 +345,11 @@ func TestE2EEIP(t *testing.T) {
 			se := k(t, c, ns, "get", "se", p.name, "-o", "jsonpath={.status.current.orbweaver.eips[0].publicIP}")
 			if se != p.eip {
 				t.Errorf("pod %s: endpoint shows EIP %q, the pod %q", p.name, se, p.eip)
+			}
+			// Its init container waited for the annotation through the downward API; the
+			// prober answers the EIP it sees from inside.
+			if body := answer(t, p.ip); !strings.Contains(body, " eip="+p.eip) {
+				t.Errorf("pod %s (%s) answers %q, want its EIP %s", p.name, p.ip, body, p.eip)
 			}
 		}
 		return ps
