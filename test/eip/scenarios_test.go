@@ -560,6 +560,19 @@ func podAnnotations(t *testing.T, cc cloudCase) {
 		_, ok := h.binding(pool, a4)
 		return !ok && h.cloudEIP(b4.AllocationID).ID == "", nil
 	})
+	gatedOnly, _ := h.run("gated", node, pool, netip.Addr{}, podOpts{gate: true})
+	testenv.WaitFor(t, "a pod that only declares the gate told why it has no EIP", func() (bool, error) {
+		got := &corev1.Pod{}
+		if err := h.e.Client.Get(h.ctx, client.ObjectKeyFromObject(gatedOnly), got); err != nil {
+			return false, err
+		}
+		for _, c := range got.Status.Conditions {
+			if c.Type == v2beta1.PodEIPConditionType {
+				return c.Status == corev1.ConditionFalse && c.Reason == "NoEIP", fmt.Errorf("condition %+v", c)
+			}
+		}
+		return false, errors.New("no orbweaver.io/eip condition")
+	})
 	bad, _ := h.run("bad", node, pool, netip.Addr{}, podOpts{annotations: map[string]string{v2beta1.AnnoWithEIP: "please"}})
 	testenv.WaitFor(t, "an event naming the bad annotation", func() (bool, error) {
 		for _, e := range h.events(bad.Name, eipbinding.ReasonFailed) {

@@ -194,9 +194,13 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 // podRequestIndex indexes pods whose annotations ask something of EIPs.
 const podRequestIndex = "orbweaver.eipbinding.asks"
 
-// asks tells whether a pod's annotations ask something of EIPs (valid or not: an
-// invalid request is reported on the pod).
+// asks tells whether a pod asks something of EIPs: by annotations (valid or not: an
+// invalid request is reported on the pod), or by declaring the readiness gate, which
+// gets its condition even in a pool without EIPs.
 func (r *reconciler) asks(pod *corev1.Pod) bool {
+	if gated(pod) {
+		return true
+	}
 	for k := range pod.Annotations {
 		if strings.HasPrefix(k, "orbweaver.io/eip-") || k == v2beta1.AnnoWithEIP {
 			return k != v2beta1.AnnoAllocatedEIP
@@ -206,6 +210,13 @@ func (r *reconciler) asks(pod *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// gated tells whether the pod declares the orbweaver.io/eip readiness gate.
+func gated(pod *corev1.Pod) bool {
+	return slices.ContainsFunc(pod.Spec.ReadinessGates, func(g corev1.PodReadinessGate) bool {
+		return g.ConditionType == v2beta1.PodEIPConditionType
+	})
 }
 
 // poolsOfPod maps a pod that asks for EIPs to the pools of its endpoint.
@@ -225,17 +236,20 @@ func (r *reconciler) poolsOfPod(ctx context.Context, o client.Object) []reconcil
 	return out
 }
 
-// requests returns the EIP requests of the pods that ask, by namespace/name, with the
-// parse errors of those that ask wrongly.
-func (r *reconciler) requests(ctx context.Context) (map[string]podRequest, map[string]error, error) {
+// requests returns the EIP requests of the pods that ask, by namespace/name, the parse
+// errors of those that ask wrongly, and the pods that declare the readiness gate.
+func (r *reconciler) requests(ctx context.Context) (reqs map[string]podRequest, bad map[string]error, gates []string, err error) {
 	var pods corev1.PodList
 	if err := r.cache.List(ctx, &pods, client.MatchingFields{podRequestIndex: "true"}); err != nil {
-		return nil, nil, fmt.Errorf("list pods that ask for EIPs: %w", err)
+		return nil, nil, nil, fmt.Errorf("list pods that ask for EIPs: %w", err)
 	}
-	reqs, bad := map[string]podRequest{}, map[string]error{}
+	reqs, bad = map[string]podRequest{}, map[string]error{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		key := p.Namespace + "/" + p.Name
+		if gated(p) {
+			gates = append(gates, key)
+		}
 		req, err := parsePodRequest(p.Name, p.Annotations, r.p.VendorAnnotations)
 		if err != nil {
 			bad[key] = err
@@ -245,7 +259,7 @@ func (r *reconciler) requests(ctx context.Context) (map[string]podRequest, map[s
 			reqs[key] = req
 		}
 	}
-	return reqs, bad, nil
+	return reqs, bad, gates, nil
 }
 
 // eipPool: a pool with an EIP attribute, EIP bindings or the EIP finalizer.
@@ -338,11 +352,17 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.cache.Get(ctx, req.NamespacedName, sp); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	reqs, bad, err := r.requests(ctx)
+	reqs, bad, gates, err := r.requests(ctx)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if !eipPool(sp) && !r.servesRequester(ctx, sp, reqs, bad) {
+		// No EIP here; a pod that declares the gate still learns why it is not Ready.
+		for _, key := range gates {
+			if r.endpointIn(ctx, key, sp.Name) {
+				return ctrl.Result{}, r.syncPods(ctx, sp)
+			}
+		}
 		return ctrl.Result{}, nil
 	}
 	ctx = ctrl.LoggerInto(ctx, ctrl.LoggerFrom(ctx).WithValues("SpiderIPPool", klog.KObj(sp)))
