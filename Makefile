@@ -120,7 +120,7 @@ BENCH_FLAGS ?=
 .PHONY: bench
 bench: tools build ## Benchmarks against a real API server: orbweaver vs whereabouts in one run, a table (numbers, never pass/fail on time).
 	@tools/ensure.sh whereabouts
-	@$(GO) test -run='^$$' -bench=. -benchtime=3x ./pkg/agent/
+	@$(GO) test -run='^$$' -bench=. -benchtime=3x ./pkg/agent/ ./test/eip/
 	@$(GO) run ./test/bench $(BENCH_FLAGS)
 
 .PHONY: clean

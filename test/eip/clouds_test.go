@@ -35,7 +35,7 @@ const (
 
 // isolate keeps the SDKs' credential chains on the test's environment: no home
 // directory files, no instance metadata service.
-func isolate(t *testing.T) {
+func isolate(t testing.TB) {
 	t.Helper()
 	dir := t.TempDir()
 	t.Setenv("HOME", dir)
@@ -55,7 +55,7 @@ func isolate(t *testing.T) {
 	t.Setenv("TENCENTCLOUD_CREDENTIALS_FILE", filepath.Join(dir, "no-credentials"))
 }
 
-func connectAlibaba(t *testing.T, cloud *eiptest.Cloud) eip.Provider {
+func connectAlibaba(t testing.TB, cloud *eiptest.Cloud) eip.Provider {
 	isolate(t)
 	t.Setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", testKeyID)
 	t.Setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", testSecret)
@@ -68,7 +68,7 @@ func connectAlibaba(t *testing.T, cloud *eiptest.Cloud) eip.Provider {
 	return p
 }
 
-func connectAWS(t *testing.T, cloud *eiptest.Cloud) eip.Provider {
+func connectAWS(t testing.TB, cloud *eiptest.Cloud) eip.Provider {
 	isolate(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", testKeyID)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", testSecret)
@@ -81,7 +81,7 @@ func connectAWS(t *testing.T, cloud *eiptest.Cloud) eip.Provider {
 	return p
 }
 
-func connectTencent(t *testing.T, cloud *eiptest.Cloud) eip.Provider {
+func connectTencent(t testing.TB, cloud *eiptest.Cloud) eip.Provider {
 	isolate(t)
 	t.Setenv("TENCENTCLOUD_SECRET_ID", testKeyID)
 	t.Setenv("TENCENTCLOUD_SECRET_KEY", testSecret)

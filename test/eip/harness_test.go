@@ -75,7 +75,7 @@ type cloudCase struct {
 	// name is the provider name pools use (spec.orbweaver.eip.provider).
 	name    string
 	label   string
-	connect func(t *testing.T, cloud *eiptest.Cloud) eip.Provider
+	connect func(t testing.TB, cloud *eiptest.Cloud) eip.Provider
 	// sync: the cloud associates synchronously (EC2), so its emulator's cloud has no
 	// async delay.
 	sync bool
@@ -84,12 +84,12 @@ type cloudCase struct {
 // clouds are the cases every scenario runs against; the SDK cases add themselves.
 var clouds = []cloudCase{{
 	name: "aws", label: "in-memory",
-	connect: func(_ *testing.T, cloud *eiptest.Cloud) eip.Provider { return cloud },
+	connect: func(_ testing.TB, cloud *eiptest.Cloud) eip.Provider { return cloud },
 }}
 
 // harness is one cloud, one API-server namespace and a running controller.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	e        *testenv.Env
 	ctx      context.Context
 	cc       cloudCase
@@ -105,7 +105,7 @@ type harness struct {
 }
 
 // newHarness starts the controller over a fresh cloud reached through cc.
-func newHarness(t *testing.T, cc cloudCase) *harness {
+func newHarness(t testing.TB, cc cloudCase) *harness {
 	t.Helper()
 	e := testenv.Require(t, env)
 	h := &harness{t: t, e: e, ctx: context.Background(), cc: cc, cloud: eiptest.NewCloud(), clock: &offsetClock{}}
@@ -128,8 +128,9 @@ func newHarness(t *testing.T, cc cloudCase) *harness {
 type startOpts struct {
 	// wrap, when set, wraps the provider.
 	wrap func(eip.Provider) eip.Provider
-	// noOrphans turns the orphan collector off, so call counts are the pods' alone.
-	noOrphans bool
+	// quiet turns the orphan collector and the drift check off, so cloud calls are the
+	// pods' alone.
+	quiet bool
 }
 
 // start runs a manager with the controller.
@@ -137,7 +138,7 @@ func (h *harness) start(o startOpts) {
 	h.t.Helper()
 	logger := logr.Discard()
 	if os.Getenv("ORBWEAVER_TEST_LOG") != "" {
-		logger = testr.New(h.t)
+		logger = testr.NewWithInterface(h.t, testr.Options{})
 	}
 	mgr, err := ctrl.NewManager(h.e.Config, ctrl.Options{
 		Scheme: h.e.Scheme, Logger: logger,
@@ -152,16 +153,16 @@ func (h *harness) start(o startOpts) {
 	if o.wrap != nil {
 		p = o.wrap(p)
 	}
-	orphans := 300 * time.Millisecond
-	if o.noOrphans {
-		orphans = -1
+	orphans, verify := 300*time.Millisecond, 300*time.Millisecond
+	if o.quiet {
+		orphans, verify = -1, -1
 	}
 	h.reg = prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
 	err = eipbinding.SetupWithManager(ctx, mgr, eipbinding.Params{
 		Providers: map[string]eip.Provider{h.cc.name: p}, ClusterID: h.cluster,
 		Direct: h.e.Client, Recorder: mgr.GetEventRecorderFor("orbweaver-eip"), Registerer: h.reg, Clock: h.clock,
-		PollInterval: 50 * time.Millisecond, RetryInterval: 300 * time.Millisecond, OrphanInterval: orphans, VerifyInterval: 300 * time.Millisecond,
+		PollInterval: 50 * time.Millisecond, RetryInterval: 300 * time.Millisecond, OrphanInterval: orphans, VerifyInterval: verify,
 		VendorAnnotations: true,
 	})
 	if err != nil {

@@ -57,7 +57,7 @@ func TestEIP(t *testing.T) {
 func autoPool(t *testing.T, cc cloudCase) {
 	h := newHarness(t, cc)
 	h.stop()
-	h.start(startOpts{noOrphans: true})
+	h.start(startOpts{quiet: true})
 	pool := h.pool(v2beta1.EIPSpec{Mode: v2beta1.EIPAuto, Bandwidth: ptr.To[int32](20), Tags: map[string]string{"team": "probe"}})
 	node := h.node()
 	ops := []string{"Allocate", "InterfaceOf", "Associate", "Describe"}
