@@ -119,6 +119,20 @@ type reconciler struct {
 	// verified is when each pool's Bound EIPs were last checked with the cloud.
 	mu       sync.Mutex
 	verified map[string]time.Time
+	// failed is each IP's ("pool/ip") last failed step: it is not tried again, nor its
+	// events posted again, before RetryInterval, however many endpoint events wake the
+	// pool meanwhile. A failing cloud is not hammered, nor the API server with events.
+	failed map[string]failure
+}
+
+type failure struct {
+	at  time.Time
+	err error
+}
+
+// callsCloud tells whether a step makes cloud calls.
+func (o op) callsCloud() bool {
+	return o != opNone && o != opSchedule && o != opForget && o != opNote
 }
 
 // sePoolIndex indexes SpiderEndpoints by the pools of their IPs.
@@ -153,7 +167,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 	if err != nil {
 		return fmt.Errorf("eipbinding: register metrics: %w", err)
 	}
-	r := &reconciler{p: p, cache: mgr.GetClient(), pools: crdstore.Pools{Client: p.Direct}, metrics: m, clock: p.Clock, verified: map[string]time.Time{}}
+	r := &reconciler{p: p, cache: mgr.GetClient(), pools: crdstore.Pools{Client: p.Direct}, metrics: m, clock: p.Clock, verified: map[string]time.Time{}, failed: map[string]failure{}}
 	if r.clock == nil {
 		r.clock = clock.RealClock{}
 	}
@@ -321,6 +335,9 @@ type step struct {
 	// pol is the policy the step was decided by; requested: by a pod's annotations.
 	pol       policy
 	requested bool
+	// waitUntil is set on a step that failed lately: it is not run before then, and err
+	// is its last error.
+	waitUntil time.Time
 	// before is the binding as recorded ahead of the cloud call (nil: none).
 	before *v2beta1.EIPBinding
 	// after is the binding once the call is done (nil: the binding goes).
@@ -519,7 +536,11 @@ func (r *reconciler) plan(ctx context.Context, sp *v2beta1.SpiderIPPool, pool ip
 			s.Held, s.StaticID = false, ""
 		}
 		if o := decide(*s, ipPol, now); o != opNone {
-			steps = append(steps, step{op: o, addr: a, st: *s, pol: ipPol, requested: requested})
+			st := step{op: o, addr: a, st: *s, pol: ipPol, requested: requested}
+			if f, ok := r.lastFailure(sp.Name, a); ok && o.callsCloud() && now.Sub(f.at) < r.p.RetryInterval {
+				st.err, st.waitUntil = f.err, f.at.Add(r.p.RetryInterval)
+			}
+			steps = append(steps, st)
 		} else if ipPol.static() && s.Held && s.StaticID == "" && s.Holder != nil && s.Binding == nil {
 			steps = append(steps, step{op: opNone, addr: a, st: *s, events: []event{{pod: s.Holder, warn: true, reason: ReasonNoStaticEIP,
 				msg: fmt.Sprintf("IP %s of SpiderIPPool %s has no EIP: the pool lists %d Static EIPs for its first %d addresses; list more EIPs in spec.orbweaver.eip.static or shrink spec.ips",
@@ -531,8 +552,12 @@ func (r *reconciler) plan(ctx context.Context, sp *v2beta1.SpiderIPPool, pool ip
 
 // run makes the steps' cloud calls, each step's binding recorded before its call.
 func (r *reconciler) run(ctx context.Context, sp *v2beta1.SpiderIPPool, steps []step) {
+	defer r.noteFailures(sp.Name, steps)
 	for i := range steps {
 		s := &steps[i]
+		if !s.waitUntil.IsZero() {
+			continue
+		}
 		b := s.st.Binding
 		switch s.op {
 		case opAllocate:
@@ -578,6 +603,41 @@ func (r *reconciler) run(ctx context.Context, sp *v2beta1.SpiderIPPool, steps []
 		}
 	}
 	r.parallel(ctx, steps, func(ctx context.Context, s *step) { r.call(ctx, sp, s) })
+}
+
+// lastFailure is the IP's last failed step, if it failed.
+func (r *reconciler) lastFailure(pool string, a netip.Addr) (failure, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, ok := r.failed[pool+"/"+a.String()]
+	return f, ok
+}
+
+// noteFailures remembers the steps that failed and forgets those that ran well, and the
+// IPs of the pool that need no step any more.
+func (r *reconciler) noteFailures(pool string, steps []step) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.clock.Now()
+	planned := map[string]bool{}
+	for _, s := range steps {
+		planned[pool+"/"+s.addr.String()] = true
+	}
+	for key := range r.failed {
+		if strings.HasPrefix(key, pool+"/") && !planned[key] {
+			delete(r.failed, key)
+		}
+	}
+	for _, s := range steps {
+		key := pool + "/" + s.addr.String()
+		switch {
+		case !s.waitUntil.IsZero():
+		case s.err != nil:
+			r.failed[key] = failure{at: now, err: s.err}
+		case s.op.callsCloud():
+			delete(r.failed, key)
+		}
+	}
 }
 
 // parallel runs f for every step that has no error yet, at most MaxConcurrentCalls at
@@ -981,6 +1041,9 @@ func setCondition(sp *v2beta1.SpiderIPPool, c metav1.Condition, now time.Time) b
 
 // post posts a step's events, and a warning for its error.
 func (r *reconciler) post(sp *v2beta1.SpiderIPPool, s *step) {
+	if !s.waitUntil.IsZero() {
+		return // posted when it failed
+	}
 	if s.err != nil {
 		reason := ReasonFailed
 		switch reasonOf(s.err) {
@@ -1035,15 +1098,15 @@ func (r *reconciler) result(sp *v2beta1.SpiderIPPool, steps []step) ctrl.Result 
 			after = d
 		}
 	}
+	now := r.clock.Now()
 	for _, s := range steps {
-		if s.err != nil {
+		switch {
+		case !s.waitUntil.IsZero():
+			soonest(max(s.waitUntil.Sub(now), time.Millisecond))
+		case s.err != nil:
 			soonest(r.p.RetryInterval)
-			if eip.Retryable(s.err) {
-				soonest(r.p.PollInterval * 4)
-			}
 		}
 	}
-	now := r.clock.Now()
 	for _, b := range bindingsOf(sp) {
 		if b.Phase == v2beta1.EIPBound && r.p.VerifyInterval > 0 {
 			soonest(r.p.VerifyInterval)
