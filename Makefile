@@ -14,8 +14,9 @@ FUZZTIME ?= 1000x
 # Tools the tests need: the API server and etcd for envtest, kube-controller-manager for
 # the workload tier (test/workloads), kube-scheduler, kubelet, kube-proxy and host-local
 # for the local cluster (test/cluster: make demo and the e2e suite), kubectl for the
-# printer-column tests, controller-gen for generate/verify, helm for the chart.
-TEST_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd controller-gen swagger helm bridge macvlan loopback host-local
+# printer-column tests, controller-gen for generate/verify, helm for the chart, and the
+# benchmark's peers (whereabouts, SpiderPool's agent and plugin) for its smoke run.
+TEST_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd controller-gen swagger helm bridge macvlan loopback host-local whereabouts spiderpool spiderpool-agent
 CHART := charts/orbweaver
 # The chart is linted and rendered for the Kubernetes version the tests run.
 CHART_KUBE_VERSION := 1.33.1
@@ -114,12 +115,13 @@ fuzz: ## Run every fuzz target for FUZZTIME each.
 
 ##@ Benchmarks
 
-# BENCH_FLAGS go to the harness, e.g. BENCH_FLAGS='-scenarios one-pool -peers orbweaver'.
+# BENCH_FLAGS go to the harness, e.g. BENCH_FLAGS='-nodes 10 -scenarios one-pool -peers orbweaver,spiderpool'
+# (go run ./test/bench -h lists them). Without them: every peer, every scenario, at 10, 100
+# and 500 nodes, several hours on 2 cores.
 BENCH_FLAGS ?=
 
 .PHONY: bench
-bench: tools build ## Benchmarks against a real API server: orbweaver vs whereabouts in one run, a table (numbers, never pass/fail on time).
-	@tools/ensure.sh whereabouts
+bench: tools build ## Benchmarks against a real API server: orbweaver, SpiderPool, whereabouts and the floor in one run, at 10-500 nodes (numbers, never pass/fail on time).
 	@$(GO) test -run='^$$' -bench=. -benchtime=3x ./pkg/agent/ ./test/eip/
 	@$(GO) run ./test/bench $(BENCH_FLAGS)
 

@@ -37,6 +37,7 @@ version_of() {
 	cnitool) (cd "$here" && go list -m -f '{{.Version}}' github.com/containernetworking/cni) ;;
 	bridge | macvlan | host-local | loopback) (cd "$here" && go list -m -f '{{.Version}}' github.com/containernetworking/plugins) ;;
 	whereabouts) (cd "$here/whereabouts" && go list -m -f '{{.Version}}' github.com/k8snetworkplumbingwg/whereabouts) ;;
+	spiderpool | spiderpool-agent) (cd "$here/spiderpool" && go list -m -f '{{.Version}}' github.com/spidernet-io/spiderpool) ;;
 	etcd) echo debian ;;
 	*) echo "ensure.sh: unknown tool $1" >&2; return 1 ;;
 	esac
@@ -54,6 +55,7 @@ package_of() {
 	loopback) echo github.com/containernetworking/plugins/plugins/main/loopback ;;
 	host-local) echo github.com/containernetworking/plugins/plugins/ipam/host-local ;;
 	whereabouts) echo github.com/k8snetworkplumbingwg/whereabouts/cmd ;;
+	spiderpool | spiderpool-agent) echo "github.com/spidernet-io/spiderpool/cmd/$1" ;;
 	esac
 }
 
@@ -61,6 +63,7 @@ package_of() {
 module_of() {
 	case $1 in
 	whereabouts) echo "$here/whereabouts" ;;
+	spiderpool | spiderpool-agent) echo "$here/spiderpool" ;;
 	*) echo "$here" ;;
 	esac
 }
@@ -103,6 +106,27 @@ ensure_whereabouts_crds() {
 		rm -rf "$crds" && mv "$crds.tmp" "$crds"
 	fi
 	ln -sfn "$crds" "$bin/whereabouts-crds"
+}
+
+# ensure_spiderpool_crds does the same for SpiderPool's CRDs (charts/spiderpool/crds/ in
+# its module): the four kinds orbweaver serves too, of which its agent needs the pool,
+# endpoint and reserved-IP ones. test/bench installs them in place of orbweaver's (same
+# group and kinds) while the spiderpool peer runs, and puts orbweaver's back after.
+ensure_spiderpool_crds() {
+	local dir crds src
+	dir=$cache/spiderpool-$(version_of spiderpool)
+	crds=$dir/crds
+	if [ "$(ls "$crds"/*.yaml 2>/dev/null | wc -l)" -ne 4 ]; then
+		src=$(cd "$here/spiderpool" && go mod download github.com/spidernet-io/spiderpool &&
+			go list -m -f '{{.Dir}}' github.com/spidernet-io/spiderpool)/charts/spiderpool/crds
+		rm -rf "$crds.tmp" && mkdir -p "$crds.tmp"
+		for kind in spiderippools spiderendpoints spidersubnets spiderreservedips; do
+			cp "$src/spiderpool.spidernet.io_$kind.yaml" "$crds.tmp/"
+		done
+		chmod -R u+w "$crds.tmp"
+		rm -rf "$crds" && mv "$crds.tmp" "$crds"
+	fi
+	ln -sfn "$crds" "$bin/spiderpool-crds"
 }
 
 ensure_etcd() {
@@ -159,4 +183,5 @@ for tool in "$@"; do
 	[ "$tool" = etcd ] && continue
 	ln -sfn "$cache/$tool-$(version_of "$tool")/$tool" "$bin/$tool"
 	if [ "$tool" = whereabouts ]; then ensure_whereabouts_crds; fi
+	if [ "$tool" = spiderpool ]; then ensure_spiderpool_crds; fi
 done

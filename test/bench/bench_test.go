@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -82,18 +86,21 @@ func countRange(first, last netip.Addr) int {
 
 func TestBuildPlans(t *testing.T) {
 	nodes := []string{"n0", "n1", "n2"}
+	sz := sizes{pods: 30, largeSize: 1000, largePrefill: 200, churnRate: 2, churnDuration: 10 * time.Second, churnFill: 0.9}
 	tests := []struct {
 		name     string
 		selected []string
-		want     []string // name:report:pods:pools
+		want     []string // name:report:prefill:pods:pools
 	}{
-		{name: "all", selected: scenarioNames(), want: []string{"one-pool:true:30:1", "recreate:true:30:1", "ten-pools:true:30:10"}},
-		{name: "recreate pulls in one-pool unreported", selected: []string{"recreate"}, want: []string{"one-pool:false:30:1", "recreate:true:30:1"}},
-		{name: "ten-pools alone", selected: []string{"ten-pools"}, want: []string{"ten-pools:true:30:10"}},
+		{name: "all", selected: scenarioNames(), want: []string{
+			"one-pool:true:0:30:1", "recreate:true:0:30:1", "ten-pools:true:0:30:10", "large-pool:true:200:30:1", "churn:true:27:20:1",
+		}},
+		{name: "recreate pulls in one-pool unreported", selected: []string{"recreate"}, want: []string{"one-pool:false:0:30:1", "recreate:true:0:30:1"}},
+		{name: "ten-pools alone", selected: []string{"ten-pools"}, want: []string{"ten-pools:true:0:30:10"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			plans, err := buildPlans(tt.selected, nodes, 30, "ns")
+			plans, err := buildPlans(tt.selected, nodes, sz, "ns")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -101,7 +108,7 @@ func TestBuildPlans(t *testing.T) {
 			byName := map[string]*plan{}
 			for _, p := range plans {
 				byName[p.name] = p
-				got = append(got, strings.Join([]string{p.name, strconv.FormatBool(p.report), strconv.Itoa(len(p.pods)), strconv.Itoa(len(p.pools))}, ":"))
+				got = append(got, strings.Join([]string{p.name, strconv.FormatBool(p.report), strconv.Itoa(len(p.prefill)), strconv.Itoa(len(p.pods)), strconv.Itoa(len(p.pools))}, ":"))
 			}
 			if !slices.Equal(got, tt.want) {
 				t.Fatalf("got %q, want %q", got, tt.want)
@@ -117,7 +124,91 @@ func TestBuildPlans(t *testing.T) {
 					}
 				}
 			}
+			if lp := byName["large-pool"]; lp != nil && lp.pools[0].Size != 1000 {
+				t.Errorf("large-pool's pool holds %d addresses, want 1000", lp.pools[0].Size)
+			}
+			if ch := byName["churn"]; ch != nil {
+				if ch.rate != 2 || ch.pools[0].Size != 30 || len(ch.replace) != 20 {
+					t.Errorf("churn: rate %v, pool of %d, %d replaced; want 2, 30, 20", ch.rate, ch.pools[0].Size, len(ch.replace))
+				}
+				for i := range ch.pods {
+					if ch.replace[i] != ch.prefill[i] || ch.pods[i].Node != ch.replace[i].Node {
+						t.Errorf("churn pair %d replaces %s on %s with %s on %s; want the prefilled pod %d, same node",
+							i, ch.replace[i], ch.replace[i].Node, ch.pods[i], ch.pods[i].Node, i)
+					}
+				}
+			}
+			// Pools of one run never overlap.
+			var all []Pool
+			for _, p := range plans {
+				if !p.reused {
+					all = append(all, p.pools...)
+				}
+			}
+			for i := range all {
+				for j := range i {
+					if all[i].Prefix.Overlaps(all[j].Prefix) {
+						t.Errorf("pools %s (%s) and %s (%s) overlap", all[i].Name, all[i].Prefix, all[j].Name, all[j].Prefix)
+					}
+				}
+			}
 		})
+	}
+}
+
+func TestBuildPlansRefusesSizesThatCannotWork(t *testing.T) {
+	base := sizes{pods: 100, largeSize: 1000, largePrefill: 200, churnRate: 1, churnDuration: 10 * time.Second, churnFill: 0.5}
+	tests := []struct {
+		name    string
+		mod     func(*sizes)
+		wantErr string
+	}{
+		{name: "prefill and timed ADDs overflow the large pool", mod: func(s *sizes) { s.largePrefill = 950 }, wantErr: "do not fit a pool of 1000"},
+		{name: "more churn pairs than prefilled pods", mod: func(s *sizes) { s.churnRate = 10 }, wantErr: "lower -churn-rate"},
+		{name: "churn pool filled to the brim", mod: func(s *sizes) { s.churnFill = 1 }, wantErr: "filled to between"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sz := base
+			tt.mod(&sz)
+			_, err := buildPlans(scenarioNames(), []string{"n0"}, sz, "ns")
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("err = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestRunAtRateRunsEveryJobOnItsNode(t *testing.T) {
+	nodes := []string{"a", "b", "c"}
+	var mu sync.Mutex
+	ran := map[string][]int{}
+	var jobs []job
+	for i := range 30 {
+		node := nodes[i%3]
+		jobs = append(jobs, job{node: node, run: func(context.Context) {
+			mu.Lock()
+			ran[node] = append(ran[node], i)
+			mu.Unlock()
+		}})
+	}
+	runAtRate(context.Background(), nodes, 1, jobs, 1000)
+	for i, n := range nodes {
+		want := []int{i, i + 3, i + 6, i + 9, i + 12, i + 15, i + 18, i + 21, i + 24, i + 27}
+		if !slices.Equal(ran[n], want) {
+			t.Errorf("node %s ran %v, want %v in order", n, ran[n], want)
+		}
+	}
+	// Once the context ends, the rest start at once and are still accounted for.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var count atomic.Int64
+	for i := range jobs {
+		jobs[i].run = func(context.Context) { count.Add(1) }
+	}
+	runAtRate(ctx, nodes, 2, jobs, 0.001) // a job every 1000 s, were the context alive
+	if count.Load() != 30 {
+		t.Errorf("%d jobs ran after the context ended, want all 30", count.Load())
 	}
 }
 
@@ -282,7 +373,10 @@ func TestParseFlags(t *testing.T) {
 		{name: "unknown peer", args: []string{"-peers", "calico"}, wantErr: `unknown peer "calico"`},
 		{name: "peer twice", args: []string{"-peers", "whereabouts,whereabouts"}, wantErr: "named twice"},
 		{name: "unknown scenario", args: []string{"-scenarios", "two-pools"}, wantErr: `unknown scenario "two-pools"`},
-		{name: "no nodes", args: []string{"-nodes", "0"}, wantErr: "must be positive"},
+		{name: "no nodes", args: []string{"-nodes", "0"}, wantErr: "not a positive count"},
+		{name: "node counts twice", args: []string{"-nodes", "10,10"}, wantErr: "named twice"},
+		{name: "scale subset", args: []string{"-peers", "orbweaver,spiderpool", "-nodes", "500,10", "-scenarios", "one-pool,churn"}},
+		{name: "churn that cannot fit", args: []string{"-scenarios", "churn", "-pods", "100", "-churn-rate", "100"}, wantErr: "lower -churn-rate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -291,9 +385,12 @@ func TestParseFlags(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if tt.args == nil && (o.nodes != 10 || o.pods != 1000 || o.parallel != 8 || o.timeout != 20*time.Minute ||
-					!slices.Equal(o.peers, []string{"orbweaver", "whereabouts"}) || !slices.Equal(o.scenarios, scenarioNames())) {
+				if tt.args == nil && (!slices.Equal(o.nodes, []int{10, 100, 500}) || o.sizes.pods != 1000 || o.parallel != 8 ||
+					!slices.Equal(o.peers, []string{"floor", "orbweaver", "spiderpool", "whereabouts"}) || !slices.Equal(o.scenarios, scenarioNames())) {
 					t.Errorf("defaults: %+v", o)
+				}
+				if tt.name == "scale subset" && !slices.Equal(o.nodes, []int{10, 500}) {
+					t.Errorf("-nodes 500,10 gave %v, want them in increasing order", o.nodes)
 				}
 				return
 			}
@@ -319,5 +416,97 @@ func TestWhereaboutsNetConf(t *testing.T) {
 		`"kubernetes":{"kubeconfig":"/tmp/kubeconfig"}}}`
 	if string(conf) != want {
 		t.Errorf("got  %s\nwant %s", conf, want)
+	}
+}
+
+func TestParseServerMetrics(t *testing.T) {
+	text := `# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total 12.5
+apiserver_request_total{code="201",group="spiderpool.spidernet.io",resource="spiderendpoints",subresource="",verb="POST"} 7
+apiserver_watch_events_total{group="spiderpool.spidernet.io",kind="SpiderIPPool",version="v2beta1"} 100
+apiserver_watch_events_sizes_sum{group="spiderpool.spidernet.io",kind="SpiderIPPool",version="v2beta1"} 4096
+apiserver_watch_events_sizes_count{group="spiderpool.spidernet.io",kind="SpiderIPPool",version="v2beta1"} 4
+apiserver_watch_events_sizes_bucket{group="spiderpool.spidernet.io",kind="SpiderIPPool",version="v2beta1",le="1024"} 4
+`
+	m, err := parseServerMetrics([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := parseServerMetrics([]byte("process_cpu_seconds_total 2.5\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := m.sub(before)
+	if d.cpuSeconds != 10 || d.requests.writes() != 7 {
+		t.Errorf("cpu %v, writes %v; want 10 and 7", d.cpuSeconds, d.requests.writes())
+	}
+	// 100 events sent, of a mean serialized size of 1024 bytes.
+	if got := d.estimatedWatchBytes(); got != 100*1024 {
+		t.Errorf("estimated watch bytes %v, want %v", got, 100*1024)
+	}
+	if _, err := parseServerMetrics([]byte("process_cpu_seconds_total x\n")); err == nil {
+		t.Error("a malformed CPU value: want an error")
+	}
+}
+
+func TestResourceOfAndIsWatch(t *testing.T) {
+	tests := []struct {
+		url, resource string
+		watch         bool
+	}{
+		{"/apis/spiderpool.spidernet.io/v2beta1/spiderippools?watch=true&resourceVersion=5", "spiderippools", true},
+		{"/apis/spiderpool.spidernet.io/v2beta1/namespaces/ns/spiderendpoints?watch=1", "spiderendpoints", true},
+		{"/apis/spiderpool.spidernet.io/v2beta1/namespaces/ns/spiderendpoints/pod-1", "spiderendpoints", false},
+		{"/api/v1/pods?fieldSelector=spec.nodeName%3Dn1&watch=true", "pods", true},
+		{"/api/v1/namespaces", "namespaces", false},
+		{"/api/v1/namespaces/kube-system", "namespaces", false},
+		{"/api/v1/watch/namespaces/ns/pods", "pods", true},
+		{"/apis/spiderpool.spidernet.io/v2beta1/spiderippools/p/status", "spiderippools", false},
+	}
+	for _, tt := range tests {
+		u, err := url.Parse(tt.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resourceOf(u.Path); got != tt.resource {
+			t.Errorf("resourceOf(%s) = %q, want %q", u.Path, got, tt.resource)
+		}
+		if got := isWatch(u); got != tt.watch {
+			t.Errorf("isWatch(%s) = %v, want %v", tt.url, got, tt.watch)
+		}
+	}
+}
+
+func TestPrintTableShowsEveryPeerAndTheGrowth(t *testing.T) {
+	ms := func(v int) time.Duration { return time.Duration(v) * time.Millisecond }
+	mk := func(peer string, nodes, ok int, wall time.Duration) *result {
+		r := &result{peer: peer, scenario: "one-pool", nodes: nodes, pods: ok, ok: ok, wall: wall, load: "1.0 1.0 1.0"}
+		for range ok {
+			r.lat = append(r.lat, ms(100))
+			r.latAt = append(r.latAt, 0)
+		}
+		r.cost.server.cpuSeconds = float64(ok) * 0.002
+		r.cost.proxy.watch = int64(ok) * 2048
+		return r
+	}
+	results := []*result{
+		mk("floor", 10, 100, time.Second), mk("orbweaver", 10, 100, 2*time.Second), mk("spiderpool", 10, 100, 20*time.Second),
+		mk("orbweaver", 100, 100, 4*time.Second),
+		{peer: "spiderpool", scenario: "one-pool", nodes: 100, pods: 100, skipped: "needs more memory"},
+	}
+	var b strings.Builder
+	printTable(&b, results)
+	out := b.String()
+	for _, want := range []string{
+		"10 nodes, one-pool: orbweaver/spiderpool allocations/s = 10.0x",
+		"10 nodes, one-pool: orbweaver reaches 50% of the floor's allocations/s",
+		"orbweaver one-pool by node count:",
+		"spiderpool one-pool by node count:",
+		"skipped: needs more memory",
+		"2.00", // watch KB per allocation
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
 	}
 }

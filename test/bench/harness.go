@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -48,6 +49,19 @@ type Harness struct {
 	// written to <prefix>-<peer>-<scenario>.pprof.
 	APIServerProfile    string
 	APIServerProfileFor time.Duration
+	// ScenarioTimeout bounds each scenario, its prefill included.
+	ScenarioTimeout time.Duration
+	// Proxy stands between every peer's API clients and the API server and counts what
+	// they receive; peers must reach the API server through it (Proxy.Config,
+	// Proxy.Kubeconfig).
+	Proxy *countingProxy
+	// Kubeconfig reaches the API server through Proxy, for peers' processes.
+	Kubeconfig string
+	// slots bounds the plugin execs (and floor calls) in flight across all nodes: the
+	// machine's limit, not a kubelet's (-max-inflight).
+	slots chan struct{}
+	// etcdPID is etcd's process, whose CPU time is read from /proc (0: not found).
+	etcdPID int
 }
 
 // profileAPIServer fetches a CPU profile of the API server over the next d and writes it
@@ -169,17 +183,63 @@ type call struct {
 
 func (c call) latency() time.Duration { return c.end.Sub(c.start) }
 
+// terminatePods deletes Pod objects with a long grace period: no kubelet finishes them, so
+// they stay Terminating (deletionTimestamp set), as pods whose sandboxes a kubelet is
+// about to stop and DEL.
+func (h *Harness) terminatePods(ctx context.Context, pods []*Pod) error {
+	var errs []error
+	for _, p := range pods {
+		obj := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name}}
+		if err := h.Env.Client.Delete(ctx, obj, client.GracePeriodSeconds(3600)); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete Pod %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// deleteAllPods deletes every Pod in the namespace at once (grace period 0).
+func (h *Harness) deleteAllPods(ctx context.Context, ns string) error {
+	err := h.Env.Client.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0))
+	if err != nil {
+		return fmt.Errorf("delete the Pods of %s: %w", ns, err)
+	}
+	return nil
+}
+
 // cni execs the peer's plugin for one pod the way libcni does for a single-plugin
 // config: CNI_* in the environment, the config on stdin, the result (or a CNI error) on
-// stdout. The netns path is a dummy: IPAM plugins never enter it.
+// stdout. The netns path is a dummy, which IPAM plugins never enter, unless the peer
+// names a real one (NetNSer).
 func (h *Harness) cni(ctx context.Context, p Peer, command string, pod *Pod) call {
+	if h.slots != nil {
+		select {
+		case h.slots <- struct{}{}:
+			defer func() { <-h.slots }()
+		case <-ctx.Done():
+			now := time.Now()
+			return call{start: now, end: now, err: fmt.Errorf("%s %s on %s: not started: %w", command, pod, pod.Node, context.Cause(ctx))}
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, h.OpTimeout)
 	defer cancel()
+	if d, ok := p.(Caller); ok {
+		c := call{start: time.Now()}
+		ip, err := d.Call(ctx, command, pod)
+		c.end, c.ip = time.Now(), ip
+		if err != nil {
+			c.err = fmt.Errorf("%s %s on %s: %w", command, pod, pod.Node, err)
+		}
+		return c
+	}
+	netns := "/var/run/netns/cni-bench-" + pod.ContainerID[:12]
+	if n, ok := p.(NetNSer); ok {
+		netns = n.NetNS()
+	}
 	cmd := exec.CommandContext(ctx, p.Binary())
 	cmd.Env = append(os.Environ(),
 		"CNI_COMMAND="+command,
 		"CNI_CONTAINERID="+pod.ContainerID,
-		"CNI_NETNS=/var/run/netns/cni-bench-"+pod.ContainerID[:12],
+		"CNI_NETNS="+netns,
 		"CNI_IFNAME=eth0",
 		"CNI_PATH="+filepath.Dir(p.Binary()),
 		"CNI_ARGS="+strings.Join([]string{
@@ -270,6 +330,41 @@ type job struct {
 	run  func(ctx context.Context)
 }
 
+// runAtRate starts jobs at rate per second, in order, each on its node, where at most
+// parallel run at once (a job whose node is busy waits for it), and returns when all have
+// run. Once ctx ends, the rest start at once (and fail fast), so every one is accounted
+// for.
+func runAtRate(ctx context.Context, nodes []string, parallel int, jobs []job, rate float64) {
+	queues := make(map[string]chan job, len(nodes))
+	for _, n := range nodes {
+		queues[n] = make(chan job, len(jobs))
+	}
+	var wg sync.WaitGroup
+	for _, q := range queues {
+		for range parallel {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := range q {
+					j.run(ctx)
+				}
+			}()
+		}
+	}
+	start := time.Now()
+	for i, j := range jobs {
+		at := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		if d := time.Until(at); d > 0 && ctx.Err() == nil {
+			_ = sleep(ctx, d)
+		}
+		queues[j.node] <- j
+	}
+	for _, q := range queues {
+		close(q)
+	}
+	wg.Wait()
+}
+
 // runPerNode runs jobs with at most parallel of them at once on each node, each node's
 // jobs in order, and returns when all have run. Jobs still run (and fail fast) after ctx
 // ends, so every one is accounted for.
@@ -295,4 +390,81 @@ func runPerNode(ctx context.Context, nodes []string, parallel int, jobs []job) {
 		}
 	}
 	wg.Wait()
+}
+
+// processCPU is a process's CPU time (user and system) in seconds, from /proc; 0 when it
+// cannot be read.
+func processCPU(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) in parentheses.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, err1 := strconv.ParseFloat(f[11], 64)
+	stime, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return (utime + stime) / clockTicks
+}
+
+// processRSS is a process's resident memory in bytes, from /proc; 0 when it cannot be read.
+func processRSS(pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && k == "VmRSS" {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			if err != nil {
+				return 0
+			}
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// findProcess returns the PID of a process running the program named base whose command
+// line contains every one of parts, or 0.
+func findProcess(base string, parts ...string) int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		s := string(cmdline)
+		prog, _, _ := strings.Cut(s, "\x00")
+		all := filepath.Base(prog) == base
+		for _, p := range parts {
+			all = all && strings.Contains(s, p)
+		}
+		if all {
+			return pid
+		}
+	}
+	return 0
 }

@@ -40,6 +40,37 @@ type Inspector interface {
 	End() []string
 }
 
+// Caller is implemented by a peer that is not a plugin to exec (the floor): the harness
+// calls Call for each ADD and DEL instead, and an ADD returns the pod's address.
+type Caller interface {
+	Call(ctx context.Context, command string, pod *Pod) (netip.Addr, error)
+}
+
+// Recorder is implemented by a peer that can tell, from its own records in the API
+// server, which of the given pods still hold an address: after their successful DELs,
+// those are leaks.
+type Recorder interface {
+	StillRecorded(ctx context.Context, pods []*Pod) ([]*Pod, error)
+}
+
+// MemoryReporter is implemented by a peer with node agents: their memory per node now,
+// and how it was measured.
+type MemoryReporter interface {
+	AgentMemory() (bytesPerNode float64, how string)
+}
+
+// NetNSer is implemented by a peer whose plugin enters the sandbox's network namespace
+// (SpiderPool's announces the address there): NetNS is the one to pass as CNI_NETNS.
+type NetNSer interface {
+	NetNS() string
+}
+
+// Scaler is implemented by a peer that cannot run at every node count on this machine:
+// Supports returns why not, or nil.
+type Scaler interface {
+	Supports(nodes int) error
+}
+
 // PeerParams is what a peer's constructor gets.
 type PeerParams struct {
 	// BinDir is the repository's bin/, where tools/ensure.sh links the tools.
@@ -48,6 +79,8 @@ type PeerParams struct {
 	// the same names (to measure their effect).
 	ReserveSize int
 	RebindDelay time.Duration
+	// EIP gives orbweaver's pools an EIP attribute and runs the EIP controller.
+	EIP bool
 }
 
 // peerConstructors maps each name -peers accepts to the peer's constructor. Constructors
@@ -56,7 +89,9 @@ type PeerParams struct {
 func peerConstructors() map[string]func(PeerParams) (Peer, error) {
 	return map[string]func(PeerParams) (Peer, error){
 		"orbweaver":   newOrbweaverPeer,
+		"spiderpool":  newSpiderpoolPeer,
 		"whereabouts": newWhereaboutsPeer,
+		"floor":       newFloorPeer,
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -16,10 +17,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
 )
 
 // orbweaver is this repository's IPAM: one real node agent per simulated node, running in
@@ -38,13 +43,18 @@ type orbweaver struct {
 
 	registries []*prometheus.Registry // one per agent
 	before     agentStats             // at Begin
+	heapBefore uint64                 // the process's live heap before the agents started
 
 	reserveSize int
 	rebindDelay time.Duration
+
+	// eip: the pools carry an EIP attribute and the EIP controller runs in-process
+	// against the in-memory cloud.
+	eip bool
 }
 
 func newOrbweaverPeer(p PeerParams) (Peer, error) {
-	o := &orbweaver{binary: filepath.Join(p.BinDir, "orbweaver"), reserveSize: p.ReserveSize, rebindDelay: p.RebindDelay}
+	o := &orbweaver{binary: filepath.Join(p.BinDir, "orbweaver"), reserveSize: p.ReserveSize, rebindDelay: p.RebindDelay, eip: p.EIP}
 	if err := requireExecutable("orbweaver", o.binary, "make build"); err != nil {
 		return nil, err
 	}
@@ -67,6 +77,9 @@ func (o *orbweaver) Setup(ctx context.Context, h *Harness, sc Scenario) error {
 					IPs:    []v2beta1.IPOrRange{v2beta1.IPOrRange(p.Range())},
 				},
 			}
+			if o.eip {
+				sp.Spec.Orbweaver = &v2beta1.IPPoolOrbweaverSpec{EIP: &v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPAuto}}
+			}
 			if err := o.client.Create(ctx, sp); err != nil && !apierrors.IsAlreadyExists(err) {
 				return fmt.Errorf("orbweaver peer: create SpiderIPPool %s: %w", p.Name, err)
 			}
@@ -80,6 +93,7 @@ func (o *orbweaver) Setup(ctx context.Context, h *Harness, sc Scenario) error {
 	if err != nil {
 		return fmt.Errorf("orbweaver peer: %w", err)
 	}
+	o.heapBefore = liveHeap()
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	o.dir, o.stop, o.done, o.sockets = dir, stop, make(chan error, len(sc.Nodes)), map[string]string{}
 	ready := make(chan string, len(sc.Nodes))
@@ -89,12 +103,17 @@ func (o *orbweaver) Setup(ctx context.Context, h *Harness, sc Scenario) error {
 		registry := prometheus.NewRegistry()
 		o.registries = append(o.registries, registry)
 		cfg := agent.Config{
-			NodeName: node, RESTConfig: h.Env.Config, SocketPath: socket, Log: logr.Discard(),
+			NodeName: node, RESTConfig: h.Proxy.Config(), SocketPath: socket, Log: logr.Discard(),
 			Registry: registry, Ready: func() { ready <- node },
 			ReserveSize: o.reserveSize, ReserveRebindDelay: o.rebindDelay,
 		}
 		o.running++
 		go func() { o.done <- agent.Run(runCtx, cfg) }()
+	}
+	if o.eip {
+		if err := o.startEIPController(runCtx, h); err != nil {
+			return err
+		}
 	}
 	deadline := time.After(2 * time.Minute)
 	for range sc.Nodes {
@@ -176,8 +195,17 @@ func (o *orbweaver) Teardown(ctx context.Context) error {
 			}
 		}
 		errs = append(errs, os.RemoveAll(o.dir))
+		o.stop, o.sockets, o.registries = nil, nil, nil
 	}
 	if o.client != nil {
+		if o.eip { // the EIP controller is stopped: its finalizer would hold the pools
+			var pools v2beta1.SpiderIPPoolList
+			errs = append(errs, o.client.List(ctx, &pools))
+			for i := range pools.Items {
+				errs = append(errs, client.IgnoreNotFound(o.client.Patch(ctx, &pools.Items[i],
+					client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))))
+			}
+		}
 		errs = append(errs, o.client.DeleteAllOf(ctx, &v2beta1.SpiderIPPool{}))
 		var eps v2beta1.SpiderEndpointList
 		if err := o.client.List(ctx, &eps); err != nil {
@@ -234,11 +262,15 @@ func (o *orbweaver) End() []string {
 	if w := after.batchWrites - o.before.batchWrites; w > 0 {
 		batch = (after.batchSum - o.before.batchSum) / float64(w)
 	}
-	return []string{
+	out := []string{
 		fmt.Sprintf("agents' own ADD latency (histogram buckets, no plugin exec): p50 %s, p90 %s, p99 %s", quantile(0.5), quantile(0.9), quantile(0.99)),
 		fmt.Sprintf("agents' pool writes: %s; %.1f requests per write on average", strings.Join(writes, ", "), batch),
 		fmt.Sprintf("addresses handed out from the nodes' reserves, without a pool write: %.0f of %d ADDs", after.handouts-o.before.handouts, n),
 	}
+	if o.eip {
+		out = append(out, o.eipLine())
+	}
+	return out
 }
 
 func fmtSeconds(s float64) string {
@@ -291,3 +323,71 @@ func label(m *dto.Metric, name string) string {
 }
 
 var _ Inspector = (*orbweaver)(nil)
+
+// liveHeap is the process's live heap after a collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// AgentMemory is the live heap the agents added to this process, per node.
+func (o *orbweaver) AgentMemory() (float64, string) {
+	if len(o.sockets) == 0 {
+		return 0, ""
+	}
+	now := liveHeap()
+	if now < o.heapBefore {
+		return 0, ""
+	}
+	return float64(now-o.heapBefore) / float64(len(o.sockets)),
+		"Go live heap of the harness process after a collection, less what it held before the agents started, over the nodes; the agents share the process, its runtime and its code"
+}
+
+// StillRecorded returns the pods that still have a SpiderEndpoint, or a pool record
+// owned by them.
+func (o *orbweaver) StillRecorded(ctx context.Context, pods []*Pod) ([]*Pod, error) {
+	var pools v2beta1.SpiderIPPoolList
+	if err := o.client.List(ctx, &pools); err != nil {
+		return nil, fmt.Errorf("list SpiderIPPools: %w", err)
+	}
+	var parsed []ipam.Pool
+	for i := range pools.Items {
+		p, err := ipam.NewPool(&pools.Items[i], ip.Set{})
+		if err != nil {
+			return nil, err
+		}
+		parsed = append(parsed, p)
+	}
+	namespaces := map[string]bool{}
+	for _, p := range pods {
+		namespaces[p.Namespace] = true
+	}
+	endpoints := map[string]string{} // namespace/name -> pod UID
+	for ns := range namespaces {
+		var eps v2beta1.SpiderEndpointList
+		if err := o.client.List(ctx, &eps, client.InNamespace(ns)); err != nil {
+			return nil, fmt.Errorf("list SpiderEndpoints: %w", err)
+		}
+		for _, se := range eps.Items {
+			endpoints[se.Namespace+"/"+se.Name] = se.Status.Current.UID
+		}
+	}
+	var out []*Pod
+	for _, p := range pods {
+		held := endpoints[p.String()] == p.UID
+		for _, pool := range parsed {
+			held = held || len(pool.HeldByPod(records.PodKey(p.UID))) > 0
+		}
+		if held {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+var (
+	_ Recorder       = (*orbweaver)(nil)
+	_ MemoryReporter = (*orbweaver)(nil)
+)

@@ -68,7 +68,7 @@ func (w *whereabouts) Setup(ctx context.Context, h *Harness, sc Scenario) error 
 			return fmt.Errorf("whereabouts peer: %w", err)
 		}
 		flat, err := json.Marshal(map[string]any{
-			"kubernetes": map[string]string{"kubeconfig": h.Env.Kubeconfig},
+			"kubernetes": map[string]string{"kubeconfig": h.Kubeconfig},
 			"log_level":  "error",
 		})
 		if err != nil {
@@ -81,7 +81,7 @@ func (w *whereabouts) Setup(ctx context.Context, h *Harness, sc Scenario) error 
 	}
 	w.netConfs = w.netConfs[:0]
 	for _, pool := range sc.Pools {
-		conf, err := w.netConf(pool, h.Env.Kubeconfig)
+		conf, err := w.netConf(pool, h.Kubeconfig)
 		if err != nil {
 			return fmt.Errorf("whereabouts peer: config for pool %s: %w", pool.Name, err)
 		}
@@ -145,3 +145,43 @@ func (w *whereabouts) Teardown(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// StillRecorded returns the pods an IPPool allocation or an OverlappingRangeIPReservation
+// still names (by podref, namespace/name).
+func (w *whereabouts) StillRecorded(ctx context.Context, pods []*Pod) ([]*Pod, error) {
+	named := map[string]bool{}
+	pools := &unstructured.UnstructuredList{}
+	pools.SetGroupVersionKind(schema.GroupVersionKind{Group: "whereabouts.cni.cncf.io", Version: "v1alpha1", Kind: "IPPoolList"})
+	if err := w.client.List(ctx, pools, client.InNamespace(whereaboutsNamespace)); err != nil {
+		return nil, fmt.Errorf("list IPPools: %w", err)
+	}
+	for _, p := range pools.Items {
+		allocs, _, _ := unstructured.NestedMap(p.Object, "spec", "allocations")
+		for _, a := range allocs {
+			if m, ok := a.(map[string]any); ok {
+				if ref, ok := m["podref"].(string); ok {
+					named[ref] = true
+				}
+			}
+		}
+	}
+	res := &unstructured.UnstructuredList{}
+	res.SetGroupVersionKind(schema.GroupVersionKind{Group: "whereabouts.cni.cncf.io", Version: "v1alpha1", Kind: "OverlappingRangeIPReservationList"})
+	if err := w.client.List(ctx, res, client.InNamespace(whereaboutsNamespace)); err != nil {
+		return nil, fmt.Errorf("list OverlappingRangeIPReservations: %w", err)
+	}
+	for _, r := range res.Items {
+		if ref, ok, _ := unstructured.NestedString(r.Object, "spec", "podref"); ok {
+			named[ref] = true
+		}
+	}
+	var out []*Pod
+	for _, p := range pods {
+		if named[p.String()] {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+var _ Recorder = (*whereabouts)(nil)

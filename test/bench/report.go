@@ -20,6 +20,7 @@ import (
 // result is what one peer did in one scenario.
 type result struct {
 	peer, scenario string
+	nodes          int
 	pods           int // ADDs attempted
 	ok, failed     int
 	wall           time.Duration
@@ -27,12 +28,17 @@ type result struct {
 	latAt          []time.Duration // when each of lat started, from the first ADD's start
 	dels, delsFail int
 	delLat         []time.Duration
-	requests       requestCounts // API requests during the timed phase
-	errs           []string      // a few distinct failures
-	violations     []string      // double allocations, addresses outside the pool
-	load           string        // load average when timing started
-	incomplete     bool          // the run's deadline cut the scenario short
-	notes          []string      // what the peer's own side measured (Inspector)
+	cost           costSnapshot // API server requests, CPU, watch bytes during the timed phase
+	errs           []string     // a few distinct failures
+	violations     []string     // double allocations, addresses outside the pool
+	load           string       // load average when timing started
+	incomplete     bool         // the run's deadline cut the scenario short
+	notes          []string     // what the peer's own side measured (Inspector)
+	skipped        string       // why the scenario was not timed (a prefill cut short, a peer that cannot run at this scale)
+	leaks          int          // successful DELs whose address stayed recorded for their pod
+	leakChecked    bool         // whether the peer can tell (Recorder) and there were DELs
+	agentMem       float64      // bytes per node of the peer's node agents, 0 when none
+	agentMemHow    string       // how agentMem was measured
 }
 
 const maxErrs = 5
@@ -118,41 +124,58 @@ func fmtDur(d time.Duration) string {
 	}
 }
 
-// printTable writes one row per peer and scenario, the orbweaver/peer ratios, and the
-// details under it.
+// printTable writes one row per peer, node count and scenario, the ratios between peers,
+// how each peer's costs grow with the node count, and the details under it.
 func printTable(w io.Writer, results []*result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "peer\tscenario\tpods\twall\talloc/s\tADD p50\tp90\tp99\twrites/alloc\t409s\tfailed ADDs\t")
+	fmt.Fprintln(tw, "peer\tnodes\tscenario\tpods\twall\talloc/s\tADD p50\tp99\tfailed ADDs\tDEL leaks\twrites/alloc\treads/alloc\t409s/alloc\twatch KB/alloc\tAPI CPU ms/alloc\tagent MB/node\t")
 	for _, r := range results {
+		if r.skipped != "" && r.ok == 0 {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\tskipped\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", r.peer, r.nodes, r.scenario, r.pods)
+			continue
+		}
 		wall := strconv.FormatFloat(r.wall.Seconds(), 'f', 1, 64) + "s"
 		if r.incomplete {
 			wall += " (cut)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.1f\t%s\t%s\t%s\t%.2f\t%.0f\t%d\t\n",
-			r.peer, r.scenario, r.pods, wall, r.rate(),
-			fmtDur(percentile(r.lat, 0.50)), fmtDur(percentile(r.lat, 0.90)), fmtDur(percentile(r.lat, 0.99)),
-			r.perAlloc(r.requests.writes()), r.requests.conflicts(), r.failed)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%.1f\t%s\t%s\t%d\t%s\t%.2f\t%.2f\t%.2f\t%s\t%.1f\t%s\t\n",
+			r.peer, r.nodes, r.scenario, r.pods, wall, r.rate(),
+			fmtDur(percentile(r.lat, 0.50)), fmtDur(percentile(r.lat, 0.99)), r.failed, r.leakColumn(),
+			r.perAlloc(r.cost.server.requests.writes()), r.perAlloc(r.cost.server.requests.reads()), r.perAlloc(r.cost.server.requests.conflicts()),
+			fmtKB(r.perAlloc(float64(r.cost.proxy.watch))), 1000*r.perAlloc(r.cost.server.cpuSeconds), fmtMB(r.agentMem))
 	}
 	_ = tw.Flush()
 
+	fmt.Fprintln(w)
 	for _, line := range ratios(results) {
 		fmt.Fprintln(w, line)
 	}
+	printGrowth(w, results)
 
 	fmt.Fprintln(w)
 	for _, r := range results {
-		fmt.Fprintf(w, "%s %s: load average %s at start", r.peer, r.scenario, r.load)
+		fmt.Fprintf(w, "%s, %d nodes, %s: load average %s at start", r.peer, r.nodes, r.scenario, r.load)
 		if r.dels > 0 {
-			fmt.Fprintf(w, "; %d DELs overlapping the ADDs (in the wall time), DEL p50 %s p99 %s, %d failed",
+			fmt.Fprintf(w, "; %d DELs before the ADDs (in the wall time), DEL p50 %s p99 %s, %d failed",
 				r.dels, fmtDur(percentile(r.delLat, 0.5)), fmtDur(percentile(r.delLat, 0.99)), r.delsFail)
 		}
 		fmt.Fprintln(w)
-		if r.dels > 0 {
-			fmt.Fprintf(w, "  writes per allocation (the DELs' writes included): %s\n", breakdown(r))
-		} else {
-			fmt.Fprintf(w, "  writes per allocation: %s\n", breakdown(r))
+		if r.skipped != "" {
+			fmt.Fprintf(w, "  skipped: %s\n", r.skipped)
 		}
-		fmt.Fprintf(w, "  reads per allocation: %s\n", perAllocation(r, r.requests.readsByResource()))
+		if r.ok > 0 {
+			if r.dels > 0 {
+				fmt.Fprintf(w, "  writes per allocation (the DELs' writes included): %s\n", breakdown(r))
+			} else {
+				fmt.Fprintf(w, "  writes per allocation: %s\n", breakdown(r))
+			}
+			fmt.Fprintf(w, "  reads per allocation: %s\n", perAllocation(r, r.cost.server.requests.readsByResource()))
+			fmt.Fprintf(w, "  %s\n", r.watchLine())
+			fmt.Fprintf(w, "  CPU per allocation: API server %.1f ms, etcd %.1f ms\n", 1000*r.perAlloc(r.cost.server.cpuSeconds), 1000*r.perAlloc(r.cost.etcdCPU))
+			if r.agentMemHow != "" {
+				fmt.Fprintf(w, "  agent memory: %s per node (%s)\n", fmtMB(r.agentMem), r.agentMemHow)
+			}
+		}
 		if line := r.tail(); line != "" {
 			fmt.Fprintf(w, "  %s\n", line)
 		}
@@ -168,25 +191,149 @@ func printTable(w io.Writer, results []*result) {
 	}
 }
 
-// ratios returns, per scenario, orbweaver's allocations/s over each other peer's.
+// leakColumn is the DEL leaks, or "-" when the scenario had no DELs or the peer cannot tell.
+func (r *result) leakColumn() string {
+	if !r.leakChecked {
+		return "-"
+	}
+	return strconv.Itoa(r.leaks)
+}
+
+// watchLine says what the watchers received per allocation, by resource, and what the
+// API server's own metrics would suggest.
+func (r *result) watchLine() string {
+	p := r.cost.proxy
+	keys := make([]string, 0, len(p.byWatch))
+	for k := range p.byWatch {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return p.byWatch[keys[i]] > p.byWatch[keys[j]] })
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %s", k, fmtKB(r.perAlloc(float64(p.byWatch[k])))))
+	}
+	by := "none"
+	if len(parts) > 0 {
+		by = strings.Join(parts, ", ")
+	}
+	return fmt.Sprintf("sent to watchers per allocation (KB, counted by the harness's proxy): %s; other responses %s KB; "+
+		"the API server's own metrics: %.0f watch events sent per allocation, about %s KB",
+		by, fmtKB(r.perAlloc(float64(p.other))), r.perAlloc(sum(r.cost.server.watchEvents)), fmtKB(r.perAlloc(r.cost.server.estimatedWatchBytes())))
+}
+
+func sum(m map[string]float64) float64 {
+	var n float64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func fmtKB(b float64) string {
+	switch {
+	case b == 0:
+		return "0"
+	case b < 10*1024:
+		return strconv.FormatFloat(b/1024, 'f', 2, 64)
+	default:
+		return strconv.FormatFloat(b/1024, 'f', 0, 64)
+	}
+}
+
+func fmtMB(b float64) string {
+	if b == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(b/(1<<20), 'f', 1, 64)
+}
+
+// ratios returns, per node count and scenario, orbweaver's allocations/s over each
+// other peer's, and each peer's over the floor's.
 func ratios(results []*result) []string {
 	var out []string
 	for _, ob := range results {
-		if ob.peer != "orbweaver" {
+		if ob.peer != "orbweaver" || ob.rate() == 0 {
 			continue
 		}
 		for _, r := range results {
-			if r.peer == "orbweaver" || r.scenario != ob.scenario || r.rate() == 0 {
+			if r.peer == "orbweaver" || r.peer == "floor" || r.scenario != ob.scenario || r.nodes != ob.nodes || r.rate() == 0 {
 				continue
 			}
-			out = append(out, fmt.Sprintf("%s: orbweaver/%s allocations/s = %.1fx", r.scenario, r.peer, ob.rate()/r.rate()))
+			out = append(out, fmt.Sprintf("%d nodes, %s: orbweaver/%s allocations/s = %.1fx", r.nodes, r.scenario, r.peer, ob.rate()/r.rate()))
+		}
+	}
+	for _, fl := range results {
+		if fl.peer != "floor" || fl.rate() == 0 {
+			continue
+		}
+		for _, r := range results {
+			if r.peer == "floor" || r.scenario != fl.scenario || r.nodes != fl.nodes || r.skipped != "" {
+				continue
+			}
+			out = append(out, fmt.Sprintf("%d nodes, %s: %s reaches %.0f%% of the floor's allocations/s (%.1f of %.1f)", r.nodes, r.scenario, r.peer, 100*r.rate()/fl.rate(), r.rate(), fl.rate()))
 		}
 	}
 	return out
 }
 
+// printGrowth prints, for each peer and scenario measured at more than one node count,
+// how its figures change with the node count.
+func printGrowth(w io.Writer, results []*result) {
+	type key struct{ peer, scenario string }
+	by := map[key][]*result{}
+	var order []key
+	for _, r := range results {
+		k := key{r.peer, r.scenario}
+		if by[k] == nil {
+			order = append(order, k)
+		}
+		by[k] = append(by[k], r)
+	}
+	for _, k := range order {
+		rs := by[k]
+		if len(rs) < 2 {
+			continue
+		}
+		sort.Slice(rs, func(i, j int) bool { return rs[i].nodes < rs[j].nodes })
+		fmt.Fprintf(w, "\n%s %s by node count:\n", k.peer, k.scenario)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		head := "\t"
+		for _, r := range rs {
+			head += fmt.Sprintf("%d nodes\t", r.nodes)
+		}
+		fmt.Fprintln(tw, head)
+		rows := []struct {
+			name string
+			f    func(r *result) string
+		}{
+			{"alloc/s", func(r *result) string { return fmt.Sprintf("%.1f", r.rate()) }},
+			{"failed ADDs", func(r *result) string { return strconv.Itoa(r.failed) }},
+			{"ADD p50 / p99", func(r *result) string {
+				return fmtDur(percentile(r.lat, 0.5)) + " / " + fmtDur(percentile(r.lat, 0.99))
+			}},
+			{"writes/alloc", func(r *result) string { return fmt.Sprintf("%.2f", r.perAlloc(r.cost.server.requests.writes())) }},
+			{"409s/alloc", func(r *result) string { return fmt.Sprintf("%.2f", r.perAlloc(r.cost.server.requests.conflicts())) }},
+			{"watch KB/alloc", func(r *result) string { return fmtKB(r.perAlloc(float64(r.cost.proxy.watch))) }},
+			{"API CPU ms/alloc", func(r *result) string { return fmt.Sprintf("%.1f", 1000*r.perAlloc(r.cost.server.cpuSeconds)) }},
+			{"agent MB/node", func(r *result) string { return fmtMB(r.agentMem) }},
+		}
+		for _, row := range rows {
+			line := row.name + "\t"
+			for _, r := range rs {
+				if r.skipped != "" && r.ok == 0 {
+					line += "skipped\t"
+					continue
+				}
+				line += row.f(r) + "\t"
+			}
+			fmt.Fprintln(tw, line)
+		}
+		_ = tw.Flush()
+	}
+}
+
 // breakdown lists writes per allocation by resource and verb, largest first.
-func breakdown(r *result) string { return perAllocation(r, r.requests.writesByResource()) }
+func breakdown(r *result) string { return perAllocation(r, r.cost.server.requests.writesByResource()) }
 
 func perAllocation(r *result, by map[string]float64) string {
 	keys := make([]string, 0, len(by))

@@ -13,14 +13,31 @@ import (
 )
 
 const (
-	scenarioOnePool  = "one-pool"
-	scenarioRecreate = "recreate"
-	scenarioTenPools = "ten-pools"
+	scenarioOnePool   = "one-pool"
+	scenarioRecreate  = "recreate"
+	scenarioTenPools  = "ten-pools"
+	scenarioLargePool = "large-pool"
+	scenarioChurn     = "churn"
 )
 
 // scenarioNames lists the scenarios in the order they run.
 func scenarioNames() []string {
-	return []string{scenarioOnePool, scenarioRecreate, scenarioTenPools}
+	return []string{scenarioOnePool, scenarioRecreate, scenarioTenPools, scenarioLargePool, scenarioChurn}
+}
+
+// sizes are the scenarios' sizes, from the flags.
+type sizes struct {
+	// pods is how many ADDs each scenario times (one-pool's pool holds exactly that
+	// many addresses; churn's pool too).
+	pods int
+	// largeSize is large-pool's pool size; largePrefill how many of its addresses are
+	// allocated through the peer (untimed) before the timed ADDs.
+	largeSize, largePrefill int
+	// churnRate is how many DEL+ADD pairs per second churn starts, for churnDuration,
+	// on a pool churnFill full.
+	churnRate     float64
+	churnDuration time.Duration
+	churnFill     float64
 }
 
 // plan is one scenario made concrete: pools, pods and what is timed.
@@ -31,20 +48,29 @@ type plan struct {
 	report bool
 	pools  []Pool
 	reused bool
+	// prefill are ADDed, untimed, before timing starts, and keep their addresses.
+	prefill []*Pod
 	// pods are the pods whose ADDs are timed; replace[i], when set, is the pod DELeted
-	// on the same node just before pods[i] is ADDed (recreate).
+	// on the same node just before pods[i] is ADDed (recreate, churn). The replaced
+	// pods' Pod objects are deleted (left Terminating, as no kubelet finishes them)
+	// before timing starts: a kubelet stops a sandbox, and so DELs it, once its pod is
+	// deleted, and SpiderPool releases only the addresses of pods that are not alive.
 	pods    []*Pod
 	replace []*Pod
+	// rate, when not zero, starts the timed jobs at this many per second (churn)
+	// instead of all at once.
+	rate float64
 }
 
-// buildPlans lays out the selected scenarios for n pods on the given nodes, pods in
-// namespace ns, pools from 10.128.0.0 up. recreate needs one-pool before it and pulls it
-// in (unreported) when it was not selected.
-func buildPlans(selected []string, nodes []string, n int, ns string) ([]*plan, error) {
+// buildPlans lays out the selected scenarios on the given nodes, pods in namespace ns,
+// pools from 10.128.0.0 up. recreate needs one-pool before it and pulls it in
+// (unreported) when it was not selected.
+func buildPlans(selected []string, nodes []string, sz sizes, ns string) ([]*plan, error) {
 	want := map[string]bool{}
 	for _, s := range selected {
 		want[s] = true
 	}
+	n := sz.pods
 	next := netip.MustParseAddr("10.128.0.0")
 	var plans []*plan
 	var onePool *plan
@@ -70,11 +96,47 @@ func buildPlans(selected []string, nodes []string, n int, ns string) ([]*plan, e
 		if perPool < 1 {
 			return nil, fmt.Errorf("%s needs at least %d pods, got %d", scenarioTenPools, pools, n)
 		}
-		ps, _, err := layoutPools(scenarioTenPools, pools, perPool, next)
+		ps, after, err := layoutPools(scenarioTenPools, pools, perPool, next)
 		if err != nil {
 			return nil, err
 		}
+		next = after
 		plans = append(plans, &plan{name: scenarioTenPools, report: true, pools: ps, pods: makePods(ns, scenarioTenPools, perPool*pools, nodes, pools)})
+	}
+	if want[scenarioLargePool] {
+		if sz.largePrefill+n > sz.largeSize {
+			return nil, fmt.Errorf("%s: %d prefilled and %d timed ADDs do not fit a pool of %d", scenarioLargePool, sz.largePrefill, n, sz.largeSize)
+		}
+		ps, after, err := layoutPools(scenarioLargePool, 1, sz.largeSize, next)
+		if err != nil {
+			return nil, err
+		}
+		next = after
+		plans = append(plans, &plan{name: scenarioLargePool, report: true, pools: ps,
+			prefill: makePods(ns, scenarioLargePool+"-fill", sz.largePrefill, nodes, 1),
+			pods:    makePods(ns, scenarioLargePool, n, nodes, 1)})
+	}
+	if want[scenarioChurn] {
+		fill := int(sz.churnFill * float64(n))
+		pairs := int(sz.churnRate * sz.churnDuration.Seconds())
+		if fill < 1 || fill >= n || pairs < 1 {
+			return nil, fmt.Errorf("%s: want a pool of %d filled to between 1 and %d addresses and at least one pair, got %d filled and %d pairs", scenarioChurn, n, n-1, fill, pairs)
+		}
+		if pairs > fill {
+			return nil, fmt.Errorf("%s: %d pairs (rate × duration) need as many prefilled pods to replace, the pool of %d holds %d: lower -churn-rate or -churn-duration", scenarioChurn, pairs, n, fill)
+		}
+		ps, _, err := layoutPools(scenarioChurn, 1, n, next)
+		if err != nil {
+			return nil, err
+		}
+		prefill := makePods(ns, scenarioChurn+"-fill", fill, nodes, 1)
+		// Each pair replaces a prefilled pod with a new one on the same node.
+		victims := prefill[:pairs]
+		pods := make([]*Pod, pairs)
+		for i, v := range victims {
+			pods[i] = &Pod{Namespace: ns, Name: fmt.Sprintf("%s-%d", scenarioChurn, i), ContainerID: newContainerID(), Node: v.Node}
+		}
+		plans = append(plans, &plan{name: scenarioChurn, report: true, pools: ps, prefill: prefill, pods: pods, replace: victims, rate: sz.churnRate})
 	}
 	return plans, nil
 }
@@ -205,44 +267,50 @@ func overlaps(held []*holding) []string {
 	return out
 }
 
-// runScenario prepares and runs one scenario for a peer and measures it. Infrastructure
-// failures return an error; failed ADDs are counted in the result.
+// runScenario prepares and runs one scenario for a peer and measures it, within
+// h.ScenarioTimeout (prefill included). Infrastructure failures return an error; failed
+// ADDs are counted in the result, and a scenario the bound cut short is marked so.
 func (h *Harness) runScenario(ctx context.Context, p Peer, pl *plan, led *ledger) (*result, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.ScenarioTimeout)
+	defer cancel()
 	sc := Scenario{Name: pl.name, Nodes: h.Nodes, Pools: pl.pools, Reused: pl.reused}
 	if err := p.Setup(ctx, h, sc); err != nil {
 		return nil, fmt.Errorf("%s: set up %s: %w", p.Name(), pl.name, err)
 	}
-	ns := pl.pods[0].Namespace
-	// A short warm-up create first: the first requests of a kind are slow.
-	warm := &Pod{Namespace: ns, Name: "warmup-" + pl.name, ContainerID: newContainerID(), Node: h.Nodes[0]}
-	if err := h.createPods(ctx, []*Pod{warm}); err != nil {
-		return nil, err
+	if !pl.reused {
+		if err := h.warmUp(ctx, p, pl); err != nil {
+			return nil, err
+		}
+	}
+	res := &result{peer: p.Name(), scenario: pl.name, nodes: len(h.Nodes), pods: len(pl.pods)}
+	if len(pl.prefill) > 0 {
+		note, err := h.prefill(ctx, p, pl, led)
+		res.notes = append(res.notes, note)
+		if err != nil || ctx.Err() != nil {
+			res.incomplete = true
+			res.skipped = "prefill not done: " + note
+			return res, err
+		}
 	}
 	if err := h.createPods(ctx, pl.pods); err != nil {
 		return nil, err
 	}
-	if !pl.reused {
-		// One untimed ADD and DEL per pool, so every peer starts with its pools (and
-		// its own CRDs' request paths) in use rather than brand new.
-		for i := range pl.pools {
-			warm.Pool, warm.ContainerID = i, newContainerID()
-			if c := h.cni(ctx, p, "ADD", warm); c.err != nil {
-				return nil, fmt.Errorf("%s: warm-up: %w", p.Name(), c.err)
-			}
-			if c := h.cni(ctx, p, "DEL", warm); c.err != nil {
-				return nil, fmt.Errorf("%s: warm-up: %w", p.Name(), c.err)
-			}
+	if len(pl.replace) > 0 {
+		if err := h.terminatePods(ctx, pl.replace); err != nil {
+			return nil, err
 		}
+	}
+	if !pl.reused || len(pl.prefill) > 0 {
 		if err := sleep(ctx, 2*time.Second); err != nil {
 			return nil, err
 		}
 	}
 
-	before, err := scrapeRequests(ctx, h.Env.Config)
+	before, err := h.snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
-	res := &result{peer: p.Name(), scenario: pl.name, pods: len(pl.pods), load: loadAverage()}
+	res.load = loadAverage()
 	adds := make([]call, len(pl.pods))
 	dels := make([]call, len(pl.replace))
 	jobs := make([]job, len(pl.pods))
@@ -269,35 +337,58 @@ func (h *Harness) runScenario(ctx context.Context, p Peer, pl *plan, led *ledger
 	}
 	profiled := make(chan error, 1)
 	if h.APIServerProfile != "" {
-		file := fmt.Sprintf("%s-%s-%s.pprof", h.APIServerProfile, p.Name(), pl.name)
+		file := fmt.Sprintf("%s-%s-%d-%s.pprof", h.APIServerProfile, p.Name(), len(h.Nodes), pl.name)
 		go func() { profiled <- h.profileAPIServer(ctx, file, h.APIServerProfileFor) }()
 	} else {
 		profiled <- nil
 	}
 	start := time.Now()
-	stopProgress := h.reportProgress(p.Name()+" "+pl.name, start, &done, len(jobs))
-	runPerNode(ctx, h.Nodes, h.Parallel, jobs)
+	stopProgress := h.reportProgress(fmt.Sprintf("%s %d nodes %s", p.Name(), len(h.Nodes), pl.name), start, &done, len(jobs))
+	if pl.rate > 0 {
+		runAtRate(ctx, h.Nodes, h.Parallel, jobs, pl.rate)
+	} else {
+		runPerNode(ctx, h.Nodes, h.Parallel, jobs)
+	}
 	res.wall = time.Since(start)
 	if err := <-profiled; err != nil {
 		fmt.Fprintf(h.Progress, "bench: %v\n", err)
 	}
 	stopProgress()
 	if inspector != nil {
-		res.notes = inspector.End()
+		res.notes = append(res.notes, inspector.End()...)
 	}
 	res.incomplete = ctx.Err() != nil
 
-	// Scrape even after the deadline, so a cut-short scenario still reports.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	after, err := scrapeRequests(sctx, h.Env.Config)
+	// Measure even after the deadline, so a cut-short scenario still reports.
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer scancel()
+	after, err := h.snapshot(sctx)
 	if err != nil {
 		return nil, err
 	}
-	res.requests = after.sub(before)
+	res.cost = after.sub(before)
 	res.addCalls(adds, pl)
 	res.delCalls(dels)
 	res.violations = led.doubleAllocations()
+	if m, ok := p.(MemoryReporter); ok {
+		res.agentMem, res.agentMemHow = m.AgentMemory()
+	}
+	if r, ok := p.(Recorder); ok && len(pl.replace) > 0 {
+		var released []*Pod
+		for i, d := range dels {
+			if d.err == nil && !d.end.IsZero() {
+				released = append(released, pl.replace[i])
+			}
+		}
+		held, err := r.StillRecorded(sctx, released)
+		if err != nil {
+			return res, fmt.Errorf("%s: %s: look for DEL leaks: %w", p.Name(), pl.name, err)
+		}
+		res.leaks, res.leakChecked = len(held), true
+		for _, pod := range held {
+			res.noteErr(fmt.Errorf("DEL of %s exited 0 but its address is still recorded for it", pod))
+		}
+	}
 
 	if pl.replace != nil {
 		// The kubelet would remove the old Pod objects after their DEL; untimed.
@@ -306,6 +397,91 @@ func (h *Harness) runScenario(ctx context.Context, p Peer, pl *plan, led *ledger
 		}
 	}
 	return res, nil
+}
+
+// warmUp ADDs and DELs one untimed pod per pool, so every peer starts with its pools
+// (and its own CRDs' request paths) in use rather than brand new. Each warm-up pod is
+// deleted before its DEL, in the kubelet's order: SpiderPool releases no address of a
+// pod that is still alive, and the warm-up must leave the pools as full as it found them.
+func (h *Harness) warmUp(ctx context.Context, p Peer, pl *plan) error {
+	ns := pl.pods[0].Namespace
+	for i := range pl.pools {
+		warm := &Pod{Namespace: ns, Name: fmt.Sprintf("warmup-%s-%d", pl.name, i), ContainerID: newContainerID(), Node: h.Nodes[i%len(h.Nodes)], Pool: i}
+		pods := []*Pod{warm}
+		if err := h.createPods(ctx, pods); err != nil {
+			return err
+		}
+		if c := h.cni(ctx, p, "ADD", warm); c.err != nil {
+			return fmt.Errorf("%s: warm-up: %w", p.Name(), c.err)
+		}
+		if err := h.terminatePods(ctx, pods); err != nil {
+			return err
+		}
+		if c := h.cni(ctx, p, "DEL", warm); c.err != nil {
+			return fmt.Errorf("%s: warm-up: %w", p.Name(), c.err)
+		}
+		if err := h.deletePods(ctx, pods); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prefill ADDs the plan's prefill pods, untimed, and says how it went.
+func (h *Harness) prefill(ctx context.Context, p Peer, pl *plan, led *ledger) (string, error) {
+	if err := h.createPods(ctx, pl.prefill); err != nil {
+		return "prefill: creating Pods: " + err.Error(), err
+	}
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	jobs := make([]job, len(pl.prefill))
+	var done atomic.Int64
+	for i, pod := range pl.prefill {
+		jobs[i] = job{node: pod.Node, run: func(ctx context.Context) {
+			defer done.Add(1)
+			c := h.cni(ctx, p, "ADD", pod)
+			if c.err != nil {
+				if failed.Add(1) == 1 {
+					firstErr.Store(c.err.Error())
+				}
+				return
+			}
+			led.hold(pod, c.ip, c.end)
+		}}
+	}
+	start := time.Now()
+	stop := h.reportProgress(fmt.Sprintf("%s %d nodes %s prefill", p.Name(), len(h.Nodes), pl.name), start, &done, len(jobs))
+	runPerNode(ctx, h.Nodes, h.Parallel, jobs)
+	stop()
+	wall := time.Since(start)
+	note := fmt.Sprintf("prefill (untimed, through the peer): %d of %d ADDs done in %.1fs (%.1f/s)",
+		int64(len(jobs))-failed.Load(), len(jobs), wall.Seconds(), float64(int64(len(jobs))-failed.Load())/wall.Seconds())
+	if n := failed.Load(); n > 0 {
+		note += fmt.Sprintf(", %d failed, first: %s", n, clip(firstErr.Load().(string), 300))
+	}
+	if ctx.Err() != nil {
+		note += "; cut by -scenario-timeout"
+	}
+	return note, nil
+}
+
+// costSnapshot is what the API server and the counting proxy had counted at one moment.
+type costSnapshot struct {
+	server  serverMetrics
+	proxy   proxyBytes
+	etcdCPU float64 // seconds
+}
+
+func (h *Harness) snapshot(ctx context.Context) (costSnapshot, error) {
+	m, err := scrapeServer(ctx, h.Env.Config)
+	if err != nil {
+		return costSnapshot{}, err
+	}
+	return costSnapshot{server: m, proxy: h.Proxy.snapshot(), etcdCPU: processCPU(h.etcdPID)}, nil
+}
+
+func (c costSnapshot) sub(before costSnapshot) costSnapshot {
+	return costSnapshot{server: c.server.sub(before.server), proxy: c.proxy.sub(before.proxy), etcdCPU: c.etcdCPU - before.etcdCPU}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
