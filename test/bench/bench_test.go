@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -508,5 +509,28 @@ func TestPrintTableShowsEveryPeerAndTheGrowth(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestAddCallsKeepsCutApartFromFailures(t *testing.T) {
+	pools, _, err := layoutPools("p", 1, 10, netip.MustParseAddr("10.128.0.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := &plan{pools: pools, pods: makePods("ns", "p", 4, []string{"n"}, 1)}
+	t0 := time.Unix(1000, 0)
+	adds := []call{
+		{start: t0, end: t0.Add(time.Millisecond), ip: netip.MustParseAddr("10.128.0.1")},
+		{start: t0, end: t0.Add(time.Millisecond), err: errors.New("pool exhausted")},
+		{start: t0, end: t0.Add(time.Millisecond), err: context.DeadlineExceeded, cut: true},
+		{start: t0, end: t0.Add(time.Millisecond), ip: netip.MustParseAddr("10.129.0.1")},
+	}
+	r := &result{}
+	r.addCalls(adds, pl)
+	if r.ok != 2 || r.failed != 1 || r.notRun != 1 {
+		t.Errorf("ok %d, failed %d, not run %d; want 2, 1, 1", r.ok, r.failed, r.notRun)
+	}
+	if len(r.violations) != 1 || !strings.Contains(r.violations[0], "10.129.0.1") {
+		t.Errorf("violations %q, want the address outside the pool", r.violations)
 	}
 }

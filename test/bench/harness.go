@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"k8s.io/client-go/kubernetes"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -23,6 +22,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
@@ -52,16 +53,26 @@ type Harness struct {
 	// ScenarioTimeout bounds each scenario, its prefill included.
 	ScenarioTimeout time.Duration
 	// Proxy stands between every peer's API clients and the API server and counts what
-	// they receive; peers must reach the API server through it (Proxy.Config,
-	// Proxy.Kubeconfig).
+	// they receive; peers reach the API server through ClientConfig and Kubeconfig,
+	// which go through it. nil with -count-watch-bytes=false: the clients go straight
+	// to the API server and nothing counts their bytes.
 	Proxy *countingProxy
-	// Kubeconfig reaches the API server through Proxy, for peers' processes.
+	// Kubeconfig reaches the API server (through Proxy), for peers' processes.
 	Kubeconfig string
 	// slots bounds the plugin execs (and floor calls) in flight across all nodes: the
 	// machine's limit, not a kubelet's (-max-inflight).
 	slots chan struct{}
 	// etcdPID is etcd's process, whose CPU time is read from /proc (0: not found).
 	etcdPID int
+}
+
+// ClientConfig reaches the API server (through Proxy) for peers' clients in this
+// process, as the admin, without client-side rate limits.
+func (h *Harness) ClientConfig() *rest.Config {
+	if h.Proxy == nil {
+		return rest.CopyConfig(h.Env.Config)
+	}
+	return h.Proxy.Config()
 }
 
 // profileAPIServer fetches a CPU profile of the API server over the next d and writes it
@@ -179,6 +190,9 @@ type call struct {
 	start, end time.Time
 	ip         netip.Addr // ADD only: the first address of the result
 	err        error
+	// cut is set when the call failed because the scenario's (or the run's) deadline
+	// stopped it: not the peer's failure.
+	cut bool
 }
 
 func (c call) latency() time.Duration { return c.end.Sub(c.start) }
@@ -197,13 +211,23 @@ func (h *Harness) terminatePods(ctx context.Context, pods []*Pod) error {
 	return errors.Join(errs...)
 }
 
-// deleteAllPods deletes every Pod in the namespace at once (grace period 0).
+// deleteAllPods deletes every Pod in the namespace (grace period 0) and waits until none
+// is left. A collection of thousands outlasts one request's time limit, so it asks again
+// until the namespace is empty or ctx ends.
 func (h *Harness) deleteAllPods(ctx context.Context, ns string) error {
-	err := h.Env.Client.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0))
-	if err != nil {
-		return fmt.Errorf("delete the Pods of %s: %w", ns, err)
+	for {
+		err := h.Env.Client.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0))
+		var left corev1.PodList
+		if lerr := h.Env.Client.List(ctx, &left, client.InNamespace(ns), client.Limit(1)); lerr == nil && len(left.Items) == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("delete the Pods of %s: %w", ns, errors.Join(err, ctx.Err()))
+		}
+		if err := sleep(ctx, time.Second); err != nil {
+			return fmt.Errorf("delete the Pods of %s: %w", ns, err)
+		}
 	}
-	return nil
 }
 
 // cni execs the peer's plugin for one pod the way libcni does for a single-plugin
@@ -211,6 +235,13 @@ func (h *Harness) deleteAllPods(ctx context.Context, ns string) error {
 // stdout. The netns path is a dummy, which IPAM plugins never enter, unless the peer
 // names a real one (NetNSer).
 func (h *Harness) cni(ctx context.Context, p Peer, command string, pod *Pod) call {
+	c := h.exec(ctx, p, command, pod)
+	c.cut = c.err != nil && ctx.Err() != nil
+	return c
+}
+
+// exec runs one CNI call, bounded by h.OpTimeout.
+func (h *Harness) exec(ctx context.Context, p Peer, command string, pod *Pod) call {
 	if h.slots != nil {
 		select {
 		case h.slots <- struct{}{}:

@@ -53,7 +53,7 @@ func (f *floor) Setup(_ context.Context, h *Harness, sc Scenario) error {
 		if f.clients[n] != nil {
 			continue
 		}
-		c, err := client.New(h.Proxy.Config(), client.Options{Scheme: h.Env.Scheme})
+		c, err := client.New(h.ClientConfig(), client.Options{Scheme: h.Env.Scheme})
 		if err != nil {
 			return fmt.Errorf("floor: client: %w", err)
 		}

@@ -103,7 +103,7 @@ func (o *orbweaver) Setup(ctx context.Context, h *Harness, sc Scenario) error {
 		registry := prometheus.NewRegistry()
 		o.registries = append(o.registries, registry)
 		cfg := agent.Config{
-			NodeName: node, RESTConfig: h.Proxy.Config(), SocketPath: socket, Log: logr.Discard(),
+			NodeName: node, RESTConfig: h.ClientConfig(), SocketPath: socket, Log: logr.Discard(),
 			Registry: registry, Ready: func() { ready <- node },
 			ReserveSize: o.reserveSize, ReserveRebindDelay: o.rebindDelay,
 		}

@@ -21,7 +21,7 @@ import (
 // in-memory cloud that answers at once: what it costs allocation is its API-server load
 // and its status writes on the agents' pools, not a cloud's latency.
 func (o *orbweaver) startEIPController(ctx context.Context, h *Harness) error {
-	mgr, err := ctrl.NewManager(h.Proxy.Config(), ctrl.Options{
+	mgr, err := ctrl.NewManager(h.ClientConfig(), ctrl.Options{
 		Scheme: h.Env.Scheme, Logger: logr.Discard(),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 	})

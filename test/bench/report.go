@@ -23,6 +23,7 @@ type result struct {
 	nodes          int
 	pods           int // ADDs attempted
 	ok, failed     int
+	notRun         int // ADDs the scenario's deadline stopped or never started (cut)
 	wall           time.Duration
 	lat            []time.Duration // successful ADDs
 	latAt          []time.Duration // when each of lat started, from the first ADD's start
@@ -51,7 +52,11 @@ func (r *result) addCalls(adds []call, pl *plan) {
 		}
 	}
 	for i, c := range adds {
-		if c.err != nil || c.end.IsZero() {
+		if c.cut || c.end.IsZero() {
+			r.notRun++
+			continue
+		}
+		if c.err != nil {
 			r.failed++
 			r.noteErr(c.err)
 			continue
@@ -142,7 +147,7 @@ func printTable(w io.Writer, results []*result) {
 			r.peer, r.nodes, r.scenario, r.pods, wall, r.rate(),
 			fmtDur(percentile(r.lat, 0.50)), fmtDur(percentile(r.lat, 0.99)), r.failed, r.leakColumn(),
 			r.perAlloc(r.cost.server.requests.writes()), r.perAlloc(r.cost.server.requests.reads()), r.perAlloc(r.cost.server.requests.conflicts()),
-			fmtKB(r.perAlloc(float64(r.cost.proxy.watch))), 1000*r.perAlloc(r.cost.server.cpuSeconds), fmtMB(r.agentMem))
+			r.watchColumn(), 1000*r.perAlloc(r.cost.server.cpuSeconds), fmtMB(r.agentMem))
 	}
 	_ = tw.Flush()
 
@@ -162,6 +167,9 @@ func printTable(w io.Writer, results []*result) {
 		fmt.Fprintln(w)
 		if r.skipped != "" {
 			fmt.Fprintf(w, "  skipped: %s\n", r.skipped)
+		}
+		if r.notRun > 0 {
+			fmt.Fprintf(w, "  cut by -scenario-timeout: %d ADDs stopped or never started, counted neither done nor failed\n", r.notRun)
 		}
 		if r.ok > 0 {
 			if r.dels > 0 {
@@ -189,6 +197,15 @@ func printTable(w io.Writer, results []*result) {
 			fmt.Fprintf(w, "  VIOLATION: %s\n", v)
 		}
 	}
+}
+
+// watchColumn is the KB sent to watchers per allocation, or "-" when nothing counted
+// (-count-watch-bytes=false).
+func (r *result) watchColumn() string {
+	if r.cost.proxy.watch == 0 && r.cost.proxy.other == 0 {
+		return "-"
+	}
+	return fmtKB(r.perAlloc(float64(r.cost.proxy.watch)))
 }
 
 // leakColumn is the DEL leaks, or "-" when the scenario had no DELs or the peer cannot tell.
@@ -219,6 +236,14 @@ func (r *result) watchLine() string {
 	return fmt.Sprintf("sent to watchers per allocation (KB, counted by the harness's proxy): %s; other responses %s KB; "+
 		"the API server's own metrics: %.0f watch events sent per allocation, about %s KB",
 		by, fmtKB(r.perAlloc(float64(p.other))), r.perAlloc(sum(r.cost.server.watchEvents)), fmtKB(r.perAlloc(r.cost.server.estimatedWatchBytes())))
+}
+
+// percent formats a ratio as a percentage, with a decimal below 10 %.
+func percent(f float64) string {
+	if f < 0.1 {
+		return strconv.FormatFloat(100*f, 'f', 1, 64) + "%"
+	}
+	return strconv.FormatFloat(100*f, 'f', 0, 64) + "%"
 }
 
 func sum(m map[string]float64) float64 {
@@ -270,7 +295,7 @@ func ratios(results []*result) []string {
 			if r.peer == "floor" || r.scenario != fl.scenario || r.nodes != fl.nodes || r.skipped != "" {
 				continue
 			}
-			out = append(out, fmt.Sprintf("%d nodes, %s: %s reaches %.0f%% of the floor's allocations/s (%.1f of %.1f)", r.nodes, r.scenario, r.peer, 100*r.rate()/fl.rate(), r.rate(), fl.rate()))
+			out = append(out, fmt.Sprintf("%d nodes, %s: %s reaches %s of the floor's allocations/s (%.1f of %.1f)", r.nodes, r.scenario, r.peer, percent(r.rate()/fl.rate()), r.rate(), fl.rate()))
 		}
 	}
 	return out
@@ -313,7 +338,7 @@ func printGrowth(w io.Writer, results []*result) {
 			}},
 			{"writes/alloc", func(r *result) string { return fmt.Sprintf("%.2f", r.perAlloc(r.cost.server.requests.writes())) }},
 			{"409s/alloc", func(r *result) string { return fmt.Sprintf("%.2f", r.perAlloc(r.cost.server.requests.conflicts())) }},
-			{"watch KB/alloc", func(r *result) string { return fmtKB(r.perAlloc(float64(r.cost.proxy.watch))) }},
+			{"watch KB/alloc", (*result).watchColumn},
 			{"API CPU ms/alloc", func(r *result) string { return fmt.Sprintf("%.1f", 1000*r.perAlloc(r.cost.server.cpuSeconds)) }},
 			{"agent MB/node", func(r *result) string { return fmtMB(r.agentMem) }},
 		}

@@ -477,7 +477,11 @@ func (h *Harness) snapshot(ctx context.Context) (costSnapshot, error) {
 	if err != nil {
 		return costSnapshot{}, err
 	}
-	return costSnapshot{server: m, proxy: h.Proxy.snapshot(), etcdCPU: processCPU(h.etcdPID)}, nil
+	c := costSnapshot{server: m, etcdCPU: processCPU(h.etcdPID)}
+	if h.Proxy != nil {
+		c.proxy = h.Proxy.snapshot()
+	}
+	return c, nil
 }
 
 func (c costSnapshot) sub(before costSnapshot) costSnapshot {
