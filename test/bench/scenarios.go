@@ -432,7 +432,7 @@ func (h *Harness) prefill(ctx context.Context, p Peer, pl *plan, led *ledger) (s
 	if err := h.createPods(ctx, pl.prefill); err != nil {
 		return "prefill: creating Pods: " + err.Error(), err
 	}
-	var failed atomic.Int64
+	var failed, cut atomic.Int64
 	var firstErr atomic.Value
 	jobs := make([]job, len(pl.prefill))
 	var done atomic.Int64
@@ -440,6 +440,10 @@ func (h *Harness) prefill(ctx context.Context, p Peer, pl *plan, led *ledger) (s
 		jobs[i] = job{node: pod.Node, run: func(ctx context.Context) {
 			defer done.Add(1)
 			c := h.cni(ctx, p, "ADD", pod)
+			if c.cut {
+				cut.Add(1)
+				return
+			}
 			if c.err != nil {
 				if failed.Add(1) == 1 {
 					firstErr.Store(c.err.Error())
@@ -454,13 +458,14 @@ func (h *Harness) prefill(ctx context.Context, p Peer, pl *plan, led *ledger) (s
 	runPerNode(ctx, h.Nodes, h.Parallel, jobs)
 	stop()
 	wall := time.Since(start)
+	ok := int64(len(jobs)) - failed.Load() - cut.Load()
 	note := fmt.Sprintf("prefill (untimed, through the peer): %d of %d ADDs done in %.1fs (%.1f/s)",
-		int64(len(jobs))-failed.Load(), len(jobs), wall.Seconds(), float64(int64(len(jobs))-failed.Load())/wall.Seconds())
+		ok, len(jobs), wall.Seconds(), float64(ok)/wall.Seconds())
 	if n := failed.Load(); n > 0 {
-		note += fmt.Sprintf(", %d failed, first: %s", n, clip(firstErr.Load().(string), 300))
+		note += fmt.Sprintf(", %d failed on the first try, first: %s", n, clip(firstErr.Load().(string), 300))
 	}
-	if ctx.Err() != nil {
-		note += "; cut by -scenario-timeout"
+	if n := cut.Load(); n > 0 || ctx.Err() != nil {
+		note += fmt.Sprintf("; cut by -scenario-timeout, %d not done", n)
 	}
 	return note, nil
 }
