@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -268,17 +270,15 @@ func rollingUpdate(t *testing.T, cc cloudCase) {
 		h.waitBound(pool, old[i], oldIP[i])
 	}
 	for i := range old { // maxSurge 1: one new pod, then one old pod goes
-		np, na := h.run(fmt.Sprintf("web-new-%d", i), node, pool, netip.Addr{}, podOpts{gate: true})
+		name := fmt.Sprintf("web-new-%d", i)
+		history := h.gateHistory(name)
+		np, na := h.run(name, node, pool, netip.Addr{}, podOpts{gate: true})
 		testenv.WaitFor(t, "the new pod's gate reported False while its EIP binds", func() (bool, error) {
-			got := &corev1.Pod{}
-			if err := h.e.Client.Get(h.ctx, client.ObjectKeyFromObject(np), got); err != nil {
-				return false, err
-			}
-			s := gate(got)
-			if s == corev1.ConditionTrue {
+			s := history()
+			if len(s) > 0 && s[0] == corev1.ConditionTrue {
 				return false, errors.New("True before False was seen")
 			}
-			return s == corev1.ConditionFalse, nil
+			return len(s) > 0 && s[0] == corev1.ConditionFalse, nil
 		})
 		h.waitBound(pool, np, na)
 		h.end(old[i], pool)
@@ -582,4 +582,42 @@ func podAnnotations(t *testing.T, cc cloudCase) {
 		}
 		return false, nil
 	})
+}
+
+// gateHistory watches the pod of that name in the test's namespace from before it exists,
+// and returns a function that gives every EIP gate status its updates carried, in order
+// (repeats folded). A poll can miss a False that the controller replaced with True a moment
+// later, on a loaded machine; a watch sees every update.
+func (h *harness) gateHistory(name string) func() []corev1.ConditionStatus {
+	h.t.Helper()
+	wc, err := client.NewWithWatch(h.e.Config, client.Options{Scheme: h.e.Scheme})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	w, err := wc.Watch(h.ctx, &corev1.PodList{}, client.InNamespace(h.ns), client.MatchingFields{"metadata.name": name})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(w.Stop)
+	var mu sync.Mutex
+	var seen []corev1.ConditionStatus
+	go func() {
+		for ev := range w.ResultChan() {
+			pod, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			s := gate(pod)
+			mu.Lock()
+			if s != "" && (len(seen) == 0 || seen[len(seen)-1] != s) {
+				seen = append(seen, s)
+			}
+			mu.Unlock()
+		}
+	}()
+	return func() []corev1.ConditionStatus {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
 }
