@@ -173,12 +173,14 @@ func (h *Harness) createPods(ctx context.Context, pods []*Pod) error {
 	return errors.Join(append(errs, ctx.Err())...)
 }
 
-// deletePods deletes Pod objects at once (grace period 0), ignoring ones already gone.
-func (h *Harness) deletePods(ctx context.Context, pods []*Pod) error {
+// deletePods deletes Pod objects with the given grace period, ignoring ones already gone.
+// With no kubelet, a grace period above 0 leaves a pod Terminating (deletionTimestamp set),
+// as a pod whose sandbox a kubelet is about to stop and DEL; 0 removes it at once.
+func (h *Harness) deletePods(ctx context.Context, pods []*Pod, grace int64) error {
 	var errs []error
 	for _, p := range pods {
 		obj := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name}}
-		if err := h.Env.Client.Delete(ctx, obj, client.GracePeriodSeconds(0)); err != nil && !apierrors.IsNotFound(err) {
+		if err := h.Env.Client.Delete(ctx, obj, client.GracePeriodSeconds(grace)); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete Pod %s: %w", p, err))
 		}
 	}
@@ -197,19 +199,8 @@ type call struct {
 
 func (c call) latency() time.Duration { return c.end.Sub(c.start) }
 
-// terminatePods deletes Pod objects with a long grace period: no kubelet finishes them, so
-// they stay Terminating (deletionTimestamp set), as pods whose sandboxes a kubelet is
-// about to stop and DEL.
-func (h *Harness) terminatePods(ctx context.Context, pods []*Pod) error {
-	var errs []error
-	for _, p := range pods {
-		obj := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name}}
-		if err := h.Env.Client.Delete(ctx, obj, client.GracePeriodSeconds(3600)); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("delete Pod %s: %w", p, err))
-		}
-	}
-	return errors.Join(errs...)
-}
+// terminating is the grace period that leaves a deleted pod Terminating for the run.
+const terminating = 3600
 
 // deleteAllPods deletes every Pod in the namespace (grace period 0) and waits until none
 // is left. A collection of thousands outlasts one request's time limit, so it asks again

@@ -39,18 +39,18 @@ const spiderpoolAgentMemory = 100 << 20
 type spiderpool struct {
 	binary, agent, crds string
 
-	h          *Harness
-	client     client.Client
-	ownCRDs    string // orbweaver's CRDs, restored by Teardown
-	dir        string // configs, sockets, logs
-	netns      string // the one network namespace the plugin opens and announces in
-	netnsName  string
-	sockets    map[string]string // node -> agent socket
-	agents     []*exec.Cmd
-	exited     chan error
-	pools      []Pool
-	installed  bool
-	pluginConf string // the plugin's log file
+	h         *Harness
+	client    client.Client
+	ownCRDs   string // orbweaver's CRDs, restored by Teardown
+	dir       string // configs, sockets, logs
+	netns     string // the one network namespace the plugin opens and announces in
+	netnsName string
+	sockets   map[string]string // node -> agent socket
+	agents    []*exec.Cmd
+	exited    chan error
+	pools     []Pool
+	installed bool
+	pluginLog string // the plugin's log file
 }
 
 func newSpiderpoolPeer(p PeerParams) (Peer, error) {
@@ -148,7 +148,7 @@ func (s *spiderpool) start(ctx context.Context, h *Harness, nodes []string) erro
 		return fmt.Errorf("spiderpool peer: ip netns add %s: %v: %s", s.netnsName, err, out)
 	}
 	s.netns = "/var/run/netns/" + s.netnsName
-	s.pluginConf = filepath.Join(dir, "plugin.log")
+	s.pluginLog = filepath.Join(dir, "plugin.log")
 
 	ports := make([]int, len(nodes))
 	for i, node := range nodes {
@@ -254,7 +254,7 @@ func (s *spiderpool) NetConf(node string, pool int) []byte {
 			"ipam_unix_socket_path": s.sockets[node],
 			"default_ipv4_ippool":   []string{s.pools[pool].Name},
 			"log_level":             "error",
-			"log_file_path":         s.pluginConf,
+			"log_file_path":         s.pluginLog,
 		},
 	})
 	return conf

@@ -296,7 +296,7 @@ func (h *Harness) runScenario(ctx context.Context, p Peer, pl *plan, led *ledger
 		return nil, err
 	}
 	if len(pl.replace) > 0 {
-		if err := h.terminatePods(ctx, pl.replace); err != nil {
+		if err := h.deletePods(ctx, pl.replace, terminating); err != nil {
 			return nil, err
 		}
 	}
@@ -392,7 +392,7 @@ func (h *Harness) runScenario(ctx context.Context, p Peer, pl *plan, led *ledger
 
 	if pl.replace != nil {
 		// The kubelet would remove the old Pod objects after their DEL; untimed.
-		if err := h.deletePods(sctx, pl.replace); err != nil {
+		if err := h.deletePods(sctx, pl.replace, 0); err != nil {
 			return res, err
 		}
 	}
@@ -414,13 +414,13 @@ func (h *Harness) warmUp(ctx context.Context, p Peer, pl *plan) error {
 		if c := h.cni(ctx, p, "ADD", warm); c.err != nil {
 			return fmt.Errorf("%s: warm-up: %w", p.Name(), c.err)
 		}
-		if err := h.terminatePods(ctx, pods); err != nil {
+		if err := h.deletePods(ctx, pods, terminating); err != nil {
 			return err
 		}
 		if c := h.cni(ctx, p, "DEL", warm); c.err != nil {
 			return fmt.Errorf("%s: warm-up: %w", p.Name(), c.err)
 		}
-		if err := h.deletePods(ctx, pods); err != nil {
+		if err := h.deletePods(ctx, pods, 0); err != nil {
 			return err
 		}
 	}
