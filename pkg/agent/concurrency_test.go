@@ -70,10 +70,13 @@ func TestManyAgentsOnePool(t *testing.T) {
 				go func() { w.Run(lifeCtx); close(done) }()
 				var workers sync.WaitGroup
 				for wk := range workersPerAgent {
+					// rng belongs to this agent's goroutine: each worker gets its own
+					// source, seeded here, not inside the worker (a data race).
+					wrng := rand.New(rand.NewPCG(rng.Uint64(), 1))
 					workers.Add(1)
 					go func() {
 						defer workers.Done()
-						runWorker(lifeCtx, w, led, fmt.Sprintf("a%d-l%d-w%d", a, life, wk), opsPerWorker/2, rand.New(rand.NewPCG(rng.Uint64(), 1)))
+						runWorker(lifeCtx, w, led, fmt.Sprintf("a%d-l%d-w%d", a, life, wk), opsPerWorker/2, wrng)
 					}()
 				}
 				if life == 0 {
