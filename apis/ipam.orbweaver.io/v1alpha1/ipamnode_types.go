@@ -1,0 +1,88 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// IPAMNode is what one node's agent asks of the pools, named after the node and owned by
+// its Node. Only that agent writes it; the controller grants from it.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=ipn,categories=orbweaver
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="POOLS",type=integer,JSONPath=`.status.poolCount`
+// +kubebuilder:printcolumn:name="PROTOCOL",type=integer,JSONPath=`.status.protocol`
+// +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
+type IPAMNode struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec IPAMNodeSpec `json:"spec,omitempty"`
+	// +optional
+	Status IPAMNodeStatus `json:"status,omitempty"`
+}
+
+// IPAMNodeSpec is the node's demand, per pool.
+type IPAMNodeSpec struct {
+	// Pools lists the pools the node uses or is about to use.
+	// +optional
+	// +listType=map
+	// +listMapKey=pool
+	// +kubebuilder:validation:MaxItems=4096
+	Pools []PoolDemand `json:"pools,omitempty"`
+}
+
+// PoolDemand is what a node asks of one pool.
+type PoolDemand struct {
+	// Pool is the SpiderIPPool's name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Pool string `json:"pool"`
+
+	// Need counts the addresses the node's pods hold, are being given, wait for, or will
+	// ask for soon (pods bound to the node whose ADD has not come yet).
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Need int32 `json:"need"`
+
+	// Want is Need plus the buffer the node would like to hold, so that its next pods
+	// do not wait for a grant. Buffers come only from addresses no node needs.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Want int32 `json:"want,omitempty"`
+
+	// IPs are specific addresses the node's pods need (a StatefulSet pod's, a fixed
+	// address).
+	// +optional
+	// +kubebuilder:validation:MaxItems=1024
+	// +kubebuilder:validation:items:MaxLength=39
+	IPs []string `json:"ips,omitempty"`
+}
+
+// IPAMNodeStatus is the agent's own state.
+type IPAMNodeStatus struct {
+	// Protocol is the allocation protocol the node's agent speaks: 2 for node grants.
+	// An old agent (records in the pool, protocol 1) writes no IPAMNode.
+	// +optional
+	Protocol int32 `json:"protocol,omitempty"`
+
+	// CleanStop is set when the agent stopped after giving back or handing over
+	// everything, and cleared when it starts serving. An agent that starts and finds it
+	// cleared waits out the quarantine before it hands out an address.
+	// +optional
+	CleanStop bool `json:"cleanStop,omitempty"`
+
+	// PoolCount is how many pools spec.pools lists (for kubectl get).
+	// +optional
+	PoolCount int32 `json:"poolCount,omitempty"`
+}
+
+// IPAMNodeList is a list of IPAMNodes.
+//
+// +kubebuilder:object:root=true
+type IPAMNodeList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []IPAMNode `json:"items"`
+}
