@@ -1,0 +1,166 @@
+package ipam
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+
+	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+)
+
+// ErrInvalidBlock wraps every reason an IPBlock cannot be read.
+var ErrInvalidBlock = errors.New("invalid IPBlock")
+
+// Labels of an IPBlock.
+const (
+	// BlockPoolLabel carries the block's pool name.
+	BlockPoolLabel = "ipam.orbweaver.io/pool"
+	// blockNodeLabelPrefix prefixes the label a block carries for each node it names.
+	blockNodeLabelPrefix = "node.ipam.orbweaver.io/"
+)
+
+// BlockNodeLabel is the label key a block carries while it names node (in its grants or
+// its reclaim list): an agent watches the blocks with its own key. The key is a digest,
+// because a node name may be longer than a label key may be.
+func BlockNodeLabel(node string) string {
+	sum := sha256.Sum256([]byte(node))
+	return blockNodeLabelPrefix + hex.EncodeToString(sum[:8])
+}
+
+// BlockName is the name of pool's block starting at start: the pool's name, a dot and
+// the address with ":" written "-" (which keeps names unique: canonical addresses have
+// no "-"), or a digest of those when that is longer than an object name may be.
+func BlockName(pool string, start netip.Addr) string {
+	name := pool + "." + strings.ReplaceAll(start.String(), ":", "-")
+	if len(name) <= 253 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return strings.TrimRight(pool[:200], "-.") + "." + hex.EncodeToString(sum[:16])
+}
+
+// GrantBlockOf reads an IPBlock of a pool with the given subnet. It refuses a block
+// that does not belong there and an address granted to two nodes.
+func GrantBlockOf(subnet netip.Prefix, b *ipamv1.IPBlock) (*GrantBlock, error) {
+	invalid := func(format string, args ...any) error {
+		return fmt.Errorf("%w %q: %s", ErrInvalidBlock, b.Name, fmt.Sprintf(format, args...))
+	}
+	start, err := netip.ParseAddr(b.Spec.Start)
+	if err != nil || !subnet.Contains(start) || BlockStart(subnet, start) != start {
+		return nil, invalid("spec.start %q is not the start of a block of %s", b.Spec.Start, subnet)
+	}
+	g := &GrantBlock{Start: start, Owners: map[netip.Addr]string{}, Reclaim: map[netip.Addr]bool{}}
+	inBlock := func(field string, na ipamv1.NodeAddresses) ([]netip.Addr, error) {
+		set, err := ip.ParseRanges(na.IPs)
+		if err != nil {
+			return nil, invalid("%s of node %q: %v", field, na.Node, err)
+		}
+		var out []netip.Addr
+		for _, r := range set.Ranges() {
+			if BlockStart(subnet, r.From) != start || BlockStart(subnet, r.To) != start || !subnet.Contains(r.To) {
+				return nil, invalid("%s of node %q: %s is outside the block", field, na.Node, r)
+			}
+			for a := r.From; a.Compare(r.To) <= 0; a = a.Next() {
+				out = append(out, a)
+			}
+		}
+		return out, nil
+	}
+	for _, na := range b.Spec.Grants {
+		as, err := inBlock("spec.grants", na)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range as {
+			if other, dup := g.Owners[a]; dup {
+				return nil, invalid("%s is granted to %q and %q", a, other, na.Node)
+			}
+			g.Owners[a] = na.Node
+		}
+	}
+	for _, na := range b.Spec.Reclaim {
+		as, err := inBlock("spec.reclaim", na)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range as {
+			if g.Owners[a] == na.Node {
+				g.Reclaim[a] = true // a mark on an address the node no longer has means nothing
+			}
+		}
+	}
+	return g, nil
+}
+
+// Write sets b's spec and node labels from g, for pool. Grants and reclaim marks are
+// written per node in name order, as ranges.
+func (g *GrantBlock) Write(pool string, b *ipamv1.IPBlock) {
+	b.Spec.Pool, b.Spec.Start = pool, g.Start.String()
+	per, marked := map[string][]netip.Addr{}, map[string][]netip.Addr{}
+	for a, n := range g.Owners {
+		per[n] = append(per[n], a)
+		if g.Reclaim[a] {
+			marked[n] = append(marked[n], a)
+		}
+	}
+	b.Spec.Grants, b.Spec.Reclaim = nodeAddresses(per), nodeAddresses(marked)
+	if b.Labels == nil {
+		b.Labels = map[string]string{}
+	}
+	for k := range b.Labels {
+		if strings.HasPrefix(k, blockNodeLabelPrefix) {
+			delete(b.Labels, k)
+		}
+	}
+	b.Labels[BlockPoolLabel] = pool
+	for n := range per {
+		b.Labels[BlockNodeLabel(n)] = labelValue(n)
+	}
+}
+
+// labelValue is the node's name when it fits in a label value, else empty.
+func labelValue(node string) string {
+	if len(node) > 63 {
+		return ""
+	}
+	return node
+}
+
+func nodeAddresses(per map[string][]netip.Addr) []ipamv1.NodeAddresses {
+	out := make([]ipamv1.NodeAddresses, 0, len(per))
+	for _, n := range slices.Sorted(maps.Keys(per)) {
+		as := per[n]
+		slices.SortFunc(as, netip.Addr.Compare)
+		var rs []string
+		for i := 0; i < len(as); {
+			j := i
+			for j+1 < len(as) && as[j].Next() == as[j+1] {
+				j++
+			}
+			rs = append(rs, ip.Range{From: as[i], To: as[j]}.String())
+			i = j + 1
+		}
+		out = append(out, ipamv1.NodeAddresses{Node: n, IPs: rs})
+	}
+	slices.SortFunc(out, func(a, b ipamv1.NodeAddresses) int { return cmp.Compare(a.Node, b.Node) })
+	return out
+}
+
+// Of returns the addresses granted to node, ascending.
+func (g *GrantBlock) Of(node string) []netip.Addr {
+	var out []netip.Addr
+	for a, n := range g.Owners {
+		if n == node {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}

@@ -1,0 +1,94 @@
+package ipam
+
+import (
+	"errors"
+	"maps"
+	"net/netip"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
+)
+
+func TestBlockStartAndName(t *testing.T) {
+	tests := []struct {
+		subnet, addr, start, name string
+	}{
+		{"10.0.0.0/16", "10.0.0.0", "10.0.0.0", "p.10.0.0.0"},
+		{"10.0.0.0/16", "10.0.1.127", "10.0.1.64", "p.10.0.1.64"},
+		{"10.0.0.0/28", "10.0.0.9", "10.0.0.0", "p.10.0.0.0"},     // the subnet is one block
+		{"10.0.0.32/27", "10.0.0.63", "10.0.0.32", "p.10.0.0.32"}, // smaller than a block
+		{"fd00::/64", "fd00::1:ff", "fd00::1:c0", "p.fd00--1-c0"},
+		{"fd00::/120", "fd00::7f", "fd00::40", "p.fd00--40"},
+	}
+	for _, tt := range tests {
+		start := BlockStart(netip.MustParsePrefix(tt.subnet), netip.MustParseAddr(tt.addr))
+		if start.String() != tt.start {
+			t.Errorf("BlockStart(%s, %s) = %s, want %s", tt.subnet, tt.addr, start, tt.start)
+		}
+		if n := BlockName("p", start); n != tt.name {
+			t.Errorf("BlockName(p, %s) = %s, want %s", start, n, tt.name)
+		}
+	}
+	long := BlockName(strings.Repeat("a", 199)+"-"+strings.Repeat("b", 53), netip.MustParseAddr("fd00::ffff:ffff:ffff:ffc0"))
+	if len(long) > 253 || strings.Contains(long, "-.") {
+		t.Errorf("long BlockName %q (%d characters) is not a valid name", long, len(long))
+	}
+}
+
+func TestGrantBlockRoundTrip(t *testing.T) {
+	subnet := netip.MustParsePrefix("10.0.0.0/16")
+	g := &GrantBlock{Start: netip.MustParseAddr("10.0.0.64"), Owners: map[netip.Addr]string{}, Reclaim: map[netip.Addr]bool{}}
+	for _, a := range []string{"10.0.0.64", "10.0.0.65", "10.0.0.66", "10.0.0.70"} {
+		g.Owners[netip.MustParseAddr(a)] = "node-a"
+	}
+	g.Owners[netip.MustParseAddr("10.0.0.127")] = "node-b"
+	g.Reclaim[netip.MustParseAddr("10.0.0.70")] = true
+	obj := &ipamv1.IPBlock{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{BlockNodeLabel("gone"): "gone", "keep": "x"}}}
+	g.Write("p", obj)
+	wantGrants := []ipamv1.NodeAddresses{{Node: "node-a", IPs: []string{"10.0.0.64-10.0.0.66", "10.0.0.70"}}, {Node: "node-b", IPs: []string{"10.0.0.127"}}}
+	if len(obj.Spec.Grants) != 2 || strings.Join(obj.Spec.Grants[0].IPs, ",") != strings.Join(wantGrants[0].IPs, ",") || obj.Spec.Grants[1].Node != "node-b" {
+		t.Errorf("grants %+v, want %+v", obj.Spec.Grants, wantGrants)
+	}
+	if len(obj.Spec.Reclaim) != 1 || obj.Spec.Reclaim[0].IPs[0] != "10.0.0.70" {
+		t.Errorf("reclaim %+v", obj.Spec.Reclaim)
+	}
+	wantLabels := map[string]string{"keep": "x", BlockPoolLabel: "p", BlockNodeLabel("node-a"): "node-a", BlockNodeLabel("node-b"): "node-b"}
+	if !maps.Equal(obj.Labels, wantLabels) {
+		t.Errorf("labels %v, want %v", obj.Labels, wantLabels)
+	}
+	back, err := GrantBlockOf(subnet, obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(back.Owners, g.Owners) || !maps.Equal(back.Reclaim, g.Reclaim) || back.Start != g.Start {
+		t.Errorf("read back %+v, want %+v", back, g)
+	}
+}
+
+func TestGrantBlockOfRefuses(t *testing.T) {
+	subnet := netip.MustParsePrefix("10.0.0.0/16")
+	block := func(start string, grants ...ipamv1.NodeAddresses) *ipamv1.IPBlock {
+		return &ipamv1.IPBlock{ObjectMeta: metav1.ObjectMeta{Name: "b"}, Spec: ipamv1.IPBlockSpec{Pool: "p", Start: start, Grants: grants}}
+	}
+	tests := []struct {
+		name string
+		b    *ipamv1.IPBlock
+		want string
+	}{
+		{"unaligned start", block("10.0.0.65"), "not the start of a block"},
+		{"start outside the subnet", block("10.1.0.0"), "not the start of a block"},
+		{"address outside the block", block("10.0.0.64", ipamv1.NodeAddresses{Node: "a", IPs: []string{"10.0.0.128"}}), "outside the block"},
+		{"range leaving the block", block("10.0.0.64", ipamv1.NodeAddresses{Node: "a", IPs: []string{"10.0.0.120-10.0.0.130"}}), "outside the block"},
+		{"two owners", block("10.0.0.64", ipamv1.NodeAddresses{Node: "a", IPs: []string{"10.0.0.64-10.0.0.66"}}, ipamv1.NodeAddresses{Node: "b", IPs: []string{"10.0.0.66"}}), `granted to "a" and "b"`},
+		{"not an address", block("10.0.0.64", ipamv1.NodeAddresses{Node: "a", IPs: []string{"ten"}}), "spec.grants"},
+	}
+	for _, tt := range tests {
+		_, err := GrantBlockOf(subnet, tt.b)
+		if !errors.Is(err, ErrInvalidBlock) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error %v, want ErrInvalidBlock mentioning %q", tt.name, err, tt.want)
+		}
+	}
+}

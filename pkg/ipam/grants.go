@@ -1,0 +1,337 @@
+package ipam
+
+import (
+	"cmp"
+	"maps"
+	"net/netip"
+	"slices"
+
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+)
+
+// This file is the controller's decision in node grants (docs/design/node-grants.md):
+// which node gets which addresses of a pool, and which unused addresses a node is asked
+// to give back. The controller reads the blocks, the nodes' demands and the endpoints'
+// holds, calls PlanGrants, and writes each changed block with a compare-and-swap.
+
+// GrantBlockSize is how many consecutive addresses of a pool's subnet one IPBlock covers.
+// Blocks are aligned on the subnet's first address.
+const GrantBlockSize = 64
+
+// BlockStart is the first address of the block of subnet that holds a.
+func BlockStart(subnet netip.Prefix, a netip.Addr) netip.Addr {
+	if subnet.Bits() > a.BitLen()-6 {
+		return subnet.Addr() // the whole subnet is one block
+	}
+	b := a.As16()
+	b[15] &^= GrantBlockSize - 1
+	out := netip.AddrFrom16(b)
+	if a.Is4() {
+		out = out.Unmap()
+	}
+	return out
+}
+
+// blockEnd is the last address of the block starting at start, within subnet.
+func blockEnd(subnet netip.Prefix, start netip.Addr) netip.Addr {
+	if subnet.Bits() > start.BitLen()-6 {
+		return lastOf(subnet)
+	}
+	b := start.As16()
+	b[15] |= GrantBlockSize - 1
+	out := netip.AddrFrom16(b)
+	if start.Is4() {
+		out = out.Unmap()
+	}
+	return out
+}
+
+func lastOf(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// GrantBlock is one block's grants: which node each granted address belongs to, and
+// which of them the controller has asked their node to give back.
+type GrantBlock struct {
+	Start   netip.Addr
+	Owners  map[netip.Addr]string
+	Reclaim map[netip.Addr]bool
+}
+
+func (b *GrantBlock) clone() *GrantBlock {
+	return &GrantBlock{Start: b.Start, Owners: maps.Clone(b.Owners), Reclaim: maps.Clone(b.Reclaim)}
+}
+
+// Demand is what one node's agent asks of one pool: Need addresses for its pods (held,
+// being handed out, waited for or forecast), Want with its buffer, and specific
+// addresses (a StatefulSet's, a fixed IP) in IPs.
+type Demand struct {
+	Node       string
+	Need, Want int
+	IPs        []netip.Addr
+}
+
+// GrantInput is one pool as the controller sees it.
+type GrantInput struct {
+	Subnet netip.Prefix
+	// Usable is what may be granted: spec.ips minus excludeIPs minus reserved addresses.
+	Usable ip.Set
+	// Blocks are the pool's blocks by start address.
+	Blocks map[netip.Addr]*GrantBlock
+	// Demands are the nodes' demands on the pool. A node with grants and no demand
+	// needs what its pods hold (Held).
+	Demands []Demand
+	// Held maps each address a SpiderEndpoint records to the endpoint's node.
+	Held map[netip.Addr]string
+}
+
+// GrantPlan is what a round changes.
+type GrantPlan struct {
+	// Changed are the blocks to write, with their new content, by start address.
+	Changed map[netip.Addr]*GrantBlock
+	// Unmet is, per node, how many addresses of its need nothing could give this round
+	// (after asking other nodes to give back what they do not need).
+	Unmet map[string]int
+	// Granted counts the addresses granted this round, per node.
+	Granted map[string]int
+	// Reclaimed counts the addresses this round asks their nodes to give back.
+	Reclaimed int
+}
+
+// planner is one round's working state.
+type planner struct {
+	in      GrantInput
+	owner   map[netip.Addr]string // every granted address
+	blocks  map[netip.Addr]*GrantBlock
+	changed map[netip.Addr]*GrantBlock
+	count   map[string]int                 // grants per node
+	byNode  map[string]map[netip.Addr]bool // block starts a node has grants in
+	plan    GrantPlan
+}
+
+// PlanGrants decides one round: specific addresses first, then every node's need, then
+// buffers from what no node needs; when a need is left unmet and nothing is ungranted,
+// it asks nodes holding more than they need to give back their unused addresses. It
+// never moves a granted address from one node to another: only the node's own give-back
+// frees it.
+func PlanGrants(in GrantInput) GrantPlan {
+	p := &planner{
+		in: in, owner: map[netip.Addr]string{}, blocks: map[netip.Addr]*GrantBlock{},
+		changed: map[netip.Addr]*GrantBlock{}, count: map[string]int{}, byNode: map[string]map[netip.Addr]bool{},
+		plan: GrantPlan{Unmet: map[string]int{}, Granted: map[string]int{}},
+	}
+	for start, b := range in.Blocks {
+		p.blocks[start] = b
+		for a, n := range b.Owners {
+			p.owner[a] = n
+			p.count[n]++
+			p.affine(n, start)
+		}
+	}
+	demands := slices.Clone(in.Demands)
+	slices.SortFunc(demands, func(a, b Demand) int { return cmp.Compare(a.Node, b.Node) })
+	need := map[string]int{}
+	for _, d := range demands {
+		need[d.Node] = max(d.Need, len(d.IPs))
+	}
+	for a, n := range in.Held {
+		if _, asked := need[n]; !asked && p.owner[a] == n {
+			need[n]++ // a node with no demand needs what its pods hold
+		}
+	}
+
+	// 1. Specific addresses.
+	for _, d := range demands {
+		for _, a := range d.IPs {
+			switch n, granted := p.owner[a]; {
+			case !granted && in.Usable.Contains(a):
+				p.grant(d.Node, a)
+			case granted && n != d.Node:
+				// Ask the other node for it. It gives it back only once no pod of its
+				// own holds it (the pod that asks may be the one that left that node).
+				p.reclaim(a)
+			}
+		}
+	}
+	// 2. Needs, then 3. buffers.
+	for _, d := range demands {
+		if k := need[d.Node] - p.count[d.Node]; k > 0 {
+			if got := p.grantAny(d.Node, k); got < k {
+				p.plan.Unmet[d.Node] = k - got
+			}
+		}
+	}
+	for _, d := range demands {
+		if k := d.Want - p.count[d.Node]; k > 0 && len(p.plan.Unmet) == 0 {
+			p.grantAny(d.Node, k)
+		}
+	}
+	// 4. Reclaim what nodes hold beyond their need, for the needs left unmet.
+	if len(p.plan.Unmet) > 0 {
+		p.reclaimSurplus(need)
+	}
+	p.plan.Changed = p.changed
+	return p.plan
+}
+
+func (p *planner) affine(node string, start netip.Addr) {
+	if p.byNode[node] == nil {
+		p.byNode[node] = map[netip.Addr]bool{}
+	}
+	p.byNode[node][start] = true
+}
+
+// edit returns the block starting at start, copied into changed on first edit.
+func (p *planner) edit(start netip.Addr) *GrantBlock {
+	if b := p.changed[start]; b != nil {
+		return b
+	}
+	b := p.blocks[start]
+	if b == nil {
+		b = &GrantBlock{Start: start, Owners: map[netip.Addr]string{}, Reclaim: map[netip.Addr]bool{}}
+	} else {
+		b = b.clone()
+		if b.Reclaim == nil {
+			b.Reclaim = map[netip.Addr]bool{}
+		}
+	}
+	p.changed[start], p.blocks[start] = b, b
+	return b
+}
+
+func (p *planner) grant(node string, a netip.Addr) {
+	start := BlockStart(p.in.Subnet, a)
+	p.edit(start).Owners[a] = node
+	p.owner[a] = node
+	p.count[node]++
+	p.plan.Granted[node]++
+	p.affine(node, start)
+}
+
+func (p *planner) reclaim(a netip.Addr) {
+	start := BlockStart(p.in.Subnet, a)
+	if b := p.blocks[start]; b != nil && b.Reclaim[a] {
+		return // asked already: no write
+	}
+	p.edit(start).Reclaim[a] = true
+	p.plan.Reclaimed++
+}
+
+// grantAny grants up to k free addresses to node: first in blocks it already has, then
+// in blocks no node has, then anywhere. It returns how many it granted.
+func (p *planner) grantAny(node string, k int) int {
+	got := 0
+	take := func(start netip.Addr) {
+		for a := range p.freeIn(start) {
+			if got == k {
+				return
+			}
+			p.grant(node, a)
+			got++
+		}
+	}
+	mine := slices.SortedFunc(maps.Keys(p.byNode[node]), netip.Addr.Compare)
+	for _, start := range mine {
+		take(start)
+	}
+	for _, empty := range []bool{true, false} {
+		for start := range p.blockStarts() {
+			if got == k {
+				return got
+			}
+			b := p.blocks[start]
+			if empty != (b == nil || len(b.Owners) == 0) {
+				continue
+			}
+			take(start)
+		}
+	}
+	return got
+}
+
+// blockStarts yields the start of every block that holds a usable address, in address
+// order. It stops as soon as the consumer does, so a /64 costs what is looked at.
+func (p *planner) blockStarts() func(func(netip.Addr) bool) {
+	return func(yield func(netip.Addr) bool) {
+		last := netip.Addr{}
+		for _, r := range p.in.Usable.Ranges() {
+			for start := BlockStart(p.in.Subnet, r.From); ; {
+				if start != last && !yield(start) {
+					return
+				}
+				last = start
+				end := blockEnd(p.in.Subnet, start)
+				if end.Compare(r.To) >= 0 || !end.Next().IsValid() {
+					break
+				}
+				start = end.Next()
+			}
+		}
+	}
+}
+
+// freeIn yields the usable, ungranted addresses of the block starting at start.
+func (p *planner) freeIn(start netip.Addr) func(func(netip.Addr) bool) {
+	return func(yield func(netip.Addr) bool) {
+		end := blockEnd(p.in.Subnet, start)
+		for a := start; a.IsValid() && a.Compare(end) <= 0; a = a.Next() {
+			if _, taken := p.owner[a]; taken || !p.in.Usable.Contains(a) {
+				continue
+			}
+			if !yield(a) {
+				return
+			}
+		}
+	}
+}
+
+// reclaimSurplus asks nodes that hold more than they need to give back unused addresses
+// (granted, not held by an endpoint, not already asked for), as many as the unmet needs,
+// from the node with the largest surplus first.
+func (p *planner) reclaimSurplus(need map[string]int) {
+	short := 0
+	for _, k := range p.plan.Unmet {
+		short += k
+	}
+	asked := map[string]int{}
+	spare := map[string][]netip.Addr{}
+	for a, n := range p.owner {
+		b := p.blocks[BlockStart(p.in.Subnet, a)]
+		switch {
+		case b.Reclaim[a]:
+			asked[n]++
+		case p.in.Held[a] == "":
+			spare[n] = append(spare[n], a)
+		}
+	}
+	for _, k := range asked {
+		short -= k // already on their way back
+	}
+	type surplus struct {
+		node string
+		k    int
+	}
+	var nodes []surplus
+	for n, free := range spare {
+		if k := min(p.count[n]-asked[n]-need[n], len(free)); k > 0 {
+			nodes = append(nodes, surplus{n, k})
+		}
+	}
+	slices.SortFunc(nodes, func(a, b surplus) int { return cmp.Or(cmp.Compare(b.k, a.k), cmp.Compare(a.node, b.node)) })
+	for _, s := range nodes {
+		if short <= 0 {
+			return
+		}
+		free := spare[s.node]
+		slices.SortFunc(free, func(a, b netip.Addr) int { return b.Compare(a) }) // highest first
+		for _, a := range free[:min(s.k, short)] {
+			p.reclaim(a)
+			short--
+		}
+	}
+}
