@@ -1,0 +1,254 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+)
+
+// Params are what the grant controller needs.
+type Params struct {
+	// Direct writes the API server without a cache. A new client from the manager's
+	// config when nil.
+	Direct client.Client
+	// Recorder posts events on pools; mgr.GetEventRecorderFor("orbweaver-grants") when nil.
+	Recorder record.EventRecorder
+	// Registerer takes the controller's metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Linger is how long a change waits before its round starts, so that one round
+	// takes every demand that arrives meanwhile (DefaultLinger when zero).
+	Linger time.Duration
+	// Clock dates the controller's expectations; nil is the real clock.
+	Clock clock.PassiveClock
+}
+
+// DefaultLinger batches the demands of many nodes into one round without adding more
+// than a watch delivery's worth of latency to a cold node's first ADD.
+const DefaultLinger = 10 * time.Millisecond
+
+// Event reasons on pools.
+const (
+	EventNeedUnmet    = "GrantNeedUnmet"
+	EventBlockInvalid = "IPBlockInvalid"
+	EventReclaimAsked = "GrantReclaimAsked"
+)
+
+// Field indexes on the manager's cache.
+const (
+	nodePoolIndex     = "grants.ipamnode.pool"
+	endpointPoolIndex = "grants.spiderendpoint.pool"
+)
+
+// reconciler runs the rounds of every pool.
+type reconciler struct {
+	cache    client.Reader
+	direct   client.Client
+	recorder record.EventRecorder
+	metrics  *metrics
+	linger   time.Duration
+	expect   *expectations
+	// unmet remembers the pools whose last round left a need unmet: only their rounds
+	// depend on what endpoints hold (a reclaim asks only for unheld addresses), so
+	// only their endpoints' changes start a round.
+	unmet *poolSet
+}
+
+// SetupWithManager registers the grant controller: For SpiderIPPool; a round again when
+// an IPAMNode naming the pool, one of its IPBlocks, a SpiderReservedIP, or (while a need
+// is unmet) a SpiderEndpoint in it changes.
+func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
+	if p.Recorder == nil {
+		p.Recorder = mgr.GetEventRecorderFor("orbweaver-grants")
+	}
+	if p.Direct == nil {
+		c, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+		if err != nil {
+			return fmt.Errorf("grants: direct client: %w", err)
+		}
+		p.Direct = c
+	}
+	if p.Linger <= 0 {
+		p.Linger = DefaultLinger
+	}
+	if p.Clock == nil {
+		p.Clock = clock.RealClock{}
+	}
+	m, err := newMetrics(p.Registerer)
+	if err != nil {
+		return fmt.Errorf("grants: register metrics: %w", err)
+	}
+	r := &reconciler{cache: mgr.GetClient(), direct: p.Direct, recorder: p.Recorder, metrics: m, linger: p.Linger,
+		expect: newExpectations(p.Clock), unmet: &poolSet{m: map[string]bool{}}}
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &ipamv1.IPAMNode{}, nodePoolIndex, func(o client.Object) []string {
+		var out []string
+		for _, d := range o.(*ipamv1.IPAMNode).Spec.Pools {
+			out = append(out, d.Pool)
+		}
+		return out
+	}); err != nil {
+		return fmt.Errorf("grants: index IPAMNodes by pool: %w", err)
+	}
+	if err := idx.IndexField(ctx, &v2beta1.SpiderEndpoint{}, endpointPoolIndex, func(o client.Object) []string {
+		return endpointPools(o.(*v2beta1.SpiderEndpoint))
+	}); err != nil {
+		return fmt.Errorf("grants: index SpiderEndpoints by pool: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("node-grants").
+		Watches(&v2beta1.SpiderIPPool{}, r.after(func(o client.Object) []string { return []string{o.GetName()} })).
+		Watches(&ipamv1.IPAMNode{}, r.after(func(o client.Object) []string {
+			var out []string
+			for _, d := range o.(*ipamv1.IPAMNode).Spec.Pools {
+				out = append(out, d.Pool)
+			}
+			return out
+		})).
+		Watches(&ipamv1.IPBlock{}, r.after(func(o client.Object) []string {
+			return []string{o.(*ipamv1.IPBlock).Spec.Pool}
+		})).
+		Watches(&v2beta1.SpiderEndpoint{}, r.after(func(o client.Object) []string {
+			var out []string
+			for _, p := range endpointPools(o.(*v2beta1.SpiderEndpoint)) {
+				if r.unmet.has(p) {
+					out = append(out, p)
+				}
+			}
+			return out
+		})).
+		Watches(&v2beta1.SpiderReservedIP{}, handler.EnqueueRequestsFromMapFunc(r.allPools)).
+		Complete(r)
+}
+
+// after maps an object to pools and queues their rounds after the linger, so changes
+// that arrive together share one round.
+func (r *reconciler) after(pools func(client.Object) []string) handler.EventHandler {
+	add := func(o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		for _, p := range pools(o) {
+			if p != "" {
+				q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: p}}, r.linger)
+			}
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(e.Object, q)
+		},
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(e.ObjectNew, q)
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(e.Object, q)
+		},
+	}
+}
+
+func (r *reconciler) allPools(ctx context.Context, _ client.Object) []reconcile.Request {
+	var pools v2beta1.SpiderIPPoolList
+	if err := r.cache.List(ctx, &pools); err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, len(pools.Items))
+	for i := range pools.Items {
+		out[i] = reconcile.Request{NamespacedName: types.NamespacedName{Name: pools.Items[i].Name}}
+	}
+	return out
+}
+
+// Reconcile runs one round for a pool: read, plan, write.
+func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx).WithValues("SpiderIPPool", klog.KRef("", req.Name))
+	ctx = ctrl.LoggerInto(ctx, log)
+	sp := &v2beta1.SpiderIPPool{}
+	if err := r.cache.Get(ctx, req.NamespacedName, sp); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if sp.DeletionTimestamp != nil {
+		return ctrl.Result{}, nil // its blocks go with it (owner references)
+	}
+	rd, err := r.input(ctx, sp)
+	switch {
+	case errors.Is(err, errStale):
+		r.metrics.rounds.WithLabelValues("stale").Inc()
+		return ctrl.Result{RequeueAfter: r.linger}, nil
+	case errors.Is(err, ipam.ErrInvalidBlock), errors.Is(err, ipam.ErrInvalidPool):
+		r.recorder.Event(sp, corev1.EventTypeWarning, EventBlockInvalid, err.Error())
+		r.metrics.rounds.WithLabelValues("error").Inc()
+		return ctrl.Result{}, reconcile.TerminalError(err)
+	case err != nil:
+		r.metrics.rounds.WithLabelValues("error").Inc()
+		return ctrl.Result{}, err
+	}
+	plan := ipam.PlanGrants(rd.in)
+	r.observe(sp, plan)
+	if len(plan.Changed) == 0 && len(rd.leftovers) == 0 && !anyEmpty(rd.objs) {
+		r.metrics.rounds.WithLabelValues("idle").Inc()
+		return ctrl.Result{}, nil
+	}
+	if err := r.write(ctx, sp, plan, rd); err != nil {
+		if errors.Is(err, errConflict) {
+			r.metrics.rounds.WithLabelValues("conflict").Inc()
+			log.V(1).Info("Block changed under the round; planning again", "err", err)
+			return ctrl.Result{RequeueAfter: r.linger}, nil
+		}
+		r.metrics.rounds.WithLabelValues("error").Inc()
+		return ctrl.Result{}, err
+	}
+	r.metrics.rounds.WithLabelValues("written").Inc()
+	return ctrl.Result{}, nil
+}
+
+// observe records what a round decided: metrics, the pools with unmet needs, and an
+// event on the pool for each node whose need nothing could meet.
+func (r *reconciler) observe(sp *v2beta1.SpiderIPPool, plan ipam.GrantPlan) {
+	total := 0
+	for node, k := range plan.Unmet {
+		total += k
+		r.recorder.Eventf(sp, corev1.EventTypeWarning, EventNeedUnmet,
+			"node %s needs %d more addresses of pool %s and none is free; nodes holding more than they need are asked to give back", node, k, sp.Name)
+	}
+	r.metrics.unmet.WithLabelValues(sp.Name).Set(float64(total))
+	r.unmet.set(sp.Name, total > 0)
+	for _, k := range plan.Granted {
+		r.metrics.granted.Add(float64(k))
+	}
+}
+
+func (r *reconciler) forget(pool string) {
+	r.metrics.unmet.DeleteLabelValues(pool)
+	r.unmet.set(pool, false)
+}
+
+// anyEmpty reports whether some block grants nothing (to delete).
+func anyEmpty(objs map[netip.Addr]*ipamv1.IPBlock) bool {
+	for _, b := range objs {
+		if len(b.Spec.Grants) == 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,163 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+)
+
+// errStale: the cache does not show the controller's own last write to a block yet; a
+// round planned from it would only conflict.
+var errStale = errors.New("the cache is behind the controller's own write")
+
+// round is what one round reads: the planner's input, the blocks it plans from (by start
+// address) and blocks an earlier pool of the same name left (to delete).
+type round struct {
+	in        ipam.GrantInput
+	objs      map[netip.Addr]*ipamv1.IPBlock
+	leftovers []*ipamv1.IPBlock
+}
+
+// input reads one pool's round from the cache.
+func (r *reconciler) input(ctx context.Context, sp *v2beta1.SpiderIPPool) (round, error) {
+	subnet, err := ip.ParseCanonicalCIDR(string(sp.Spec.Subnet))
+	if err != nil {
+		return round{}, fmt.Errorf("%w %q: spec.subnet: %v", ipam.ErrInvalidPool, sp.Name, err)
+	}
+	total, err := ipam.EffectiveAddresses(subnet, sp.Spec.IPs, sp.Spec.ExcludeIPs)
+	if err != nil {
+		return round{}, fmt.Errorf("%w %q: %v", ipam.ErrInvalidPool, sp.Name, err)
+	}
+	var reserved v2beta1.SpiderReservedIPList
+	if err := r.cache.List(ctx, &reserved); err != nil {
+		return round{}, err
+	}
+	family := int64(v2beta1.IPv4)
+	if subnet.Addr().Is6() {
+		family = v2beta1.IPv6
+	}
+	in := ipam.GrantInput{Subnet: subnet, Usable: total.Subtract(ipam.ReservedAddresses(reserved.Items, family)),
+		Blocks: map[netip.Addr]*ipam.GrantBlock{}, Held: map[netip.Addr]string{}}
+
+	var blocks ipamv1.IPBlockList
+	if err := r.cache.List(ctx, &blocks, client.MatchingLabels{ipam.BlockPoolLabel: sp.Name}); err != nil {
+		return round{}, err
+	}
+	rd := round{objs: map[netip.Addr]*ipamv1.IPBlock{}}
+	seen := map[string]bool{}
+	for i := range blocks.Items {
+		b := &blocks.Items[i]
+		seen[b.Name] = true
+		if r.expect.stale(b.Name, b.ResourceVersion) {
+			return round{}, errStale
+		}
+		if !ownedBy(b, sp) {
+			rd.leftovers = append(rd.leftovers, b) // an earlier pool's of the same name
+			continue
+		}
+		g, err := ipam.GrantBlockOf(subnet, b)
+		if err != nil {
+			return round{}, err
+		}
+		in.Blocks[g.Start], rd.objs[g.Start] = g, b
+	}
+	if r.expect.missing(sp.Name, seen) {
+		return round{}, errStale
+	}
+
+	var nodes ipamv1.IPAMNodeList
+	if err := r.cache.List(ctx, &nodes, client.MatchingFields{nodePoolIndex: sp.Name}); err != nil {
+		return round{}, err
+	}
+	for i := range nodes.Items {
+		for _, d := range nodes.Items[i].Spec.Pools {
+			if d.Pool != sp.Name {
+				continue
+			}
+			dem := ipam.Demand{Node: nodes.Items[i].Name, Need: int(d.Need), Want: int(max(d.Want, d.Need))}
+			for _, s := range d.IPs {
+				if a, err := netip.ParseAddr(s); err == nil && subnet.Contains(a) {
+					dem.IPs = append(dem.IPs, a)
+				}
+			}
+			in.Demands = append(in.Demands, dem)
+		}
+	}
+
+	var eps v2beta1.SpiderEndpointList
+	if err := r.cache.List(ctx, &eps, client.MatchingFields{endpointPoolIndex: sp.Name}); err != nil {
+		return round{}, err
+	}
+	for i := range eps.Items {
+		cur := &eps.Items[i].Status.Current
+		for _, nic := range cur.IPs {
+			for _, pa := range []struct{ pool, addr *string }{{nic.IPv4Pool, nic.IPv4}, {nic.IPv6Pool, nic.IPv6}} {
+				if ptr.Deref(pa.pool, "") != sp.Name || pa.addr == nil {
+					continue
+				}
+				if pfx, err := netip.ParsePrefix(*pa.addr); err == nil {
+					in.Held[pfx.Addr()] = cur.Node
+				} else if a, err := netip.ParseAddr(*pa.addr); err == nil {
+					in.Held[a] = cur.Node
+				}
+			}
+		}
+	}
+	rd.in = in
+	return rd, nil
+}
+
+// ownedBy reports whether b belongs to this incarnation of the pool.
+func ownedBy(b *ipamv1.IPBlock, sp *v2beta1.SpiderIPPool) bool {
+	for _, o := range b.OwnerReferences {
+		if o.UID == sp.UID {
+			return true
+		}
+	}
+	return false
+}
+
+// endpointPools are the pools an endpoint holds addresses of.
+func endpointPools(se *v2beta1.SpiderEndpoint) []string {
+	var out []string
+	for _, nic := range se.Status.Current.IPs {
+		for _, p := range []*string{nic.IPv4Pool, nic.IPv6Pool} {
+			if p != nil && *p != "" {
+				out = append(out, *p)
+			}
+		}
+	}
+	return out
+}
+
+// poolSet is a set of pool names safe for concurrent use.
+type poolSet struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+func (s *poolSet) set(pool string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if on {
+		s.m[pool] = true
+	} else {
+		delete(s.m, pool)
+	}
+}
+
+func (s *poolSet) has(pool string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[pool]
+}
