@@ -81,6 +81,9 @@ type PeerParams struct {
 	RebindDelay time.Duration
 	// EIP gives orbweaver's pools an EIP attribute and runs the EIP controller.
 	EIP bool
+	// Records keeps orbweaver's pools on the records protocol (no grant controller):
+	// what orbweaver did before node grants, to measure beside it.
+	Records bool
 }
 
 // peerConstructors maps each name -peers accepts to the peer's constructor. Constructors
@@ -92,6 +95,8 @@ func peerConstructors() map[string]func(PeerParams) (Peer, error) {
 		"spiderpool":  newSpiderpoolPeer,
 		"whereabouts": newWhereaboutsPeer,
 		"floor":       newFloorPeer,
+		// grants-proto is the quick measurement of docs/design/node-grants.md.
+		"grants-proto": newGrantsPeer,
 	}
 }
 

@@ -8,8 +8,6 @@ import (
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
@@ -102,20 +100,7 @@ func (f *floor) Call(ctx context.Context, command string, pod *Pod) (netip.Addr,
 		if err != nil {
 			return netip.Addr{}, err
 		}
-		pool := f.pools[pod.Pool]
-		ones := pool.Prefix.Bits()
-		se := &v2beta1.SpiderEndpoint{
-			ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name,
-				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: types.UID(pod.UID)}}},
-			Status: v2beta1.WorkloadEndpointStatus{
-				Current: v2beta1.PodIPAllocation{
-					UID: pod.UID, Node: pod.Node,
-					IPs:       []v2beta1.IPAllocationDetail{{NIC: "eth0", IPv4: ptr(fmt.Sprintf("%s/%d", a, ones)), IPv4Pool: ptr(pool.Name)}},
-					Orbweaver: &v2beta1.PodAllocationOrbweaver{ContainerID: pod.ContainerID},
-				},
-				OwnerControllerType: "Pod", OwnerControllerName: pod.Name,
-			},
-		}
+		se := benchEndpoint(pod, f.pools[pod.Pool], a)
 		if err := c.Create(ctx, se); err != nil {
 			f.give(pod.Pool, a)
 			return netip.Addr{}, fmt.Errorf("create SpiderEndpoint: %w", err)
