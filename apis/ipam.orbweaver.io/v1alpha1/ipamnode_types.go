@@ -10,7 +10,6 @@ import (
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,shortName=ipn,categories=orbweaver
 // +kubebuilder:subresource:status
-// +kubebuilder:printcolumn:name="POOLS",type=integer,JSONPath=`.status.poolCount`
 // +kubebuilder:printcolumn:name="PROTOCOL",type=integer,JSONPath=`.status.protocol`
 // +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
 type IPAMNode struct {
@@ -72,10 +71,6 @@ type IPAMNodeStatus struct {
 	// cleared waits out the quarantine before it hands out an address.
 	// +optional
 	CleanStop bool `json:"cleanStop,omitempty"`
-
-	// PoolCount is how many pools spec.pools lists (for kubectl get).
-	// +optional
-	PoolCount int32 `json:"poolCount,omitempty"`
 }
 
 // IPAMNodeList is a list of IPAMNodes.

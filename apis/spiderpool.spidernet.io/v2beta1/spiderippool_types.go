@@ -126,6 +126,15 @@ type IPPoolStatus struct {
 // IPPoolOrbweaverStatus holds a pool's allocation records in orbweaver's compact form,
 // and the pool controller's conditions.
 type IPPoolOrbweaverStatus struct {
+	// Allocation is how node agents allocate from the pool: Records (the default: every
+	// allocation in records below, written by the agents) or Grants (node grants: the
+	// controller grants addresses to nodes in IPBlocks, and each pod's SpiderEndpoint is
+	// its record; docs/design/node-grants.md). The grant controller sets Grants once
+	// every node's agent speaks it; it is never set back.
+	// +optional
+	// +kubebuilder:validation:Enum=Records;Grants
+	Allocation AllocationMode `json:"allocation,omitempty"`
+
 	// Records is every allocation of the pool in the compact binary form described in
 	// docs/design/allocation-records.md (about 13 bytes per IP before base64), so that a
 	// pool of 65,536 allocated IPs stays far below etcd's 1.5 MiB object limit. Read it
@@ -150,6 +159,22 @@ type IPPoolOrbweaverStatus struct {
 	// +listMapKey=ip
 	// +kubebuilder:validation:MaxItems=4096
 	EIPs []EIPBinding `json:"eips,omitempty"`
+}
+
+// AllocationMode is how node agents allocate from a pool (status.orbweaver.allocation).
+type AllocationMode string
+
+// Allocation modes.
+const (
+	// AllocationRecords: records in the pool's status, written by the agents.
+	AllocationRecords AllocationMode = "Records"
+	// AllocationGrants: node grants (IPBlocks), SpiderEndpoints as the records.
+	AllocationGrants AllocationMode = "Grants"
+)
+
+// GrantsMode reports whether agents allocate from the pool by node grants.
+func (sp *SpiderIPPool) GrantsMode() bool {
+	return sp.Status.Orbweaver != nil && sp.Status.Orbweaver.Allocation == AllocationGrants
 }
 
 // Conditions of a SpiderIPPool (status.orbweaver.conditions) and their reasons.
