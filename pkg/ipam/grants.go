@@ -166,10 +166,8 @@ func PlanGrants(in GrantInput) GrantPlan {
 			}
 		}
 	}
-	for _, d := range demands {
-		if k := d.Want - p.count[d.Node]; k > 0 && len(p.plan.Unmet) == 0 {
-			p.grantAny(d.Node, k)
-		}
+	if len(p.plan.Unmet) == 0 {
+		p.grantBuffers(demands)
 	}
 	// 4. Reclaim what nodes hold beyond their need, for the needs left unmet.
 	if len(p.plan.Unmet) > 0 {
@@ -177,6 +175,45 @@ func PlanGrants(in GrantInput) GrantPlan {
 	}
 	p.plan.Changed = p.changed
 	return p.plan
+}
+
+// grantBuffers grants what nodes want beyond their need from what is left, no node
+// more than an even share of it, so that a few nodes' buffers never take what many
+// nodes will need next.
+func (p *planner) grantBuffers(demands []Demand) {
+	var wanting []Demand
+	for _, d := range demands {
+		if d.Want > p.count[d.Node] {
+			wanting = append(wanting, d)
+		}
+	}
+	if len(wanting) == 0 {
+		return
+	}
+	left := p.ungranted(int64(len(wanting)) * int64(slices.MaxFunc(wanting, func(a, b Demand) int { return cmp.Compare(a.Want, b.Want) }).Want))
+	share := max(int(left/int64(len(wanting))), 0)
+	if share == 0 {
+		share = 1 // fewer addresses than nodes: the first ones get one each
+	}
+	for _, d := range wanting {
+		p.grantAny(d.Node, min(d.Want-p.count[d.Node], share))
+	}
+}
+
+// ungranted counts usable addresses granted to no node, up to limit (a /64 is never
+// counted through).
+func (p *planner) ungranted(limit int64) int64 {
+	total := p.in.Usable.Count()
+	if n, ok := total.Uint64(); ok && n <= uint64(limit)+uint64(len(p.owner)) {
+		free := int64(n)
+		for a := range p.owner {
+			if p.in.Usable.Contains(a) {
+				free--
+			}
+		}
+		return free
+	}
+	return limit
 }
 
 func (p *planner) affine(node string, start netip.Addr) {
