@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,6 +68,10 @@ type reconciler struct {
 	metrics  *metrics
 	linger   time.Duration
 	expect   *expectations
+	clock    clock.PassiveClock
+	// unmetSince rate-limits the unmet-need events: one per node and pool per
+	// eventEvery, since a pool can be short for many rounds in a row.
+	unmetSince *lastEvents
 	// unmet remembers the pools whose last round left a need unmet: only their rounds
 	// depend on what endpoints hold (a reclaim asks only for unheld addresses), so
 	// only their endpoints' changes start a round.
@@ -98,7 +103,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 		return fmt.Errorf("grants: register metrics: %w", err)
 	}
 	r := &reconciler{cache: mgr.GetClient(), direct: p.Direct, recorder: p.Recorder, metrics: m, linger: p.Linger,
-		expect: newExpectations(p.Clock), unmet: &poolSet{m: map[string]bool{}}}
+		expect: newExpectations(p.Clock), unmet: &poolSet{m: map[string]bool{}}, clock: p.Clock, unmetSince: &lastEvents{m: map[string]time.Time{}}}
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &ipamv1.IPAMNode{}, nodePoolIndex, func(o client.Object) []string {
 		var out []string
@@ -118,12 +123,13 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 		Named("node-grants").
 		Watches(&v2beta1.SpiderIPPool{}, r.after(func(o client.Object) []string { return []string{o.GetName()} })).
 		Watches(&ipamv1.IPAMNode{}, r.after(func(o client.Object) []string {
-			var out []string
+			out := r.recordsPools(ctx) // a node that registers may complete the switch
 			for _, d := range o.(*ipamv1.IPAMNode).Spec.Pools {
 				out = append(out, d.Pool)
 			}
 			return out
 		})).
+		Watches(&corev1.Node{}, r.after(func(client.Object) []string { return r.recordsPools(ctx) })).
 		Watches(&ipamv1.IPBlock{}, r.after(func(o client.Object) []string {
 			return []string{o.(*ipamv1.IPBlock).Spec.Pool}
 		})).
@@ -190,6 +196,9 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if sp.DeletionTimestamp != nil {
 		return ctrl.Result{}, nil // its blocks go with it (owner references)
 	}
+	if !sp.GrantsMode() {
+		return r.maybeSwitch(ctx, sp)
+	}
 	rd, err := r.input(ctx, sp)
 	switch {
 	case errors.Is(err, errStale):
@@ -222,14 +231,77 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return ctrl.Result{}, nil
 }
 
+// recordsPools are the pools not in Grants mode yet.
+func (r *reconciler) recordsPools(ctx context.Context) []string {
+	var pools v2beta1.SpiderIPPoolList
+	if err := r.cache.List(ctx, &pools); err != nil {
+		return nil
+	}
+	var out []string
+	for i := range pools.Items {
+		if !pools.Items[i].GrantsMode() {
+			out = append(out, pools.Items[i].Name)
+		}
+	}
+	return out
+}
+
+// maybeSwitch puts a pool in Grants mode once that is safe: the pool records nothing
+// (the agents' records of protocol 1 are not migrated yet) and every Node's agent speaks
+// node grants (its IPAMNode says protocol 2), so no agent can write records any more.
+// The write is a compare-and-swap: an agent's records write in between makes it fail,
+// and the next round sees the records.
+func (r *reconciler) maybeSwitch(ctx context.Context, sp *v2beta1.SpiderIPPool) (ctrl.Result, error) {
+	if st := sp.Status.Orbweaver; st != nil && len(st.Records) > 0 {
+		return ctrl.Result{}, nil
+	}
+	var nodes corev1.NodeList
+	if err := r.cache.List(ctx, &nodes); err != nil {
+		return ctrl.Result{}, err
+	}
+	var ipns ipamv1.IPAMNodeList
+	if err := r.cache.List(ctx, &ipns); err != nil {
+		return ctrl.Result{}, err
+	}
+	speaks := map[string]bool{}
+	for i := range ipns.Items {
+		if ipns.Items[i].Status.Protocol >= 2 {
+			speaks[ipns.Items[i].Name] = true
+		}
+	}
+	if len(nodes.Items) == 0 {
+		return ctrl.Result{}, nil
+	}
+	for i := range nodes.Items {
+		if !speaks[nodes.Items[i].Name] {
+			return ctrl.Result{}, nil // an agent of protocol 1 may run there
+		}
+	}
+	next := sp.DeepCopy()
+	if next.Status.Orbweaver == nil {
+		next.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{}
+	}
+	next.Status.Orbweaver.Allocation = v2beta1.AllocationGrants
+	if err := r.direct.Status().Update(ctx, next); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: r.linger}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("switch pool %s to node grants: %w", sp.Name, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Pool switched to node grants", "nodes", len(nodes.Items))
+	return ctrl.Result{}, nil
+}
+
 // observe records what a round decided: metrics, the pools with unmet needs, and an
 // event on the pool for each node whose need nothing could meet.
 func (r *reconciler) observe(sp *v2beta1.SpiderIPPool, plan ipam.GrantPlan) {
 	total := 0
 	for node, k := range plan.Unmet {
 		total += k
-		r.recorder.Eventf(sp, corev1.EventTypeWarning, EventNeedUnmet,
-			"node %s needs %d more addresses of pool %s and none is free; nodes holding more than they need are asked to give back", node, k, sp.Name)
+		if r.unmetSince.due(sp.Name+"/"+node, r.clock.Now()) {
+			r.recorder.Eventf(sp, corev1.EventTypeWarning, EventNeedUnmet,
+				"node %s needs %d more addresses of pool %s and none is free; nodes holding more than they need are asked to give back", node, k, sp.Name)
+		}
 	}
 	r.metrics.unmet.WithLabelValues(sp.Name).Set(float64(total))
 	r.unmet.set(sp.Name, total > 0)
@@ -251,4 +323,24 @@ func anyEmpty(objs map[netip.Addr]*ipamv1.IPBlock) bool {
 		}
 	}
 	return false
+}
+
+// eventEvery is the shortest interval between two unmet-need events of one node and pool.
+const eventEvery = 30 * time.Second
+
+// lastEvents remembers when an event was last posted, by key.
+type lastEvents struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+// due reports whether an event for key may be posted now, and if so records it.
+func (l *lastEvents) due(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if at, ok := l.m[key]; ok && now.Sub(at) < eventEvery {
+		return false
+	}
+	l.m[key] = now
+	return true
 }

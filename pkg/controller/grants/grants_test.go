@@ -25,7 +25,20 @@ import (
 	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
 
+// createPool creates an IPv4 pool in Grants mode, as the controller switches it once
+// every node's agent speaks node grants (TestGrantsSwitchesPools).
 func createPool(t *testing.T, e *testenv.Env, name, subnet string, ips ...v2beta1.IPOrRange) *v2beta1.SpiderIPPool {
+	t.Helper()
+	sp := createRecordsPool(t, e, name, subnet, ips...)
+	sp.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{Allocation: v2beta1.AllocationGrants}
+	if err := e.Client.Status().Update(context.Background(), sp); err != nil {
+		t.Fatal(err)
+	}
+	return sp
+}
+
+// createRecordsPool creates an IPv4 pool as the webhook leaves it: no status.
+func createRecordsPool(t *testing.T, e *testenv.Env, name, subnet string, ips ...v2beta1.IPOrRange) *v2beta1.SpiderIPPool {
 	t.Helper()
 	sp := &v2beta1.SpiderIPPool{ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: v2beta1.IPPoolSpec{IPVersion: ptr.To(v2beta1.IPv4), Subnet: v2beta1.CIDR(subnet), IPs: ips}}
@@ -297,4 +310,71 @@ func TestGrantsTwoControllersNeverMoveAnAddress(t *testing.T) {
 	if len(moved) > 0 {
 		t.Fatalf("addresses changed owner without a give-back:\n%s", strings.Join(moved, "\n"))
 	}
+}
+
+// TestGrantsSwitchesPools: a pool switches to node grants only once it records nothing
+// and every Node's agent speaks node grants; a pool with records stays.
+func TestGrantsSwitchesPools(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx := context.Background()
+	var nodes corev1.NodeList
+	if err := e.Client.List(ctx, &nodes); err != nil {
+		t.Fatal(err)
+	}
+	for i := range nodes.Items { // other tests' nodes: registered, as their agents would
+		registerNode(t, e, nodes.Items[i].Name, 2)
+	}
+	for _, n := range []string{"gsw-a", "gsw-b"} {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}
+		if err := e.Client.Create(ctx, node); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = e.Client.Delete(context.Background(), node) })
+	}
+	empty := createRecordsPool(t, e, "grants-switch", "10.22.0.0/24", "10.22.0.10-10.22.0.20")
+	withRecords := createRecordsPool(t, e, "grants-switch-records", "10.22.1.0/24", "10.22.1.10-10.22.1.20")
+	withRecords.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{Records: []byte{1, 0, 1, 5, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4}}
+	if err := e.Client.Status().Update(ctx, withRecords); err != nil {
+		t.Fatal(err)
+	}
+	startController(t, e)
+	registerNode(t, e, "gsw-a", 2)
+	time.Sleep(500 * time.Millisecond)
+	if sp := getPool(t, e, empty.Name); sp.GrantsMode() {
+		t.Fatal("the pool switched while node gsw-b's agent does not speak node grants")
+	}
+	registerNode(t, e, "gsw-b", 2)
+	testenv.WaitFor(t, "the pool switches", func() (bool, error) { return getPool(t, e, empty.Name).GrantsMode(), nil })
+	if getPool(t, e, withRecords.Name).GrantsMode() {
+		t.Error("a pool with records switched")
+	}
+}
+
+func registerNode(t *testing.T, e *testenv.Env, name string, protocol int32) {
+	t.Helper()
+	ctx := context.Background()
+	n := &ipamv1.IPAMNode{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := e.Client.Create(ctx, n); err != nil {
+		if !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		if err := e.Client.Get(ctx, client.ObjectKey{Name: name}, n); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		t.Cleanup(func() { _ = e.Client.Delete(context.Background(), n) })
+	}
+	n.Status.Protocol = protocol
+	if err := e.Client.Status().Update(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func getPool(t *testing.T, e *testenv.Env, name string) *v2beta1.SpiderIPPool {
+	t.Helper()
+	sp := &v2beta1.SpiderIPPool{}
+	if err := e.Client.Get(context.Background(), client.ObjectKey{Name: name}, sp); err != nil {
+		t.Fatal(err)
+	}
+	return sp
 }
