@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
 )
@@ -80,6 +81,15 @@ type Config struct {
 	// AutoPoolWait bounds an ADD's wait for its auto pool (DefaultAutoPoolWait).
 	AutoPoolWait time.Duration
 
+	// NoGrants keeps the agent from speaking node grants (docs/design/node-grants.md):
+	// it registers no IPAMNode, so the controller never switches a pool to Grants mode.
+	NoGrants bool
+	// GrantBuffer is how many addresses beyond its need the node asks of a pool
+	// (DefaultGrantBuffer when 0; negative: none).
+	GrantBuffer int
+	// GrantWait bounds an ADD's wait for a grant (DefaultGrantWait when 0).
+	GrantWait time.Duration
+
 	// crashOnStop, when set and true as Run stops, makes it end as a crash would
 	// (tests): requests in flight are cut and the reserve is not given back.
 	crashOnStop *atomic.Bool
@@ -120,6 +130,7 @@ func Run(ctx context.Context, cfg Config) error {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v2beta1.AddToScheme(scheme))
+	utilruntime.Must(ipamv1.AddToScheme(scheme))
 
 	direct, err := client.New(restCfg, client.Options{Scheme: scheme})
 	if err != nil {
@@ -158,7 +169,37 @@ func Run(ctx context.Context, cfg Config) error {
 
 	var synced atomic.Bool
 	var svc *Service
+	var grants *grantSet
+	var grantsReady atomic.Bool
+	if !cfg.NoGrants {
+		buffer := cfg.GrantBuffer
+		switch {
+		case buffer == 0:
+			buffer = DefaultGrantBuffer
+		case buffer < 0:
+			buffer = 0
+		}
+		wait := cfg.GrantWait
+		if wait <= 0 {
+			wait = DefaultGrantWait
+		}
+		grants = newGrantSet(&grantDeps{
+			node: cfg.NodeName, direct: direct, buffer: buffer, wait: wait, log: log, ready: grantsReady.Load,
+			blocks: func() []ipamv1.IPBlock {
+				var l ipamv1.IPBlockList
+				if err := informers.List(work, &l); err != nil {
+					return nil
+				}
+				return l.Items
+			},
+		})
+	}
 	cluster, err := newCachedCluster(work, informers, direct, cfg.NodeName, clusterHooks{
+		grantsChanged: func() {
+			if grants != nil {
+				grants.changed()
+			}
+		},
 		reservedChanged: func() {
 			if svc != nil {
 				svc.writers.invalidate()
@@ -190,7 +231,11 @@ func Run(ctx context.Context, cfg Config) error {
 		Synced:     synced.Load,
 		ReserveMax: max(cfg.ReserveSize, 0), ReserveRebindDelay: cfg.ReserveRebindDelay, SettleFirst: true,
 		StatefulSetFixedIPs: cfg.StatefulSetFixedIPs, AutoPoolWait: cfg.AutoPoolWait,
+		Grants: grants,
 	})
+	if grants != nil {
+		grants.d.cluster = cluster
+	}
 	if err := metrics.registerReserves(registry, svc.writers); err != nil {
 		return fmt.Errorf("orbweaver agent: metrics: %w", err)
 	}
@@ -225,6 +270,14 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		stopWork()
 		svc.writers.wait()
+		if grants != nil && synced.Load() && (cfg.crashOnStop == nil || !cfg.crashOnStop.Load()) {
+			// Every request is answered: nothing this life sent can land later.
+			stopCtx, stopCancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			if err := grants.stopped(stopCtx); err != nil {
+				log.Error(err, "record the clean stop in the node's IPAMNode: the next agent waits out the quarantine")
+			}
+			stopCancel()
+		}
 		return runErr
 	}
 	if cfg.HealthAddr != "" {
@@ -249,6 +302,11 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	svc.MarkSettled()
+	if grants != nil {
+		if err := startGrants(ctx, work, grants, cluster, &grantsReady, cfg.ReserveQuarantine, log); err != nil {
+			return stop(err)
+		}
+	}
 	synced.Store(true)
 	log.Info("serving", "socket", cfg.SocketPath)
 	if cfg.Ready != nil {
@@ -264,6 +322,32 @@ func Run(ctx context.Context, cfg Config) error {
 		socketDone <- nil // stop reads it again
 	}
 	return stop(runErr)
+}
+
+// startGrants registers the node's IPAMNode and starts its demand writer. After a crash
+// of the previous life (no clean stop recorded), nothing is handed out by node grants
+// until the quarantine has passed: an endpoint write that life sent could still land.
+func startGrants(ctx, work context.Context, gs *grantSet, cluster *cachedCluster, ready *atomic.Bool, quarantine time.Duration, log logr.Logger) error {
+	node, err := cluster.Node(ctx)
+	nodeUID := ""
+	if err == nil {
+		nodeUID = string(node.UID)
+	}
+	clean, err := gs.register(ctx, nodeUID)
+	if err != nil {
+		return fmt.Errorf("orbweaver agent: node grants: %w", err)
+	}
+	if clean {
+		ready.Store(true)
+	} else {
+		log.Info("the previous agent of this node did not stop cleanly: no address is handed out by node grants during the quarantine", "quarantine", quarantine)
+		time.AfterFunc(quarantine, func() {
+			ready.Store(true)
+			gs.changed()
+		})
+	}
+	go gs.run(work)
+	return nil
 }
 
 // drain returns an error already sent, if any.

@@ -11,11 +11,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
@@ -47,12 +50,31 @@ func nodeScopedCacheOptions(scheme *runtime.Scheme, node string) cache.Options {
 			&corev1.Pod{}:             {Field: fields.OneTermEqualSelector("spec.nodeName", node)},
 			&corev1.Node{}:            {Field: fields.OneTermEqualSelector("metadata.name", node)},
 			&v2beta1.SpiderEndpoint{}: {Field: fields.OneTermEqualSelector("status.current.node", node)},
+			// Only the blocks that grant this node addresses (node grants).
+			&ipamv1.IPBlock{}: {Label: nodeBlockSelector(node)},
 		},
 	}
 }
 
+func (h clusterHooks) changedGrants() {
+	if h.grantsChanged != nil {
+		h.grantsChanged()
+	}
+}
+
+// nodeBlockSelector selects the IPBlocks that name node.
+func nodeBlockSelector(node string) labels.Selector {
+	req, err := labels.NewRequirement(ipam.BlockNodeLabel(node), selection.Exists, nil)
+	if err != nil {
+		panic(err) // the key is a fixed prefix and a hex digest: always valid
+	}
+	return labels.NewSelector().Add(*req)
+}
+
 // clusterHooks are called on changes the agent reacts to.
 type clusterHooks struct {
+	// grantsChanged runs when this node's grants or its endpoints change (node grants).
+	grantsChanged func()
 	// reservedChanged runs whenever a SpiderReservedIP changes.
 	reservedChanged func()
 	// poolChanged runs whenever a SpiderIPPool is added or updated.
@@ -68,6 +90,19 @@ func newCachedCluster(ctx context.Context, c cache.Cache, direct client.Reader, 
 	for _, obj := range []client.Object{&corev1.Pod{}, &corev1.Node{}, &corev1.Namespace{}, &v2beta1.SpiderIPPool{}, &v2beta1.SpiderEndpoint{}} {
 		if _, err := c.GetInformer(ctx, obj); err != nil {
 			return nil, fmt.Errorf("start informer for %T: %w", obj, err)
+		}
+	}
+	for _, obj := range []client.Object{&ipamv1.IPBlock{}, &v2beta1.SpiderEndpoint{}} {
+		inf, err := c.GetInformer(ctx, obj)
+		if err != nil {
+			return nil, fmt.Errorf("start informer for %T: %w", obj, err)
+		}
+		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { hooks.changedGrants() },
+			UpdateFunc: func(any, any) { hooks.changedGrants() },
+			DeleteFunc: func(any) { hooks.changedGrants() },
+		}); err != nil {
+			return nil, fmt.Errorf("watch %T: %w", obj, err)
 		}
 	}
 	inf, err := c.GetInformer(ctx, &v2beta1.SpiderReservedIP{})

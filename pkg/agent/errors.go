@@ -36,6 +36,10 @@ const (
 	ReasonCheckFailed      = "CheckFailed"
 )
 
+// errGrantsMode: a pool's records writer found the pool switched to node grants; the
+// allocation is asked again of the pool's grants (transient: code 11 if it escapes).
+var errGrantsMode = errors.New("the pool is allocated by node grants now")
+
 // userError is a failure the user fixes (a bad annotation, a pool that refuses the pod);
 // its reason names the class.
 type userError struct {

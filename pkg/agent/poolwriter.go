@@ -459,6 +459,12 @@ func (w *PoolWriter) commit(runCtx context.Context, batch []*poolRequest, final 
 				return
 			}
 		}
+		if w.obj.GrantsMode() {
+			// The controller switched the pool to node grants: its records are no
+			// longer written (the caller asks the pool's grants instead).
+			lastErr = fmt.Errorf("pool %q: %w", w.name, errGrantsMode)
+			break
+		}
 		var hk housekeeping
 		if w.res != nil {
 			hk = w.res.plan(time.Now(), w.view(), final)

@@ -105,7 +105,7 @@ func (s *Service) releaseOwnerEverywhere(ctx context.Context, owner records.Owne
 	var freed []netip.Addr
 	var errs []error
 	// An address handed out from this node's reserve is not in the pool's records yet.
-	for _, w := range s.writers.all() {
+	for _, w := range s.writers.allocators() {
 		if w.HasHanded(owner) {
 			got, err := w.ReleaseOwner(ctx, owner)
 			if err != nil {
@@ -173,6 +173,18 @@ func (s *Service) Check(ctx context.Context, args *models.CheckArgs) (err error)
 	owner := records.OwnerOf(se.Status.Current.UID, containerOf(se), *att.IfName)
 	for _, a := range nicAddrs(nic) {
 		if s.handedTo(a, owner) {
+			continue
+		}
+		if g, ok := s.writers.get(a.pool).(*grantPool); ok {
+			// Node grants: the endpoint is the record; the address must be granted to
+			// this node.
+			granted, err := g.Granted(ctx, a.addr)
+			if err != nil {
+				return checkFailed(err)
+			}
+			if !granted {
+				return checkFailed(fmt.Errorf("%s of pool %q is not granted to node %s (kubectl get ipb -l %s=%s)", a.addr, a.pool, s.node, ipam.BlockPoolLabel, a.pool))
+			}
 			continue
 		}
 		// The cache may not show this node's last write yet: ask the API server before

@@ -118,6 +118,9 @@ type ServiceParams struct {
 	// AutoPoolWait is how long an ADD waits for its application's auto pool to be
 	// created, or to have room, before failing (DefaultAutoPoolWait when 0).
 	AutoPoolWait time.Duration
+	// Grants serves the pools in Grants mode (docs/design/node-grants.md); nil: every
+	// pool is served by its records writer.
+	Grants *grantSet
 }
 
 // DefaultAutoPoolWait bounds an ADD's wait for its auto pool. The wait ends as soon as
@@ -151,6 +154,13 @@ func NewService(ctx context.Context, p ServiceParams) *Service {
 		reserve: ReserveParams{Owner: records.ReserveOwner(p.Node), Max: p.ReserveMax, RebindDelay: p.ReserveRebindDelay},
 		m:       map[string]*PoolWriter{},
 	}
+	if p.Grants != nil {
+		s.writers.grants = p.Grants
+		s.writers.grantsMode = func(pool string) bool {
+			sp, err := p.Cluster.Pool(ctx, pool)
+			return err == nil && sp.GrantsMode()
+		}
+	}
 	if !p.SettleFirst {
 		s.writers.settled.Store(true)
 	}
@@ -170,13 +180,55 @@ type writerSet struct {
 	// done.
 	settled atomic.Bool
 
+	// grants serves the pools in Grants mode (nil: this agent does not speak node
+	// grants); grantsMode tells which they are.
+	grants     *grantSet
+	grantsMode func(pool string) bool
+
 	mu        sync.Mutex
 	m         map[string]*PoolWriter
 	suspended bool // see suspendReserves
 	running   sync.WaitGroup
 }
 
-func (ws *writerSet) get(pool string) *PoolWriter {
+// get returns what allocates from the pool on this node: its grants when the pool is in
+// Grants mode and the agent speaks node grants, else its PoolWriter.
+func (ws *writerSet) get(pool string) poolAllocator {
+	if ws.grants != nil && ws.grantsMode(pool) {
+		return ws.grants.get(pool)
+	}
+	return ws.writer(pool)
+}
+
+// lookup returns the pool's allocator if one was started (nil if none).
+func (ws *writerSet) lookup(pool string) poolAllocator {
+	if ws.grants != nil {
+		if g := ws.grants.lookup(pool); g != nil {
+			return g
+		}
+	}
+	if w := ws.lookupWriter(pool); w != nil {
+		return w
+	}
+	return nil
+}
+
+// allocators returns every allocator started so far.
+func (ws *writerSet) allocators() []poolAllocator {
+	var out []poolAllocator
+	for _, w := range ws.all() {
+		out = append(out, w)
+	}
+	if ws.grants != nil {
+		for _, g := range ws.grants.all() {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// writer returns the pool's PoolWriter (protocol 1), started on first use.
+func (ws *writerSet) writer(pool string) *PoolWriter {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	w, ok := ws.m[pool]
@@ -195,8 +247,8 @@ func (ws *writerSet) get(pool string) *PoolWriter {
 	return w
 }
 
-// lookup returns the writer of a pool if one was started.
-func (ws *writerSet) lookup(pool string) *PoolWriter {
+// lookupWriter returns the PoolWriter of a pool if one was started.
+func (ws *writerSet) lookupWriter(pool string) *PoolWriter {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	return ws.m[pool]
@@ -226,7 +278,7 @@ func (ws *writerSet) abandon() {
 
 // observe passes a pool's free count, as the watch saw it, to the pool's writer.
 func (ws *writerSet) observe(pool *v2beta1.SpiderIPPool) {
-	w := ws.lookup(pool.Name)
+	w := ws.lookupWriter(pool.Name)
 	if w == nil || w.res == nil {
 		return
 	}
@@ -452,7 +504,7 @@ func (s *Service) allocateFamily(ctx context.Context, req *addRequest, pools []s
 		if err != nil {
 			return nicAllocation{}, err
 		}
-		addr, err := s.writers.get(name).AllocateOrWait(ctx, req.owner)
+		addr, err := s.allocateFrom(ctx, name, req.owner)
 		if errors.Is(err, ipam.ErrPoolExhausted) {
 			exhausted = append(exhausted, err)
 			continue
@@ -463,6 +515,18 @@ func (s *Service) allocateFamily(ctx context.Context, req *addRequest, pools []s
 		return nicAllocation{pool: pool, addr: addr}, nil
 	}
 	return nicAllocation{}, fmt.Errorf("every candidate pool %v is full: %w", pools, joinInline(exhausted))
+}
+
+// allocateFrom allocates from one pool. A pool whose records writer finds it switched to
+// Grants mode is asked again once this node's cache shows the switch.
+func (s *Service) allocateFrom(ctx context.Context, pool string, owner records.Owner) (netip.Addr, error) {
+	for try := 0; ; try++ {
+		addr, err := s.writers.get(pool).AllocateOrWait(ctx, owner)
+		if !errors.Is(err, errGrantsMode) || try == 50 {
+			return addr, err
+		}
+		sleep(ctx, 20*time.Millisecond)
+	}
 }
 
 // joinInline joins errors on one line ("; "), for pod events and logs; errors.Is still

@@ -69,7 +69,7 @@ func settleInheritedReserves(ctx context.Context, s *Service, direct client.Read
 	var errs []error
 	handed := 0
 	for pool, addrs := range inherited {
-		w := s.writers.get(pool)
+		w := s.writers.writer(pool)
 		for _, a := range addrs {
 			o, isHanded := named[poolAddr{pool, a}]
 			if isHanded {

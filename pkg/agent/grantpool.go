@@ -1,0 +1,462 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
+)
+
+// poolAllocator is what the Service asks of one pool on this node: a PoolWriter (the
+// pool's records, protocol 1) or a grantPool (node grants, protocol 2).
+type poolAllocator interface {
+	AllocateOrWait(ctx context.Context, owner records.Owner) (netip.Addr, error)
+	Release(ctx context.Context, addr netip.Addr, owner records.Owner) (bool, error)
+	ReleaseOwner(ctx context.Context, owner records.Owner) ([]netip.Addr, error)
+	Rebind(ctx context.Context, addr netip.Addr, from, to records.Owner) (bool, error)
+	HandedTo(addr netip.Addr, owner records.Owner) bool
+	HasHanded(owner records.Owner) bool
+}
+
+var (
+	_ poolAllocator = (*PoolWriter)(nil)
+	_ poolAllocator = (*grantPool)(nil)
+)
+
+// Defaults of node grants.
+const (
+	// DefaultGrantBuffer caps how many addresses beyond its need a node asks for, so
+	// that its next pods do not wait for a round: as many as it needs (a node's share
+	// doubles while its pods keep coming), up to this. The controller grants buffers
+	// only from what no node needs, and asks for them back when a node needs them.
+	// Measured (docs/design/node-grants.md): 8 left a node of 100 pods waiting for
+	// rounds (78 allocations/s at 10 nodes against 108 with 64).
+	DefaultGrantBuffer = 64
+	// DefaultGrantWait bounds an ADD's wait for a grant before it fails: the pool is
+	// full, or the controller is not running.
+	DefaultGrantWait = 10 * time.Second
+	// grantIdle is how long a node keeps more than it wants before giving the surplus
+	// back.
+	grantIdle = 30 * time.Second
+	// returnBound is how long an address given back stays unusable when the node's
+	// cache keeps showing it granted: far above a watch's delay, after which the
+	// give-back is known not to have landed.
+	returnBound = 30 * time.Second
+)
+
+// grantDeps are what every grantPool of the node shares.
+type grantDeps struct {
+	node    string
+	cluster Cluster
+	blocks  func() []ipamv1.IPBlock // this node's blocks, from the cache
+	direct  client.Client           // give-back writes
+	demand  func()                  // wakes the demand writer
+	buffer  int
+	wait    time.Duration
+	log     logr.Logger
+	// ready is false until a crashed previous life's writes can no longer land
+	// (quarantine): nothing is handed out before.
+	ready func() bool
+}
+
+// grantPool hands out the addresses granted to this node in one pool, from memory. The
+// pod's SpiderEndpoint, written before ADD answers, is the record; an address is busy
+// while an endpoint of the node holds it or while it is being handed out (its endpoint
+// not in the cache yet).
+type grantPool struct {
+	name string
+	d    *grantDeps
+
+	mu      sync.Mutex
+	handing map[netip.Addr]records.Owner
+	owners  map[records.Owner]netip.Addr
+	waiting int
+	last    netip.Addr
+	// returning are addresses a give-back write carries or carried, by when: never
+	// handed out until the cache shows them no longer granted to the node (or, after
+	// returnBound, never shows that: the write did not land and they are the node's).
+	returning map[netip.Addr]time.Time
+	changed   chan struct{} // closed and replaced when an address may have become free
+	// above is when the node started holding more than it wants (zero: it does not).
+	above time.Time
+	// need and want are what the demand writer last computed.
+	need, want int
+}
+
+func newGrantPool(name string, d *grantDeps) *grantPool {
+	return &grantPool{name: name, d: d, handing: map[netip.Addr]records.Owner{}, owners: map[records.Owner]netip.Addr{},
+		returning: map[netip.Addr]time.Time{}, changed: make(chan struct{})}
+}
+
+// poke wakes the ADDs waiting for an address.
+func (g *grantPool) poke() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+// view is the node's share of the pool now: grants from the block cache, holds from the
+// endpoint cache. It drops hand-outs that the endpoint cache shows (the endpoint holds
+// them now). Call with g.mu held.
+func (g *grantPool) view(ctx context.Context) (ipam.NodeShare, map[netip.Addr]bool, *v2beta1.SpiderIPPool, error) {
+	sp, err := g.d.cluster.Pool(ctx, g.name)
+	if err != nil {
+		return ipam.NodeShare{}, nil, nil, err
+	}
+	subnet, err := ip.ParseCanonicalCIDR(string(sp.Spec.Subnet))
+	if err != nil {
+		return ipam.NodeShare{}, nil, nil, fmt.Errorf("%w %q: spec.subnet: %v", ipam.ErrInvalidPool, g.name, err)
+	}
+	total, err := ipam.EffectiveAddresses(subnet, sp.Spec.IPs, sp.Spec.ExcludeIPs)
+	if err != nil {
+		return ipam.NodeShare{}, nil, nil, fmt.Errorf("%w %q: %v", ipam.ErrInvalidPool, g.name, err)
+	}
+	usable := total.Subtract(g.d.cluster.Reserved(subnet.Addr().Is4()))
+	asked := map[netip.Addr]bool{}
+	var granted []netip.Addr
+	for _, b := range g.d.blocks() {
+		if b.Spec.Pool != g.name {
+			continue
+		}
+		gb, err := ipam.GrantBlockOf(subnet, &b)
+		if err != nil {
+			g.d.log.Error(err, "unreadable IPBlock: its addresses are not handed out", "IPBlock", b.Name)
+			continue
+		}
+		for a, n := range gb.Owners {
+			if n != g.d.node {
+				continue
+			}
+			if at, ok := g.returning[a]; ok && time.Since(at) > returnBound {
+				delete(g.returning, a) // the give-back never landed: still the node's
+			}
+			granted = append(granted, a)
+			if gb.Reclaim[a] {
+				asked[a] = true
+			}
+		}
+	}
+	slices.SortFunc(granted, netip.Addr.Compare)
+	for a := range g.returning {
+		if _, ok := slices.BinarySearchFunc(granted, a, netip.Addr.Compare); !ok {
+			delete(g.returning, a) // given back
+		}
+	}
+	held, err := g.held(ctx)
+	if err != nil {
+		return ipam.NodeShare{}, nil, nil, err
+	}
+	for a, o := range g.handing {
+		if held[a] {
+			delete(g.handing, a)
+			delete(g.owners, o)
+		}
+	}
+	share := ipam.NodeShare{
+		Granted: granted,
+		Asked:   asked,
+		Busy: func(a netip.Addr) bool {
+			_, handing := g.handing[a]
+			_, returning := g.returning[a]
+			return held[a] || handing || returning
+		},
+		Usable: usable.Contains,
+	}
+	return share, held, sp, nil
+}
+
+// held are the addresses of the pool that this node's SpiderEndpoints hold.
+func (g *grantPool) held(ctx context.Context) (map[netip.Addr]bool, error) {
+	eps, err := g.d.cluster.Endpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[netip.Addr]bool{}
+	for i := range eps {
+		for _, nic := range eps[i].Status.Current.IPs {
+			for _, a := range nicAddrs(&nic) {
+				if a.pool == g.name {
+					out[a.addr] = true
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// AllocateOrWait hands the owner an address granted to this node; the one it was handed
+// already when it asks again. With none free it raises the node's need and waits for a
+// grant, up to the grant wait; then the pool is full.
+func (g *grantPool) AllocateOrWait(ctx context.Context, owner records.Owner) (netip.Addr, error) {
+	deadline := time.NewTimer(g.d.wait)
+	defer deadline.Stop()
+	counted := false
+	defer func() {
+		if counted {
+			g.mu.Lock()
+			g.waiting--
+			g.mu.Unlock()
+		}
+	}()
+	for {
+		g.mu.Lock()
+		if a, ok := g.owners[owner]; ok {
+			g.mu.Unlock()
+			return a, nil
+		}
+		var a netip.Addr
+		ok := false
+		var free int
+		if g.d.ready() {
+			share, _, _, err := g.view(ctx)
+			if err != nil {
+				g.mu.Unlock()
+				return netip.Addr{}, err
+			}
+			if a, ok = share.Pick(g.last); ok {
+				g.handing[a], g.owners[owner], g.last = owner, a, a
+				free = share.Free() - 1
+			}
+		}
+		if !ok && !counted {
+			counted = true
+			g.waiting++
+		}
+		ch := g.changed
+		g.mu.Unlock()
+		if ok {
+			if free < g.d.buffer/2 {
+				g.d.demand() // top up before the next pod has to wait
+			}
+			return a, nil
+		}
+		g.d.demand()
+		select {
+		case <-ctx.Done():
+			return netip.Addr{}, fmt.Errorf("wait for an address of pool %s granted to node %s: %w", g.name, g.d.node, ctx.Err())
+		case <-deadline.C:
+			return netip.Addr{}, fmt.Errorf("%w: no address of pool %s was granted to node %s within %s: every address is held by pods or granted to other nodes (kubectl get ipb -l %s=%s shows the grants)",
+				ipam.ErrPoolExhausted, g.name, g.d.node, g.d.wait, ipam.BlockPoolLabel, g.name)
+		case <-ch:
+		}
+	}
+}
+
+// Release forgets a hand-out of addr to owner; the endpoint's update or deletion, which
+// the caller makes next, frees the address for the node's next pod.
+func (g *grantPool) Release(_ context.Context, addr netip.Addr, owner records.Owner) (bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if o, ok := g.handing[addr]; ok && o == owner {
+		delete(g.handing, addr)
+		delete(g.owners, owner)
+		return true, nil
+	}
+	return false, nil
+}
+
+// ReleaseOwner forgets every hand-out to owner.
+func (g *grantPool) ReleaseOwner(_ context.Context, owner records.Owner) ([]netip.Addr, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	a, ok := g.owners[owner]
+	if !ok {
+		return nil, nil
+	}
+	delete(g.handing, a)
+	delete(g.owners, owner)
+	return []netip.Addr{a}, nil
+}
+
+// Rebind moves a hand-out to another owner. An address the node's endpoint holds needs
+// no rebind: the endpoint's update names the new owner. It reports whether the address
+// is granted to this node (the caller keeps it only then).
+func (g *grantPool) Rebind(ctx context.Context, addr netip.Addr, from, to records.Owner) (bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if o, ok := g.handing[addr]; ok && o == from {
+		g.handing[addr] = to
+		delete(g.owners, from)
+		g.owners[to] = addr
+		return true, nil
+	}
+	share, _, _, err := g.view(ctx)
+	if err != nil {
+		return false, err
+	}
+	_, granted := slices.BinarySearchFunc(share.Granted, addr, netip.Addr.Compare)
+	return granted, nil
+}
+
+// HandedTo reports whether addr was handed to owner and its endpoint is not in the cache
+// yet.
+func (g *grantPool) HandedTo(addr netip.Addr, owner records.Owner) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	o, ok := g.handing[addr]
+	return ok && o == owner
+}
+
+// HasHanded reports whether owner was handed an address not yet in the endpoint cache.
+func (g *grantPool) HasHanded(owner records.Owner) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.owners[owner]
+	return ok
+}
+
+// Granted reports whether addr is granted to this node (CHECK).
+func (g *grantPool) Granted(ctx context.Context, addr netip.Addr) (bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	share, _, _, err := g.view(ctx)
+	if err != nil {
+		return false, err
+	}
+	_, ok := slices.BinarySearchFunc(share.Granted, addr, netip.Addr.Compare)
+	return ok, nil
+}
+
+// demand is the pool's line in the node's IPAMNode.
+func (g *grantPool) demand(ctx context.Context) (ipamv1.PoolDemand, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	share, _, _, err := g.view(ctx)
+	if err != nil {
+		return ipamv1.PoolDemand{}, err
+	}
+	busy := 0
+	for _, a := range share.Granted {
+		if share.Busy(a) {
+			busy++
+		}
+	}
+	for a := range g.handing {
+		if _, granted := slices.BinarySearchFunc(share.Granted, a, netip.Addr.Compare); !granted {
+			busy++ // handed out, then given back under it: still in use until its DEL
+		}
+	}
+	g.need, g.want = ipam.NodeDemand(busy, g.waiting, 0, g.d.buffer)
+	return ipamv1.PoolDemand{Pool: g.name, Need: int32(g.need), Want: int32(g.want)}, nil
+}
+
+// giveBack gives back, in one write per block, what the controller asked for and what
+// no pod holds, what left the pool's usable addresses, and the surplus above the node's
+// want once it has lasted grantIdle. It clears the requests for addresses a pod holds.
+func (g *grantPool) giveBack(ctx context.Context, now time.Time) error {
+	g.mu.Lock()
+	share, _, sp, err := g.view(ctx)
+	if err != nil {
+		g.mu.Unlock()
+		return err
+	}
+	surplus := 0
+	if over := len(share.Granted) - max(g.want, g.need); over > 0 && g.waiting == 0 {
+		if g.above.IsZero() {
+			g.above = now
+		}
+		if now.Sub(g.above) >= grantIdle {
+			surplus = over
+		}
+	} else {
+		g.above = time.Time{}
+	}
+	back, keep := share.GiveBack(surplus)
+	if len(back) == 0 && len(keep) == 0 {
+		g.mu.Unlock()
+		return nil
+	}
+	for _, a := range back {
+		g.returning[a] = now // in flight: never handed out from now on
+	}
+	g.mu.Unlock()
+
+	subnet, _ := ip.ParseCanonicalCIDR(string(sp.Spec.Subnet))
+	byBlock := map[netip.Addr][]netip.Addr{}
+	for _, a := range append(slices.Clone(back), keep...) {
+		byBlock[ipam.BlockStart(subnet, a)] = append(byBlock[ipam.BlockStart(subnet, a)], a)
+	}
+	backSet := map[netip.Addr]bool{}
+	for _, a := range back {
+		backSet[a] = true
+	}
+	var errs []error
+	for start, as := range byBlock {
+		written, err := g.writeBlock(ctx, subnet, start, as, backSet)
+		if !written {
+			g.mu.Lock()
+			for _, a := range as {
+				delete(g.returning, a) // certainly not given back: still the node's
+			}
+			g.mu.Unlock()
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(back) > 0 {
+		g.d.log.V(1).Info("gave back addresses", "SpiderIPPool", g.name, "ips", len(back), "kept", len(keep))
+	}
+	g.d.demand()
+	return errors.Join(errs...)
+}
+
+// writeBlock removes this node's addresses in back from the block starting at start and
+// clears its reclaim requests for every address in as, with a compare-and-swap; on a
+// conflict it reads the block again. It reports whether a write may have landed: false
+// means the addresses are certainly still the node's.
+func (g *grantPool) writeBlock(ctx context.Context, subnet netip.Prefix, start netip.Addr, as []netip.Addr, back map[netip.Addr]bool) (bool, error) {
+	name := ipam.BlockName(g.name, start)
+	for try := 0; try < 10; try++ {
+		if try > 0 {
+			// Other nodes give back in the same block: spread the retries out.
+			sleep(ctx, time.Duration(5+rand.IntN(20*try))*time.Millisecond)
+		}
+		b := &ipamv1.IPBlock{}
+		if err := g.d.direct.Get(ctx, client.ObjectKey{Name: name}, b); err != nil {
+			if apierrors.IsNotFound(err) {
+				return true, nil // nothing granted there any more
+			}
+			return false, fmt.Errorf("read IPBlock %s: %w", name, err)
+		}
+		gb, err := ipam.GrantBlockOf(subnet, b)
+		if err != nil {
+			return false, err
+		}
+		for _, a := range as {
+			if gb.Owners[a] != g.d.node {
+				continue
+			}
+			delete(gb.Reclaim, a)
+			if back[a] {
+				delete(gb.Owners, a)
+			}
+		}
+		gb.Write(g.name, b)
+		err = g.d.direct.Update(ctx, b)
+		switch {
+		case err == nil:
+			return true, nil
+		case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+			continue
+		default:
+			return true, fmt.Errorf("give back addresses of IPBlock %s: %w", name, err) // may have landed
+		}
+	}
+	return false, fmt.Errorf("give back addresses of IPBlock %s: %w", name, ipam.ErrConflict)
+}

@@ -1,0 +1,243 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
+)
+
+// grantProtocol is the allocation protocol this agent speaks (IPAMNode status.protocol).
+const grantProtocol = 2
+
+// grantSet is the node's side of node grants: one grantPool per pool in Grants mode, the
+// writer of the node's IPAMNode (its demand), and the loop that gives back what the
+// node does not need.
+type grantSet struct {
+	d *grantDeps
+
+	mu    sync.Mutex
+	pools map[string]*grantPool
+	kick  chan struct{}
+	// obj is the node's IPAMNode as last written or read (owned by run and register).
+	obj *ipamv1.IPAMNode
+}
+
+func newGrantSet(d *grantDeps) *grantSet {
+	gs := &grantSet{d: d, pools: map[string]*grantPool{}, kick: make(chan struct{}, 1)}
+	d.demand = gs.wake
+	return gs
+}
+
+func (gs *grantSet) get(pool string) *grantPool {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	g, ok := gs.pools[pool]
+	if !ok {
+		g = newGrantPool(pool, gs.d)
+		gs.pools[pool] = g
+	}
+	return g
+}
+
+func (gs *grantSet) lookup(pool string) *grantPool {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	return gs.pools[pool]
+}
+
+func (gs *grantSet) all() []*grantPool {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	return slices.Collect(maps.Values(gs.pools))
+}
+
+// wake asks the demand writer to look again.
+func (gs *grantSet) wake() {
+	select {
+	case gs.kick <- struct{}{}:
+	default:
+	}
+}
+
+// changed wakes every waiting ADD of every pool: grants or holds changed.
+func (gs *grantSet) changed() {
+	for _, g := range gs.all() {
+		g.poke()
+	}
+	gs.wake()
+}
+
+// register creates or updates the node's IPAMNode so that the controller knows this
+// node speaks node grants, and reports whether the previous life of the agent stopped
+// cleanly (false when it crashed, or when there was none that spoke node grants).
+func (gs *grantSet) register(ctx context.Context, nodeUID string) (clean bool, err error) {
+	n := &ipamv1.IPAMNode{}
+	err = gs.d.direct.Get(ctx, client.ObjectKey{Name: gs.d.node}, n)
+	switch {
+	case apierrors.IsNotFound(err):
+		n = &ipamv1.IPAMNode{ObjectMeta: metav1.ObjectMeta{Name: gs.d.node}}
+		if nodeUID != "" {
+			n.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: gs.d.node, UID: types.UID(nodeUID)}}
+		}
+		if err := gs.d.direct.Create(ctx, n); err != nil {
+			return false, fmt.Errorf("create IPAMNode %s: %w", gs.d.node, err)
+		}
+		clean = true // no previous life spoke node grants: nothing of it can land late
+	case err != nil:
+		return false, fmt.Errorf("read IPAMNode %s: %w", gs.d.node, err)
+	default:
+		clean = n.Status.CleanStop
+	}
+	n.Status.Protocol, n.Status.CleanStop = grantProtocol, false
+	if err := gs.d.direct.Status().Update(ctx, n); err != nil {
+		return false, fmt.Errorf("update the status of IPAMNode %s: %w", gs.d.node, err)
+	}
+	gs.obj = n
+	return clean, nil
+}
+
+// stopped records a clean stop: the next life need not wait out the quarantine.
+func (gs *grantSet) stopped(ctx context.Context) error {
+	n := &ipamv1.IPAMNode{}
+	if err := gs.d.direct.Get(ctx, client.ObjectKey{Name: gs.d.node}, n); err != nil {
+		return err
+	}
+	n.Status.CleanStop = true
+	return gs.d.direct.Status().Update(ctx, n)
+}
+
+// run writes the node's demand whenever it changes (coalescing the changes of a few
+// milliseconds into one write) and gives back what the node does not need, until ctx
+// ends.
+func (gs *grantSet) run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var written []ipamv1.PoolDemand
+	for {
+		housekeeping := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-gs.kick:
+			time.Sleep(5 * time.Millisecond) // one write for the ADDs that come together
+		case <-tick.C:
+			housekeeping = true
+		}
+		// Every wake-up may carry a request to give back (a block changed): answer it
+		// at once, since another node's pod waits for it.
+		for _, g := range gs.all() {
+			if err := g.giveBack(ctx, time.Now()); err != nil && ctx.Err() == nil {
+				gs.d.log.Error(err, "give back addresses", "SpiderIPPool", g.name)
+			}
+		}
+		want, err := gs.demands(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				gs.d.log.Error(err, "compute the node's demand")
+			}
+			continue
+		}
+		if !worthWriting(want, written, gs.d.buffer, housekeeping) {
+			continue
+		}
+		if err := gs.writeDemand(ctx, want); err != nil {
+			if ctx.Err() == nil {
+				gs.d.log.Error(err, "write the node's demand")
+				gs.wake() // try again
+				time.Sleep(50 * time.Millisecond)
+			}
+			continue
+		}
+		written = want
+	}
+}
+
+func demandEqual(a, b ipamv1.PoolDemand) bool {
+	return a.Pool == b.Pool && a.Need == b.Need && a.Want == b.Want && slices.Equal(a.IPs, b.IPs)
+}
+
+// worthWriting reports whether the node's demand changed enough to tell the controller:
+// a pool's need grew (a pod may be waiting), the pools or specific addresses changed,
+// or a need shrank by more than the buffer. Smaller decreases wait for the next
+// housekeeping pass: a need that reads high for a while only keeps addresses on the
+// node that it would otherwise be asked for.
+func worthWriting(next, written []ipamv1.PoolDemand, buffer int, housekeeping bool) bool {
+	if len(next) != len(written) {
+		return true
+	}
+	for i := range next {
+		n, w := next[i], written[i]
+		switch {
+		case n.Pool != w.Pool || !slices.Equal(n.IPs, w.IPs):
+			return true
+		case n.Need > w.Need:
+			return true
+		case int(w.Need-n.Need) > buffer:
+			return true
+		case housekeeping && !demandEqual(n, w):
+			return true
+		}
+	}
+	return false
+}
+
+// demands are the node's lines for every pool it uses, by pool name.
+func (gs *grantSet) demands(ctx context.Context) ([]ipamv1.PoolDemand, error) {
+	var out []ipamv1.PoolDemand
+	var errs []error
+	for _, g := range gs.all() {
+		d, err := g.demand(ctx)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b ipamv1.PoolDemand) int {
+		if a.Pool < b.Pool {
+			return -1
+		}
+		if a.Pool > b.Pool {
+			return 1
+		}
+		return 0
+	})
+	return out, errors.Join(errs...)
+}
+
+// writeDemand writes spec.pools of the node's IPAMNode; only this agent writes it, so a
+// conflict only means the cached version was old.
+func (gs *grantSet) writeDemand(ctx context.Context, pools []ipamv1.PoolDemand) error {
+	for try := 0; try < 5; try++ {
+		n := gs.obj
+		if n == nil {
+			n = &ipamv1.IPAMNode{}
+			if err := gs.d.direct.Get(ctx, client.ObjectKey{Name: gs.d.node}, n); err != nil {
+				return fmt.Errorf("read IPAMNode %s: %w", gs.d.node, err)
+			}
+		}
+		n = n.DeepCopy()
+		n.Spec.Pools = pools
+		err := gs.d.direct.Update(ctx, n)
+		if err == nil {
+			gs.obj = n
+			return nil
+		}
+		gs.obj = nil // read it again
+		if !apierrors.IsConflict(err) {
+			return err
+		}
+	}
+	return fmt.Errorf("write IPAMNode %s: too many conflicts", gs.d.node)
+}
