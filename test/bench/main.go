@@ -65,6 +65,7 @@ type options struct {
 	opTimeout     time.Duration
 	serverOutput  bool
 	reserveSize   int
+	records       bool
 	rebindDelay   time.Duration
 	eip           bool
 	binDir        string
@@ -107,6 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.apiProfileFor, "apiserver-profile-for", 5*time.Second, "how long each API server profile runs from the start of timing")
 	fs.IntVar(&o.reserveSize, "orbweaver-reserve-size", 0, "orbweaver agents' --reserve-size (0: the agent's default)")
 	fs.DurationVar(&o.rebindDelay, "orbweaver-rebind-delay", 0, "orbweaver agents' --reserve-rebind-delay (0: the agent's default)")
+	fs.BoolVar(&o.records, "orbweaver-records", false, "keep orbweaver's pools on the records protocol (no grant controller runs): orbweaver before node grants")
 	fs.BoolVar(&o.eip, "orbweaver-eip", false, "give orbweaver's pools an EIP attribute and run the EIP controller in-process against the in-memory cloud, to measure what binding EIPs costs allocation")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -194,7 +196,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if binDir == "" {
 			binDir = filepath.Join(root, "bin")
 		}
-		p, err := peerConstructors()[name](PeerParams{BinDir: binDir, ReserveSize: opts.reserveSize, RebindDelay: opts.rebindDelay, EIP: opts.eip})
+		p, err := peerConstructors()[name](PeerParams{BinDir: binDir, ReserveSize: opts.reserveSize, RebindDelay: opts.rebindDelay, EIP: opts.eip, Records: opts.records})
 		if _, direct := p.(Caller); err == nil && !direct {
 			err = requireExecutable(name, p.Binary(), "tools/ensure.sh "+name)
 		}

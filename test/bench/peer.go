@@ -91,7 +91,13 @@ type PeerParams struct {
 // tools/ensure.sh command that builds it.
 func peerConstructors() map[string]func(PeerParams) (Peer, error) {
 	return map[string]func(PeerParams) (Peer, error){
-		"orbweaver":   newOrbweaverPeer,
+		"orbweaver": newOrbweaverPeer,
+		// orbweaver-records is orbweaver before node grants (docs/design/node-grants.md),
+		// to measure the two protocols side by side.
+		"orbweaver-records": func(p PeerParams) (Peer, error) {
+			p.Records = true
+			return newOrbweaverPeer(p)
+		},
 		"spiderpool":  newSpiderpoolPeer,
 		"whereabouts": newWhereaboutsPeer,
 		"floor":       newFloorPeer,

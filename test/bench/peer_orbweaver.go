@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
@@ -51,17 +52,24 @@ type orbweaver struct {
 	// eip: the pools carry an EIP attribute and the EIP controller runs in-process
 	// against the in-memory cloud.
 	eip bool
+	// records: no grant controller runs, the pools stay on the records protocol.
+	records bool
 }
 
 func newOrbweaverPeer(p PeerParams) (Peer, error) {
-	o := &orbweaver{binary: filepath.Join(p.BinDir, "orbweaver"), reserveSize: p.ReserveSize, rebindDelay: p.RebindDelay, eip: p.EIP}
+	o := &orbweaver{binary: filepath.Join(p.BinDir, "orbweaver"), reserveSize: p.ReserveSize, rebindDelay: p.RebindDelay, eip: p.EIP, records: p.Records}
 	if err := requireExecutable("orbweaver", o.binary, "make build"); err != nil {
 		return nil, err
 	}
 	return o, nil
 }
 
-func (o *orbweaver) Name() string   { return "orbweaver" }
+func (o *orbweaver) Name() string {
+	if o.records {
+		return "orbweaver-records"
+	}
+	return "orbweaver"
+}
 func (o *orbweaver) Binary() string { return o.binary }
 
 // Setup creates a SpiderIPPool per scenario pool and, on first use, starts the agents.
@@ -105,13 +113,18 @@ func (o *orbweaver) Setup(ctx context.Context, h *Harness, sc Scenario) error {
 		cfg := agent.Config{
 			NodeName: node, RESTConfig: h.ClientConfig(), SocketPath: socket, Log: logr.Discard(),
 			Registry: registry, Ready: func() { ready <- node },
-			ReserveSize: o.reserveSize, ReserveRebindDelay: o.rebindDelay,
+			ReserveSize: o.reserveSize, ReserveRebindDelay: o.rebindDelay, GrantBuffer: o.reserveSize,
 		}
 		o.running++
 		go func() { o.done <- agent.Run(runCtx, cfg) }()
 	}
 	if o.eip {
 		if err := o.startEIPController(runCtx, h); err != nil {
+			return err
+		}
+	}
+	if !o.records {
+		if err := o.startGrantController(runCtx, h, sc.Nodes); err != nil {
 			return err
 		}
 	}
@@ -144,6 +157,9 @@ func (o *orbweaver) waitPools(ctx context.Context, h *Harness) error {
 		for _, p := range list.Items {
 			have[p.Name] = true
 		}
+		for _, p := range list.Items {
+			have[p.Name] = have[p.Name] && (o.records || p.GrantsMode())
+		}
 		missing := 0
 		for _, p := range o.pools {
 			if !have[p.Name] {
@@ -162,7 +178,7 @@ func (o *orbweaver) waitPools(ctx context.Context, h *Harness) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("orbweaver peer: %d pools missing: %w", missing, ctx.Err())
+			return fmt.Errorf("orbweaver peer: %d pools missing or not switched to node grants: %w", missing, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -207,6 +223,8 @@ func (o *orbweaver) Teardown(ctx context.Context) error {
 			}
 		}
 		errs = append(errs, o.client.DeleteAllOf(ctx, &v2beta1.SpiderIPPool{}))
+		// No garbage collector runs here to follow the blocks' owner references.
+		errs = append(errs, o.client.DeleteAllOf(ctx, &ipamv1.IPBlock{}), o.client.DeleteAllOf(ctx, &ipamv1.IPAMNode{}))
 		var eps v2beta1.SpiderEndpointList
 		if err := o.client.List(ctx, &eps); err != nil {
 			errs = append(errs, err)
