@@ -437,6 +437,11 @@ func (h *harness) waitBound(pool string, pod *corev1.Pod, a netip.Addr) v2beta1.
 		if !ok || b.Phase != v2beta1.EIPBound {
 			return false, fmt.Errorf("binding %+v", b)
 		}
+		if b.NetworkInterface != nicOf(pod.Spec.NodeName) {
+			// Still the binding of a previous pod on this IP, on its node's interface
+			// (a StatefulSet pod that moved): the controller has not rebound it yet.
+			return false, fmt.Errorf("binding %+v is on %s, the pod's node has %s", b, b.NetworkInterface, nicOf(pod.Spec.NodeName))
+		}
 		got := &corev1.Pod{}
 		if err := h.e.Client.Get(h.ctx, client.ObjectKeyFromObject(pod), got); err != nil {
 			return false, err
