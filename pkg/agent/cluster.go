@@ -243,6 +243,32 @@ func (c *cachedCluster) Endpoints(ctx context.Context) ([]v2beta1.SpiderEndpoint
 	return list.Items, nil
 }
 
+// PendingPods counts this node's pods in the pod network that are neither terminating
+// nor finished and have no SpiderEndpoint of their UID in this node's cache.
+func (c *cachedCluster) PendingPods(ctx context.Context) (int, error) {
+	var pods corev1.PodList
+	if err := c.cache.List(ctx, &pods, client.UnsafeDisableDeepCopy); err != nil {
+		return 0, err
+	}
+	var eps v2beta1.SpiderEndpointList
+	if err := c.cache.List(ctx, &eps, client.UnsafeDisableDeepCopy); err != nil {
+		return 0, err
+	}
+	have := make(map[string]bool, len(eps.Items))
+	for i := range eps.Items {
+		have[eps.Items[i].Status.Current.UID] = true
+	}
+	n := 0
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Spec.HostNetwork || p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || have[string(p.UID)] {
+			continue
+		}
+		n++
+	}
+	return n, nil
+}
+
 // Reserved returns the union of every SpiderReservedIP of a family, computed once per
 // change of the reserved IPs.
 func (c *cachedCluster) Reserved(is4 bool) ip.Set {

@@ -332,8 +332,9 @@ func (g *grantPool) Granted(ctx context.Context, addr netip.Addr) (bool, error) 
 	return ok, nil
 }
 
-// demand is the pool's line in the node's IPAMNode.
-func (g *grantPool) demand(ctx context.Context) (ipamv1.PoolDemand, error) {
+// demand is the pool's line in the node's IPAMNode; forecast counts the node's pods
+// expected to ask this pool soon.
+func (g *grantPool) demand(ctx context.Context, forecast int) (ipamv1.PoolDemand, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	share, _, _, err := g.view(ctx)
@@ -351,7 +352,7 @@ func (g *grantPool) demand(ctx context.Context) (ipamv1.PoolDemand, error) {
 			busy++ // handed out, then given back under it: still in use until its DEL
 		}
 	}
-	g.need, g.want = ipam.NodeDemand(busy, g.waiting, 0, g.d.buffer)
+	g.need, g.want = ipam.NodeDemand(busy, g.waiting, forecast, g.d.buffer)
 	return ipamv1.PoolDemand{Pool: g.name, Need: int32(g.need), Want: int32(g.want)}, nil
 }
 

@@ -196,8 +196,19 @@ func worthWriting(next, written []ipamv1.PoolDemand, buffer int, housekeeping bo
 func (gs *grantSet) demands(ctx context.Context) ([]ipamv1.PoolDemand, error) {
 	var out []ipamv1.PoolDemand
 	var errs []error
-	for _, g := range gs.all() {
-		d, err := g.demand(ctx)
+	pools := gs.all()
+	forecast := 0
+	if len(pools) == 1 {
+		// The node's pods that have not asked yet will most likely ask the one pool the
+		// node uses (with several, which one is known only at their ADD).
+		n, err := gs.d.cluster.PendingPods(ctx)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		forecast = n
+	}
+	for _, g := range pools {
+		d, err := g.demand(ctx, forecast)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -47,6 +47,9 @@ type Cluster interface {
 	HasEndpoint(namespace, name string) bool
 	// Endpoints returns the SpiderEndpoints of this node's pods.
 	Endpoints(ctx context.Context) ([]v2beta1.SpiderEndpoint, error)
+	// PendingPods counts the pods bound to this node that will ask for an address soon:
+	// running in the pod network, not terminating, with no SpiderEndpoint yet.
+	PendingPods(ctx context.Context) (int, error)
 	// JobController returns the controller of a Job (a CronJob's reference), nil when
 	// it has none.
 	JobController(ctx context.Context, namespace, name string) (*metav1.OwnerReference, error)

@@ -77,12 +77,14 @@ func (s NodeShare) GiveBack(surplus int) (back, keep []netip.Addr) {
 }
 
 // NodeDemand is what a node asks of a pool: it needs every address its pods hold or are
-// being given, one for each ADD waiting for a grant, and one for each pod bound to the
-// node that will ask soon; it wants a buffer on top, so that its next pods find an
-// address without waiting for a round. The buffer grows with the need, up to buffer: a
-// node running two pods of the pool asks for two more, not for a full buffer that many
-// such nodes would strand in an exactly sized pool.
+// being given, and one for each ADD waiting for a grant; it wants a buffer on top, so
+// that its next pods find an address without waiting for a round. The buffer covers the
+// pods bound to the node that have not asked yet (forecast), and otherwise grows with
+// the need (a node's share doubles while its pods keep coming), up to buffer: a node
+// running two pods of an exactly sized pool asks for two more, not for a full buffer
+// that many such nodes would strand. The forecast is only a wish: a pod counted there
+// may use another pool, so it never takes an address another node needs.
 func NodeDemand(busy, waiting, forecast, buffer int) (need, want int) {
-	need = busy + waiting + forecast
-	return need, need + min(buffer, max(need, 1))
+	need = busy + waiting
+	return need, need + min(buffer, max(need, forecast, 1))
 }

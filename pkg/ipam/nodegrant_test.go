@@ -94,10 +94,12 @@ func TestNodeShareGiveBack(t *testing.T) {
 
 func TestNodeDemand(t *testing.T) {
 	tests := []struct{ busy, waiting, forecast, buffer, need, want int }{
-		{3, 2, 1, 8, 6, 12},   // a buffer as large as the need
+		{3, 2, 0, 8, 5, 10},   // a buffer as large as the need
 		{30, 2, 0, 8, 32, 40}, // capped at buffer
 		{0, 0, 0, 8, 0, 1},    // an idle node keeps one
 		{0, 1, 0, 0, 1, 1},    // no buffer
+		{2, 0, 6, 8, 2, 8},    // six pods bound to the node have not asked yet
+		{2, 0, 90, 64, 2, 66}, // the forecast is capped too
 	}
 	for _, tt := range tests {
 		if need, want := NodeDemand(tt.busy, tt.waiting, tt.forecast, tt.buffer); need != tt.need || want != tt.want {
