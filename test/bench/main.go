@@ -106,7 +106,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the harness process (its agents included) to this file")
 	fs.StringVar(&o.apiProfile, "apiserver-cpuprofile", "", "profile the API server during each scenario; files are <this>-<peer>-<scenario>.pprof")
 	fs.DurationVar(&o.apiProfileFor, "apiserver-profile-for", 5*time.Second, "how long each API server profile runs from the start of timing")
-	fs.IntVar(&o.reserveSize, "orbweaver-reserve-size", 0, "orbweaver agents' --reserve-size (0: the agent's default)")
+	fs.IntVar(&o.reserveSize, "orbweaver-reserve-size", 0, "orbweaver agents' --reserve-size (records protocol) and grant buffer cap (node grants) (0: the agent's defaults)")
 	fs.DurationVar(&o.rebindDelay, "orbweaver-rebind-delay", 0, "orbweaver agents' --reserve-rebind-delay (0: the agent's default)")
 	fs.BoolVar(&o.records, "orbweaver-records", false, "keep orbweaver's pools on the records protocol (no grant controller runs): orbweaver before node grants")
 	fs.BoolVar(&o.eip, "orbweaver-eip", false, "give orbweaver's pools an EIP attribute and run the EIP controller in-process against the in-memory cloud, to measure what binding EIPs costs allocation")
