@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -47,8 +48,9 @@ const (
 	// rounds (78 allocations/s at 10 nodes against 108 with 64).
 	DefaultGrantBuffer = 64
 	// DefaultGrantWait bounds an ADD's wait for a grant before it fails: the pool is
-	// full, or the controller is not running.
-	DefaultGrantWait = 10 * time.Second
+	// full, or the controller is not running. Long enough for a reclaim on a busy API
+	// server (two writes and three watch deliveries), below the plugin's 60 s timeout.
+	DefaultGrantWait = 20 * time.Second
 	// grantIdle is how long a node keeps more than it wants before giving the surplus
 	// back.
 	grantIdle = 30 * time.Second
@@ -89,17 +91,26 @@ type grantPool struct {
 	// returning are addresses a give-back write carries or carried, by when: never
 	// handed out until the cache shows them no longer granted to the node (or, after
 	// returnBound, never shows that: the write did not land and they are the node's).
+	// That is the path of what the node gives back unasked (surplus, unusable).
 	returning map[netip.Addr]time.Time
-	changed   chan struct{} // closed and replaced when an address may have become free
+	// released and kept answer the controller's reclaim requests, by the request's
+	// token, in the node's IPAMNode (no write to a block other nodes share). A released
+	// address is never handed out again unless its request goes away while it is still
+	// granted to the node (the controller dropped it: the answer can no longer count).
+	released, kept map[netip.Addr]string
+	changed        chan struct{} // closed and replaced when an address may have become free
 	// above is when the node started holding more than it wants (zero: it does not).
 	above time.Time
 	// need and want are what the demand writer last computed.
 	need, want int
+	// tokens are the tokens of the reclaim requests the last view saw, by address.
+	tokens map[netip.Addr]string
 }
 
 func newGrantPool(name string, d *grantDeps) *grantPool {
 	return &grantPool{name: name, d: d, handing: map[netip.Addr]records.Owner{}, owners: map[records.Owner]netip.Addr{},
-		returning: map[netip.Addr]time.Time{}, changed: make(chan struct{})}
+		returning: map[netip.Addr]time.Time{}, released: map[netip.Addr]string{}, kept: map[netip.Addr]string{},
+		changed: make(chan struct{})}
 }
 
 // poke wakes the ADDs waiting for an address.
@@ -128,6 +139,7 @@ func (g *grantPool) view(ctx context.Context) (ipam.NodeShare, map[netip.Addr]bo
 	}
 	usable := total.Subtract(g.d.cluster.Reserved(subnet.Addr().Is4()))
 	asked := map[netip.Addr]bool{}
+	tokens := map[netip.Addr]string{}
 	var granted []netip.Addr
 	for _, b := range g.d.blocks() {
 		if b.Spec.Pool != g.name {
@@ -146,8 +158,8 @@ func (g *grantPool) view(ctx context.Context) (ipam.NodeShare, map[netip.Addr]bo
 				delete(g.returning, a) // the give-back never landed: still the node's
 			}
 			granted = append(granted, a)
-			if gb.Reclaim[a] {
-				asked[a] = true
+			if tok := gb.Reclaim[a]; tok != "" {
+				asked[a], tokens[a] = true, tok
 			}
 		}
 	}
@@ -157,6 +169,14 @@ func (g *grantPool) view(ctx context.Context) (ipam.NodeShare, map[netip.Addr]bo
 			delete(g.returning, a) // given back
 		}
 	}
+	for _, answers := range []map[netip.Addr]string{g.released, g.kept} {
+		for a, tok := range answers {
+			if tokens[a] != tok {
+				delete(answers, a) // taken back, or the request is gone or replaced
+			}
+		}
+	}
+	g.tokens = tokens
 	held, err := g.held(ctx)
 	if err != nil {
 		return ipam.NodeShare{}, nil, nil, err
@@ -173,7 +193,8 @@ func (g *grantPool) view(ctx context.Context) (ipam.NodeShare, map[netip.Addr]bo
 		Busy: func(a netip.Addr) bool {
 			_, handing := g.handing[a]
 			_, returning := g.returning[a]
-			return held[a] || handing || returning
+			_, released := g.released[a]
+			return held[a] || handing || returning || released
 		},
 		Usable: usable.Contains,
 	}
@@ -352,8 +373,42 @@ func (g *grantPool) demand(ctx context.Context, forecast int) (ipamv1.PoolDemand
 			busy++ // handed out, then given back under it: still in use until its DEL
 		}
 	}
+	for a := range g.released {
+		if share.Busy(a) {
+			busy-- // given back: not the node's need any more
+		}
+	}
 	g.need, g.want = ipam.NodeDemand(busy, g.waiting, forecast, g.d.buffer)
-	return ipamv1.PoolDemand{Pool: g.name, Need: int32(g.need), Want: int32(g.want)}, nil
+	return ipamv1.PoolDemand{Pool: g.name, Need: int32(g.need), Want: int32(g.want), GiveBack: answers(g.released, g.kept)}, nil
+}
+
+// answers groups the node's answers to reclaim requests by token, in token order.
+func answers(released, kept map[netip.Addr]string) []ipamv1.GiveBack {
+	by := map[string]*ipamv1.GiveBack{}
+	add := func(m map[netip.Addr]string, kept bool) {
+		for a, tok := range m {
+			gb := by[tok]
+			if gb == nil {
+				gb = &ipamv1.GiveBack{Token: tok}
+				by[tok] = gb
+			}
+			if kept {
+				gb.Kept = append(gb.Kept, a.String())
+			} else {
+				gb.IPs = append(gb.IPs, a.String())
+			}
+		}
+	}
+	add(released, false)
+	add(kept, true)
+	var out []ipamv1.GiveBack
+	for _, tok := range slices.Sorted(maps.Keys(by)) {
+		gb := by[tok]
+		slices.Sort(gb.IPs)
+		slices.Sort(gb.Kept)
+		out = append(out, *gb)
+	}
+	return out
 }
 
 // giveBack gives back, in one write per block, what the controller asked for and what
@@ -378,7 +433,28 @@ func (g *grantPool) giveBack(ctx context.Context, now time.Time) error {
 		g.above = time.Time{}
 	}
 	back, keep := share.GiveBack(surplus)
-	if len(back) == 0 && len(keep) == 0 {
+	// Answers to requests go in the node's IPAMNode, with the requests' tokens.
+	answered := false
+	for _, a := range keep {
+		if tok := g.tokens[a]; tok != "" && g.kept[a] != tok {
+			g.kept[a], answered = tok, true
+		}
+	}
+	unasked := back[:0:0]
+	for _, a := range back {
+		if tok := g.tokens[a]; tok != "" {
+			if g.released[a] != tok {
+				g.released[a], answered = tok, true // never handed out from now on
+			}
+			continue
+		}
+		unasked = append(unasked, a)
+	}
+	if answered {
+		g.d.demand()
+	}
+	back, keep = unasked, nil
+	if len(back) == 0 {
 		g.mu.Unlock()
 		return nil
 	}

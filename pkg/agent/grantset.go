@@ -164,7 +164,13 @@ func (gs *grantSet) run(ctx context.Context) {
 }
 
 func demandEqual(a, b ipamv1.PoolDemand) bool {
-	return a.Pool == b.Pool && a.Need == b.Need && a.Want == b.Want && slices.Equal(a.IPs, b.IPs)
+	return a.Pool == b.Pool && a.Need == b.Need && a.Want == b.Want && slices.Equal(a.IPs, b.IPs) && giveBackEqual(a.GiveBack, b.GiveBack)
+}
+
+func giveBackEqual(a, b []ipamv1.GiveBack) bool {
+	return slices.EqualFunc(a, b, func(x, y ipamv1.GiveBack) bool {
+		return x.Token == y.Token && slices.Equal(x.IPs, y.IPs) && slices.Equal(x.Kept, y.Kept)
+	})
 }
 
 // worthWriting reports whether the node's demand changed enough to tell the controller:
@@ -179,8 +185,8 @@ func worthWriting(next, written []ipamv1.PoolDemand, buffer int, housekeeping bo
 	for i := range next {
 		n, w := next[i], written[i]
 		switch {
-		case n.Pool != w.Pool || !slices.Equal(n.IPs, w.IPs):
-			return true
+		case n.Pool != w.Pool || !slices.Equal(n.IPs, w.IPs) || !giveBackEqual(n.GiveBack, w.GiveBack):
+			return true // answers to reclaim requests: another node waits for them
 		case n.Need > w.Need:
 			return true
 		case int(w.Need-n.Need) > buffer:

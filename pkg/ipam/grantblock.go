@@ -56,16 +56,16 @@ func GrantBlockOf(subnet netip.Prefix, b *ipamv1.IPBlock) (*GrantBlock, error) {
 	if err != nil || !subnet.Contains(start) || BlockStart(subnet, start) != start {
 		return nil, invalid("spec.start %q is not the start of a block of %s", b.Spec.Start, subnet)
 	}
-	g := &GrantBlock{Start: start, Owners: map[netip.Addr]string{}, Reclaim: map[netip.Addr]bool{}}
-	inBlock := func(field string, na ipamv1.NodeAddresses) ([]netip.Addr, error) {
-		set, err := ip.ParseRanges(na.IPs)
+	g := &GrantBlock{Start: start, Owners: map[netip.Addr]string{}, Reclaim: map[netip.Addr]string{}}
+	inBlock := func(field, node string, ips []string) ([]netip.Addr, error) {
+		set, err := ip.ParseRanges(ips)
 		if err != nil {
-			return nil, invalid("%s of node %q: %v", field, na.Node, err)
+			return nil, invalid("%s of node %q: %v", field, node, err)
 		}
 		var out []netip.Addr
 		for _, r := range set.Ranges() {
 			if BlockStart(subnet, r.From) != start || BlockStart(subnet, r.To) != start || !subnet.Contains(r.To) {
-				return nil, invalid("%s of node %q: %s is outside the block", field, na.Node, r)
+				return nil, invalid("%s of node %q: %s is outside the block", field, node, r)
 			}
 			for a := r.From; a.Compare(r.To) <= 0; a = a.Next() {
 				out = append(out, a)
@@ -74,7 +74,7 @@ func GrantBlockOf(subnet netip.Prefix, b *ipamv1.IPBlock) (*GrantBlock, error) {
 		return out, nil
 	}
 	for _, na := range b.Spec.Grants {
-		as, err := inBlock("spec.grants", na)
+		as, err := inBlock("spec.grants", na.Node, na.IPs)
 		if err != nil {
 			return nil, err
 		}
@@ -85,14 +85,14 @@ func GrantBlockOf(subnet netip.Prefix, b *ipamv1.IPBlock) (*GrantBlock, error) {
 			g.Owners[a] = na.Node
 		}
 	}
-	for _, na := range b.Spec.Reclaim {
-		as, err := inBlock("spec.reclaim", na)
+	for _, rr := range b.Spec.Reclaim {
+		as, err := inBlock("spec.reclaim", rr.Node, rr.IPs)
 		if err != nil {
 			return nil, err
 		}
 		for _, a := range as {
-			if g.Owners[a] == na.Node {
-				g.Reclaim[a] = true // a mark on an address the node no longer has means nothing
+			if g.Owners[a] == rr.Node {
+				g.Reclaim[a] = rr.Token // a request for an address the node no longer has means nothing
 			}
 		}
 	}
@@ -103,14 +103,22 @@ func GrantBlockOf(subnet netip.Prefix, b *ipamv1.IPBlock) (*GrantBlock, error) {
 // written per node in name order, as ranges.
 func (g *GrantBlock) Write(pool string, b *ipamv1.IPBlock) {
 	b.Spec.Pool, b.Spec.Start = pool, g.Start.String()
-	per, marked := map[string][]netip.Addr{}, map[string][]netip.Addr{}
+	per := map[string][]netip.Addr{}
+	type request struct{ node, token string }
+	marked := map[request][]netip.Addr{}
 	for a, n := range g.Owners {
 		per[n] = append(per[n], a)
-		if g.Reclaim[a] {
-			marked[n] = append(marked[n], a)
+		if tok := g.Reclaim[a]; tok != "" {
+			marked[request{n, tok}] = append(marked[request{n, tok}], a)
 		}
 	}
-	b.Spec.Grants, b.Spec.Reclaim = nodeAddresses(per), nodeAddresses(marked)
+	b.Spec.Grants = nodeAddresses(per)
+	b.Spec.Reclaim = nil
+	for _, r := range slices.SortedFunc(maps.Keys(marked), func(x, y request) int {
+		return cmp.Or(cmp.Compare(x.node, y.node), cmp.Compare(x.token, y.token))
+	}) {
+		b.Spec.Reclaim = append(b.Spec.Reclaim, ipamv1.ReclaimRequest{Node: r.node, Token: r.token, IPs: RangeStrings(marked[r])})
+	}
 	if b.Labels == nil {
 		b.Labels = map[string]string{}
 	}
@@ -136,21 +144,26 @@ func labelValue(node string) string {
 func nodeAddresses(per map[string][]netip.Addr) []ipamv1.NodeAddresses {
 	out := make([]ipamv1.NodeAddresses, 0, len(per))
 	for _, n := range slices.Sorted(maps.Keys(per)) {
-		as := per[n]
-		slices.SortFunc(as, netip.Addr.Compare)
-		var rs []string
-		for i := 0; i < len(as); {
-			j := i
-			for j+1 < len(as) && as[j].Next() == as[j+1] {
-				j++
-			}
-			rs = append(rs, ip.Range{From: as[i], To: as[j]}.String())
-			i = j + 1
-		}
-		out = append(out, ipamv1.NodeAddresses{Node: n, IPs: rs})
+		out = append(out, ipamv1.NodeAddresses{Node: n, IPs: RangeStrings(per[n])})
 	}
 	slices.SortFunc(out, func(a, b ipamv1.NodeAddresses) int { return cmp.Compare(a.Node, b.Node) })
 	return out
+}
+
+// RangeStrings writes addresses as ascending single addresses and ranges.
+func RangeStrings(as []netip.Addr) []string {
+	as = slices.Clone(as)
+	slices.SortFunc(as, netip.Addr.Compare)
+	var rs []string
+	for i := 0; i < len(as); {
+		j := i
+		for j+1 < len(as) && as[j].Next() == as[j+1] {
+			j++
+		}
+		rs = append(rs, ip.Range{From: as[i], To: as[j]}.String())
+		i = j + 1
+	}
+	return rs
 }
 
 // Of returns the addresses granted to node, ascending.

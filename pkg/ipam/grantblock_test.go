@@ -40,19 +40,19 @@ func TestBlockStartAndName(t *testing.T) {
 
 func TestGrantBlockRoundTrip(t *testing.T) {
 	subnet := netip.MustParsePrefix("10.0.0.0/16")
-	g := &GrantBlock{Start: netip.MustParseAddr("10.0.0.64"), Owners: map[netip.Addr]string{}, Reclaim: map[netip.Addr]bool{}}
+	g := &GrantBlock{Start: netip.MustParseAddr("10.0.0.64"), Owners: map[netip.Addr]string{}, Reclaim: map[netip.Addr]string{}}
 	for _, a := range []string{"10.0.0.64", "10.0.0.65", "10.0.0.66", "10.0.0.70"} {
 		g.Owners[netip.MustParseAddr(a)] = "node-a"
 	}
 	g.Owners[netip.MustParseAddr("10.0.0.127")] = "node-b"
-	g.Reclaim[netip.MustParseAddr("10.0.0.70")] = true
+	g.Reclaim[netip.MustParseAddr("10.0.0.70")] = "tok"
 	obj := &ipamv1.IPBlock{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{BlockNodeLabel("gone"): "gone", "keep": "x"}}}
 	g.Write("p", obj)
 	wantGrants := []ipamv1.NodeAddresses{{Node: "node-a", IPs: []string{"10.0.0.64-10.0.0.66", "10.0.0.70"}}, {Node: "node-b", IPs: []string{"10.0.0.127"}}}
 	if len(obj.Spec.Grants) != 2 || strings.Join(obj.Spec.Grants[0].IPs, ",") != strings.Join(wantGrants[0].IPs, ",") || obj.Spec.Grants[1].Node != "node-b" {
 		t.Errorf("grants %+v, want %+v", obj.Spec.Grants, wantGrants)
 	}
-	if len(obj.Spec.Reclaim) != 1 || obj.Spec.Reclaim[0].IPs[0] != "10.0.0.70" {
+	if len(obj.Spec.Reclaim) != 1 || obj.Spec.Reclaim[0].IPs[0] != "10.0.0.70" || obj.Spec.Reclaim[0].Token != "tok" || obj.Spec.Reclaim[0].Node != "node-a" {
 		t.Errorf("reclaim %+v", obj.Spec.Reclaim)
 	}
 	wantLabels := map[string]string{"keep": "x", BlockPoolLabel: "p", BlockNodeLabel("node-a"): "node-a", BlockNodeLabel("node-b"): "node-b"}

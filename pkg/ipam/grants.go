@@ -56,11 +56,12 @@ func lastOf(p netip.Prefix) netip.Addr {
 }
 
 // GrantBlock is one block's grants: which node each granted address belongs to, and
-// which of them the controller has asked their node to give back.
+// which of them the controller has asked their node to give back, with the token of
+// each request.
 type GrantBlock struct {
 	Start   netip.Addr
 	Owners  map[netip.Addr]string
-	Reclaim map[netip.Addr]bool
+	Reclaim map[netip.Addr]string
 }
 
 func (b *GrantBlock) clone() *GrantBlock {
@@ -68,12 +69,14 @@ func (b *GrantBlock) clone() *GrantBlock {
 }
 
 // Demand is what one node's agent asks of one pool: Need addresses for its pods (held,
-// being handed out, waited for or forecast), Want with its buffer, and specific
-// addresses (a StatefulSet's, a fixed IP) in IPs.
+// being handed out or waited for), Want with its buffer, and specific addresses (a
+// StatefulSet's, a fixed IP) in IPs. Released and Kept answer reclaim requests: the
+// addresses the node gives back and those it keeps, each with the request's token.
 type Demand struct {
-	Node       string
-	Need, Want int
-	IPs        []netip.Addr
+	Node           string
+	Need, Want     int
+	IPs            []netip.Addr
+	Released, Kept map[netip.Addr]string
 }
 
 // GrantInput is one pool as the controller sees it.
@@ -88,6 +91,8 @@ type GrantInput struct {
 	Demands []Demand
 	// Held maps each address a SpiderEndpoint records to the endpoint's node.
 	Held map[netip.Addr]string
+	// Token marks the reclaim requests this round makes; a fresh one each round.
+	Token string
 }
 
 // GrantPlan is what a round changes.
@@ -101,6 +106,8 @@ type GrantPlan struct {
 	Granted map[string]int
 	// Reclaimed counts the addresses this round asks their nodes to give back.
 	Reclaimed int
+	// Returned counts the addresses nodes gave back that this round takes from them.
+	Returned int
 }
 
 // planner is one round's working state.
@@ -135,6 +142,11 @@ func PlanGrants(in GrantInput) GrantPlan {
 	}
 	demands := slices.Clone(in.Demands)
 	slices.SortFunc(demands, func(a, b Demand) int { return cmp.Compare(a.Node, b.Node) })
+	// 0. The nodes' answers to reclaim requests: what they gave back is free for this
+	// round already. An answer counts only for the request its token names.
+	for _, d := range demands {
+		p.answer(d)
+	}
 	need := map[string]int{}
 	for _, d := range demands {
 		need[d.Node] = max(d.Need, len(d.IPs))
@@ -230,11 +242,11 @@ func (p *planner) edit(start netip.Addr) *GrantBlock {
 	}
 	b := p.blocks[start]
 	if b == nil {
-		b = &GrantBlock{Start: start, Owners: map[netip.Addr]string{}, Reclaim: map[netip.Addr]bool{}}
+		b = &GrantBlock{Start: start, Owners: map[netip.Addr]string{}, Reclaim: map[netip.Addr]string{}}
 	} else {
 		b = b.clone()
 		if b.Reclaim == nil {
-			b.Reclaim = map[netip.Addr]bool{}
+			b.Reclaim = map[netip.Addr]string{}
 		}
 	}
 	p.changed[start], p.blocks[start] = b, b
@@ -252,11 +264,35 @@ func (p *planner) grant(node string, a netip.Addr) {
 
 func (p *planner) reclaim(a netip.Addr) {
 	start := BlockStart(p.in.Subnet, a)
-	if b := p.blocks[start]; b != nil && b.Reclaim[a] {
+	if b := p.blocks[start]; b != nil && b.Reclaim[a] != "" {
 		return // asked already: no write
 	}
-	p.edit(start).Reclaim[a] = true
+	p.edit(start).Reclaim[a] = p.in.Token
 	p.plan.Reclaimed++
+}
+
+// answer applies a node's answers to reclaim requests: an address given back under the
+// token of its current request leaves the node; a kept one loses its request.
+func (p *planner) answer(d Demand) {
+	for a, tok := range d.Released {
+		start := BlockStart(p.in.Subnet, a)
+		b := p.blocks[start]
+		if b == nil || b.Owners[a] != d.Node || b.Reclaim[a] != tok {
+			continue // a late answer to a request that is gone
+		}
+		e := p.edit(start)
+		delete(e.Owners, a)
+		delete(e.Reclaim, a)
+		delete(p.owner, a)
+		p.count[d.Node]--
+		p.plan.Returned++
+	}
+	for a, tok := range d.Kept {
+		start := BlockStart(p.in.Subnet, a)
+		if b := p.blocks[start]; b != nil && b.Owners[a] == d.Node && b.Reclaim[a] == tok {
+			delete(p.edit(start).Reclaim, a)
+		}
+	}
 }
 
 // grantAny grants up to k free addresses to node: first in blocks it already has, then
@@ -340,7 +376,7 @@ func (p *planner) reclaimSurplus(need map[string]int) {
 	for a, n := range p.owner {
 		b := p.blocks[BlockStart(p.in.Subnet, a)]
 		switch {
-		case b.Reclaim[a]:
+		case b.Reclaim[a] != "":
 			asked[n]++
 		case p.in.Held[a] == "":
 			spare[n] = append(spare[n], a)

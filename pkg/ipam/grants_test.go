@@ -36,12 +36,12 @@ func grantBlocks(t *testing.T, subnet netip.Prefix, grants map[string]string) ma
 				start := BlockStart(subnet, a)
 				b := out[start]
 				if b == nil {
-					b = &GrantBlock{Start: start, Owners: map[netip.Addr]string{}, Reclaim: map[netip.Addr]bool{}}
+					b = &GrantBlock{Start: start, Owners: map[netip.Addr]string{}, Reclaim: map[netip.Addr]string{}}
 					out[start] = b
 				}
 				b.Owners[a] = node
 				if reclaim {
-					b.Reclaim[a] = true
+					b.Reclaim[a] = "t0"
 				}
 			}
 		}
@@ -56,7 +56,7 @@ func grantSummary(t *testing.T, blocks map[netip.Addr]*GrantBlock) (grants, recl
 	for _, b := range blocks {
 		for a, n := range b.Owners {
 			per[n] = append(per[n], a.String())
-			if b.Reclaim[a] {
+			if b.Reclaim[a] != "" {
 				rec[n] = append(rec[n], a.String())
 			}
 		}
@@ -161,6 +161,37 @@ func TestPlanGrants(t *testing.T) {
 			wantReclaim: map[string]string{"a": "10.0.0.7"}, wantWrites: 1,
 		},
 		{
+			name: "an answer under the request's token frees the addresses in the same round", subnet: v4, usable: "10.0.0.1-10.0.0.4",
+			grants: map[string]string{"a": "10.0.0.1-10.0.0.2", "a!": "10.0.0.3-10.0.0.4"},
+			held:   map[string]string{"10.0.0.1": "a"},
+			demands: []Demand{
+				{Node: "a", Need: 1, Want: 1, Released: map[netip.Addr]string{netip.MustParseAddr("10.0.0.3"): "t0", netip.MustParseAddr("10.0.0.4"): "t0"}},
+				{Node: "b", Need: 2, Want: 2},
+			},
+			wantGrants: map[string]string{"a": "10.0.0.1-10.0.0.2", "b": "10.0.0.3-10.0.0.4"}, wantWrites: 1,
+		},
+		{
+			name: "a late answer under another request's token takes nothing", subnet: v4, usable: "10.0.0.1-10.0.0.4",
+			grants: map[string]string{"a": "10.0.0.1-10.0.0.2", "a!": "10.0.0.3-10.0.0.4"},
+			held:   map[string]string{"10.0.0.1": "a", "10.0.0.2": "a"},
+			demands: []Demand{
+				{Node: "a", Need: 2, Want: 2, Released: map[netip.Addr]string{netip.MustParseAddr("10.0.0.3"): "older"}},
+				{Node: "b", Need: 2, Want: 2},
+			},
+			wantGrants:  map[string]string{"a": "10.0.0.1-10.0.0.4"},
+			wantReclaim: map[string]string{"a": "10.0.0.3-10.0.0.4"},
+			wantUnmet:   map[string]int{"b": 2}, wantWrites: 0,
+		},
+		{
+			name: "a kept address loses its request", subnet: v4, usable: "10.0.0.1-10.0.0.4",
+			grants: map[string]string{"a": "10.0.0.1-10.0.0.3", "a!": "10.0.0.4"},
+			held:   map[string]string{},
+			demands: []Demand{
+				{Node: "a", Need: 4, Want: 4, Kept: map[netip.Addr]string{netip.MustParseAddr("10.0.0.4"): "t0"}},
+			},
+			wantGrants: map[string]string{"a": "10.0.0.1-10.0.0.4"}, wantWrites: 1,
+		},
+		{
 			name: "a node that has what it needs costs no write", subnet: v4, usable: "10.0.0.1-10.0.0.20",
 			grants:     map[string]string{"a": "10.0.0.1-10.0.0.5"},
 			demands:    []Demand{{Node: "a", Need: 3, Want: 5}},
@@ -176,7 +207,7 @@ func TestPlanGrants(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := GrantInput{Subnet: tt.subnet, Usable: grantRanges(t, tt.usable), Blocks: grantBlocks(t, tt.subnet, tt.grants),
-				Demands: tt.demands, Held: map[netip.Addr]string{}}
+				Demands: tt.demands, Held: map[netip.Addr]string{}, Token: "t1"}
 			for a, n := range tt.held {
 				in.Held[netip.MustParseAddr(a)] = n
 			}
@@ -245,6 +276,7 @@ func TestPlanGrantsExactFitConverges(t *testing.T) {
 	blocks := map[netip.Addr]*GrantBlock{}
 	held := map[netip.Addr]string{}
 	need := map[string]int{}
+	released, kept := map[string]map[netip.Addr]string{}, map[string]map[netip.Addr]string{}
 	lastDemand := 0
 	for round := range 40 {
 		for range nodes / 5 {
@@ -261,9 +293,9 @@ func TestPlanGrantsExactFitConverges(t *testing.T) {
 		}
 		var demands []Demand
 		for n, k := range need {
-			demands = append(demands, Demand{Node: n, Need: k, Want: k + 4})
+			demands = append(demands, Demand{Node: n, Need: k, Want: k + 4, Released: released[n], Kept: kept[n]})
 		}
-		plan := PlanGrants(GrantInput{Subnet: subnet, Usable: usable, Blocks: blocks, Demands: demands, Held: maps.Clone(held)})
+		plan := PlanGrants(GrantInput{Subnet: subnet, Usable: usable, Blocks: blocks, Demands: demands, Held: maps.Clone(held), Token: fmt.Sprintf("r%d", round)})
 		maps.Copy(blocks, plan.Changed)
 		seen := map[netip.Addr]bool{}
 		holds := map[string]int{}
@@ -279,18 +311,26 @@ func TestPlanGrantsExactFitConverges(t *testing.T) {
 				if !usable.Contains(a) {
 					t.Fatalf("round %d: %s is not usable", round, a)
 				}
-				if held[a] == "" && holds[n] < need[n] && !b.Reclaim[a] {
+				if held[a] == "" && holds[n] < need[n] && b.Reclaim[a] == "" {
 					held[a] = n
 					holds[n]++
 				}
 			}
 		}
-		for _, b := range blocks { // give back what was asked for and is not held
-			for a := range b.Reclaim {
-				if held[a] == "" {
-					delete(b.Owners, a)
+		// Each node answers what it is asked: given back when no pod holds it, kept
+		// otherwise; the next round applies the answers.
+		released, kept = map[string]map[netip.Addr]string{}, map[string]map[netip.Addr]string{}
+		for _, b := range blocks {
+			for a, tok := range b.Reclaim {
+				n := b.Owners[a]
+				to := released
+				if held[a] != "" {
+					to = kept
 				}
-				delete(b.Reclaim, a)
+				if to[n] == nil {
+					to[n] = map[netip.Addr]string{}
+				}
+				to[n][a] = tok
 			}
 		}
 		if len(held) == nodes*perNode {

@@ -57,6 +57,36 @@ type PoolDemand struct {
 	// +kubebuilder:validation:MaxItems=1024
 	// +kubebuilder:validation:items:MaxLength=39
 	IPs []string `json:"ips,omitempty"`
+
+	// GiveBack answers the controller's requests (an IPBlock's spec.reclaim) by token:
+	// the addresses the node gives back, which it hands out no more, and those it keeps
+	// because a pod of its own holds them.
+	// +optional
+	// +listType=map
+	// +listMapKey=token
+	// +kubebuilder:validation:MaxItems=256
+	GiveBack []GiveBack `json:"giveBack,omitempty"`
+}
+
+// GiveBack is a node's answer to one reclaim request.
+type GiveBack struct {
+	// Token is the request's (IPBlock spec.reclaim[].token).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=32
+	Token string `json:"token"`
+
+	// IPs are the addresses given back.
+	// +optional
+	// +kubebuilder:validation:MaxItems=1024
+	// +kubebuilder:validation:items:MaxLength=39
+	IPs []string `json:"ips,omitempty"`
+
+	// Kept are the addresses asked for that a pod of the node holds.
+	// +optional
+	// +kubebuilder:validation:MaxItems=1024
+	// +kubebuilder:validation:items:MaxLength=39
+	Kept []string `json:"kept,omitempty"`
 }
 
 // IPAMNodeStatus is the agent's own state.

@@ -46,14 +46,39 @@ type IPBlockSpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	Grants []NodeAddresses `json:"grants,omitempty"`
 
-	// Reclaim lists, per node, granted addresses the controller asks the node to give
-	// back because another node needs them. The node gives back those no pod of its own
-	// holds and drops the others from this list.
+	// Reclaim lists granted addresses the controller asks their node to give back
+	// because another node needs them, each request with a token of its own. The node
+	// answers in its IPAMNode (spec.pools[].giveBack) with the token: the addresses no
+	// pod of its own holds are given back, the others kept. A token matches one request
+	// only, so an answer that arrives late never takes an address granted again since.
 	// +optional
 	// +listType=map
 	// +listMapKey=node
+	// +listMapKey=token
+	// +kubebuilder:validation:MaxItems=128
+	Reclaim []ReclaimRequest `json:"reclaim,omitempty"`
+}
+
+// ReclaimRequest asks a node to give back some of its addresses.
+type ReclaimRequest struct {
+	// Node is the node's name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Node string `json:"node"`
+
+	// Token identifies the request; the node's answer names it.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=32
+	Token string `json:"token"`
+
+	// IPs are the addresses asked back.
+	// +required
+	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
-	Reclaim []NodeAddresses `json:"reclaim,omitempty"`
+	// +kubebuilder:validation:items:MaxLength=79
+	IPs []string `json:"ips"`
 }
 
 // NodeAddresses is a node and some addresses, as single addresses and ranges

@@ -102,7 +102,9 @@ func grantsOf(t testing.TB, e *testenv.Env, pool, subnet string) (map[string][]n
 		for a, n := range g.Owners {
 			per[n] = append(per[n], a)
 		}
-		maps.Copy(asked, g.Reclaim)
+		for a := range g.Reclaim {
+			asked[a] = true
+		}
 		objs[g.Start] = &list.Items[i]
 	}
 	for _, as := range per {

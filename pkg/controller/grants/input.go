@@ -2,6 +2,8 @@ package grants
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -84,10 +86,23 @@ func (r *reconciler) input(ctx context.Context, sp *v2beta1.SpiderIPPool) (round
 			if d.Pool != sp.Name {
 				continue
 			}
-			dem := ipam.Demand{Node: nodes.Items[i].Name, Need: int(d.Need), Want: int(max(d.Want, d.Need))}
+			dem := ipam.Demand{Node: nodes.Items[i].Name, Need: int(d.Need), Want: int(max(d.Want, d.Need)),
+				Released: map[netip.Addr]string{}, Kept: map[netip.Addr]string{}}
 			for _, s := range d.IPs {
 				if a, err := netip.ParseAddr(s); err == nil && subnet.Contains(a) {
 					dem.IPs = append(dem.IPs, a)
+				}
+			}
+			for _, gb := range d.GiveBack {
+				for _, pair := range []struct {
+					ips []string
+					to  map[netip.Addr]string
+				}{{gb.IPs, dem.Released}, {gb.Kept, dem.Kept}} {
+					for _, s := range pair.ips {
+						if a, err := netip.ParseAddr(s); err == nil && subnet.Contains(a) {
+							pair.to[a] = gb.Token
+						}
+					}
 				}
 			}
 			in.Demands = append(in.Demands, dem)
@@ -113,8 +128,17 @@ func (r *reconciler) input(ctx context.Context, sp *v2beta1.SpiderIPPool) (round
 			}
 		}
 	}
+	in.Token = newToken()
 	rd.in = in
 	return rd, nil
+}
+
+// newToken names the reclaim requests of one round: random, so that no two rounds, of
+// this controller or another, share one.
+func newToken() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
 }
 
 // ownedBy reports whether b belongs to this incarnation of the pool.

@@ -9,6 +9,7 @@ type metrics struct {
 	rounds    *prometheus.CounterVec
 	granted   prometheus.Counter
 	reclaimed prometheus.Counter
+	returned  prometheus.Counter
 	writes    *prometheus.CounterVec
 	unmet     *prometheus.GaugeVec
 }
@@ -34,6 +35,10 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 			Namespace: "orbweaver", Subsystem: "grants", Name: "reclaim_requests_total",
 			Help: "Addresses a node was asked to give back because another node needed them.",
 		}),
+		returned: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "orbweaver", Subsystem: "grants", Name: "returned_addresses_total",
+			Help: "Addresses nodes gave back in answer to a reclaim request and the controller took from them.",
+		}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "orbweaver", Subsystem: "grants", Name: "block_writes_total",
 			Help: "IPBlock creates, updates and deletes by result (ok, conflict, error).",
@@ -52,7 +57,7 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	if r == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.rounds, m.granted, m.reclaimed, m.writes, m.unmet} {
+	for _, c := range []prometheus.Collector{m.rounds, m.granted, m.reclaimed, m.returned, m.writes, m.unmet} {
 		if err := r.Register(c); err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -21,6 +22,9 @@ import (
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
 
+// blockWriters bounds a round's block writes in flight.
+const blockWriters = 16
+
 // errConflict: a block changed between the round's read and its write (an agent gave
 // addresses back, another controller wrote); the next round plans from the new version.
 var errConflict = errors.New("an IPBlock changed under the round")
@@ -37,15 +41,23 @@ func (r *reconciler) write(ctx context.Context, sp *v2beta1.SpiderIPPool, plan i
 			errs = append(errs, fmt.Errorf("%w: delete IPBlock %s of an earlier pool %s: %v", errConflict, old.Name, sp.Name, err))
 		}
 	}
-	for _, start := range slices.SortedFunc(func(yield func(netip.Addr) bool) {
-		for s := range plan.Changed {
-			if !yield(s) {
-				return
-			}
-		}
-	}, netip.Addr.Compare) {
-		g := plan.Changed[start]
-		if err := r.writeBlock(ctx, sp, g, objs[start]); err != nil {
+	// The blocks are independent objects: write them at once, so that a round that
+	// touches many blocks costs about one write's time (nodes wait for it).
+	starts := slices.SortedFunc(maps.Keys(plan.Changed), netip.Addr.Compare)
+	results := make([]error, len(starts))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, blockWriters)
+	for i, start := range starts {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			results[i] = r.writeBlock(ctx, sp, plan.Changed[start], objs[start])
+		}()
+	}
+	wg.Wait()
+	for _, err := range results {
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -58,6 +70,9 @@ func (r *reconciler) write(ctx context.Context, sp *v2beta1.SpiderIPPool, plan i
 	}
 	if plan.Reclaimed > 0 {
 		r.metrics.reclaimed.Add(float64(plan.Reclaimed))
+	}
+	if plan.Returned > 0 {
+		r.metrics.returned.Add(float64(plan.Returned))
 	}
 	return errors.Join(errs...)
 }
