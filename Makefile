@@ -95,9 +95,14 @@ chart-test: tools ## Lint the Helm chart and render it with its default values a
 	   echo "values.schema.json accepted ipam.enableIPv4=notabool"; exit 1; fi
 
 .PHONY: test
-test: tools verify chart-test ## Everything: verify, chart lint and render, unit and integration tests against a real API server, brief fuzzing.
+test: tools verify chart-test ## Everything: verify, chart lint and render, unit and integration tests against a real API server, the concurrency proofs under -race, brief fuzzing.
 	@$(GO) test -count=1 -timeout 20m ./...
+	@$(GO) test -race -count=1 -timeout 10m -run '$(RACE_TESTS)' $(RACE_PKGS)
 	@$(MAKE) --no-print-directory fuzz
+
+# The concurrency proofs that also run under the race detector in `make test`.
+RACE_TESTS := TestManyAgentsOnePool|TestPlanGrants|TestGrants|TestNodeGrants
+RACE_PKGS := ./pkg/agent ./pkg/ipam ./pkg/controller/grants ./test/grants
 
 .PHONY: e2e
 e2e: tools ## The end-to-end suite alone: a real single-node cluster, orbweaver installed by its chart, real pods (root; part of `make test` unless ORBWEAVER_E2E=0).
