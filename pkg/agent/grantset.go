@@ -20,6 +20,10 @@ import (
 // grantProtocol is the allocation protocol this agent speaks (IPAMNode status.protocol).
 const grantProtocol = 2
 
+// demandRefresh is how many seconds small changes of the node's demand wait (a node
+// that needs less gives the controller something to ask back).
+const demandRefresh = 1
+
 // grantSet is the node's side of node grants: one grantPool per pool in Grants mode, the
 // writer of the node's IPAMNode (its demand), and the loop that gives back what the
 // node does not need.
@@ -124,6 +128,7 @@ func (gs *grantSet) run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var written []ipamv1.PoolDemand
+	ticks := 0
 	for {
 		housekeeping := false
 		select {
@@ -132,7 +137,10 @@ func (gs *grantSet) run(ctx context.Context) {
 		case <-gs.kick:
 			time.Sleep(5 * time.Millisecond) // one write for the ADDs that come together
 		case <-tick.C:
-			housekeeping = true
+			// Small changes (a need a little lower) go out every demandRefresh; answers
+			// the controller has used go out with the next write for another reason.
+			ticks++
+			housekeeping = ticks%demandRefresh == 0
 		}
 		// Every wake-up may carry a request to give back (a block changed): answer it
 		// at once, since another node's pod waits for it.
@@ -163,14 +171,32 @@ func (gs *grantSet) run(ctx context.Context) {
 	}
 }
 
-func demandEqual(a, b ipamv1.PoolDemand) bool {
-	return a.Pool == b.Pool && a.Need == b.Need && a.Want == b.Want && slices.Equal(a.IPs, b.IPs) && giveBackEqual(a.GiveBack, b.GiveBack)
-}
-
-func giveBackEqual(a, b []ipamv1.GiveBack) bool {
-	return slices.EqualFunc(a, b, func(x, y ipamv1.GiveBack) bool {
-		return x.Token == y.Token && slices.Equal(x.IPs, y.IPs) && slices.Equal(x.Kept, y.Kept)
-	})
+// newAnswers reports whether next answers something written does not. Answers that
+// went away (the controller used them) need no write of their own: a late answer
+// matches no request.
+func newAnswers(next, written []ipamv1.GiveBack) bool {
+	have := map[string]bool{}
+	for _, gb := range written {
+		for _, a := range gb.IPs {
+			have[gb.Token+"/"+a] = true
+		}
+		for _, a := range gb.Kept {
+			have[gb.Token+"/k"+a] = true
+		}
+	}
+	for _, gb := range next {
+		for _, a := range gb.IPs {
+			if !have[gb.Token+"/"+a] {
+				return true
+			}
+		}
+		for _, a := range gb.Kept {
+			if !have[gb.Token+"/k"+a] {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // worthWriting reports whether the node's demand changed enough to tell the controller:
@@ -185,13 +211,13 @@ func worthWriting(next, written []ipamv1.PoolDemand, buffer int, housekeeping bo
 	for i := range next {
 		n, w := next[i], written[i]
 		switch {
-		case n.Pool != w.Pool || !slices.Equal(n.IPs, w.IPs) || !giveBackEqual(n.GiveBack, w.GiveBack):
+		case n.Pool != w.Pool || !slices.Equal(n.IPs, w.IPs) || newAnswers(n.GiveBack, w.GiveBack):
 			return true // answers to reclaim requests: another node waits for them
 		case n.Need > w.Need:
 			return true
 		case int(w.Need-n.Need) > buffer:
 			return true
-		case housekeeping && !demandEqual(n, w):
+		case housekeeping && (n.Need != w.Need || n.Want != w.Want):
 			return true
 		}
 	}
