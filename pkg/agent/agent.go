@@ -187,7 +187,8 @@ func Run(ctx context.Context, cfg Config) error {
 			node: cfg.NodeName, direct: direct, buffer: buffer, wait: wait, log: log, ready: grantsReady.Load,
 			blocks: func() []ipamv1.IPBlock {
 				var l ipamv1.IPBlockList
-				if err := informers.List(work, &l); err != nil {
+				// Read only: no copy of each block per ADD.
+				if err := informers.List(work, &l, client.UnsafeDisableDeepCopy); err != nil {
 					return nil
 				}
 				return l.Items

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -247,15 +248,7 @@ func (gs *grantSet) demands(ctx context.Context) ([]ipamv1.PoolDemand, error) {
 		}
 		out = append(out, d)
 	}
-	slices.SortFunc(out, func(a, b ipamv1.PoolDemand) int {
-		if a.Pool < b.Pool {
-			return -1
-		}
-		if a.Pool > b.Pool {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b ipamv1.PoolDemand) int { return cmp.Compare(a.Pool, b.Pool) })
 	return out, errors.Join(errs...)
 }
 

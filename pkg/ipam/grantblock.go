@@ -165,15 +165,3 @@ func RangeStrings(as []netip.Addr) []string {
 	}
 	return rs
 }
-
-// Of returns the addresses granted to node, ascending.
-func (g *GrantBlock) Of(node string) []netip.Addr {
-	var out []netip.Addr
-	for a, n := range g.Owners {
-		if n == node {
-			out = append(out, a)
-		}
-	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out
-}

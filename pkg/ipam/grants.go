@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 
+	"go4.org/netipx"
+
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 )
 
@@ -35,7 +37,7 @@ func BlockStart(subnet netip.Prefix, a netip.Addr) netip.Addr {
 // blockEnd is the last address of the block starting at start, within subnet.
 func blockEnd(subnet netip.Prefix, start netip.Addr) netip.Addr {
 	if subnet.Bits() > start.BitLen()-6 {
-		return lastOf(subnet)
+		return netipx.PrefixLastIP(subnet)
 	}
 	b := start.As16()
 	b[15] |= GrantBlockSize - 1
@@ -44,15 +46,6 @@ func blockEnd(subnet netip.Prefix, start netip.Addr) netip.Addr {
 		out = out.Unmap()
 	}
 	return out
-}
-
-func lastOf(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 0x80 >> (i % 8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
 }
 
 // GrantBlock is one block's grants: which node each granted address belongs to, and

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -397,7 +398,7 @@ func (n *grantNode) writeDemand(ctx context.Context) error {
 		need := len(n.used[i]) + n.pending[i]
 		data[p.Name] = fmt.Sprintf("%d,%d", need, need+n.buffer)
 	}
-	same := maps_equal(data, n.written)
+	same := maps.Equal(data, n.written)
 	n.mu.Unlock()
 	if same {
 		return nil
@@ -415,18 +416,6 @@ func (n *grantNode) writeDemand(ctx context.Context) error {
 	n.written = data
 	n.mu.Unlock()
 	return nil
-}
-
-func maps_equal(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // ---- controller side ----
@@ -584,7 +573,7 @@ func (c *grantController) round(ctx context.Context) error {
 					b := blocks[blockName(p.Name, bi)]
 					switch pass {
 					case 0:
-						if b == nil || !slices.Contains(mapsValues(b.owner), node) {
+						if b == nil || !slices.Contains(slices.Collect(maps.Values(b.owner)), node) {
 							continue
 						}
 					case 1:
@@ -637,14 +626,6 @@ func newerRV(a, b string) bool {
 	x, _ := strconv.ParseUint(a, 10, 64)
 	y, _ := strconv.ParseUint(b, 10, 64)
 	return x >= y
-}
-
-func mapsValues(m map[int]string) []string {
-	out := make([]string, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
 }
 
 func (c *grantController) write(ctx context.Context, p Pool, b *blockState) error {

@@ -273,7 +273,7 @@ func TestGrantsTwoControllersNeverMoveAnAddress(t *testing.T) {
 	const nodes = 60
 	rng := rand.New(rand.NewPCG(7, 7))
 	need := map[string]int{}
-	for round := range 8 {
+	for range 8 {
 		for i := range nodes {
 			n := fmt.Sprintf("gt-%02d", i)
 			need[n] = rng.IntN(6)
@@ -283,7 +283,6 @@ func TestGrantsTwoControllersNeverMoveAnAddress(t *testing.T) {
 		for i := range nodes {
 			giveBack(t, e, pool, subnet, fmt.Sprintf("gt-%02d", i))
 		}
-		_ = round
 	}
 	total := 0
 	for _, k := range need {
