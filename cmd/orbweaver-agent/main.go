@@ -46,11 +46,16 @@ func main() {
 	flag.DurationVar(&cfg.ReserveRebindDelay, "reserve-rebind-delay", agent.DefaultRebindDelay, "how long addresses handed out from the reserve wait to be recorded under their pods in one pool write")
 	flag.BoolVar(&cfg.StatefulSetFixedIPs, "enable-statefulset", true, "a StatefulSet's re-created pod keeps its predecessor's IPs (must match the controller's --enable-statefulset)")
 	flag.DurationVar(&cfg.AutoPoolWait, "auto-pool-wait", agent.DefaultAutoPoolWait, "how long an ADD waits for its application's auto pool to be created or to have room")
+	nodeGrants := true
+	flag.BoolVar(&nodeGrants, "node-grants", true, "speak node grants (docs/design/node-grants.md): register this node in its IPAMNode, and serve pools the controller switched to grants from this node's grants; must match the controller's --node-grants")
+	flag.IntVar(&cfg.GrantBuffer, "grant-buffer", 0, "node grants: most addresses beyond its need this node asks of a pool, so its next pods need no round of the controller; 0 means the default ("+fmt.Sprint(agent.DefaultGrantBuffer)+"), negative none")
+	flag.DurationVar(&cfg.GrantWait, "grant-wait", agent.DefaultGrantWait, "node grants: how long an ADD waits for an address to be granted to this node before it fails with the pool exhausted; below the plugin's timeout")
 	flag.StringVar(&cfg.LockPath, "lock-file", "", "lock file that keeps a second agent of this node from reserving (default: node-<name>.lock beside the socket)")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	cfg.QPS = float32(qps)
+	cfg.NoGrants = !nodeGrants
 	cfg.EnableIPv4, cfg.EnableIPv6 = ipv4, ipv6
 	if !ipv4 && !ipv6 {
 		fmt.Fprintln(os.Stderr, "orbweaver-agent: --enable-ipv4 and --enable-ipv6 are both false; enable at least one")

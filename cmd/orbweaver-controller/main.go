@@ -1,8 +1,8 @@
 // Command orbweaver-controller is the cluster-wide controller: the admission webhooks of
 // pools, subnets and reserved IPs (every replica serves them), with their certificate;
 // and, on the elected leader, auto pools per application, pool and subnet status, IP
-// garbage collection with StatefulSet retention, and the pools' EIPs in the configured
-// clouds. It only wires flags into a
+// garbage collection with StatefulSet retention, node grants (the addresses each node
+// may hand out), and the pools' EIPs in the configured clouds. It only wires flags into a
 // controller-runtime manager.
 package main
 
@@ -32,11 +32,13 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/admissionlock"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/autopool"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/eipbinding"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/gc"
+	"github.com/orbweaver-ipam/orbweaver/pkg/controller/grants"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/ippool"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/subnet"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/webhookcerts"
@@ -57,6 +59,7 @@ type options struct {
 	webhook                                                webhook.Config
 
 	statefulSet        bool
+	nodeGrants         bool
 	autoPoolDefaultN   int
 	autoPoolThirdParty string
 	gcEnabled          bool
@@ -86,6 +89,7 @@ func main() {
 	flag.BoolVar(&o.webhook.EnableIPv4, "enable-ipv4", true, "serve IPv4: admit IPv4 pools, subnets and reserved IPs, make IPv4 auto pools")
 	flag.BoolVar(&o.webhook.EnableIPv6, "enable-ipv6", true, "serve IPv6: admit IPv6 pools, subnets and reserved IPs, make IPv6 auto pools")
 	flag.BoolVar(&o.statefulSet, "enable-statefulset", true, "keep a StatefulSet pod's IPs while the StatefulSet wants its ordinal (must match the agents' --enable-statefulset)")
+	flag.BoolVar(&o.nodeGrants, "node-grants", true, "run the grant controller (docs/design/node-grants.md): it switches a pool to node grants once every node's agent speaks them, then grants addresses to nodes in IPBlocks; must match the agents' --node-grants")
 	flag.IntVar(&o.autoPoolDefaultN, "auto-pool-default-ip-number", 1, `the N of "+N" for applications whose template has no ipam.spidernet.io/ippool-ip-number (SpiderPool's clusterSubnetDefaultFlexibleIPNumber)`)
 	flag.StringVar(&o.autoPoolThirdParty, "auto-pool-third-party-kinds", "", "further workload kinds that get auto pools, comma-separated group/version/Kind (e.g. apps.kruise.io/v1alpha1/CloneSet); their ippool-ip-number must be a fixed N")
 	flag.BoolVar(&o.gcEnabled, "gc-enabled", true, "run IP garbage collection")
@@ -206,6 +210,7 @@ func scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(v2beta1.AddToScheme(s))
+	utilruntime.Must(ipamv1.AddToScheme(s))
 	return s
 }
 
@@ -220,6 +225,11 @@ func setupReconcilers(ctx context.Context, mgr ctrl.Manager, direct client.Clien
 	}
 	if err := ippool.SetupWithManager(mgr, ippool.Params{Direct: direct, Registerer: metrics.Registry}); err != nil {
 		return fmt.Errorf("pool status: %w", err)
+	}
+	if o.nodeGrants {
+		if err := grants.SetupWithManager(ctx, mgr, grants.Params{Direct: direct, Registerer: metrics.Registry}); err != nil {
+			return fmt.Errorf("node grants: %w", err)
+		}
 	}
 	if err := subnet.SetupWithManager(mgr, subnet.Params{Direct: direct, Registerer: metrics.Registry}); err != nil {
 		return fmt.Errorf("subnet status: %w", err)
