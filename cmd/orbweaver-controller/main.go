@@ -227,7 +227,7 @@ func setupReconcilers(ctx context.Context, mgr ctrl.Manager, direct client.Clien
 		return fmt.Errorf("pool status: %w", err)
 	}
 	if o.nodeGrants {
-		if err := grants.SetupWithManager(ctx, mgr, grants.Params{Direct: direct, Registerer: metrics.Registry}); err != nil {
+		if err := grants.SetupWithManager(ctx, mgr, grants.Params{Direct: direct, Registerer: metrics.Registry, GoneDelay: o.gc.GoneDelay}); err != nil {
 			return fmt.Errorf("node grants: %w", err)
 		}
 	}

@@ -86,6 +86,12 @@ type GrantInput struct {
 	Held map[netip.Addr]string
 	// Token marks the reclaim requests this round makes; a fresh one each round.
 	Token string
+	// Gone are nodes whose agent is gone for good: the Node object (and with it the
+	// node's IPAMNode) was deleted longer ago than any of its writes can take to land.
+	// Nobody answers for them, so the round takes back what they hold that no endpoint
+	// holds, and hands a held one straight to the node that asks for it by address (a
+	// StatefulSet pod rescheduled from the gone node).
+	Gone map[string]bool
 }
 
 // GrantPlan is what a round changes.
@@ -101,6 +107,8 @@ type GrantPlan struct {
 	Reclaimed int
 	// Returned counts the addresses nodes gave back that this round takes from them.
 	Returned int
+	// Dropped counts the addresses this round takes from gone nodes.
+	Dropped int
 }
 
 // planner is one round's working state.
@@ -140,9 +148,10 @@ func PlanGrants(in GrantInput) GrantPlan {
 	for _, d := range demands {
 		p.answer(d)
 	}
+	p.dropGone(demands)
 	need := map[string]int{}
 	for _, d := range demands {
-		need[d.Node] = max(d.Need, len(d.IPs))
+		need[d.Node] = d.Need // a specific address is met in step 1 or not at all
 	}
 	for a, n := range in.Held {
 		if _, asked := need[n]; !asked && p.owner[a] == n {
@@ -180,6 +189,41 @@ func PlanGrants(in GrantInput) GrantPlan {
 	}
 	p.plan.Changed = p.changed
 	return p.plan
+}
+
+// dropGone takes from gone nodes what no endpoint holds, and moves an address an
+// endpoint holds to the node that asks for it by address. No agent of a gone node can
+// hand anything out any more, so this is the one case where the controller moves or
+// frees a granted address without its node's answer.
+func (p *planner) dropGone(demands []Demand) {
+	if len(p.in.Gone) == 0 {
+		return
+	}
+	askedBy := map[netip.Addr]string{}
+	for _, d := range demands {
+		for _, a := range d.IPs {
+			askedBy[a] = d.Node
+		}
+	}
+	for _, a := range slices.SortedFunc(maps.Keys(p.owner), netip.Addr.Compare) {
+		n := p.owner[a]
+		if !p.in.Gone[n] {
+			continue
+		}
+		to, asked := askedBy[a]
+		if p.in.Held[a] != "" && !asked {
+			continue // a pod's, until GC frees it or its StatefulSet pod asks for it
+		}
+		e := p.edit(BlockStart(p.in.Subnet, a))
+		delete(e.Owners, a)
+		delete(e.Reclaim, a)
+		delete(p.owner, a)
+		p.count[n]--
+		p.plan.Dropped++
+		if asked && !p.in.Gone[to] && p.in.Usable.Contains(a) {
+			p.grant(to, a)
+		}
+	}
 }
 
 // grantBuffers grants what nodes want beyond their need from what is left, no node

@@ -81,6 +81,7 @@ func TestPlanGrants(t *testing.T) {
 		grants  map[string]string
 		held    map[string]string // address -> node
 		demands []Demand
+		gone    []string
 		// want: every node's grants after the round, the reclaim marks, the unmet needs,
 		// and how many blocks the round writes.
 		wantGrants  map[string]string
@@ -156,8 +157,8 @@ func TestPlanGrants(t *testing.T) {
 			name: "a specific address: granted when free, asked back when another node has it", subnet: v4, usable: "10.0.0.1-10.0.0.20",
 			grants:      map[string]string{"a": "10.0.0.7"},
 			held:        map[string]string{"10.0.0.7": "a"},
-			demands:     []Demand{{Node: "b", Need: 2, Want: 2, IPs: []netip.Addr{netip.MustParseAddr("10.0.0.7"), netip.MustParseAddr("10.0.0.12")}}},
-			wantGrants:  map[string]string{"a": "10.0.0.7", "b": "10.0.0.1,10.0.0.12"},
+			demands:     []Demand{{Node: "b", IPs: []netip.Addr{netip.MustParseAddr("10.0.0.7"), netip.MustParseAddr("10.0.0.12")}}},
+			wantGrants:  map[string]string{"a": "10.0.0.7", "b": "10.0.0.12"},
 			wantReclaim: map[string]string{"a": "10.0.0.7"}, wantWrites: 1,
 		},
 		{
@@ -198,6 +199,30 @@ func TestPlanGrants(t *testing.T) {
 			wantGrants: map[string]string{"a": "10.0.0.1-10.0.0.5"}, wantWrites: 0,
 		},
 		{
+			name: "a gone node keeps only what endpoints hold", subnet: v4, usable: "10.0.0.1-10.0.0.20",
+			grants:     map[string]string{"gone": "10.0.0.1-10.0.0.4", "a": "10.0.0.5"},
+			held:       map[string]string{"10.0.0.2": "gone"},
+			gone:       []string{"gone"},
+			demands:    []Demand{{Node: "a", Need: 1, Want: 1}},
+			wantGrants: map[string]string{"gone": "10.0.0.2", "a": "10.0.0.5"}, wantWrites: 1,
+		},
+		{
+			name: "a held address of a gone node moves to the node that asks for it", subnet: v4, usable: "10.0.0.1-10.0.0.20",
+			grants:     map[string]string{"gone": "10.0.0.1-10.0.0.2"},
+			held:       map[string]string{"10.0.0.1": "gone", "10.0.0.2": "gone"},
+			gone:       []string{"gone"},
+			demands:    []Demand{{Node: "b", IPs: []netip.Addr{netip.MustParseAddr("10.0.0.2")}}},
+			wantGrants: map[string]string{"gone": "10.0.0.1", "b": "10.0.0.2"}, wantWrites: 1,
+		},
+		{
+			name: "a live node's held address is asked back, never moved", subnet: v4, usable: "10.0.0.1-10.0.0.20",
+			grants:      map[string]string{"a": "10.0.0.1-10.0.0.2"},
+			held:        map[string]string{"10.0.0.2": "a"},
+			demands:     []Demand{{Node: "b", IPs: []netip.Addr{netip.MustParseAddr("10.0.0.2")}}},
+			wantGrants:  map[string]string{"a": "10.0.0.1-10.0.0.2"},
+			wantReclaim: map[string]string{"a": "10.0.0.2"}, wantWrites: 1,
+		},
+		{
 			name: "IPv6 /64: blocks are aligned 64-address slices", subnet: netip.MustParsePrefix("fd00::/64"), usable: "fd00::1-fd00::ffff:ffff:ffff:fffe",
 			grants:     map[string]string{"a": "fd00::1-fd00::3f"},
 			demands:    []Demand{{Node: "a", Need: 64, Want: 64}, {Node: "b", Need: 1, Want: 1}},
@@ -207,7 +232,10 @@ func TestPlanGrants(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := GrantInput{Subnet: tt.subnet, Usable: grantRanges(t, tt.usable), Blocks: grantBlocks(t, tt.subnet, tt.grants),
-				Demands: tt.demands, Held: map[netip.Addr]string{}, Token: "t1"}
+				Demands: tt.demands, Held: map[netip.Addr]string{}, Token: "t1", Gone: map[string]bool{}}
+			for _, n := range tt.gone {
+				in.Gone[n] = true
+			}
 			for a, n := range tt.held {
 				in.Held[netip.MustParseAddr(a)] = n
 			}

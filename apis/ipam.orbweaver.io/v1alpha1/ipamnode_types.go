@@ -51,8 +51,11 @@ type PoolDemand struct {
 	// +kubebuilder:validation:Minimum=0
 	Want int32 `json:"want,omitempty"`
 
-	// IPs are specific addresses the node's pods need (a StatefulSet pod's, a fixed
-	// address).
+	// IPs are specific addresses a pod of the node waits for and the node is not
+	// granted yet (a StatefulSet pod rescheduled here keeps its address); Need does not
+	// count them. The controller grants a free one, asks its node to give back a
+	// granted one (the node does once its own pod holding it is gone), and moves one of
+	// a deleted node.
 	// +optional
 	// +kubebuilder:validation:MaxItems=1024
 	// +kubebuilder:validation:items:MaxLength=39

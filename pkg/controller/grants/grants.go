@@ -41,7 +41,15 @@ type Params struct {
 	Linger time.Duration
 	// Clock dates the controller's expectations; nil is the real clock.
 	Clock clock.PassiveClock
+	// GoneDelay is how long a node must have been gone (no Node, no IPAMNode) before
+	// the controller takes back its grants that no endpoint holds (DefaultGoneDelay when
+	// zero): longer than any write of its agent can take to land, and than a kubelet
+	// takes to register its Node again.
+	GoneDelay time.Duration
 }
+
+// DefaultGoneDelay is GC's default: a node gone this long has no agent writing.
+const DefaultGoneDelay = 30 * time.Second
 
 // DefaultLinger batches the demands of many nodes into one round without adding more
 // than a watch delivery's worth of latency to a cold node's first ADD.
@@ -72,6 +80,10 @@ type reconciler struct {
 	// unmetSince rate-limits the unmet-need events: one per node and pool per
 	// eventEvery, since a pool can be short for many rounds in a row.
 	unmetSince *lastEvents
+	// gone dates when each node with grants was first seen without a Node and an
+	// IPAMNode; goneDelay later it is gone for good (GrantInput.Gone).
+	gone      *lastEvents
+	goneDelay time.Duration
 	// unmet remembers the pools whose last round left a need unmet: only their rounds
 	// depend on what endpoints hold (a reclaim asks only for unheld addresses), so
 	// only their endpoints' changes start a round.
@@ -98,12 +110,16 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 	if p.Clock == nil {
 		p.Clock = clock.RealClock{}
 	}
+	if p.GoneDelay <= 0 {
+		p.GoneDelay = DefaultGoneDelay
+	}
 	m, err := newMetrics(p.Registerer)
 	if err != nil {
 		return fmt.Errorf("grants: register metrics: %w", err)
 	}
 	r := &reconciler{cache: mgr.GetClient(), direct: p.Direct, recorder: p.Recorder, metrics: m, linger: p.Linger,
-		expect: newExpectations(p.Clock), unmet: &poolSet{m: map[string]bool{}}, clock: p.Clock, unmetSince: &lastEvents{m: map[string]time.Time{}}}
+		expect: newExpectations(p.Clock), unmet: &poolSet{m: map[string]bool{}}, clock: p.Clock, unmetSince: &lastEvents{m: map[string]time.Time{}},
+		gone: &lastEvents{m: map[string]time.Time{}}, goneDelay: p.GoneDelay}
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &ipamv1.IPAMNode{}, nodePoolIndex, func(o client.Object) []string {
 		var out []string
@@ -129,7 +145,14 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 			}
 			return out
 		})).
-		Watches(&corev1.Node{}, r.after(func(client.Object) []string { return r.recordsPools(ctx) })).
+		Watches(&corev1.Node{}, handler.Funcs{
+			CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.queue(q, r.recordsPools(ctx)) // a node that registers may complete the switch
+			},
+			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.queue(q, r.grantsPools(ctx)) // its grants go after the gone delay
+			},
+		}).
 		Watches(&ipamv1.IPBlock{}, r.after(func(o client.Object) []string {
 			return []string{o.(*ipamv1.IPBlock).Spec.Pool}
 		})).
@@ -166,6 +189,12 @@ func (r *reconciler) after(pools func(client.Object) []string) handler.EventHand
 		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			add(e.Object, q)
 		},
+	}
+}
+
+func (r *reconciler) queue(q workqueue.TypedRateLimitingInterface[reconcile.Request], pools []string) {
+	for _, p := range pools {
+		q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: p}}, r.linger)
 	}
 }
 
@@ -214,9 +243,14 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	plan := ipam.PlanGrants(rd.in)
 	r.observe(sp, plan)
+	if plan.Dropped > 0 {
+		log.Info("Took back the grants of deleted nodes that no pod holds", "ips", plan.Dropped, "nodes", len(rd.in.Gone))
+	}
+	// A node seen gone comes back to this round once it is gone for good.
+	after := ctrl.Result{RequeueAfter: rd.goneIn}
 	if len(plan.Changed) == 0 && len(rd.leftovers) == 0 && !anyEmpty(rd.objs) {
 		r.metrics.rounds.WithLabelValues("idle").Inc()
-		return ctrl.Result{}, nil
+		return after, nil
 	}
 	if err := r.write(ctx, sp, plan, rd); err != nil {
 		if errors.Is(err, errConflict) {
@@ -228,18 +262,23 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	r.metrics.rounds.WithLabelValues("written").Inc()
-	return ctrl.Result{}, nil
+	return after, nil
 }
 
 // recordsPools are the pools not in Grants mode yet.
-func (r *reconciler) recordsPools(ctx context.Context) []string {
+func (r *reconciler) recordsPools(ctx context.Context) []string { return r.poolsIn(ctx, false) }
+
+// grantsPools are the pools in Grants mode.
+func (r *reconciler) grantsPools(ctx context.Context) []string { return r.poolsIn(ctx, true) }
+
+func (r *reconciler) poolsIn(ctx context.Context, grants bool) []string {
 	var pools v2beta1.SpiderIPPoolList
-	if err := r.cache.List(ctx, &pools); err != nil {
+	if err := r.cache.List(ctx, &pools, client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
 	var out []string
 	for i := range pools.Items {
-		if !pools.Items[i].GrantsMode() {
+		if pools.Items[i].GrantsMode() == grants {
 			out = append(out, pools.Items[i].Name)
 		}
 	}
@@ -332,6 +371,24 @@ const eventEvery = 30 * time.Second
 type lastEvents struct {
 	mu sync.Mutex
 	m  map[string]time.Time
+}
+
+// first returns when key was first noted, noting now if never.
+func (l *lastEvents) first(key string, now time.Time) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if at, ok := l.m[key]; ok {
+		return at
+	}
+	l.m[key] = now
+	return now
+}
+
+// forget drops key.
+func (l *lastEvents) forget(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.m, key)
 }
 
 // due reports whether an event for key may be posted now, and if so records it.

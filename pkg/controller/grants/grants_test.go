@@ -379,3 +379,56 @@ func getPool(t *testing.T, e *testenv.Env, name string) *v2beta1.SpiderIPPool {
 	}
 	return sp
 }
+
+// TestGrantsGoneNode deletes a node (its IPAMNode; no Node object exists here) that
+// holds grants, one of them held by a StatefulSet pod's endpoint. Once the node has been
+// gone for the gone delay, the controller takes back what no endpoint holds and keeps
+// the held address, and when another node asks for that address by name it moves there.
+// While the node is not gone for good yet, nothing moves.
+func TestGrantsGoneNode(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx := context.Background()
+	const pool, subnet = "grants-gone", "10.21.0.0/24"
+	createPool(t, e, pool, subnet, "10.21.0.10-10.21.0.19")
+	startControllerWith(t, e, Params{GoneDelay: 2 * time.Second})
+	setDemand(t, e, "gn-a", pool, 3, 3)
+	var mine []netip.Addr
+	testenv.WaitFor(t, "gn-a granted 3", func() (bool, error) {
+		per, _, _ := grantsOf(t, e, pool, subnet)
+		mine = per["gn-a"]
+		return len(mine) == 3, nil
+	})
+	held := mine[1]
+	se := &v2beta1.SpiderEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "db-0"}}
+	se.Status.Current = v2beta1.PodIPAllocation{UID: "uid-db-0", Node: "gn-a", IPs: []v2beta1.IPAllocationDetail{{
+		NIC: "eth0", IPv4: ptr.To(held.String() + "/24"), IPv4Pool: ptr.To(pool)}}}
+	if err := e.Client.Create(ctx, se); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Client.Delete(context.Background(), se) })
+
+	if err := e.Client.Delete(ctx, &ipamv1.IPAMNode{ObjectMeta: metav1.ObjectMeta{Name: "gn-a"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Within the gone delay, nothing moves.
+	time.Sleep(500 * time.Millisecond)
+	if per, _, _ := grantsOf(t, e, pool, subnet); len(per["gn-a"]) != 3 {
+		t.Fatalf("gn-a lost grants %v before the gone delay", per["gn-a"])
+	}
+	testenv.WaitFor(t, "gn-a keeps only the held address", func() (bool, error) {
+		per, _, _ := grantsOf(t, e, pool, subnet)
+		return slices.Equal(per["gn-a"], []netip.Addr{held}), nil
+	})
+
+	// The StatefulSet pod comes back on gn-b and asks for its address.
+	n := &ipamv1.IPAMNode{ObjectMeta: metav1.ObjectMeta{Name: "gn-b"}}
+	n.Spec.Pools = []ipamv1.PoolDemand{{Pool: pool, IPs: []string{held.String()}}}
+	if err := e.Client.Create(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Client.Delete(context.Background(), n) })
+	testenv.WaitFor(t, "the held address moves to gn-b", func() (bool, error) {
+		per, _, _ := grantsOf(t, e, pool, subnet)
+		return len(per["gn-a"]) == 0 && slices.Equal(per["gn-b"], []netip.Addr{held}), nil
+	})
+}

@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -28,6 +31,8 @@ type round struct {
 	in        ipam.GrantInput
 	objs      map[netip.Addr]*ipamv1.IPBlock
 	leftovers []*ipamv1.IPBlock
+	// goneIn is when the first node seen gone, not yet for good, will be (0: none).
+	goneIn time.Duration
 }
 
 // input reads one pool's round from the cache.
@@ -129,8 +134,57 @@ func (r *reconciler) input(ctx context.Context, sp *v2beta1.SpiderIPPool) (round
 		}
 	}
 	in.Token = newToken()
+	if in.Gone, rd.goneIn, err = r.goneNodes(ctx, in.Blocks); err != nil {
+		return round{}, err
+	}
 	rd.in = in
 	return rd, nil
+}
+
+// goneNodes returns the nodes with grants in blocks that are gone for good: no Node and
+// no IPAMNode for the gone delay (dated in memory: a new leader waits the delay again).
+// It also returns how long until the next node seen gone is gone for good.
+func (r *reconciler) goneNodes(ctx context.Context, blocks map[netip.Addr]*ipam.GrantBlock) (map[string]bool, time.Duration, error) {
+	names := map[string]bool{}
+	for _, b := range blocks {
+		for _, n := range b.Owners {
+			names[n] = true
+		}
+	}
+	gone := map[string]bool{}
+	var next time.Duration
+	now := r.clock.Now()
+	for n := range names {
+		exists, err := r.nodeExists(ctx, n)
+		if err != nil {
+			return nil, 0, err
+		}
+		if exists {
+			r.gone.forget(n)
+			continue
+		}
+		left := r.goneDelay - now.Sub(r.gone.first(n, now))
+		if left <= 0 {
+			gone[n] = true
+		} else if next == 0 || left < next {
+			next = left
+		}
+	}
+	return gone, next, nil
+}
+
+// nodeExists reports whether the node's Node or its IPAMNode is in the cache.
+func (r *reconciler) nodeExists(ctx context.Context, name string) (bool, error) {
+	for _, o := range []client.Object{&corev1.Node{}, &ipamv1.IPAMNode{}} {
+		err := r.cache.Get(ctx, client.ObjectKey{Name: name}, o)
+		if err == nil {
+			return true, nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return false, err
+		}
+	}
+	return false, nil
 }
 
 // newToken names the reclaim requests of one round: random, so that no two rounds, of

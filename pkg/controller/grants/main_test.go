@@ -30,6 +30,12 @@ func TestMain(m *testing.M) {
 // writes looks like.
 func startController(t *testing.T, e *testenv.Env) *prometheus.Registry {
 	t.Helper()
+	return startControllerWith(t, e, Params{})
+}
+
+// startControllerWith is startController with p (its Registerer is set here).
+func startControllerWith(t *testing.T, e *testenv.Env, p Params) *prometheus.Registry {
+	t.Helper()
 	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
 		Scheme:                 e.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -41,7 +47,8 @@ func startController(t *testing.T, e *testenv.Env) *prometheus.Registry {
 	}
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := SetupWithManager(ctx, mgr, Params{Registerer: reg}); err != nil {
+	p.Registerer = reg
+	if err := SetupWithManager(ctx, mgr, p); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
