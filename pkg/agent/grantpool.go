@@ -106,12 +106,16 @@ type grantPool struct {
 	need, want int
 	// tokens are the tokens of the reclaim requests the last view saw, by address.
 	tokens map[netip.Addr]string
+	// wishes are addresses granted to another node that a pod of this node waits for
+	// (a StatefulSet pod rescheduled here keeps its address), with the owner each goes
+	// to; the node's demand asks for them by address (PoolDemand.IPs).
+	wishes map[netip.Addr]records.Owner
 }
 
 func newGrantPool(name string, d *grantDeps) *grantPool {
 	return &grantPool{name: name, d: d, handing: map[netip.Addr]records.Owner{}, owners: map[records.Owner]netip.Addr{},
 		returning: map[netip.Addr]time.Time{}, released: map[netip.Addr]string{}, kept: map[netip.Addr]string{},
-		changed: make(chan struct{})}
+		wishes: map[netip.Addr]records.Owner{}, changed: make(chan struct{})}
 }
 
 // poke wakes the ADDs waiting for an address.
@@ -125,7 +129,7 @@ func (g *grantPool) poke() {
 // view is the node's share of the pool now: grants from the block cache, holds from the
 // endpoint cache. It drops hand-outs that the endpoint cache shows (the endpoint holds
 // them now). Call with g.mu held.
-func (g *grantPool) view(ctx context.Context) (ipam.NodeShare, map[netip.Addr]bool, *v2beta1.SpiderIPPool, error) {
+func (g *grantPool) view(ctx context.Context) (ipam.NodeShare, map[netip.Addr]*v2beta1.SpiderEndpoint, *v2beta1.SpiderIPPool, error) {
 	sp, err := g.d.cluster.Pool(ctx, g.name)
 	if err != nil {
 		return ipam.NodeShare{}, nil, nil, err
@@ -183,7 +187,7 @@ func (g *grantPool) view(ctx context.Context) (ipam.NodeShare, map[netip.Addr]bo
 		return ipam.NodeShare{}, nil, nil, err
 	}
 	for a, o := range g.handing {
-		if held[a] {
+		if held[a] != nil {
 			delete(g.handing, a)
 			delete(g.owners, o)
 		}
@@ -195,25 +199,27 @@ func (g *grantPool) view(ctx context.Context) (ipam.NodeShare, map[netip.Addr]bo
 			_, handing := g.handing[a]
 			_, returning := g.returning[a]
 			_, released := g.released[a]
-			return held[a] || handing || returning || released
+			_, wished := g.wishes[a]
+			return held[a] != nil || handing || returning || released || wished
 		},
 		Usable: usable.Contains,
 	}
 	return share, held, sp, nil
 }
 
-// held are the addresses of the pool that this node's SpiderEndpoints hold.
-func (g *grantPool) held(ctx context.Context) (map[netip.Addr]bool, error) {
+// held maps the addresses of the pool that this node's SpiderEndpoints hold to the
+// endpoint that holds each.
+func (g *grantPool) held(ctx context.Context) (map[netip.Addr]*v2beta1.SpiderEndpoint, error) {
 	eps, err := g.d.cluster.Endpoints(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := map[netip.Addr]bool{}
+	out := map[netip.Addr]*v2beta1.SpiderEndpoint{}
 	for i := range eps {
 		for _, nic := range eps[i].Status.Current.IPs {
 			for _, a := range nicAddrs(&nic) {
 				if a.pool == g.name {
-					out[a.addr] = true
+					out[a.addr] = &eps[i]
 				}
 			}
 		}
@@ -305,24 +311,69 @@ func (g *grantPool) ReleaseOwner(_ context.Context, owner records.Owner) ([]neti
 	return []netip.Addr{a}, nil
 }
 
-// Rebind moves a hand-out to another owner. An address the node's endpoint holds needs
-// no rebind: the endpoint's update names the new owner. It reports whether the address
-// is granted to this node (the caller keeps it only then).
+// Rebind moves an address to another owner: a hand-out, or an address an endpoint
+// holds (the endpoint's update, which the caller makes next, names the new owner). An
+// address granted to another node (the endpoint of a StatefulSet pod rescheduled here
+// names it) is asked for by address and waited for, up to the grant wait: its node
+// gives it back once its own pod is gone. It reports whether the owner may keep the
+// address; false means it was not granted here in time, and the pod gets another.
 func (g *grantPool) Rebind(ctx context.Context, addr netip.Addr, from, to records.Owner) (bool, error) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if o, ok := g.handing[addr]; ok && o == from {
+	if o, ok := g.handing[addr]; ok && (o == from || o == to) {
 		g.handing[addr] = to
 		delete(g.owners, from)
 		g.owners[to] = addr
+		g.mu.Unlock()
 		return true, nil
 	}
-	share, _, _, err := g.view(ctx)
-	if err != nil {
-		return false, err
+	g.mu.Unlock()
+	deadline := time.NewTimer(g.d.wait)
+	defer deadline.Stop()
+	defer func() {
+		g.mu.Lock()
+		if g.wishes[addr] == to {
+			delete(g.wishes, addr)
+		}
+		g.mu.Unlock()
+	}()
+	for asked := false; ; {
+		g.mu.Lock()
+		share, held, _, err := g.view(ctx)
+		if err != nil {
+			g.mu.Unlock()
+			return false, err
+		}
+		if _, granted := slices.BinarySearchFunc(share.Granted, addr, netip.Addr.Compare); granted {
+			if held[addr] == nil {
+				// Not this node's endpoint's yet: handed out, so no other pod gets it.
+				delete(g.wishes, addr)
+				g.handing[addr] = to
+				delete(g.owners, from)
+				g.owners[to] = addr
+			}
+			g.mu.Unlock()
+			return true, nil
+		}
+		if !asked {
+			if !share.Usable(addr) {
+				g.mu.Unlock()
+				return false, nil // excluded or reserved since: never granted
+			}
+			g.wishes[addr], asked = to, true
+			g.d.log.Info("waiting for an address granted to another node (a StatefulSet pod rescheduled here keeps it)", "SpiderIPPool", g.name, "ip", addr)
+		}
+		ch := g.changed
+		g.mu.Unlock()
+		g.d.demand()
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("wait for address %s of pool %s to be granted to node %s: %w", addr, g.name, g.d.node, ctx.Err())
+		case <-deadline.C:
+			g.d.log.Info("an address granted to another node did not come within the grant wait; the pod gets another", "SpiderIPPool", g.name, "ip", addr, "wait", g.d.wait)
+			return false, nil
+		case <-ch:
+		}
 	}
-	_, granted := slices.BinarySearchFunc(share.Granted, addr, netip.Addr.Compare)
-	return granted, nil
 }
 
 // HandedTo reports whether addr was handed to owner and its endpoint is not in the cache
@@ -380,7 +431,13 @@ func (g *grantPool) demand(ctx context.Context, forecast int) (ipamv1.PoolDemand
 		}
 	}
 	g.need, g.want = ipam.NodeDemand(busy, g.waiting, forecast, g.d.buffer)
-	return ipamv1.PoolDemand{Pool: g.name, Need: int32(g.need), Want: int32(g.want), GiveBack: answers(g.released, g.kept)}, nil
+	var ips []string
+	for _, a := range slices.SortedFunc(maps.Keys(g.wishes), netip.Addr.Compare) {
+		if _, granted := slices.BinarySearchFunc(share.Granted, a, netip.Addr.Compare); !granted {
+			ips = append(ips, a.String())
+		}
+	}
+	return ipamv1.PoolDemand{Pool: g.name, Need: int32(g.need), Want: int32(g.want), IPs: ips, GiveBack: answers(g.released, g.kept)}, nil
 }
 
 // answers groups the node's answers to reclaim requests by token, in token order.
@@ -412,12 +469,47 @@ func answers(released, kept map[netip.Addr]string) []ipamv1.GiveBack {
 	return out
 }
 
+// leftPods moves from keep to back the addresses asked back whose only hold is an
+// endpoint of a pod instance that is no longer on this node: the API server has no pod
+// of that name and UID on this node (read fresh, since a cache may lag). Such an
+// endpoint is a StatefulSet's, kept for its pod's next instance, and that instance's
+// node asks for the address. Call with g.mu held.
+func (g *grantPool) leftPods(ctx context.Context, held map[netip.Addr]*v2beta1.SpiderEndpoint, back, keep []netip.Addr) ([]netip.Addr, []netip.Addr) {
+	kept := keep[:0:0]
+	for _, a := range keep {
+		se, tok := held[a], g.tokens[a]
+		_, handing := g.handing[a]
+		if se == nil || handing || tok == "" || g.kept[a] == tok || !g.podLeft(ctx, se) {
+			kept = append(kept, a)
+			continue
+		}
+		g.d.log.Info("giving back the address of a pod that left this node; its new node asks for it", "SpiderIPPool", g.name, "ip", a, "SpiderEndpoint", se.Namespace+"/"+se.Name)
+		back = append(back, a)
+	}
+	return back, kept
+}
+
+// podLeft reports whether the pod instance an endpoint names is certainly not on this
+// node: no pod of its name, or one of another UID or on another node. A pod UID that
+// left the API server never comes back. On a read error it reports false (kept).
+func (g *grantPool) podLeft(ctx context.Context, se *v2beta1.SpiderEndpoint) bool {
+	pod, err := g.d.cluster.FreshPod(ctx, se.Namespace, se.Name)
+	if apierrors.IsNotFound(err) {
+		return true
+	}
+	if err != nil {
+		g.d.log.Error(err, "cannot tell whether a pod left this node; its address stays", "SpiderEndpoint", se.Namespace+"/"+se.Name)
+		return false
+	}
+	return string(pod.UID) != se.Status.Current.UID || pod.Spec.NodeName != g.d.node
+}
+
 // giveBack gives back, in one write per block, what the controller asked for and what
 // no pod holds, what left the pool's usable addresses, and the surplus above the node's
 // want once it has lasted grantIdle. It clears the requests for addresses a pod holds.
 func (g *grantPool) giveBack(ctx context.Context, now time.Time) error {
 	g.mu.Lock()
-	share, _, sp, err := g.view(ctx)
+	share, held, sp, err := g.view(ctx)
 	if err != nil {
 		g.mu.Unlock()
 		return err
@@ -434,6 +526,9 @@ func (g *grantPool) giveBack(ctx context.Context, now time.Time) error {
 		g.above = time.Time{}
 	}
 	back, keep := share.GiveBack(surplus)
+	// An address asked back that only an endpoint of a pod no longer on this node holds
+	// (a StatefulSet pod rescheduled elsewhere, whose new node asks for it) goes back.
+	back, keep = g.leftPods(ctx, held, back, keep)
 	// Answers to requests go in the node's IPAMNode, with the requests' tokens.
 	answered := false
 	for _, a := range keep {

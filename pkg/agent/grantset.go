@@ -67,6 +67,15 @@ func (gs *grantSet) all() []*grantPool {
 	return slices.Collect(maps.Values(gs.pools))
 }
 
+// adopt serves every pool the node's blocks grant it addresses of.
+func (gs *grantSet) adopt() {
+	for _, b := range gs.d.blocks() {
+		if gs.lookup(b.Spec.Pool) == nil {
+			gs.get(b.Spec.Pool)
+		}
+	}
+}
+
 // wake asks the demand writer to look again.
 func (gs *grantSet) wake() {
 	select {
@@ -144,7 +153,9 @@ func (gs *grantSet) run(ctx context.Context) {
 			housekeeping = ticks%demandRefresh == 0
 		}
 		// Every wake-up may carry a request to give back (a block changed): answer it
-		// at once, since another node's pod waits for it.
+		// at once, since another node's pod waits for it. That holds for pools no ADD
+		// of this life used yet (the agent restarted): their grants name them.
+		gs.adopt()
 		for _, g := range gs.all() {
 			if err := g.giveBack(ctx, time.Now()); err != nil && ctx.Err() == nil {
 				gs.d.log.Error(err, "give back addresses", "SpiderIPPool", g.name)

@@ -1,0 +1,167 @@
+package grants
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+)
+
+// TestNodeGrantsStatefulSetMoves: a StatefulSet pod keeps its address while it is
+// re-created on another node, back and forth, on a pool in Grants mode. The new node asks for the address by name, the old node gives it
+// back once the old pod instance is gone from the API server, and no address is ever in
+// two endpoints.
+func TestNodeGrantsStatefulSetMoves(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const pool, subnet = "grants-sts", "10.81.0.0/24"
+	sp := &v2beta1.SpiderIPPool{ObjectMeta: metav1.ObjectMeta{Name: pool},
+		Spec: v2beta1.IPPoolSpec{IPVersion: ptr.To(v2beta1.IPv4), Subnet: subnet, IPs: []v2beta1.IPOrRange{"10.81.0.10-10.81.0.29"}, Default: ptr.To(true)}}
+	if err := e.Client.Create(ctx, sp); err != nil {
+		t.Fatal(err)
+	}
+	sp.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{Allocation: v2beta1.AllocationGrants}
+	if err := e.Client.Status().Update(ctx, sp); err != nil {
+		t.Fatal(err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "grants-sts"}}
+	if err := e.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"}}); err != nil {
+		t.Fatal(err)
+	}
+	startController(t, e)
+	nodes := make([]*node, 2)
+	for i := range nodes {
+		dir, err := os.MkdirTemp("", "grants")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = os.RemoveAll(dir) })
+		n := &node{name: fmt.Sprintf("grants-sts-node-%d", i), socket: filepath.Join(dir, "a.sock")}
+		n.api = api.NewUnixClient(n.socket)
+		if err := e.Client.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name}}); err != nil {
+			t.Fatal(err)
+		}
+		n.start(t, e)
+		t.Cleanup(func() { n.halt(t) })
+		nodes[i] = n
+	}
+	sts := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db", UID: "sts-uid-grants", Controller: ptr.To(true)}
+	newPod := func(name, nodeName string, owner *metav1.OwnerReference) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name},
+			Spec: corev1.PodSpec{NodeName: nodeName, AutomountServiceAccountToken: ptr.To(false), Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/pause:1"}}}}
+		if owner != nil {
+			p.OwnerReferences = []metav1.OwnerReference{*owner}
+		}
+		if err := e.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	forceDelete := func(p *corev1.Pod) {
+		if err := e.Client.Delete(ctx, p, client.GracePeriodSeconds(0)); err != nil {
+			t.Fatal(err)
+		}
+		testenv.WaitFor(t, "pod "+p.Name+" gone", func() (bool, error) {
+			err := e.Client.Get(ctx, client.ObjectKeyFromObject(p), &corev1.Pod{})
+			return client.IgnoreNotFound(err) == nil && err != nil, nil
+		})
+	}
+
+	pod := newPod("db-0", nodes[0].name, &sts)
+	want, err := nodes[0].add(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Other pods take addresses on both nodes, and both nodes hold free ones: a pod
+	// that lost its address would get another at once.
+	for i := range 9 {
+		p := newPod(fmt.Sprintf("fill-%d", i), nodes[i%2].name, nil)
+		if _, err := nodes[i%2].add(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	on := 0
+	for round := 1; round <= 4; round++ {
+		if err := nodes[on].del(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		forceDelete(pod)
+		on = 1 - on
+		pod = newPod("db-0", nodes[on].name, &sts)
+		got, err := nodes[on].add(ctx, pod)
+		if err != nil {
+			t.Fatalf("round %d: ADD on %s: %v", round, nodes[on].name, err)
+		}
+		if got != want {
+			t.Fatalf("round %d: the re-created pod got %s on %s, want its address %s", round, got, nodes[on].name, want)
+		}
+		testenv.WaitFor(t, "the address granted to the pod's node", func() (bool, error) {
+			return grantedTo(t, e, pool, subnet)[want] == nodes[on].name, nil
+		})
+		var se v2beta1.SpiderEndpoint
+		if err := e.Client.Get(ctx, client.ObjectKeyFromObject(pod), &se); err != nil {
+			t.Fatal(err)
+		}
+		if se.Status.Current.Node != nodes[on].name || se.Status.Current.UID != string(pod.UID) {
+			t.Fatalf("round %d: endpoint on %s for %s, want %s and the new pod", round, se.Status.Current.Node, se.Status.Current.UID, nodes[on].name)
+		}
+	}
+
+	// No address is in two endpoints.
+	var eps v2beta1.SpiderEndpointList
+	if err := e.Client.List(ctx, &eps, client.InNamespace(ns.Name)); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	for _, se := range eps.Items {
+		for _, nic := range se.Status.Current.IPs {
+			a := ptr.Deref(nic.IPv4, "")
+			if other, dup := seen[a]; dup {
+				t.Errorf("%s is in the endpoints of %s and %s", a, other, se.Name)
+			}
+			seen[a] = se.Name
+		}
+	}
+	if len(seen) != 10 {
+		t.Errorf("%d addresses held, want 10", len(seen))
+	}
+}
+
+// grantedTo reads which node each address of pool is granted to.
+func grantedTo(t *testing.T, e *testenv.Env, pool, subnet string) map[netip.Addr]string {
+	t.Helper()
+	var blocks ipamv1.IPBlockList
+	if err := e.Client.List(context.Background(), &blocks, client.MatchingLabels{ipam.BlockPoolLabel: pool}); err != nil {
+		t.Fatal(err)
+	}
+	out := map[netip.Addr]string{}
+	for i := range blocks.Items {
+		g, err := ipam.GrantBlockOf(netip.MustParsePrefix(subnet), &blocks.Items[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for a, n := range g.Owners {
+			out[a] = n
+		}
+	}
+	return out
+}
