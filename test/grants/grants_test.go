@@ -57,7 +57,7 @@ func (n *node) start(t *testing.T, e *testenv.Env) {
 	ready := make(chan struct{})
 	n.done = make(chan error, 1)
 	cfg := agent.Config{NodeName: n.name, RESTConfig: e.Config, SocketPath: n.socket, Log: logr.Discard(),
-		Ready: func() { close(ready) }, GrantWait: 20 * time.Second}
+		Ready: func() { close(ready) }, GrantWait: 20 * time.Second, StatefulSetFixedIPs: true}
 	go func() { n.done <- agent.Run(ctx, cfg) }()
 	n.stop = cancel
 	select {
