@@ -110,6 +110,28 @@ type grantPool struct {
 	// (a StatefulSet pod rescheduled here keeps its address), with the owner each goes
 	// to; the node's demand asks for them by address (PoolDemand.IPs).
 	wishes map[netip.Addr]records.Owner
+	// prev is the pool's records writer of this life when the pool switched to node
+	// grants under it: the addresses its reserve handed out are busy until released
+	// here, since their endpoints may not be written, or not in the cache, yet.
+	prev *reserve
+}
+
+// inherit takes over the reserve of the pool's records writer, once: it hands out no
+// more spares, and what it handed out stays busy (docs/design/node-grants.md,
+// migration).
+func (g *grantPool) inherit(w *PoolWriter) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.prev != nil || w.res == nil {
+		return
+	}
+	w.res.suspend(true)
+	g.prev = w.res
+}
+
+// prevHanded reports whether the inherited reserve handed a out. Call with g.mu held.
+func (g *grantPool) prevHanded(a netip.Addr) bool {
+	return g.prev != nil && g.prev.isHanded(a)
 }
 
 func newGrantPool(name string, d *grantDeps) *grantPool {
@@ -200,7 +222,7 @@ func (g *grantPool) view(ctx context.Context) (ipam.NodeShare, map[netip.Addr]*v
 			_, returning := g.returning[a]
 			_, released := g.released[a]
 			_, wished := g.wishes[a]
-			return held[a] != nil || handing || returning || released || wished
+			return held[a] != nil || handing || returning || released || wished || g.prevHanded(a)
 		},
 		Usable: usable.Contains,
 	}
@@ -247,6 +269,12 @@ func (g *grantPool) AllocateOrWait(ctx context.Context, owner records.Owner) (ne
 			g.mu.Unlock()
 			return a, nil
 		}
+		if g.prev != nil {
+			if a, ok := g.prev.heldBy(owner); ok {
+				g.mu.Unlock()
+				return a, nil // handed out by the records writer before the switch
+			}
+		}
 		var a netip.Addr
 		ok := false
 		var free int
@@ -290,6 +318,11 @@ func (g *grantPool) AllocateOrWait(ctx context.Context, owner records.Owner) (ne
 func (g *grantPool) Release(_ context.Context, addr netip.Addr, owner records.Owner) (bool, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.prev != nil {
+		if released, _ := g.prev.releaseHanded(addr, owner); released {
+			return true, nil
+		}
+	}
 	if o, ok := g.handing[addr]; ok && o == owner {
 		delete(g.handing, addr)
 		delete(g.owners, owner)
@@ -302,6 +335,11 @@ func (g *grantPool) Release(_ context.Context, addr netip.Addr, owner records.Ow
 func (g *grantPool) ReleaseOwner(_ context.Context, owner records.Owner) ([]netip.Addr, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.prev != nil {
+		if freed, _ := g.prev.releaseOwner(owner); len(freed) > 0 {
+			return freed, nil
+		}
+	}
 	a, ok := g.owners[owner]
 	if !ok {
 		return nil, nil
@@ -319,6 +357,10 @@ func (g *grantPool) ReleaseOwner(_ context.Context, owner records.Owner) ([]neti
 // address; false means it was not granted here in time, and the pod gets another.
 func (g *grantPool) Rebind(ctx context.Context, addr netip.Addr, from, to records.Owner) (bool, error) {
 	g.mu.Lock()
+	if g.prev != nil && g.prev.handedTo(addr, from) {
+		g.prev.releaseHanded(addr, from) // handed out here from now on
+		g.handing[addr] = from
+	}
 	if o, ok := g.handing[addr]; ok && (o == from || o == to) {
 		g.handing[addr] = to
 		delete(g.owners, from)
@@ -381,6 +423,9 @@ func (g *grantPool) Rebind(ctx context.Context, addr netip.Addr, from, to record
 func (g *grantPool) HandedTo(addr netip.Addr, owner records.Owner) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.prev != nil && g.prev.handedTo(addr, owner) {
+		return true
+	}
 	o, ok := g.handing[addr]
 	return ok && o == owner
 }
@@ -389,6 +434,11 @@ func (g *grantPool) HandedTo(addr netip.Addr, owner records.Owner) bool {
 func (g *grantPool) HasHanded(owner records.Owner) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.prev != nil {
+		if _, ok := g.prev.heldBy(owner); ok {
+			return true
+		}
+	}
 	_, ok := g.owners[owner]
 	return ok
 }

@@ -125,6 +125,14 @@ func (r *reserve) heldBy(o records.Owner) (netip.Addr, bool) {
 	return a, ok
 }
 
+// isHanded reports whether a is handed to any owner and not yet rebound.
+func (r *reserve) isHanded(a netip.Addr) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.handed[a]
+	return ok
+}
+
 // handedTo reports whether a is handed to o and not yet rebound.
 func (r *reserve) handedTo(a netip.Addr, o records.Owner) bool {
 	r.mu.Lock()

@@ -198,7 +198,11 @@ type writerSet struct {
 // Grants mode and the agent speaks node grants, else its PoolWriter.
 func (ws *writerSet) get(pool string) poolAllocator {
 	if ws.grants != nil && ws.grantsMode(pool) {
-		return ws.grants.get(pool)
+		g := ws.grants.get(pool)
+		if w := ws.lookupWriter(pool); w != nil {
+			g.inherit(w) // the pool switched while this agent wrote its records
+		}
+		return g
 	}
 	return ws.writer(pool)
 }

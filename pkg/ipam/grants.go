@@ -92,6 +92,12 @@ type GrantInput struct {
 	// holds, and hands a held one straight to the node that asks for it by address (a
 	// StatefulSet pod rescheduled from the gone node).
 	Gone map[string]bool
+	// Pending are the addresses the pool's records (format 1) still hold, when the pool
+	// switched to node grants with records: each maps to the node whose reserve or pod
+	// holds it ("" while the holder is not known: a pod whose endpoint is not written
+	// yet). The round grants each to its node; none is granted to anyone else while it
+	// is pending.
+	Pending map[netip.Addr]string
 }
 
 // GrantPlan is what a round changes.
@@ -109,6 +115,9 @@ type GrantPlan struct {
 	Returned int
 	// Dropped counts the addresses this round takes from gone nodes.
 	Dropped int
+	// Migrated are the pending addresses granted to their node after this round: they
+	// leave the records once the round's blocks are written.
+	Migrated []netip.Addr
 }
 
 // planner is one round's working state.
@@ -149,6 +158,7 @@ func PlanGrants(in GrantInput) GrantPlan {
 		p.answer(d)
 	}
 	p.dropGone(demands)
+	p.migrate()
 	need := map[string]int{}
 	for _, d := range demands {
 		need[d.Node] = d.Need // a specific address is met in step 1 or not at all
@@ -189,6 +199,33 @@ func PlanGrants(in GrantInput) GrantPlan {
 	}
 	p.plan.Changed = p.changed
 	return p.plan
+}
+
+// migrate grants each pending address to the node that holds it in the records, and
+// takes every pending address that is not its node's out of what the rest of the round
+// may grant.
+func (p *planner) migrate() {
+	if len(p.in.Pending) == 0 {
+		return
+	}
+	var taken []ip.Range
+	for _, a := range slices.SortedFunc(maps.Keys(p.in.Pending), netip.Addr.Compare) {
+		n := p.in.Pending[a]
+		if owner, granted := p.owner[a]; !granted && n != "" && !p.in.Gone[n] {
+			p.grant(n, a)
+		} else if granted && owner != n {
+			taken = append(taken, ip.Range{From: a, To: a}) // a leftover grant: wait
+			continue
+		}
+		if p.owner[a] == n && n != "" {
+			p.plan.Migrated = append(p.plan.Migrated, a)
+			continue
+		}
+		taken = append(taken, ip.Range{From: a, To: a})
+	}
+	if set, err := ip.SetOfRanges(taken...); err == nil && !set.IsEmpty() {
+		p.in.Usable = p.in.Usable.Subtract(set)
+	}
 }
 
 // dropGone takes from gone nodes what no endpoint holds, and moves an address an

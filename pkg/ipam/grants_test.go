@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -372,3 +373,28 @@ func TestPlanGrantsExactFitConverges(t *testing.T) {
 }
 
 func grantNode(i int) string { return fmt.Sprintf("node-%03d", i) }
+
+// TestPlanGrantsMigrates: a pool switched to node grants with records. Each address the
+// records hold goes to the node that holds it; one whose holder is not known yet is
+// granted to nobody, and neither is one held by a gone node; the other nodes' needs
+// come from the rest.
+func TestPlanGrantsMigrates(t *testing.T) {
+	subnet := netip.MustParsePrefix("10.0.0.0/24")
+	a := netip.MustParseAddr
+	in := GrantInput{Subnet: subnet, Usable: grantRanges(t, "10.0.0.1-10.0.0.6"), Blocks: map[netip.Addr]*GrantBlock{},
+		Held: map[netip.Addr]string{a("10.0.0.1"): "n1"}, Token: "t", Gone: map[string]bool{"gone": true},
+		Pending: map[netip.Addr]string{a("10.0.0.1"): "n1", a("10.0.0.2"): "n1", a("10.0.0.3"): "", a("10.0.0.4"): "gone"},
+		Demands: []Demand{{Node: "n1", Need: 1, Want: 1}, {Node: "n2", Need: 3, Want: 3}}}
+	plan := PlanGrants(in)
+	grants, _ := grantSummary(t, plan.Changed)
+	want := map[string]string{"n1": "10.0.0.1-10.0.0.2", "n2": "10.0.0.5-10.0.0.6"}
+	if !maps.Equal(grants, want) {
+		t.Errorf("grants %v, want %v", grants, want)
+	}
+	if !slices.Equal(plan.Migrated, []netip.Addr{a("10.0.0.1"), a("10.0.0.2")}) {
+		t.Errorf("migrated %v, want 10.0.0.1 and 10.0.0.2", plan.Migrated)
+	}
+	if plan.Unmet["n2"] != 1 {
+		t.Errorf("unmet %v, want n2 short of 1 (10.0.0.3 and .4 are pending)", plan.Unmet)
+	}
+}

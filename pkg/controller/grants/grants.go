@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,7 +25,9 @@ import (
 
 	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
 )
 
 // Params are what the grant controller needs.
@@ -151,6 +154,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 			},
 			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 				r.queue(q, r.grantsPools(ctx)) // its grants go after the gone delay
+				r.queue(q, r.recordsPools(ctx)) // it may have been the last without node grants
 			},
 		}).
 		Watches(&ipamv1.IPBlock{}, r.after(func(o client.Object) []string {
@@ -243,12 +247,19 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	plan := ipam.PlanGrants(rd.in)
 	r.observe(sp, plan)
+	if len(rd.in.Pending) > len(plan.Migrated) {
+		// Records whose pods' endpoints are not known yet: again when endpoints change.
+		r.unmet.set(sp.Name, true)
+	}
 	if plan.Dropped > 0 {
 		log.Info("Took back the grants of deleted nodes that no pod holds", "ips", plan.Dropped, "nodes", len(rd.in.Gone))
 	}
 	// A node seen gone comes back to this round once it is gone for good.
 	after := ctrl.Result{RequeueAfter: rd.goneIn}
 	if len(plan.Changed) == 0 && len(rd.leftovers) == 0 && !anyEmpty(rd.objs) {
+		if len(plan.Migrated) > 0 {
+			return r.migrated(ctx, sp, plan.Migrated, after)
+		}
 		r.metrics.rounds.WithLabelValues("idle").Inc()
 		return after, nil
 	}
@@ -262,6 +273,44 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	r.metrics.rounds.WithLabelValues("written").Inc()
+	if len(plan.Migrated) > 0 {
+		return r.migrated(ctx, sp, plan.Migrated, after)
+	}
+	return after, nil
+}
+
+// migrated removes from the pool's records the addresses now granted to the nodes that
+// held them, with a compare-and-swap on the pool (only GC still writes the records of a
+// pool in Grants mode); the records go once every address has moved.
+func (r *reconciler) migrated(ctx context.Context, sp *v2beta1.SpiderIPPool, moved []netip.Addr, after ctrl.Result) (ctrl.Result, error) {
+	subnet, err := ip.ParseCanonicalCIDR(string(sp.Spec.Subnet))
+	if err != nil {
+		return ctrl.Result{}, reconcile.TerminalError(err)
+	}
+	recs, err := records.Decode(subnet, sp.Status.Orbweaver.Records)
+	if err != nil {
+		return ctrl.Result{}, reconcile.TerminalError(err)
+	}
+	gone := map[netip.Addr]bool{}
+	for _, a := range moved {
+		gone[a] = true
+	}
+	left := slices.DeleteFunc(recs, func(rec records.Record) bool { return gone[rec.IP] })
+	next := sp.DeepCopy()
+	next.Status.Orbweaver.Records = nil
+	if len(left) > 0 {
+		if next.Status.Orbweaver.Records, err = records.Encode(subnet, left); err != nil {
+			return ctrl.Result{}, reconcile.TerminalError(err)
+		}
+	}
+	if err := r.direct.Status().Update(ctx, next); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: r.linger}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("remove the addresses moved to node grants from the records of pool %s: %w", sp.Name, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Moved pool records to node grants", "ips", len(moved), "left", len(left))
+	r.metrics.migrated.Add(float64(len(moved)))
 	return after, nil
 }
 
@@ -285,15 +334,13 @@ func (r *reconciler) poolsIn(ctx context.Context, grants bool) []string {
 	return out
 }
 
-// maybeSwitch puts a pool in Grants mode once that is safe: the pool records nothing
-// (the agents' records of protocol 1 are not migrated yet) and every Node's agent speaks
-// node grants (its IPAMNode says protocol 2), so no agent can write records any more.
-// The write is a compare-and-swap: an agent's records write in between makes it fail,
-// and the next round sees the records.
+// maybeSwitch puts a pool in Grants mode once every Node's agent speaks node grants (its
+// IPAMNode says protocol 2), so no agent writes records any more. The write is a
+// compare-and-swap on the pool: an agent's records write in between makes it fail, and
+// the next round tries again. The records stay: the rounds that follow grant each
+// address they hold to its node (migration, docs/design/node-grants.md), and until
+// then grant it to nobody else.
 func (r *reconciler) maybeSwitch(ctx context.Context, sp *v2beta1.SpiderIPPool) (ctrl.Result, error) {
-	if st := sp.Status.Orbweaver; st != nil && len(st.Records) > 0 {
-		return ctrl.Result{}, nil
-	}
 	var nodes corev1.NodeList
 	if err := r.cache.List(ctx, &nodes); err != nil {
 		return ctrl.Result{}, err

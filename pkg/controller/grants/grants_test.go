@@ -22,6 +22,7 @@ import (
 	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
 	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
 
@@ -333,11 +334,31 @@ func TestGrantsSwitchesPools(t *testing.T) {
 		t.Cleanup(func() { _ = e.Client.Delete(context.Background(), node) })
 	}
 	empty := createRecordsPool(t, e, "grants-switch", "10.22.0.0/24", "10.22.0.10-10.22.0.20")
-	withRecords := createRecordsPool(t, e, "grants-switch-records", "10.22.1.0/24", "10.22.1.10-10.22.1.20")
-	withRecords.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{Records: []byte{1, 0, 1, 5, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4}}
+	const recSubnet = "10.22.1.0/24"
+	withRecords := createRecordsPool(t, e, "grants-switch-records", recSubnet, "10.22.1.10-10.22.1.20")
+	a := netip.MustParseAddr
+	recs, err := records.Encode(netip.MustParsePrefix(recSubnet), []records.Record{
+		{IP: a("10.22.1.10"), Owner: records.ReserveOwner("gsw-a")},              // gsw-a's reserve
+		{IP: a("10.22.1.11"), Owner: records.OwnerOf("uid-db-0", "ctr", "eth0")}, // a pod on gsw-b
+		{IP: a("10.22.1.12"), Owner: records.OwnerOf("uid-web", "ctr", "eth0")},  // its endpoint comes later
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withRecords.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{Records: recs}
 	if err := e.Client.Status().Update(ctx, withRecords); err != nil {
 		t.Fatal(err)
 	}
+	endpoint := func(name, uid, node, addr string) {
+		se := &v2beta1.SpiderEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}}
+		se.Status.Current = v2beta1.PodIPAllocation{UID: uid, Node: node, IPs: []v2beta1.IPAllocationDetail{{
+			NIC: "eth0", IPv4: ptr.To(addr + "/24"), IPv4Pool: ptr.To(withRecords.Name)}}}
+		if err := e.Client.Create(ctx, se); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = e.Client.Delete(context.Background(), se) })
+	}
+	endpoint("db-0", "uid-db-0", "gsw-b", "10.22.1.11")
 	startController(t, e)
 	registerNode(t, e, "gsw-a", 2)
 	time.Sleep(500 * time.Millisecond)
@@ -346,9 +367,25 @@ func TestGrantsSwitchesPools(t *testing.T) {
 	}
 	registerNode(t, e, "gsw-b", 2)
 	testenv.WaitFor(t, "the pool switches", func() (bool, error) { return getPool(t, e, empty.Name).GrantsMode(), nil })
-	if getPool(t, e, withRecords.Name).GrantsMode() {
-		t.Error("a pool with records switched")
+
+	// The pool with records switches too, and each address its records hold goes to
+	// the node that holds it; the one whose pod has no endpoint yet stays in the
+	// records, granted to nobody, until the endpoint shows.
+	testenv.WaitFor(t, "the records move to node grants", func() (bool, error) {
+		per, _, _ := grantsOf(t, e, withRecords.Name, recSubnet)
+		return getPool(t, e, withRecords.Name).GrantsMode() &&
+			slices.Equal(per["gsw-a"], []netip.Addr{a("10.22.1.10")}) && slices.Equal(per["gsw-b"], []netip.Addr{a("10.22.1.11")}), nil
+	})
+	left, err := records.Decode(netip.MustParsePrefix(recSubnet), getPool(t, e, withRecords.Name).Status.Orbweaver.Records)
+	if err != nil || len(left) != 1 || left[0].IP != a("10.22.1.12") {
+		t.Fatalf("records left %v (%v), want only 10.22.1.12", left, err)
 	}
+	endpoint("web", "uid-web", "gsw-a", "10.22.1.12")
+	testenv.WaitFor(t, "the last record moves", func() (bool, error) {
+		per, _, _ := grantsOf(t, e, withRecords.Name, recSubnet)
+		st := getPool(t, e, withRecords.Name).Status.Orbweaver
+		return len(st.Records) == 0 && slices.Equal(per["gsw-a"], []netip.Addr{a("10.22.1.10"), a("10.22.1.12")}), nil
+	})
 }
 
 func registerNode(t *testing.T, e *testenv.Env, name string, protocol int32) {

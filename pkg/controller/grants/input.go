@@ -19,6 +19,7 @@ import (
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
 )
 
 // errStale: the cache does not show the controller's own last write to a block yet; a
@@ -118,6 +119,7 @@ func (r *reconciler) input(ctx context.Context, sp *v2beta1.SpiderIPPool) (round
 	if err := r.cache.List(ctx, &eps, client.MatchingFields{endpointPoolIndex: sp.Name}); err != nil {
 		return round{}, err
 	}
+	heldBy := map[netip.Addr]uint64{} // the PodKey of the pod each held address is for
 	for i := range eps.Items {
 		cur := &eps.Items[i].Status.Current
 		for _, nic := range cur.IPs {
@@ -125,13 +127,19 @@ func (r *reconciler) input(ctx context.Context, sp *v2beta1.SpiderIPPool) (round
 				if ptr.Deref(pa.pool, "") != sp.Name || pa.addr == nil {
 					continue
 				}
-				if pfx, err := netip.ParsePrefix(*pa.addr); err == nil {
-					in.Held[pfx.Addr()] = cur.Node
-				} else if a, err := netip.ParseAddr(*pa.addr); err == nil {
+				a, err := netip.ParseAddr(*pa.addr)
+				if pfx, perr := netip.ParsePrefix(*pa.addr); perr == nil {
+					a, err = pfx.Addr(), nil
+				}
+				if err == nil {
 					in.Held[a] = cur.Node
+					heldBy[a] = records.PodKey(cur.UID)
 				}
 			}
 		}
+	}
+	if in.Pending, err = r.pending(ctx, sp, subnet, in.Held, heldBy); err != nil {
+		return round{}, err
 	}
 	in.Token = newToken()
 	if in.Gone, rd.goneIn, err = r.goneNodes(ctx, in.Blocks); err != nil {
@@ -185,6 +193,40 @@ func (r *reconciler) nodeExists(ctx context.Context, name string) (bool, error) 
 		}
 	}
 	return false, nil
+}
+
+// pending maps every address the pool's records (format 1) still hold to the node that
+// holds it: a node's reserve to that node, a pod's record to the node of the endpoint
+// that holds the address for that pod; "" when neither is known yet.
+func (r *reconciler) pending(ctx context.Context, sp *v2beta1.SpiderIPPool, subnet netip.Prefix, held map[netip.Addr]string, heldBy map[netip.Addr]uint64) (map[netip.Addr]string, error) {
+	st := sp.Status.Orbweaver
+	if st == nil || len(st.Records) == 0 {
+		return nil, nil
+	}
+	recs, err := records.Decode(subnet, st.Records)
+	if err != nil {
+		return nil, fmt.Errorf("%w %q: its records, to move to node grants: %v", ipam.ErrInvalidPool, sp.Name, err)
+	}
+	reserves := map[records.Owner]string{}
+	var nodes ipamv1.IPAMNodeList
+	if err := r.cache.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	for i := range nodes.Items {
+		reserves[records.ReserveOwner(nodes.Items[i].Name)] = nodes.Items[i].Name
+	}
+	out := make(map[netip.Addr]string, len(recs))
+	for _, rec := range recs {
+		switch {
+		case rec.Owner.IsReserve():
+			out[rec.IP] = reserves[rec.Owner]
+		case heldBy[rec.IP] == rec.Owner.Pod:
+			out[rec.IP] = held[rec.IP]
+		default:
+			out[rec.IP] = ""
+		}
+	}
+	return out, nil
 }
 
 // newToken names the reclaim requests of one round: random, so that no two rounds, of

@@ -10,6 +10,7 @@ type metrics struct {
 	granted   prometheus.Counter
 	reclaimed prometheus.Counter
 	returned  prometheus.Counter
+	migrated  prometheus.Counter
 	writes    *prometheus.CounterVec
 	unmet     *prometheus.GaugeVec
 }
@@ -39,6 +40,10 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 			Namespace: "orbweaver", Subsystem: "grants", Name: "returned_addresses_total",
 			Help: "Addresses nodes gave back in answer to a reclaim request and the controller took from them.",
 		}),
+		migrated: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "orbweaver", Subsystem: "grants", Name: "migrated_addresses_total",
+			Help: "Addresses a pool's records (format 1) held that were granted to their node when the pool switched to node grants.",
+		}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "orbweaver", Subsystem: "grants", Name: "block_writes_total",
 			Help: "IPBlock creates, updates and deletes by result (ok, conflict, error).",
@@ -57,7 +62,7 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	if r == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.rounds, m.granted, m.reclaimed, m.returned, m.writes, m.unmet} {
+	for _, c := range []prometheus.Collector{m.rounds, m.granted, m.reclaimed, m.returned, m.migrated, m.writes, m.unmet} {
 		if err := r.Register(c); err != nil {
 			return nil, err
 		}
