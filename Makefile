@@ -128,6 +128,7 @@ BENCH_FLAGS ?=
 .PHONY: bench
 bench: tools build ## Benchmarks against a real API server: orbweaver, SpiderPool, whereabouts and the floor in one run, at 10-500 nodes (numbers, never pass/fail on time).
 	@$(GO) test -run='^$$' -bench=. -benchtime=3x ./pkg/agent/ ./test/eip/
+	@$(GO) test -run='^$$' -bench=PlanGrants -benchtime=3x -benchmem ./pkg/ipam/
 	@$(GO) run ./test/bench $(BENCH_FLAGS)
 
 .PHONY: clean

@@ -123,7 +123,7 @@ type GrantPlan struct {
 // planner is one round's working state.
 type planner struct {
 	in      GrantInput
-	owner   map[netip.Addr]string // every granted address
+	granted int // how many addresses are granted
 	blocks  map[netip.Addr]*GrantBlock
 	changed map[netip.Addr]*GrantBlock
 	count   map[string]int                 // grants per node
@@ -138,17 +138,21 @@ type planner struct {
 // frees it.
 func PlanGrants(in GrantInput) GrantPlan {
 	p := &planner{
-		in: in, owner: map[netip.Addr]string{}, blocks: map[netip.Addr]*GrantBlock{},
+		in: in, blocks: make(map[netip.Addr]*GrantBlock, len(in.Blocks)),
 		changed: map[netip.Addr]*GrantBlock{}, count: map[string]int{}, byNode: map[string]map[netip.Addr]bool{},
 		plan: GrantPlan{Unmet: map[string]int{}, Granted: map[string]int{}},
 	}
 	for start, b := range in.Blocks {
 		p.blocks[start] = b
-		for a, n := range b.Owners {
-			p.owner[a] = n
+		last := ""
+		for _, n := range b.Owners {
 			p.count[n]++
-			p.affine(n, start)
+			if n != last { // a block is mostly one node's
+				p.affine(n, start)
+				last = n
+			}
 		}
+		p.granted += len(b.Owners)
 	}
 	demands := slices.Clone(in.Demands)
 	slices.SortFunc(demands, func(a, b Demand) int { return cmp.Compare(a.Node, b.Node) })
@@ -164,7 +168,7 @@ func PlanGrants(in GrantInput) GrantPlan {
 		need[d.Node] = d.Need // a specific address is met in step 1 or not at all
 	}
 	for a, n := range in.Held {
-		if _, asked := need[n]; !asked && p.owner[a] == n {
+		if _, asked := need[n]; !asked && p.owner(a) == n {
 			need[n]++ // a node with no demand needs what its pods hold
 		}
 	}
@@ -172,7 +176,7 @@ func PlanGrants(in GrantInput) GrantPlan {
 	// 1. Specific addresses.
 	for _, d := range demands {
 		for _, a := range d.IPs {
-			switch n, granted := p.owner[a]; {
+			switch n, granted := p.ownerOf(a); {
 			case !granted && in.Usable.Contains(a):
 				p.grant(d.Node, a)
 			case granted && n != d.Node:
@@ -211,13 +215,13 @@ func (p *planner) migrate() {
 	var taken []ip.Range
 	for _, a := range slices.SortedFunc(maps.Keys(p.in.Pending), netip.Addr.Compare) {
 		n := p.in.Pending[a]
-		if owner, granted := p.owner[a]; !granted && n != "" && !p.in.Gone[n] {
+		if owner, granted := p.ownerOf(a); !granted && n != "" && !p.in.Gone[n] {
 			p.grant(n, a)
 		} else if granted && owner != n {
 			taken = append(taken, ip.Range{From: a, To: a}) // a leftover grant: wait
 			continue
 		}
-		if p.owner[a] == n && n != "" {
+		if p.owner(a) == n && n != "" {
 			p.plan.Migrated = append(p.plan.Migrated, a)
 			continue
 		}
@@ -242,11 +246,17 @@ func (p *planner) dropGone(demands []Demand) {
 			askedBy[a] = d.Node
 		}
 	}
-	for _, a := range slices.SortedFunc(maps.Keys(p.owner), netip.Addr.Compare) {
-		n := p.owner[a]
-		if !p.in.Gone[n] {
-			continue
+	var theirs []netip.Addr
+	for _, b := range p.blocks {
+		for a, n := range b.Owners {
+			if p.in.Gone[n] {
+				theirs = append(theirs, a)
+			}
 		}
+	}
+	slices.SortFunc(theirs, netip.Addr.Compare)
+	for _, a := range theirs {
+		n := p.owner(a)
 		to, asked := askedBy[a]
 		if p.in.Held[a] != "" && !asked {
 			continue // a pod's, until GC frees it or its StatefulSet pod asks for it
@@ -254,7 +264,7 @@ func (p *planner) dropGone(demands []Demand) {
 		e := p.edit(BlockStart(p.in.Subnet, a))
 		delete(e.Owners, a)
 		delete(e.Reclaim, a)
-		delete(p.owner, a)
+		p.granted--
 		p.count[n]--
 		p.plan.Dropped++
 		if asked && !p.in.Gone[to] && p.in.Usable.Contains(a) {
@@ -290,16 +300,34 @@ func (p *planner) grantBuffers(demands []Demand) {
 // counted through).
 func (p *planner) ungranted(limit int64) int64 {
 	total := p.in.Usable.Count()
-	if n, ok := total.Uint64(); ok && n <= uint64(limit)+uint64(len(p.owner)) {
+	if n, ok := total.Uint64(); ok && n <= uint64(limit)+uint64(p.granted) {
 		free := int64(n)
-		for a := range p.owner {
-			if p.in.Usable.Contains(a) {
-				free--
+		for _, b := range p.blocks {
+			for a := range b.Owners {
+				if p.in.Usable.Contains(a) {
+					free--
+				}
 			}
 		}
 		return free
 	}
 	return limit
+}
+
+// ownerOf returns the node a is granted to.
+func (p *planner) ownerOf(a netip.Addr) (string, bool) {
+	b := p.blocks[BlockStart(p.in.Subnet, a)]
+	if b == nil {
+		return "", false
+	}
+	n, ok := b.Owners[a]
+	return n, ok
+}
+
+// owner returns the node a is granted to, "" when none.
+func (p *planner) owner(a netip.Addr) string {
+	n, _ := p.ownerOf(a)
+	return n
 }
 
 func (p *planner) affine(node string, start netip.Addr) {
@@ -330,7 +358,7 @@ func (p *planner) edit(start netip.Addr) *GrantBlock {
 func (p *planner) grant(node string, a netip.Addr) {
 	start := BlockStart(p.in.Subnet, a)
 	p.edit(start).Owners[a] = node
-	p.owner[a] = node
+	p.granted++
 	p.count[node]++
 	p.plan.Granted[node]++
 	p.affine(node, start)
@@ -357,7 +385,7 @@ func (p *planner) answer(d Demand) {
 		e := p.edit(start)
 		delete(e.Owners, a)
 		delete(e.Reclaim, a)
-		delete(p.owner, a)
+		p.granted--
 		p.count[d.Node]--
 		p.plan.Returned++
 	}
@@ -427,7 +455,7 @@ func (p *planner) freeIn(start netip.Addr) func(func(netip.Addr) bool) {
 	return func(yield func(netip.Addr) bool) {
 		end := blockEnd(p.in.Subnet, start)
 		for a := start; a.IsValid() && a.Compare(end) <= 0; a = a.Next() {
-			if _, taken := p.owner[a]; taken || !p.in.Usable.Contains(a) {
+			if _, taken := p.ownerOf(a); taken || !p.in.Usable.Contains(a) {
 				continue
 			}
 			if !yield(a) {
@@ -447,13 +475,14 @@ func (p *planner) reclaimSurplus(need map[string]int) {
 	}
 	asked := map[string]int{}
 	spare := map[string][]netip.Addr{}
-	for a, n := range p.owner {
-		b := p.blocks[BlockStart(p.in.Subnet, a)]
-		switch {
-		case b.Reclaim[a] != "":
-			asked[n]++
-		case p.in.Held[a] == "":
-			spare[n] = append(spare[n], a)
+	for _, b := range p.blocks {
+		for a, n := range b.Owners {
+			switch {
+			case b.Reclaim[a] != "":
+				asked[n]++
+			case p.in.Held[a] == "":
+				spare[n] = append(spare[n], a)
+			}
 		}
 	}
 	for _, k := range asked {
