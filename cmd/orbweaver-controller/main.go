@@ -223,7 +223,7 @@ func setupReconcilers(ctx context.Context, mgr ctrl.Manager, direct client.Clien
 	}); err != nil {
 		return fmt.Errorf("auto pools: %w", err)
 	}
-	if err := ippool.SetupWithManager(mgr, ippool.Params{Direct: direct, Registerer: metrics.Registry}); err != nil {
+	if err := ippool.SetupWithManager(ctx, mgr, ippool.Params{Direct: direct, Registerer: metrics.Registry}); err != nil {
 		return fmt.Errorf("pool status: %w", err)
 	}
 	if o.nodeGrants {

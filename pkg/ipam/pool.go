@@ -360,8 +360,9 @@ func (p Pool) Rebind(a netip.Addr, from, to records.Owner) (Pool, bool) {
 
 // WriteStatus puts the pool's records and counts into sp's status: both in the same
 // object, so one write changes them together and the counts never drift. The pool
-// controller's conditions and the EIP controller's bindings in sp are kept; the
-// orbweaver block is dropped only when it would hold none of the three.
+// controller's conditions, the EIP controller's bindings and the allocation mode (the
+// grant controller's) in sp are kept; the orbweaver block is dropped only when it would
+// hold none of them.
 func (p Pool) WriteStatus(sp *v2beta1.SpiderIPPool) error {
 	recs := make([]records.Record, 0, len(p.holders))
 	for a, o := range p.holders {
@@ -378,9 +379,9 @@ func (p Pool) WriteStatus(sp *v2beta1.SpiderIPPool) error {
 		st.Records = data
 	}
 	if old := sp.Status.Orbweaver; old != nil {
-		st.Conditions, st.EIPs = old.Conditions, old.EIPs
+		st.Conditions, st.EIPs, st.Allocation = old.Conditions, old.EIPs, old.Allocation
 	}
-	if len(st.Records) == 0 && len(st.Conditions) == 0 && len(st.EIPs) == 0 {
+	if len(st.Records) == 0 && len(st.Conditions) == 0 && len(st.EIPs) == 0 && st.Allocation == "" {
 		st = nil
 	}
 	sp.Status.Orbweaver = st

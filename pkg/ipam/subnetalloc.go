@@ -18,9 +18,10 @@ import (
 //     spec.excludeIPs, minus the spec.ips of every pool (pools being deleted too: they
 //     keep their addresses until their finalizer goes), minus the SpiderReservedIPs.
 //   - A pool grows by the lowest free addresses, all it needs or none.
-//   - A pool shrinks only by addresses no record holds (a pod's, or a node's reserve),
-//     reserved ones first, then from the highest down; what records hold stays, and
-//     the pool is smaller later, when they are released.
+//   - A pool shrinks only by addresses no record holds (a pod's, or a node's reserve;
+//     in Grants mode, a pod's SpiderEndpoint), reserved ones first, then from the
+//     highest down; what records hold stays, and the pool is smaller later, when they
+//     are released.
 
 // ErrSubnetExhausted: a SpiderSubnet has fewer free addresses than an auto pool needs.
 var ErrSubnetExhausted = errors.New("subnet exhausted")
@@ -145,6 +146,11 @@ type AutoPoolSizing struct {
 	Pools []v2beta1.SpiderIPPool
 	// Reserved are the addresses of every SpiderReservedIP of the subnet's family.
 	Reserved ip.Set
+	// Held are addresses of Pool that pods hold besides its records: for a pool in
+	// Grants mode, which records nothing, the addresses its SpiderEndpoints hold
+	// (HeldSet of EndpointHolds). A shrink never gives them back. Addresses granted to
+	// nodes and held by no pod may go: the agents give back what leaves the pool.
+	Held ip.Set
 	// Want is the pool's wanted size (DesiredIPNumber).
 	Want int64
 }
@@ -170,9 +176,9 @@ func (r AutoPoolResize) Changed() bool { return !r.Added.IsEmpty() || !r.Removed
 //   - New pool: the Want lowest free addresses of the subnet (SubnetFree).
 //   - Growing: the current addresses plus the lowest free ones it lacks.
 //   - Shrinking: the current addresses minus ones no record holds (a node's reserve
-//     holds too): SpiderReservedIPs first, which the pool cannot hand out anyway, then
-//     from the highest down. An address a record holds is never removed; Kept counts
-//     those the pool holds above Want.
+//     holds too, and so does in.Held): SpiderReservedIPs first, which the pool cannot
+//     hand out anyway, then from the highest down. An address a record holds is never
+//     removed; Kept counts those the pool holds above Want.
 //
 // Growing is all or nothing: when the subnet has fewer free addresses than the pool
 // lacks, the error is a *SubnetExhaustedError and nothing changes. A pool whose spec or
@@ -224,7 +230,7 @@ func ResizeAutoPool(in AutoPoolSizing) (AutoPoolResize, error) {
 		out.IPs = u
 	case c > 0:
 		extra := have.Sub(size)
-		unheld := pool.total.Subtract(pool.held)
+		unheld := pool.total.Subtract(pool.held).Subtract(in.Held)
 		first := lowest(unheld.Intersect(in.Reserved), extra)
 		rest := highest(unheld.Subtract(first), extra.Sub(first.Count()))
 		out.Removed, _ = first.Union(rest) // both of the pool's family

@@ -165,7 +165,9 @@ func TestResizeAutoPool(t *testing.T) {
 		pool     *v2beta1.SpiderIPPool
 		others   []v2beta1.SpiderIPPool
 		reserved []string
-		want     int64
+		// held are addresses SpiderEndpoints hold (a pool in Grants mode).
+		held []string
+		want int64
 		// wantIPs is the new spec.ips; wantAdded and wantRemoved what changed.
 		wantIPs, wantAdded, wantRemoved []string
 		wantKept                        int64
@@ -208,6 +210,11 @@ func TestResizeAutoPool(t *testing.T) {
 				held{ip: "10.244.100.0"}, held{ip: "10.244.100.2"}, held{ip: "10.244.100.3", reserve: true})),
 			wantIPs:     []string{"10.244.100.0", "10.244.100.2-10.244.100.3"},
 			wantRemoved: []string{"10.244.100.1"}, wantKept: 2},
+		{name: "Grants: shrink never gives back an address an endpoint holds", subnet: seed, want: 4,
+			pool:        ptr.To(spiderPool(t, "mine", cidr, []string{"10.244.100.0-10.244.100.5"}, nil)),
+			held:        []string{"10.244.100.5", "10.244.100.3"},
+			wantIPs:     []string{"10.244.100.0-10.244.100.1", "10.244.100.3", "10.244.100.5"},
+			wantRemoved: []string{"10.244.100.2", "10.244.100.4"}},
 		{name: "shrink blocked: every address held", subnet: seed, want: 0,
 			pool: ptr.To(spiderPool(t, "mine", cidr, []string{"10.244.100.0-10.244.100.1"}, nil,
 				held{ip: "10.244.100.0"}, held{ip: "10.244.100.1"})),
@@ -235,7 +242,7 @@ func TestResizeAutoPool(t *testing.T) {
 				pools = append(pools, *tt.pool)
 			}
 			reserved := mustRanges(t, tt.reserved...)
-			got, err := ResizeAutoPool(AutoPoolSizing{Subnet: tt.subnet, Pool: tt.pool, Pools: pools, Reserved: reserved, Want: tt.want})
+			got, err := ResizeAutoPool(AutoPoolSizing{Subnet: tt.subnet, Pool: tt.pool, Pools: pools, Reserved: reserved, Held: mustRanges(t, tt.held...), Want: tt.want})
 			if tt.wantErr != nil {
 				var ex *SubnetExhaustedError
 				if !errors.As(err, &ex) || *ex != *tt.wantErr || !errors.Is(err, ErrSubnetExhausted) {

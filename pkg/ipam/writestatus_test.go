@@ -23,8 +23,9 @@ func TestWriteStatusKeepsConditions(t *testing.T) {
 		name       string
 		conditions []metav1.Condition   // in sp before the write
 		eips       []v2beta1.EIPBinding // in sp before the write
-		allocate   int                  // records after the write
-		wantBlock  bool                 // status.orbweaver present after the write
+		mode       v2beta1.AllocationMode
+		allocate   int  // records after the write
+		wantBlock  bool // status.orbweaver present after the write
 	}{
 		{name: "records and conditions", conditions: []metav1.Condition{exhausted}, allocate: 2, wantBlock: true},
 		{name: "conditions, no records left", conditions: []metav1.Condition{exhausted}, allocate: 0, wantBlock: true},
@@ -32,6 +33,8 @@ func TestWriteStatusKeepsConditions(t *testing.T) {
 		{name: "neither", allocate: 0, wantBlock: false},
 		{name: "EIP bindings, no records left", allocate: 0, wantBlock: true,
 			eips: []v2beta1.EIPBinding{{IP: "10.0.0.10", Phase: v2beta1.EIPAllocated, AllocationID: "eip-1", PublicIP: "203.0.113.1"}}},
+		// A writer of records never turns a pool back from Grants mode.
+		{name: "the allocation mode, no records left", mode: v2beta1.AllocationGrants, allocate: 0, wantBlock: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,6 +53,7 @@ func TestWriteStatusKeepsConditions(t *testing.T) {
 				sp.Status.Orbweaver.Conditions = append([]metav1.Condition(nil), tt.conditions...)
 			}
 			sp.Status.Orbweaver.EIPs = append([]v2beta1.EIPBinding(nil), tt.eips...)
+			sp.Status.Orbweaver.Allocation = tt.mode
 
 			p = mustPool(t, sp)
 			p, _ = p.ReleaseOwner(owner(0))
@@ -80,6 +84,9 @@ func TestWriteStatusKeepsConditions(t *testing.T) {
 			}
 			if len(st.EIPs) != len(tt.eips) || len(tt.eips) > 0 && !reflect.DeepEqual(st.EIPs, tt.eips) {
 				t.Fatalf("eips = %+v, want %+v", st.EIPs, tt.eips)
+			}
+			if st.Allocation != tt.mode {
+				t.Fatalf("allocation = %q, want %q", st.Allocation, tt.mode)
 			}
 			if (len(st.Records) > 0) != (tt.allocate > 0) {
 				t.Fatalf("records = %d bytes with %d allocations", len(st.Records), tt.allocate)

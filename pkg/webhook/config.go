@@ -46,6 +46,10 @@ func (c Config) enabled(is4 bool) (bool, string) {
 type Existing struct {
 	IPPools []v2beta1.SpiderIPPool
 	Subnets []v2beta1.SpiderSubnet
+	// Endpoints are the SpiderEndpoints that name the pool under review, read only for
+	// an update that changes the addresses of a pool in Grants mode: such a pool has no
+	// records, and its endpoints say which addresses pods hold.
+	Endpoints []v2beta1.SpiderEndpoint
 }
 
 // CIDRLabelValue writes a subnet as SpiderPool's CIDR labels do, with '.', ':' and '/'

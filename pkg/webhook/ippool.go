@@ -12,6 +12,7 @@ import (
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
 )
 
@@ -100,7 +101,8 @@ func (c Config) ValidateIPPoolCreate(pool *v2beta1.SpiderIPPool, existing Existi
 // comparisons against other objects limited to the addresses this update adds (so a
 // conflict older than these rules does not block unrelated edits, such as the one that
 // fixes it), plus: spec.subnet and spec.ipVersion are immutable, and no address that a
-// pod or a node's reserve holds may leave the pool.
+// pod or a node's reserve holds may leave the pool (in Grants mode: no address a
+// SpiderEndpoint of existing.Endpoints holds).
 func (c Config) ValidateIPPoolUpdate(old, pool *v2beta1.SpiderIPPool, existing Existing) field.ErrorList {
 	return c.validateIPPool(old, pool, existing)
 }
@@ -119,7 +121,7 @@ func (c Config) validateIPPool(old, pool *v2beta1.SpiderIPPool, existing Existin
 		}
 		if prev := parseObject(old.Spec.Subnet, old.Spec.IPs, old.Spec.ExcludeIPs); a.complete && prev.addrsOK {
 			added = a.effective.Subtract(prev.effective)
-			errs = append(errs, inUseRemoved(old, prev.effective.Subtract(a.effective), a)...)
+			errs = append(errs, inUseRemoved(old, prev.effective.Subtract(a.effective), a, existing.Endpoints)...)
 		}
 	}
 	if !a.subnet.IsValid() {
@@ -184,23 +186,36 @@ func (a addresses) poolConflicts(name string, create bool, added ip.Set, existin
 // inUseRemoved: an update must not take away an address that is allocated. removed is
 // what leaves the pool's effective addresses; the old pool's records say who holds what,
 // a pod or a node agent's reserve (spares, and addresses handed to pods but not yet
-// recorded under them). An address removed by a new excludeIPs entry is reported at
-// spec.excludeIPs, one dropped from ips at spec.ips. Only addresses this update removes
-// are checked, so an address held outside the pool from before stays editable.
+// recorded under them). A pool in Grants mode has no records: there eps, its
+// SpiderEndpoints, say which addresses pods hold; an address granted to a node and not
+// held by a pod may go, since the node's agent gives back what leaves the pool. An
+// address removed by a new excludeIPs entry is reported at spec.excludeIPs, one dropped
+// from ips at spec.ips. Only addresses this update removes are checked, so an address
+// held outside the pool from before stays editable.
 //
 // The records are decoded with records.Decode rather than through ipam.NewPool: a Pool
 // answers "who holds this address" but cannot list its addresses, and asking it per
 // owner costs O(n²) on a pool of 65,536 records, while one decode is O(n).
-func inUseRemoved(old *v2beta1.SpiderIPPool, removed ip.Set, a addresses) field.ErrorList {
-	if removed.IsEmpty() || old.Status.Orbweaver == nil || len(old.Status.Orbweaver.Records) == 0 {
+func inUseRemoved(old *v2beta1.SpiderIPPool, removed ip.Set, a addresses, eps []v2beta1.SpiderEndpoint) field.ErrorList {
+	if removed.IsEmpty() {
 		return nil
 	}
-	recs, err := records.Decode(a.subnet, old.Status.Orbweaver.Records)
-	if err != nil {
-		return field.ErrorList{field.InternalError(recordsPath, fmt.Errorf(
-			"cannot tell which of the removed addresses are allocated, so the pool cannot shrink: %w", err))}
-	}
 	var pods, reserves []ip.Range
+	if old.GrantsMode() {
+		for _, h := range ipam.EndpointHolds(old.Name, a.subnet, eps) {
+			if removed.Contains(h.Addr) {
+				pods = append(pods, ip.Range{From: h.Addr, To: h.Addr})
+			}
+		}
+	}
+	var recs []records.Record
+	if st := old.Status.Orbweaver; st != nil && len(st.Records) > 0 {
+		var err error
+		if recs, err = records.Decode(a.subnet, st.Records); err != nil {
+			return field.ErrorList{field.InternalError(recordsPath, fmt.Errorf(
+				"cannot tell which of the removed addresses are allocated, so the pool cannot shrink: %w", err))}
+		}
+	}
 	for _, r := range recs {
 		if !removed.Contains(r.IP) {
 			continue

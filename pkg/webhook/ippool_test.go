@@ -332,6 +332,7 @@ func TestValidateIPPoolCreate(t *testing.T) {
 func TestValidateIPPoolUpdate(t *testing.T) {
 	base := pool("p", "10.0.0.0/24", version(4), ips("10.0.0.10-10.0.0.20"))
 	held := with(base, allocated(t, []string{"10.0.0.12", "10.0.0.13", "10.0.0.19"}, []string{"10.0.0.20"}))
+	inGrants := with(base, grants())
 	v6 := pool("p6", "fd00::/64", version(6), ips("fd00::10-fd00::ff"))
 	v6held := with(v6, allocated(t, []string{"fd00::80"}, nil))
 	tests := []struct {
@@ -417,6 +418,34 @@ func TestValidateIPPoolUpdate(t *testing.T) {
 			old:  held,
 			new:  with(held, ips("10.0.0.10-10.0.0.1x")),
 			want: []want{invalid("spec.ips[0]", `end "10.0.0.1x"`)},
+		},
+		{
+			name:     "Grants: excluding an address an endpoint holds",
+			old:      inGrants,
+			new:      with(inGrants, exclude("10.0.0.12-10.0.0.14")),
+			existing: Existing{Endpoints: endpoints("p", "10.0.0.12", "10.0.0.13")},
+			want:     []want{forbidden("spec.excludeIPs", "would exclude 10.0.0.12-10.0.0.13 (2 addresses) allocated to pods")},
+		},
+		{
+			name:     "Grants: dropping an address an endpoint holds from ips",
+			old:      inGrants,
+			new:      with(inGrants, ips("10.0.0.10-10.0.0.18")),
+			existing: Existing{Endpoints: endpoints("p", "10.0.0.12", "10.0.0.19")},
+			want:     []want{forbidden("spec.ips", "would remove 10.0.0.19 (1 address) allocated to pods")},
+		},
+		{
+			// Granted to a node or not, an address no pod holds may go: the node's agent
+			// gives back what leaves the pool.
+			name:     "Grants: addresses no endpoint holds may go",
+			old:      inGrants,
+			new:      with(inGrants, ips("10.0.0.10-10.0.0.15"), exclude("10.0.0.13")),
+			existing: Existing{Endpoints: append(endpoints("p", "10.0.0.12"), endpoints("q", "10.0.0.13", "10.0.0.19")...)},
+		},
+		{
+			name:     "Records: endpoints are not what holds",
+			old:      base,
+			new:      with(base, ips("10.0.0.10-10.0.0.15")),
+			existing: Existing{Endpoints: endpoints("p", "10.0.0.19")},
 		},
 		{
 			name:     "adding addresses another pool has",

@@ -17,13 +17,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
 
 // Register adds the mutating and validating webhooks of SpiderIPPool, SpiderSubnet and
 // SpiderReservedIP to the manager's webhook server, at controller-runtime's paths
 // (/mutate-spiderpool-spidernet-io-v2beta1-spiderippool, /validate-..., and so on; see
 // Paths). reader must read the API server directly, not a cache: an overlap check
-// against a cache that has not seen a pool created a moment ago would admit an overlap.
+// against a cache that has not seen a pool created a moment ago would admit an overlap,
+// and a shrink of a pool in Grants mode checked against a cache that has not seen an
+// endpoint written a moment ago would take an address from its pod. It lists
+// SpiderIPPools and SpiderSubnets, and SpiderEndpoints for such a shrink.
 //
 // serializer, when not nil, makes the decisions about pools and subnets one at a time
 // (see Serializer): without it, two overlapping pools created at the same moment can both
@@ -151,11 +155,19 @@ func (a *admitter) validate(ctx context.Context, old, obj runtime.Object) (admis
 	switch o := obj.(type) {
 	case *v2beta1.SpiderIPPool:
 		kind, name = "SpiderIPPool", o.Name
+		var eps []v2beta1.SpiderEndpoint
+		if prev, ok := old.(*v2beta1.SpiderIPPool); ok && prev.GrantsMode() && addressesChanged(prev, o) {
+			var err error
+			if eps, err = a.endpointsOf(ctx, o.Name); err != nil {
+				return nil, apierrors.NewInternalError(err)
+			}
+		}
 		var err error
 		errs, err = a.decide(ctx, claimOfPool(o, a.now(), old != nil), func(existing Existing) field.ErrorList {
 			if old == nil {
 				return a.cfg.ValidateIPPoolCreate(o, existing)
 			}
+			existing.Endpoints = eps
 			return a.cfg.ValidateIPPoolUpdate(old.(*v2beta1.SpiderIPPool), o, existing)
 		})
 		if err != nil {
@@ -187,6 +199,37 @@ func (a *admitter) validate(ctx context.Context, old, obj runtime.Object) (admis
 		return nil, nil
 	}
 	return nil, apierrors.NewInvalid(v2beta1.SchemeGroupVersion.WithKind(kind).GroupKind(), name, errs)
+}
+
+// addressesChanged reports whether an update may change a pool's addresses: its
+// spec.ips or spec.excludeIPs differ.
+func addressesChanged(old, pool *v2beta1.SpiderIPPool) bool {
+	return !slices.Equal(old.Spec.IPs, pool.Spec.IPs) || !slices.Equal(old.Spec.ExcludeIPs, pool.Spec.ExcludeIPs)
+}
+
+// endpointPage is how many SpiderEndpoints endpointsOf reads per request.
+const endpointPage = 500
+
+// endpointsOf returns the SpiderEndpoints that name the pool, read from the API server a
+// page at a time (it cannot select them by pool), keeping only those.
+func (a *admitter) endpointsOf(ctx context.Context, pool string) ([]v2beta1.SpiderEndpoint, error) {
+	var out []v2beta1.SpiderEndpoint
+	opts := []client.ListOption{client.Limit(endpointPage)}
+	for {
+		var list v2beta1.SpiderEndpointList
+		if err := a.reader.List(ctx, &list, opts...); err != nil {
+			return nil, fmt.Errorf("list SpiderEndpoints to find the addresses pods hold in SpiderIPPool %q: %w", pool, err)
+		}
+		for i := range list.Items {
+			if slices.Contains(ipam.EndpointPools(&list.Items[i]), pool) {
+				out = append(out, list.Items[i])
+			}
+		}
+		if list.Continue == "" {
+			return out, nil
+		}
+		opts = []client.ListOption{client.Limit(endpointPage), client.Continue(list.Continue)}
+	}
 }
 
 // decide runs a pool or subnet rule against the stored objects and, through the

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -134,6 +135,80 @@ func TestWebhooksAgainstTheAPIServer(t *testing.T) {
 		}
 	})
 }
+
+// TestGrantsPoolShrinkAgainstTheAPIServer: for a pool in Grants mode, which records
+// nothing, the webhook reads the SpiderEndpoints from the API server: excluding or
+// dropping an address an endpoint holds is refused, naming it, and excluding or
+// dropping addresses no endpoint holds is admitted.
+func TestGrantsPoolShrinkAgainstTheAPIServer(t *testing.T) {
+	e := testenv.Require(t, env)
+	webhooktest.Serve(t, e, nil)
+	ctx := context.Background()
+	p := pool("wh-grants", "10.94.0.0/24", ips("10.94.0.10-10.94.0.20"))
+	if err := e.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = e.Client.Patch(context.Background(), p, client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"finalizers":null}}`)))
+		_ = e.Client.Delete(context.Background(), p)
+	})
+	// Grants mode, as the grant controller sets it (status writes are not admitted).
+	p.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{Allocation: v2beta1.AllocationGrants}
+	if err := e.Client.Status().Update(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	const ns = "wh-grants"
+	if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	// The endpoint an agent's ADD writes: the only record that pod-a holds 10.94.0.12.
+	se := &v2beta1.SpiderEndpoint{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pod-a"},
+		Status: v2beta1.WorkloadEndpointStatus{Current: v2beta1.PodIPAllocation{UID: "uid-a", Node: "node-a",
+			IPs: []v2beta1.IPAllocationDetail{{NIC: "eth0", IPv4: ptrTo("10.94.0.12/24"), IPv4Pool: ptrTo(p.Name)}}}},
+	}
+	if err := e.Client.Create(ctx, se); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Client.Delete(context.Background(), se) })
+
+	update := func(change func(*v2beta1.SpiderIPPool)) error {
+		got := &v2beta1.SpiderIPPool{}
+		if err := e.Client.Get(ctx, client.ObjectKeyFromObject(p), got); err != nil {
+			t.Fatal(err)
+		}
+		change(got)
+		return e.Client.Update(ctx, got)
+	}
+	for _, tt := range []struct {
+		name   string
+		change func(*v2beta1.SpiderIPPool)
+		refuse string // "": admitted
+	}{
+		{"excluding the held address", func(p *v2beta1.SpiderIPPool) { p.Spec.ExcludeIPs = []v2beta1.IPOrRange{"10.94.0.11-10.94.0.12"} }, "spec.excludeIPs"},
+		{"dropping the held address", func(p *v2beta1.SpiderIPPool) { p.Spec.IPs = []v2beta1.IPOrRange{"10.94.0.13-10.94.0.20"} }, "spec.ips"},
+		{"excluding an unheld address", func(p *v2beta1.SpiderIPPool) { p.Spec.ExcludeIPs = []v2beta1.IPOrRange{"10.94.0.13"} }, ""},
+		{"dropping unheld addresses", func(p *v2beta1.SpiderIPPool) { p.Spec.IPs = []v2beta1.IPOrRange{"10.94.0.10-10.94.0.15"} }, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := update(tt.change)
+			if tt.refuse == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "10.94.0.12 (1 address) allocated to pods") {
+				t.Fatalf("got %v, want Invalid naming 10.94.0.12 allocated to pods", err)
+			}
+			if got := causes(err); !slices.Equal(got, []string{tt.refuse + ": FieldValueForbidden"}) {
+				t.Fatalf("refused with %v, want %s", got, tt.refuse)
+			}
+		})
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
 
 // allocateForTest records addr in the pool's status for a made-up pod, as an agent would.
 func allocateForTest(p *v2beta1.SpiderIPPool, addr string) error {

@@ -113,6 +113,26 @@ func allocated(t *testing.T, pods, reserves []string) opt {
 	}
 }
 
+// grants puts the pool in Grants mode: no records, its endpoints say what is held.
+func grants() opt {
+	return func(p *v2beta1.SpiderIPPool) {
+		p.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{Allocation: v2beta1.AllocationGrants}
+	}
+}
+
+// endpoints returns one SpiderEndpoint per address, each a pod's holding it in pool.
+func endpoints(pool string, addrs ...string) []v2beta1.SpiderEndpoint {
+	out := make([]v2beta1.SpiderEndpoint, len(addrs))
+	for i, a := range addrs {
+		out[i] = v2beta1.SpiderEndpoint{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pod-" + a},
+			Status: v2beta1.WorkloadEndpointStatus{Current: v2beta1.PodIPAllocation{UID: "uid-" + a, Node: "node-a",
+				IPs: []v2beta1.IPAllocationDetail{{NIC: "eth0", IPv4: ptr(a + "/24"), IPv4Pool: ptr(pool)}}}},
+		}
+	}
+	return out
+}
+
 func rawRecords(data []byte) opt {
 	return func(p *v2beta1.SpiderIPPool) { p.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{Records: data} }
 }

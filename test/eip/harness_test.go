@@ -273,6 +273,23 @@ func (h *harness) changePool(name string, change func(ipam.Pool) ipam.Pool) {
 	}
 }
 
+// toGrants puts a pool in Grants mode, as the grant controller does once every node's
+// agent speaks node grants: from then on the pods' endpoints are its only records.
+func (h *harness) toGrants(name string) {
+	h.t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		sp := h.getPool(name)
+		if sp.Status.Orbweaver == nil {
+			sp.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{}
+		}
+		sp.Status.Orbweaver.Allocation = v2beta1.AllocationGrants
+		return h.e.Client.Status().Update(h.ctx, sp)
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 // podOpts shape a pod.
 type podOpts struct {
 	gate        bool // declares the orbweaver.io/eip readiness gate
@@ -281,7 +298,8 @@ type podOpts struct {
 
 // run starts a pod on node the way kubelet and the agent would: the pod, an address
 // of the pool recorded for it (at want, when valid), the IP placed on the node's
-// interface in the cloud, and its endpoint.
+// interface in the cloud, and its endpoint. In a pool in Grants mode the endpoint is
+// the only record, and want must be given (the agent takes it from its node's grants).
 func (h *harness) run(name, node, pool string, want netip.Addr, o podOpts) (*corev1.Pod, netip.Addr) {
 	h.t.Helper()
 	pod := &corev1.Pod{
@@ -295,18 +313,25 @@ func (h *harness) run(name, node, pool string, want netip.Addr, o podOpts) (*cor
 	h.create(pod)
 	owner := records.OwnerOf(string(pod.UID), "ctr-"+string(pod.UID), "eth0")
 	var got netip.Addr
-	h.changePool(pool, func(p ipam.Pool) ipam.Pool {
-		start := want
-		if !start.IsValid() {
-			start = p.Subnet().Addr()
+	if h.getPool(pool).GrantsMode() {
+		if !want.IsValid() {
+			h.t.Fatalf("pod %s in Grants pool %s: give its address", name, pool)
 		}
-		next, addrs, err := p.Allocate([]records.Owner{owner}, start)
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		got = addrs[0]
-		return next
-	})
+		got = want
+	} else {
+		h.changePool(pool, func(p ipam.Pool) ipam.Pool {
+			start := want
+			if !start.IsValid() {
+				start = p.Subnet().Addr()
+			}
+			next, addrs, err := p.Allocate([]records.Owner{owner}, start)
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			got = addrs[0]
+			return next
+		})
+	}
 	if want.IsValid() && got != want {
 		h.t.Fatalf("pod %s got %s, want %s", name, got, want)
 	}
@@ -342,12 +367,15 @@ func endpointStatus(pod *corev1.Pod, pool string, a netip.Addr) v2beta1.Workload
 }
 
 // stop ends a pod the way a Deployment's pod ends: the pod, its endpoint and its
-// record go.
+// record (none in Grants mode) go.
 func (h *harness) end(pod *corev1.Pod, pool string) {
 	h.t.Helper()
 	h.deletePod(pod)
 	if err := h.e.Client.Delete(h.ctx, &v2beta1.SpiderEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name}}); client.IgnoreNotFound(err) != nil {
 		h.t.Fatal(err)
+	}
+	if h.getPool(pool).GrantsMode() {
+		return
 	}
 	owner := records.OwnerOf(string(pod.UID), "ctr-"+string(pod.UID), "eth0")
 	h.changePool(pool, func(p ipam.Pool) ipam.Pool {

@@ -46,6 +46,7 @@ func TestEIP(t *testing.T) {
 				{"StaticPoolDeleted", staticPoolDeleted},
 				{"DriftRepaired", driftRepaired},
 				{"PodAnnotations", podAnnotations},
+				{"GrantsPool", grantsPool},
 			} {
 				t.Run(sc.name, func(t *testing.T) { sc.run(t, cc) })
 			}
@@ -96,6 +97,32 @@ func autoPool(t *testing.T, cc cloudCase) {
 	if len(h.events(pod.Name, eipbinding.ReasonBound)) == 0 {
 		t.Errorf("no %s event on the pod", eipbinding.ReasonBound)
 	}
+}
+
+// grantsPool: in a pool in Grants mode, which records nothing, a pod's SpiderEndpoint
+// alone makes it the holder of its IP: the pod gets an EIP bound on its node's
+// interface, the pool stays in Grants mode, and once the endpoint goes the EIP
+// (Follow) is released.
+func grantsPool(t *testing.T, cc cloudCase) {
+	h := newHarness(t, cc)
+	pool := h.pool(v2beta1.EIPSpec{Mode: v2beta1.EIPAuto})
+	h.toGrants(pool)
+	node := h.node()
+	first, err := netip.ParseAddr(strings.Split(string(h.getPool(pool).Spec.IPs[0]), "-")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := first.Next().Next()
+	pod, _ := h.run("granted", node, pool, a, podOpts{gate: true})
+	b := h.waitBound(pool, pod, a)
+	if sp := h.getPool(pool); !sp.GrantsMode() || len(sp.Status.Orbweaver.Records) != 0 {
+		t.Fatalf("pool status.orbweaver: allocation %q, %d bytes of records; want Grants, none", sp.Status.Orbweaver.Allocation, len(sp.Status.Orbweaver.Records))
+	}
+	h.end(pod, pool)
+	testenv.WaitFor(t, "the EIP released once the endpoint is gone", func() (bool, error) {
+		_, bound := h.binding(pool, a)
+		return !bound && h.cloudEIP(b.AllocationID).ID == "", fmt.Errorf("binding present %t, cloud %+v", bound, h.cloudEIP(b.AllocationID))
+	})
 }
 
 // staticPool: Static EIPs map to the pool's first addresses in order; a pod past the

@@ -58,7 +58,7 @@ func startControllers(t *testing.T, opts controllerOptions) {
 	if err := autopool.SetupWithManager(mgr, autopool.Params{DefaultFlexibleIPNumber: 1, EnableIPv4: true, EnableIPv6: true, Registerer: reg, RetryInterval: time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	if err := ippool.SetupWithManager(mgr, ippool.Params{Registerer: reg}); err != nil {
+	if err := ippool.SetupWithManager(context.Background(), mgr, ippool.Params{Registerer: reg}); err != nil {
 		t.Fatal(err)
 	}
 	if err := subnet.SetupWithManager(mgr, subnet.Params{Registerer: reg}); err != nil {

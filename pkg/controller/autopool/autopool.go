@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
 
@@ -66,8 +67,9 @@ type Params struct {
 	// EnableIPv4 and EnableIPv6 are the families the cluster serves; pools of the other
 	// are not made. At least one must be true.
 	EnableIPv4, EnableIPv6 bool
-	// Client reads pools, subnets and reserved IPs fresh and writes pools; it must not
-	// read from a cache. A direct client from the manager's config when nil.
+	// Client reads pools, subnets, reserved IPs and (to shrink a pool in Grants mode)
+	// SpiderEndpoints fresh and writes pools; it must not read from a cache. A direct
+	// client from the manager's config when nil.
 	Client client.Client
 	// Recorder posts events on the applications; mgr.GetEventRecorderFor("orbweaver-autopool")
 	// when nil.
@@ -172,6 +174,7 @@ func SetupWithManager(mgr ctrl.Manager, p Params) error {
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spidersubnets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderreservedips,verbs=get;list;watch
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderendpoints,verbs=list
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
 // Reconcile brings one application's auto pools to what its pod template asks for: get
@@ -349,8 +352,15 @@ func (r *reconciler) syncPool(ctx context.Context, w workload, req ipam.AutoPool
 			ipam.IPVersionLabelValue(wt.family), wt.nic, wt.subnet, ipam.IPVersionLabelValue(fam), prefix, strings.ToLower(ipam.IPVersionLabelValue(fam)))
 		return false, nil
 	}
+	var held ip.Set
+	if pool != nil && pool.GrantsMode() && specSize(pool) > size {
+		// A shrink of a pool that records nothing: its endpoints say what pods hold.
+		if held, err = r.heldByEndpoints(ctx, pool); err != nil {
+			return false, err
+		}
+	}
 	resize, err := ipam.ResizeAutoPool(ipam.AutoPoolSizing{Subnet: subnet, Pool: pool, Pools: *pools,
-		Reserved: ipam.ReservedAddresses(reservedIPs, wt.family), Want: size})
+		Reserved: ipam.ReservedAddresses(reservedIPs, wt.family), Held: held, Want: size})
 	var exhausted *ipam.SubnetExhaustedError
 	switch {
 	case errors.As(err, &exhausted):
@@ -420,6 +430,33 @@ func (r *reconciler) syncPool(ctx context.Context, w workload, req ipam.AutoPool
 		return true, nil
 	}
 	return false, nil
+}
+
+// endpointPage is how many SpiderEndpoints heldByEndpoints reads per request.
+const endpointPage = 500
+
+// heldByEndpoints returns the addresses of a pool in Grants mode that SpiderEndpoints
+// hold, read fresh from the API server a page at a time (it cannot select endpoints by
+// pool). A pool whose subnet does not parse holds nothing here; ResizeAutoPool refuses
+// it.
+func (r *reconciler) heldByEndpoints(ctx context.Context, pool *v2beta1.SpiderIPPool) (ip.Set, error) {
+	subnet, err := ip.ParseCanonicalCIDR(string(pool.Spec.Subnet))
+	if err != nil {
+		return ip.Set{}, nil
+	}
+	var holds []ipam.EndpointHold
+	opts := []client.ListOption{client.Limit(endpointPage)}
+	for {
+		var list v2beta1.SpiderEndpointList
+		if err := r.p.Client.List(ctx, &list, opts...); err != nil {
+			return ip.Set{}, fmt.Errorf("list SpiderEndpoints to find the addresses pods hold in SpiderIPPool %q: %w", pool.Name, err)
+		}
+		holds = append(holds, ipam.EndpointHolds(pool.Name, subnet, list.Items)...)
+		if list.Continue == "" {
+			return ipam.HeldSet(holds), nil
+		}
+		opts = []client.ListOption{client.Limit(endpointPage), client.Continue(list.Continue)}
+	}
 }
 
 // replace puts p in place of the pool of its name.

@@ -478,16 +478,9 @@ func (r *reconciler) plan(ctx context.Context, sp *v2beta1.SpiderIPPool, pool ip
 	if err := r.cache.List(ctx, &ses, client.MatchingFields{sePoolIndex: sp.Name}); err != nil {
 		return nil, pol, fmt.Errorf("list SpiderEndpoints of pool %q: %w", sp.Name, err)
 	}
-	holders := map[netip.Addr]*holder{}
-	for i := range ses.Items {
-		se := &ses.Items[i]
-		for _, a := range endpointAddrs(se, sp.Name) {
-			// Only the endpoint of the pod the record names: a stale endpoint of an
-			// earlier pod never steers an EIP.
-			if o, ok := pool.Holder(a); ok && o.Pod == records.PodKey(se.Status.Current.UID) {
-				holders[a] = &holder{Pod: types.NamespacedName{Namespace: se.Namespace, Name: se.Name}, UID: se.Status.Current.UID, Node: se.Status.Current.Node}
-			}
-		}
+	held, doubled := holdersOf(sp, pool, ses.Items)
+	for _, a := range slices.SortedFunc(maps.Keys(doubled), netip.Addr.Compare) {
+		ctrl.LoggerFrom(ctx).Error(errDoubleHold, "No EIP steps for the pods of an address several SpiderEndpoints name", "ip", a, "SpiderEndpoints", doubled[a])
 	}
 	states := map[netip.Addr]*ipState{}
 	for _, b := range bindingsOf(sp) {
@@ -497,18 +490,13 @@ func (r *reconciler) plan(ctx context.Context, sp *v2beta1.SpiderIPPool, pool ip
 		}
 		states[a] = &ipState{Binding: b.DeepCopy()}
 	}
-	for _, o := range pool.Owners() {
-		if o.IsReserve() {
-			continue
+	for a, h := range held {
+		s := states[a]
+		if s == nil {
+			s = &ipState{}
+			states[a] = s
 		}
-		for _, a := range pool.AllHeldBy(o) {
-			s := states[a]
-			if s == nil {
-				s = &ipState{}
-				states[a] = s
-			}
-			s.Held, s.Holder = true, holders[a]
-		}
+		s.Held, s.Holder = true, h
 	}
 	now := r.clock.Now()
 	var steps []step
@@ -548,6 +536,60 @@ func (r *reconciler) plan(ctx context.Context, sp *v2beta1.SpiderIPPool, pool ip
 		}
 	}
 	return steps, pol, nil
+}
+
+// errDoubleHold: two endpoints name one address of a pool in Grants mode.
+var errDoubleHold = errors.New("an address with two holders")
+
+// holdersOf returns every address of the pool that a pod holds, with the pod when it is
+// known (nil: held, by no endpoint this controller can trust). In Records mode the
+// pool's records say what is held (a node agent's reserve holds for no pod), and an
+// endpoint is the holder only when it is the endpoint of the pod the record names: a
+// stale endpoint of an earlier pod never steers an EIP. In Grants mode the endpoints
+// are the records: each endpoint naming an address of the pool holds it. An address
+// that two endpoints name, which the agents never write, stays held (its EIP is not
+// released) but by neither, so its EIP is bound to neither pod; doubled names those
+// endpoints ("namespace/name") by address.
+func holdersOf(sp *v2beta1.SpiderIPPool, pool ipam.Pool, ses []v2beta1.SpiderEndpoint) (held map[netip.Addr]*holder, doubled map[netip.Addr][]string) {
+	held = map[netip.Addr]*holder{}
+	if sp.GrantsMode() {
+		for _, h := range ipam.EndpointHolds(sp.Name, pool.Subnet(), ses) {
+			name := h.Namespace + "/" + h.Name
+			if prev, ok := held[h.Addr]; ok {
+				if doubled == nil {
+					doubled = map[netip.Addr][]string{}
+				}
+				if prev != nil {
+					doubled[h.Addr] = []string{prev.Pod.String()}
+				}
+				doubled[h.Addr] = append(doubled[h.Addr], name)
+				held[h.Addr] = nil
+				continue
+			}
+			held[h.Addr] = &holder{Pod: types.NamespacedName{Namespace: h.Namespace, Name: h.Name}, UID: h.PodUID, Node: h.Node}
+		}
+		return held, doubled
+	}
+	endpoints := map[netip.Addr]*holder{}
+	for i := range ses {
+		se := &ses[i]
+		for _, a := range endpointAddrs(se, sp.Name) {
+			// Only the endpoint of the pod the record names: a stale endpoint of an
+			// earlier pod never steers an EIP.
+			if o, ok := pool.Holder(a); ok && o.Pod == records.PodKey(se.Status.Current.UID) {
+				endpoints[a] = &holder{Pod: types.NamespacedName{Namespace: se.Namespace, Name: se.Name}, UID: se.Status.Current.UID, Node: se.Status.Current.Node}
+			}
+		}
+	}
+	for _, o := range pool.Owners() {
+		if o.IsReserve() {
+			continue
+		}
+		for _, a := range pool.AllHeldBy(o) {
+			held[a] = endpoints[a]
+		}
+	}
+	return held, nil
 }
 
 // run makes the steps' cloud calls, each step's binding recorded before its call.

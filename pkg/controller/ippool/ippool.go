@@ -5,6 +5,11 @@
 // conditions (status.orbweaver.conditions), and removes the finalizer of a deleted pool
 // once it records no allocation. It never changes records: those are the agents' and
 // the garbage collector's.
+//
+// A pool in Grants mode (docs/design/node-grants.md) has no records: its pods'
+// SpiderEndpoints say what is held, and this controller alone writes its counts, from
+// them, at most once per Params.StatusInterval whatever the allocation rate. Its
+// finalizer stays while an endpoint holds one of its addresses.
 package ippool
 
 import (
@@ -48,9 +53,24 @@ type Params struct {
 	// Registerer takes the controller's metrics (the manager passes controller-runtime's
 	// metrics.Registry); nil registers none.
 	Registerer prometheus.Registerer
-	// Clock dates condition transitions; nil is the real clock.
+	// Clock dates condition transitions and spaces the status writes of Grants pools;
+	// nil is the real clock.
 	Clock clock.PassiveClock
+	// StatusInterval is the least time between two status writes of one pool in Grants
+	// mode, whose counts follow its endpoints, so that a high allocation rate costs one
+	// pool write (and one event to every agent watching pools) per interval;
+	// DefaultStatusInterval when zero. Records-mode pools are written as before.
+	StatusInterval time.Duration
 }
+
+// DefaultStatusInterval is Params.StatusInterval when zero: the counts of a Grants pool
+// are at most this much behind its endpoints (docs/design/node-grants.md).
+const DefaultStatusInterval = 2 * time.Second
+
+// endpointPoolIndex indexes SpiderEndpoints by the pools they name, in the manager's
+// cache. Its name differs from the other controllers' indexes of the same kind: they
+// share one manager.
+const endpointPoolIndex = "ippool.spiderendpoint.pool"
 
 // Event reasons on pools.
 const (
@@ -73,11 +93,16 @@ type reconciler struct {
 	recorder record.EventRecorder
 	metrics  *metrics
 	clock    clock.PassiveClock
+	// interval and written space the status writes of Grants pools.
+	interval time.Duration
+	written  *lastWrites
 }
 
-// SetupWithManager registers the pool status controller: For SpiderIPPool, and every
-// pool of a family again when a SpiderReservedIP of that family changes.
-func SetupWithManager(mgr ctrl.Manager, p Params) error {
+// SetupWithManager registers the pool status controller: For SpiderIPPool, every pool of
+// a family again when a SpiderReservedIP of that family changes, and a Grants pool
+// StatusInterval after a SpiderEndpoint naming it changes (the changes of an interval
+// share one reconcile).
+func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 	if p.Recorder == nil {
 		p.Recorder = mgr.GetEventRecorderFor("orbweaver-ippool")
 	}
@@ -92,9 +117,15 @@ func SetupWithManager(mgr ctrl.Manager, p Params) error {
 	if err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v2beta1.SpiderEndpoint{}, endpointPoolIndex, func(o client.Object) []string {
+		return ipam.EndpointPools(o.(*v2beta1.SpiderEndpoint))
+	}); err != nil {
+		return fmt.Errorf("ippool: index SpiderEndpoints by pool: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v2beta1.SpiderIPPool{}).
 		Watches(&v2beta1.SpiderReservedIP{}, handler.EnqueueRequestsFromMapFunc(r.poolsOfReserved)).
+		Watches(&v2beta1.SpiderEndpoint{}, r.grantsPoolsOfEndpoint()).
 		Named("spiderippool-status").
 		Complete(r)
 }
@@ -111,7 +142,12 @@ func newReconciler(cache client.Reader, p Params) (*reconciler, error) {
 	if c == nil {
 		c = clock.RealClock{}
 	}
-	return &reconciler{cache: cache, direct: p.Direct, pools: crdstore.Pools{Client: p.Direct}, recorder: p.Recorder, metrics: m, clock: c}, nil
+	interval := p.StatusInterval
+	if interval <= 0 {
+		interval = DefaultStatusInterval
+	}
+	return &reconciler{cache: cache, direct: p.Direct, pools: crdstore.Pools{Client: p.Direct}, recorder: p.Recorder, metrics: m, clock: c,
+		interval: interval, written: &lastWrites{at: map[string]time.Time{}}}, nil
 }
 
 // Reconcile brings a pool's counts and conditions up to date, or removes the finalizer
@@ -122,12 +158,14 @@ func newReconciler(cache client.Reader, p Params) (*reconciler, error) {
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools/status,verbs=get;update
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools/finalizers,verbs=update
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderreservedips,verbs=get;list;watch
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderendpoints,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	sp := &v2beta1.SpiderIPPool{}
 	if err := r.cache.Get(ctx, req.NamespacedName, sp); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.metrics.forget(req.Name)
+			r.written.forget(req.Name)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("get SpiderIPPool %q: %w", req.Name, err)
@@ -140,12 +178,12 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	backoff := wait.Backoff{Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: maxTries}
 	for try := 1; ; try++ {
-		err := r.reconcilePool(ctx, sp, reserved)
+		res, err := r.reconcilePool(ctx, sp, reserved)
 		if !errors.Is(err, ipam.ErrConflict) || try == maxTries {
 			if errors.Is(err, ipam.ErrPoolNotFound) {
 				return ctrl.Result{}, nil
 			}
-			return ctrl.Result{}, err
+			return res, err
 		}
 		if err := sleep(ctx, backoff.Step()); err != nil {
 			return ctrl.Result{}, err
@@ -153,6 +191,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if sp, err = r.pools.GetPool(ctx, req.Name); err != nil {
 			if errors.Is(err, ipam.ErrPoolNotFound) {
 				r.metrics.forget(req.Name)
+				r.written.forget(req.Name)
 				return ctrl.Result{}, nil
 			}
 			return ctrl.Result{}, err
@@ -161,30 +200,55 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 }
 
 // reconcilePool runs one pass on one version of the pool. A conflicting write returns
-// an error wrapping ipam.ErrConflict.
-func (r *reconciler) reconcilePool(ctx context.Context, sp *v2beta1.SpiderIPPool, reserved ip.Set) error {
+// an error wrapping ipam.ErrConflict. A Grants pool whose status was written less than
+// the interval ago is not written now: the result asks for a pass when the interval is
+// over.
+func (r *reconciler) reconcilePool(ctx context.Context, sp *v2beta1.SpiderIPPool, reserved ip.Set) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
-	f, err := observe(sp, reserved)
-	if err != nil {
+	f, err := r.facts(ctx, sp, reserved)
+	if errors.Is(err, ipam.ErrInvalidPool) {
 		r.recorder.Event(sp, corev1.EventTypeWarning, EventPoolSpecInvalid, err.Error())
-		return reconcile.TerminalError(err)
+		return ctrl.Result{}, reconcile.TerminalError(err)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
 	}
 	r.metrics.observe(sp.Name, f)
 	blocked := sp.DeletionTimestamp != nil && controllerutil.ContainsFinalizer(sp, v2beta1.Finalizer)
 	if blocked && !f.held() {
-		return r.removeFinalizer(ctx, sp)
+		if f.grants {
+			// The cache may not have an endpoint an ADD wrote a moment ago: ask the API
+			// server before the pool goes.
+			held, err := r.heldNow(ctx, sp)
+			if err != nil {
+				return ctrl.Result{}, err
+			}
+			if held {
+				return ctrl.Result{RequeueAfter: r.interval}, nil
+			}
+		}
+		return ctrl.Result{}, r.removeFinalizer(ctx, sp)
 	}
 
-	next := desiredStatus(sp, f, blocked, r.clock.Now())
+	now := r.clock.Now()
+	next := desiredStatus(sp, f, blocked, now)
 	if !statusChanged(&sp.Status, &next) {
-		return nil
+		return ctrl.Result{}, nil
+	}
+	if f.grants {
+		if wait := r.written.wait(sp.Name, now, r.interval); wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
 	}
 	obj := sp.DeepCopy()
 	obj.Status = next
 	err = r.pools.UpdatePoolStatus(ctx, obj)
 	r.metrics.wrote("status", err)
+	if f.grants && !errors.Is(err, ipam.ErrConflict) {
+		r.written.note(sp.Name, now) // an error other than a conflict may have landed
+	}
 	if err != nil {
-		return err
+		return ctrl.Result{}, err
 	}
 	log.V(1).Info("Wrote pool status", "allocatedIPCount", ptr.Deref(obj.Status.AllocatedIPCount, -1), "totalIPCount", ptr.Deref(obj.Status.TotalIPCount, -1))
 	var old []metav1.Condition
@@ -201,7 +265,7 @@ func (r *reconciler) reconcilePool(ctx context.Context, sp *v2beta1.SpiderIPPool
 			r.recorder.Event(obj, corev1.EventTypeNormal, EventPoolDeletionWaiting, c.Message)
 		}
 	}
-	return nil
+	return ctrl.Result{}, nil
 }
 
 // removeFinalizer takes orbweaver's finalizer off a deleted pool, with the version it

@@ -27,8 +27,9 @@ func TestMain(m *testing.M) {
 }
 
 // startController runs a manager with the pool status controller against the test's API
-// server until the test ends, and returns the registry holding its metrics.
-func startController(t *testing.T, e *testenv.Env) *prometheus.Registry {
+// server until the test ends, and returns the registry holding its metrics. change, when
+// given, changes the Params first.
+func startController(t *testing.T, e *testenv.Env, change ...func(*Params)) *prometheus.Registry {
 	t.Helper()
 	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
 		Scheme:                 e.Scheme,
@@ -41,10 +42,15 @@ func startController(t *testing.T, e *testenv.Env) *prometheus.Registry {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	if err := SetupWithManager(mgr, Params{Direct: e.Client, Recorder: mgr.GetEventRecorderFor("orbweaver-ippool"), Registerer: reg}); err != nil {
-		t.Fatal(err)
+	p := Params{Direct: e.Client, Recorder: mgr.GetEventRecorderFor("orbweaver-ippool"), Registerer: reg}
+	for _, c := range change {
+		c(&p)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	if err := SetupWithManager(ctx, mgr, p); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	t.Cleanup(func() {

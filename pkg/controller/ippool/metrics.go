@@ -28,7 +28,7 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	}
 	m := &metrics{
 		total:     gauge("total_addresses", "Addresses of a pool: spec.ips minus spec.excludeIPs (status.totalIPCount)."),
-		allocated: gauge("allocated_addresses", "Addresses of a pool held by pods and node agents' reserves (status.allocatedIPCount)."),
+		allocated: gauge("allocated_addresses", "Addresses of a pool held by pods and node agents' reserves; in Grants mode, by pods' SpiderEndpoints (status.allocatedIPCount)."),
 		free:      gauge("free_addresses", "Addresses of a pool a new allocation could take now: neither held nor reserved by a SpiderReservedIP."),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "orbweaver", Subsystem: "ippool", Name: "writes_total",

@@ -37,6 +37,9 @@ type facts struct {
 	// podAddrs addresses are held by pods (pods distinct ones), reserveAddrs by node
 	// agents' reserves (nodes distinct ones).
 	podAddrs, pods, reserveAddrs, nodes int
+	// grants is set for a pool in Grants mode: what is held comes from the pods'
+	// SpiderEndpoints (observeGrants), not from the records.
+	grants bool
 }
 
 // observe computes the facts of a pool. reserved holds the SpiderReservedIP addresses of
@@ -97,6 +100,48 @@ func observe(sp *v2beta1.SpiderIPPool, reserved ip.Set) (facts, error) {
 	return f, nil
 }
 
+// observeGrants computes the facts of a pool in Grants mode from what the SpiderEndpoints
+// eps hold in it (ipam.EndpointHolds; endpoints that do not name the pool add nothing):
+// allocated counts the distinct addresses pods hold, and an address granted to a node
+// but not handed to a pod is free (grants are not allocations). Records are not read:
+// the grant controller switches only a pool that records nothing, and no agent writes
+// records once it has. The error is as observe's.
+func observeGrants(sp *v2beta1.SpiderIPPool, reserved ip.Set, eps []v2beta1.SpiderEndpoint) (facts, error) {
+	specOnly := &v2beta1.SpiderIPPool{ObjectMeta: metav1.ObjectMeta{Name: sp.Name}, Spec: sp.Spec}
+	bare, err := ipam.NewPool(specOnly, ip.Set{})
+	if err != nil {
+		return facts{}, err
+	}
+	holds := ipam.EndpointHolds(sp.Name, bare.Subnet(), eps)
+	bareReserved, err := ipam.NewPool(specOnly, reserved)
+	if err != nil {
+		return facts{}, err
+	}
+	f := facts{total: bare.TotalCount(), usable: bareReserved.UsableCount(), grants: true}
+	for _, a := range ipam.HeldAddrs(holds) {
+		f.allocated++
+		if !bare.Usable(a) {
+			f.outside = append(f.outside, a)
+		}
+	}
+	// Free: usable and not held, counted as sets (exact, then saturated).
+	taken, err := reserved.Union(ipam.HeldSet(holds))
+	if err != nil { // reserved is of the pool's family, holds of its subnet
+		return facts{}, fmt.Errorf("%w %q: %v", ipam.ErrInvalidPool, sp.Name, err)
+	}
+	unheld, err := ipam.NewPool(specOnly, taken)
+	if err != nil {
+		return facts{}, err
+	}
+	f.free = unheld.UsableCount()
+	pods := map[string]bool{}
+	for _, h := range holds {
+		pods[h.Namespace+"/"+h.Name+"/"+h.PodUID] = true
+	}
+	f.podAddrs, f.pods = int(f.allocated), len(pods)
+	return f, nil
+}
+
 // held reports whether the records hold any address, or cannot tell.
 func (f facts) held() bool { return f.recordsErr != nil || f.allocated > 0 }
 
@@ -125,6 +170,13 @@ func conditions(f facts, generation int64, blocked bool) []metav1.Condition {
 	case f.recordsErr != nil:
 		out = append(out, cond(v2beta1.IPPoolRecordsValidCondition, metav1.ConditionFalse, v2beta1.IPPoolRecordsCorruptReason,
 			fmt.Sprintf("status.orbweaver.records: %v; allocatedIPCount is left as it was", f.recordsErr)))
+	case len(f.outside) > 0 && f.grants:
+		out = append(out, cond(v2beta1.IPPoolRecordsValidCondition, metav1.ConditionFalse, v2beta1.IPPoolAddressesOutsidePoolReason,
+			fmt.Sprintf("%d %s outside spec.ips minus spec.excludeIPs (%s); their pods keep them, and once released they are not handed out again",
+				len(f.outside), plural(len(f.outside), "address SpiderEndpoints hold is", "addresses SpiderEndpoints hold are"), listAddrs(f.outside))))
+	case f.grants:
+		out = append(out, cond(v2beta1.IPPoolRecordsValidCondition, metav1.ConditionTrue, v2beta1.IPPoolRecordsDecodedReason,
+			"the pool allocates by node grants: its pods' SpiderEndpoints are its records, and each names an address of the pool"))
 	case len(f.outside) > 0:
 		out = append(out, cond(v2beta1.IPPoolRecordsValidCondition, metav1.ConditionFalse, v2beta1.IPPoolAddressesOutsidePoolReason,
 			fmt.Sprintf("%d %s outside spec.ips minus spec.excludeIPs (%s); their owners keep them, and once released they are not handed out again",
@@ -152,6 +204,9 @@ func exhaustedMessage(f facts) string {
 		return fmt.Sprintf("every one of the pool's %d addresses is reserved by SpiderReservedIPs", f.total)
 	}
 	msg := fmt.Sprintf("no free address: all %d usable addresses are held by pods or node agents' reserves", f.usable)
+	if f.grants {
+		msg = fmt.Sprintf("no free address: all %d usable addresses are held by pods (their SpiderEndpoints)", f.usable)
+	}
 	if r := f.total - f.usable; r > 0 {
 		msg += fmt.Sprintf("; %d more %s reserved by SpiderReservedIPs", r, plural(r, "is", "are"))
 	}
@@ -193,10 +248,10 @@ func listAddrs(as []netip.Addr) string {
 }
 
 // desiredStatus returns the status the pool should have: sp's status with the counts
-// and conditions of the facts. Records are never changed (the same bytes, shared with
-// sp); allocatedIPCount is left as it was when the records do not decode. sp is not
-// modified. Conditions keep their transition time unless their status changes, when it
-// becomes now.
+// and conditions of the facts. Records and the allocation mode are never changed (the
+// same bytes, shared with sp); allocatedIPCount is left as it was when the records do
+// not decode. sp is not modified. Conditions keep their transition time unless their
+// status changes, when it becomes now.
 func desiredStatus(sp *v2beta1.SpiderIPPool, f facts, blocked bool, now time.Time) v2beta1.IPPoolStatus {
 	st := v2beta1.IPPoolStatus{
 		AllocatedIPs:     sp.Status.AllocatedIPs,
@@ -208,6 +263,7 @@ func desiredStatus(sp *v2beta1.SpiderIPPool, f facts, blocked bool, now time.Tim
 	}
 	ob := &v2beta1.IPPoolOrbweaverStatus{}
 	if old := sp.Status.Orbweaver; old != nil {
+		ob.Allocation = old.Allocation // the grant controller's
 		ob.Records = old.Records
 		ob.Conditions = slices.Clone(old.Conditions)
 		ob.EIPs = old.EIPs // the EIP controller's
