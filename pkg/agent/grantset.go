@@ -67,6 +67,13 @@ func (gs *grantSet) all() []*grantPool {
 	return slices.Collect(maps.Values(gs.pools))
 }
 
+// forget stops serving a pool that was deleted.
+func (gs *grantSet) forget(pool string) {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	delete(gs.pools, pool)
+}
+
 // adopt serves every pool the node's blocks grant it addresses of.
 func (gs *grantSet) adopt() {
 	for _, b := range gs.d.blocks() {
@@ -161,12 +168,10 @@ func (gs *grantSet) run(ctx context.Context) {
 				gs.d.log.Error(err, "give back addresses", "SpiderIPPool", g.name)
 			}
 		}
-		want, err := gs.demands(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				gs.d.log.Error(err, "compute the node's demand")
-			}
-			continue
+		want, err := gs.demands(ctx, written)
+		if err != nil && ctx.Err() == nil {
+			// Those pools keep their last line; the others' go out.
+			gs.d.log.Error(err, "compute the node's demand")
 		}
 		if !worthWriting(want, written, gs.d.buffer, housekeeping) {
 			continue
@@ -236,8 +241,10 @@ func worthWriting(next, written []ipamv1.PoolDemand, buffer int, housekeeping bo
 	return false
 }
 
-// demands are the node's lines for every pool it uses, by pool name.
-func (gs *grantSet) demands(ctx context.Context) ([]ipamv1.PoolDemand, error) {
+// demands are the node's lines for every pool it uses, by pool name. A pool whose line
+// cannot be computed now keeps its line in written; a pool that was deleted is no
+// longer served.
+func (gs *grantSet) demands(ctx context.Context, written []ipamv1.PoolDemand) ([]ipamv1.PoolDemand, error) {
 	var out []ipamv1.PoolDemand
 	var errs []error
 	pools := gs.all()
@@ -253,11 +260,17 @@ func (gs *grantSet) demands(ctx context.Context) ([]ipamv1.PoolDemand, error) {
 	}
 	for _, g := range pools {
 		d, err := g.demand(ctx, forecast)
-		if err != nil {
+		switch {
+		case apierrors.IsNotFound(err):
+			gs.forget(g.name)
+		case err != nil:
 			errs = append(errs, err)
-			continue
+			if i := slices.IndexFunc(written, func(d ipamv1.PoolDemand) bool { return d.Pool == g.name }); i >= 0 {
+				out = append(out, written[i])
+			}
+		default:
+			out = append(out, d)
 		}
-		out = append(out, d)
 	}
 	slices.SortFunc(out, func(a, b ipamv1.PoolDemand) int { return cmp.Compare(a.Pool, b.Pool) })
 	return out, errors.Join(errs...)
