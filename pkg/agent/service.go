@@ -373,24 +373,25 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 
 	retain := s.retainsFor(pod)
 	se, err := s.currentEndpoint(ctx, pod, retain)
-	switch {
-	case errors.Is(err, crdstore.ErrEndpointNotFound):
-		se = nil
-	case err != nil:
+	if err != nil && !errors.Is(err, crdstore.ErrEndpointNotFound) {
 		return nil, err
-	case se.Status.Current.UID != string(pod.UID) && retain && retained(se, pod):
+	}
+	switch s.relate(se, pod, *att.ContainerID) {
+	case ipam.EndpointNone:
+		se = nil
+	case ipam.EndpointPredecessor:
 		// The StatefulSet re-created its pod: the new pod keeps the addresses.
 		if se, err = s.moveEndpoint(ctx, se, pod, *att.ContainerID); err != nil {
 			return nil, fmt.Errorf("give the addresses of StatefulSet pod %s to its new instance: %w", podRef(att), err)
 		}
 		log.Info("StatefulSet pod re-created: it keeps its addresses", "SpiderEndpoint", klog.KObj(se))
-	case se.Status.Current.UID != string(pod.UID):
+	case ipam.EndpointPreviousPod:
 		// A previous pod of the same name: free what it held before serving this one.
 		if err := s.releaseEndpoint(ctx, se); err != nil {
 			return nil, fmt.Errorf("release the IPs of the previous pod named %s: %w", podRef(att), err)
 		}
 		se = nil
-	case containerOf(se) != *att.ContainerID:
+	case ipam.EndpointOtherSandbox:
 		if se, err = s.moveEndpoint(ctx, se, pod, *att.ContainerID); err != nil {
 			return nil, fmt.Errorf("move the addresses of pod %s to its new sandbox: %w", podRef(att), err)
 		}
@@ -629,23 +630,24 @@ func (s *Service) record(ctx context.Context, req *addRequest, se *v2beta1.Spide
 		}
 		// Another NIC of the same pod wrote it meanwhile: merge into the fresh one.
 		fresh, err := s.endpoints.Get(ctx, req.pod.Namespace, req.pod.Name)
-		switch {
-		case errors.Is(err, crdstore.ErrEndpointNotFound):
-			se = nil
-		case err != nil:
+		if err != nil && !errors.Is(err, crdstore.ErrEndpointNotFound) {
 			return err
-		case fresh.Status.Current.UID != string(req.pod.UID) && s.retainsFor(req.pod) && retained(fresh, req.pod):
+		}
+		switch s.relate(fresh, req.pod, *req.att.ContainerID) {
+		case ipam.EndpointNone:
+			se = nil
+		case ipam.EndpointPredecessor:
 			// A StatefulSet's endpoint written a moment ago for the pod's previous
 			// instance: roll back and let the runtime retry, whose ADD adopts it.
 			return fmt.Errorf("SpiderEndpoint %s/%s was just written for the previous instance of the StatefulSet pod: %w", req.pod.Namespace, req.pod.Name, ipam.ErrConflict)
-		case fresh.Status.Current.UID != string(req.pod.UID):
+		case ipam.EndpointPreviousPod:
 			// A previous pod of the same name, recorded by another node's agent (so not
 			// in this node's cache): it is gone, since this pod has its name now.
 			if err := s.releaseEndpoint(ctx, fresh); err != nil {
 				return fmt.Errorf("release the IPs of the previous pod named %s/%s: %w", req.pod.Namespace, req.pod.Name, err)
 			}
 			se = nil
-		case containerOf(fresh) != *req.att.ContainerID:
+		case ipam.EndpointOtherSandbox:
 			// The pod's previous sandbox recorded it a moment ago and this node's cache
 			// had not seen it yet: merging would mix two sandboxes' ownership. Roll back
 			// and let the runtime retry; by then the cache has it and ADD moves it.
@@ -708,11 +710,25 @@ func (s *Service) retainsFor(pod *corev1.Pod) bool {
 	return top.Kind == ipam.KindStatefulSet && strings.HasPrefix(top.APIVersion, "apps/")
 }
 
-// retained tells whether an endpoint was kept for the pod's StatefulSet (not owned by a
-// pod, and written for a pod of the same StatefulSet).
-func retained(se *v2beta1.SpiderEndpoint, pod *corev1.Pod) bool {
-	top := topControllerOf(pod)
-	return len(se.OwnerReferences) == 0 && se.Status.OwnerControllerType == ipam.KindStatefulSet && se.Status.OwnerControllerName == top.Name
+// relate is ipam.RelateEndpoint for a pod's endpoint (nil: none) and a call of the pod's
+// sandbox ctr.
+func (s *Service) relate(se *v2beta1.SpiderEndpoint, pod *corev1.Pod, ctr string) ipam.EndpointRelation {
+	return ipam.RelateEndpoint(endpointFacts(se, pod), ipam.CallFacts{PodUID: string(pod.UID), ContainerID: ctr, Retains: s.retainsFor(pod)})
+}
+
+// endpointFacts are what ipam.RelateEndpoint needs of an endpoint (nil: none); pod, when
+// set, is the pod of the call: the endpoint is kept for it when no pod owns the endpoint
+// and it names the pod's StatefulSet.
+func endpointFacts(se *v2beta1.SpiderEndpoint, pod *corev1.Pod) ipam.EndpointFacts {
+	if se == nil {
+		return ipam.EndpointFacts{}
+	}
+	f := ipam.EndpointFacts{Exists: true, PodUID: se.Status.Current.UID, ContainerID: containerOf(se)}
+	if pod != nil {
+		top := topControllerOf(pod)
+		f.KeptFor = len(se.OwnerReferences) == 0 && se.Status.OwnerControllerType == ipam.KindStatefulSet && se.Status.OwnerControllerName == top.Name
+	}
+	return f
 }
 
 // stillChosen tells whether a NIC's recorded pools are among the ones selection would
