@@ -253,7 +253,13 @@ func (g *grantPool) held(ctx context.Context) (map[netip.Addr]*v2beta1.SpiderEnd
 // already when it asks again. With none free it raises the node's need and waits for a
 // grant, up to the grant wait; then the pool is full.
 func (g *grantPool) AllocateOrWait(ctx context.Context, owner records.Owner) (netip.Addr, error) {
-	deadline := time.NewTimer(g.d.wait)
+	return g.allocate(ctx, owner, g.d.wait)
+}
+
+// allocate is AllocateOrWait with a wait of its own; with none, it hands out what the
+// node holds free and otherwise fails with the pool exhausted at once.
+func (g *grantPool) allocate(ctx context.Context, owner records.Owner, wait time.Duration) (netip.Addr, error) {
+	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	counted := false
 	defer func() {
@@ -289,7 +295,7 @@ func (g *grantPool) AllocateOrWait(ctx context.Context, owner records.Owner) (ne
 				free = share.Free() - 1
 			}
 		}
-		if !ok && !counted {
+		if !ok && !counted && wait > 0 {
 			counted = true
 			g.waiting++
 		}
@@ -301,13 +307,18 @@ func (g *grantPool) AllocateOrWait(ctx context.Context, owner records.Owner) (ne
 			}
 			return a, nil
 		}
-		g.d.demand()
+		if wait > 0 {
+			g.d.demand()
+		}
 		select {
 		case <-ctx.Done():
 			return netip.Addr{}, fmt.Errorf("wait for an address of pool %s granted to node %s: %w", g.name, g.d.node, ctx.Err())
 		case <-deadline.C:
+			if wait == 0 {
+				return netip.Addr{}, fmt.Errorf("%w: pool %s counts every address held, and node %s holds none free", ipam.ErrPoolExhausted, g.name, g.d.node)
+			}
 			return netip.Addr{}, fmt.Errorf("%w: no address of pool %s was granted to node %s within %s: every address is held by pods or granted to other nodes (kubectl get ipb -l %s=%s shows the grants)",
-				ipam.ErrPoolExhausted, g.name, g.d.node, g.d.wait, ipam.BlockPoolLabel, g.name)
+				ipam.ErrPoolExhausted, g.name, g.d.node, wait, ipam.BlockPoolLabel, g.name)
 		case <-ch:
 		}
 	}

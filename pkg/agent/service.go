@@ -507,12 +507,12 @@ func (s *Service) allocate(ctx context.Context, req *addRequest, c candidates) (
 // allocateFamily tries the pools of one family in order; a full pool passes to the next.
 func (s *Service) allocateFamily(ctx context.Context, req *addRequest, pools []string) (nicAllocation, error) {
 	var exhausted []error
-	for _, name := range pools {
+	for i, name := range pools {
 		pool, err := s.cluster.Pool(ctx, name)
 		if err != nil {
 			return nicAllocation{}, err
 		}
-		addr, err := s.allocateFrom(ctx, name, req.owner)
+		addr, err := s.allocateFrom(ctx, name, req.owner, i < len(pools)-1 && countsFull(pool))
 		if errors.Is(err, ipam.ErrPoolExhausted) {
 			exhausted = append(exhausted, err)
 			continue
@@ -525,11 +525,28 @@ func (s *Service) allocateFamily(ctx context.Context, req *addRequest, pools []s
 	return nicAllocation{}, fmt.Errorf("every candidate pool %v is full: %w", pools, joinInline(exhausted))
 }
 
+// countsFull reports whether a pool's status says every address is held: a pool in
+// Grants mode whose node has no free grant is then passed over at once when another
+// candidate follows, instead of waiting for a grant that will not come (its counts are
+// at most seconds old).
+func countsFull(sp *v2beta1.SpiderIPPool) bool {
+	st := sp.Status
+	return sp.GrantsMode() && st.AllocatedIPCount != nil && st.TotalIPCount != nil && *st.AllocatedIPCount >= *st.TotalIPCount
+}
+
 // allocateFrom allocates from one pool. A pool whose records writer finds it switched to
-// Grants mode is asked again once this node's cache shows the switch.
-func (s *Service) allocateFrom(ctx context.Context, pool string, owner records.Owner) (netip.Addr, error) {
+// Grants mode is asked again once this node's cache shows the switch. With noWait, a
+// pool in Grants mode hands out what the node holds free, and waits for no grant.
+func (s *Service) allocateFrom(ctx context.Context, pool string, owner records.Owner, noWait bool) (netip.Addr, error) {
 	for try := 0; ; try++ {
-		addr, err := s.writers.get(pool).AllocateOrWait(ctx, owner)
+		a := s.writers.get(pool)
+		var addr netip.Addr
+		var err error
+		if g, ok := a.(*grantPool); ok && noWait {
+			addr, err = g.allocate(ctx, owner, 0)
+		} else {
+			addr, err = a.AllocateOrWait(ctx, owner)
+		}
 		if !errors.Is(err, errGrantsMode) || try == 50 {
 			return addr, err
 		}

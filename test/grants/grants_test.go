@@ -141,6 +141,8 @@ func TestNodeGrantsExactFit(t *testing.T) {
 	if err := e.Client.Create(ctx, sp); err != nil {
 		t.Fatal(err)
 	}
+	// A default pool: later tests' pods must not find it.
+	t.Cleanup(func() { _ = e.Client.Delete(context.Background(), sp) })
 	// The switch itself is the controller's (TestGrantsSwitchesPools); here the pool
 	// starts in Grants mode.
 	sp.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{Allocation: v2beta1.AllocationGrants}

@@ -38,6 +38,8 @@ func TestNodeGrantsMigratesRecords(t *testing.T) {
 	if err := e.Client.Create(ctx, sp); err != nil {
 		t.Fatal(err)
 	}
+	// A default pool: later tests' pods must not find it.
+	t.Cleanup(func() { _ = e.Client.Delete(context.Background(), sp) })
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "grants-migrate"}}
 	if err := e.Client.Create(ctx, ns); err != nil {
 		t.Fatal(err)

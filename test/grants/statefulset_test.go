@@ -35,6 +35,8 @@ func TestNodeGrantsStatefulSetMoves(t *testing.T) {
 	if err := e.Client.Create(ctx, sp); err != nil {
 		t.Fatal(err)
 	}
+	// A default pool: later tests' pods must not find it.
+	t.Cleanup(func() { _ = e.Client.Delete(context.Background(), sp) })
 	sp.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{Allocation: v2beta1.AllocationGrants}
 	if err := e.Client.Status().Update(ctx, sp); err != nil {
 		t.Fatal(err)
