@@ -184,7 +184,7 @@ func Run(ctx context.Context, cfg Config) error {
 			wait = DefaultGrantWait
 		}
 		grants = newGrantSet(&grantDeps{
-			node: cfg.NodeName, direct: direct, buffer: buffer, wait: wait, log: log, ready: grantsReady.Load,
+			node: cfg.NodeName, pins: &pins{}, direct: direct, buffer: buffer, wait: wait, log: log, ready: grantsReady.Load,
 			blocks: func() []ipamv1.IPBlock {
 				var l ipamv1.IPBlockList
 				// Read only: no copy of each block per ADD.
@@ -342,10 +342,21 @@ func startGrants(ctx, work context.Context, gs *grantSet, cluster *cachedCluster
 		ready.Store(true)
 	} else {
 		log.Info("the previous agent of this node did not stop cleanly: no address is handed out by node grants during the quarantine", "quarantine", quarantine)
-		time.AfterFunc(quarantine, func() {
+		go func() {
+			sleep(work, quarantine)
+			// What the node's endpoints hold now, from the API server: a write of the
+			// crashed life that landed during the quarantine may not be in the cache yet.
+			for work.Err() == nil {
+				err := gs.pinListed(work)
+				if err == nil {
+					break
+				}
+				log.Error(err, "list the node's SpiderEndpoints after the quarantine; nothing is handed out by node grants until it succeeds")
+				sleep(work, time.Second)
+			}
 			ready.Store(true)
 			gs.changed()
-		})
+		}()
 	}
 	go gs.run(work)
 	return nil

@@ -74,6 +74,52 @@ type grantDeps struct {
 	// ready is false until a crashed previous life's writes can no longer land
 	// (quarantine): nothing is handed out before.
 	ready func() bool
+	// pins are the addresses the node's endpoints held when the quarantine ended, read
+	// from the API server: busy even while the endpoint cache lags behind that read.
+	pins *pins
+}
+
+// pins are addresses kept busy for a while whatever the caches say.
+type pins struct {
+	mu sync.Mutex
+	m  map[poolAddr]time.Time // until when
+}
+
+// pin keeps each address busy for returnBound.
+func (p *pins) pin(addrs []poolAddr, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[poolAddr]time.Time{}
+	}
+	for _, a := range addrs {
+		p.m[a] = now.Add(returnBound)
+	}
+}
+
+// busy reports whether a is pinned.
+func (p *pins) busy(pool string, a netip.Addr) bool {
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	until, ok := p.m[poolAddr{pool, a}]
+	if ok && time.Now().After(until) {
+		delete(p.m, poolAddr{pool, a})
+		return false
+	}
+	return ok
+}
+
+// drop unpins a (its endpoint no longer names it).
+func (p *pins) drop(pool string, a netip.Addr) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.m, poolAddr{pool, a})
 }
 
 // grantPool hands out the addresses granted to this node in one pool, from memory. The
@@ -144,6 +190,11 @@ func newGrantPool(name string, d *grantDeps) *grantPool {
 func (g *grantPool) poke() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.wakeLocked()
+}
+
+// wakeLocked is poke with g.mu held.
+func (g *grantPool) wakeLocked() {
 	close(g.changed)
 	g.changed = make(chan struct{})
 }
@@ -222,7 +273,7 @@ func (g *grantPool) view(ctx context.Context) (ipam.NodeShare, map[netip.Addr]*v
 			_, returning := g.returning[a]
 			_, released := g.released[a]
 			_, wished := g.wishes[a]
-			return held[a] != nil || handing || returning || released || wished || g.prevHanded(a)
+			return held[a] != nil || handing || returning || released || wished || g.prevHanded(a) || g.d.pins.busy(g.name, a)
 		},
 		Usable: usable.Contains,
 	}
@@ -329,6 +380,10 @@ func (g *grantPool) allocate(ctx context.Context, owner records.Owner, wait time
 func (g *grantPool) Release(_ context.Context, addr netip.Addr, owner records.Owner) (bool, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	// Called once the endpoint no longer names addr, which the endpoint watch may have
+	// told the waiting ADDs already: wake them again.
+	defer g.wakeLocked()
+	g.d.pins.drop(g.name, addr)
 	if g.prev != nil {
 		if released, _ := g.prev.releaseHanded(addr, owner); released {
 			return true, nil
@@ -569,6 +624,11 @@ func (g *grantPool) podLeft(ctx context.Context, se *v2beta1.SpiderEndpoint) boo
 // no pod holds, what left the pool's usable addresses, and the surplus above the node's
 // want once it has lasted grantIdle. It clears the requests for addresses a pod holds.
 func (g *grantPool) giveBack(ctx context.Context, now time.Time) error {
+	if !g.d.ready() {
+		// During the quarantine an endpoint write of the crashed life may still land:
+		// an address that looks unheld may be held, so none goes back.
+		return nil
+	}
 	g.mu.Lock()
 	share, held, sp, err := g.view(ctx)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 )
 
 // grantProtocol is the allocation protocol this agent speaks (IPAMNode status.protocol).
@@ -67,6 +68,22 @@ func (gs *grantSet) all() []*grantPool {
 	return slices.Collect(maps.Values(gs.pools))
 }
 
+// pinListed lists the node's SpiderEndpoints from the API server and pins what they hold.
+func (gs *grantSet) pinListed(ctx context.Context) error {
+	var list v2beta1.SpiderEndpointList
+	if err := gs.d.direct.List(ctx, &list, client.MatchingFields{"status.current.node": gs.d.node}); err != nil {
+		return fmt.Errorf("list the SpiderEndpoints of node %s: %w", gs.d.node, err)
+	}
+	var addrs []poolAddr
+	for i := range list.Items {
+		for _, nic := range list.Items[i].Status.Current.IPs {
+			addrs = append(addrs, nicAddrs(&nic)...)
+		}
+	}
+	gs.d.pins.pin(addrs, time.Now())
+	return nil
+}
+
 // forget stops serving a pool that was deleted.
 func (gs *grantSet) forget(pool string) {
 	gs.mu.Lock()
@@ -103,6 +120,17 @@ func (gs *grantSet) changed() {
 // node speaks node grants, and reports whether the previous life of the agent stopped
 // cleanly (false when it crashed, or when there was none that spoke node grants).
 func (gs *grantSet) register(ctx context.Context, nodeUID string) (clean bool, err error) {
+	// A late write of the crashed previous life may change the object between the read
+	// and the status update: read again.
+	for try := 0; ; try++ {
+		clean, err = gs.registerOnce(ctx, nodeUID)
+		if !apierrors.IsConflict(err) || try == 10 {
+			return clean, err
+		}
+	}
+}
+
+func (gs *grantSet) registerOnce(ctx context.Context, nodeUID string) (clean bool, err error) {
 	n := &ipamv1.IPAMNode{}
 	err = gs.d.direct.Get(ctx, client.ObjectKey{Name: gs.d.node}, n)
 	switch {
@@ -130,12 +158,17 @@ func (gs *grantSet) register(ctx context.Context, nodeUID string) (clean bool, e
 
 // stopped records a clean stop: the next life need not wait out the quarantine.
 func (gs *grantSet) stopped(ctx context.Context) error {
-	n := &ipamv1.IPAMNode{}
-	if err := gs.d.direct.Get(ctx, client.ObjectKey{Name: gs.d.node}, n); err != nil {
-		return err
+	for try := 0; ; try++ {
+		n := &ipamv1.IPAMNode{}
+		if err := gs.d.direct.Get(ctx, client.ObjectKey{Name: gs.d.node}, n); err != nil {
+			return err
+		}
+		n.Status.CleanStop = true
+		err := gs.d.direct.Status().Update(ctx, n)
+		if !apierrors.IsConflict(err) || try == 10 {
+			return err
+		}
 	}
-	n.Status.CleanStop = true
-	return gs.d.direct.Status().Update(ctx, n)
 }
 
 // run writes the node's demand whenever it changes (coalescing the changes of a few

@@ -68,9 +68,23 @@ func (s *Service) releaseNIC(ctx context.Context, se *v2beta1.SpiderEndpoint, if
 			return err
 		}
 		owner := records.OwnerOf(se.Status.Current.UID, containerOf(se), ifName)
+		// Under node grants the hand-out keeps the address busy until the endpoint no
+		// longer names it: this node's cache may not show the endpoint yet, and the
+		// address would be free while the endpoint still holds it.
+		var afterWrite []func()
 		for _, a := range nicAddrs(nic) {
-			if _, err := s.writers.get(a.pool).Release(ctx, a.addr, owner); err != nil && !errors.Is(err, ipam.ErrPoolNotFound) {
+			alloc := s.writers.get(a.pool)
+			if g, ok := alloc.(*grantPool); ok {
+				afterWrite = append(afterWrite, func() { _, _ = g.Release(ctx, a.addr, owner) })
+				continue
+			}
+			if _, err := alloc.Release(ctx, a.addr, owner); err != nil && !errors.Is(err, ipam.ErrPoolNotFound) {
 				return fmt.Errorf("release %s from SpiderIPPool %q: %w", a.addr, a.pool, err)
+			}
+		}
+		released := func() {
+			for _, f := range afterWrite {
+				f()
 			}
 		}
 		next := se.DeepCopy()
@@ -84,11 +98,15 @@ func (s *Service) releaseNIC(ctx context.Context, se *v2beta1.SpiderEndpoint, if
 			}
 			err = s.endpoints.Update(ctx, next)
 		}
+		if err == nil {
+			released()
+		}
 		if !errors.Is(err, crdstore.ErrEndpointChanged) {
 			return err
 		}
 		if se, err = s.endpoints.Get(ctx, se.Namespace, se.Name); err != nil {
 			if errors.Is(err, crdstore.ErrEndpointNotFound) {
+				released()
 				return nil
 			}
 			return err

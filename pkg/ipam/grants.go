@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"time"
 
 	"go4.org/netipx"
 
@@ -98,6 +99,10 @@ type GrantInput struct {
 	// yet). The round grants each to its node; none is granted to anyone else while it
 	// is pending.
 	Pending map[netip.Addr]string
+	// Since dates, per node, when its need was first left unmet (by earlier rounds, the
+	// caller remembers): needs are served oldest first, so addresses given back go to the
+	// nodes that have waited longest rather than to the first names.
+	Since map[string]time.Time
 }
 
 // GrantPlan is what a round changes.
@@ -186,8 +191,22 @@ func PlanGrants(in GrantInput) GrantPlan {
 			}
 		}
 	}
-	// 2. Needs, then 3. buffers.
-	for _, d := range demands {
+	// 2. Needs, the longest-waiting first, then 3. buffers.
+	byAge := slices.Clone(demands)
+	slices.SortStableFunc(byAge, func(a, b Demand) int {
+		sa, oka := p.in.Since[a.Node]
+		sb, okb := p.in.Since[b.Node]
+		switch {
+		case oka && okb:
+			return sa.Compare(sb)
+		case oka:
+			return -1
+		case okb:
+			return 1
+		}
+		return 0
+	})
+	for _, d := range byAge {
 		if k := need[d.Node] - p.count[d.Node]; k > 0 {
 			if got := p.grantAny(d.Node, k); got < k {
 				p.plan.Unmet[d.Node] = k - got

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 )
@@ -396,5 +397,20 @@ func TestPlanGrantsMigrates(t *testing.T) {
 	}
 	if plan.Unmet["n2"] != 1 {
 		t.Errorf("unmet %v, want n2 short of 1 (10.0.0.3 and .4 are pending)", plan.Unmet)
+	}
+}
+
+// TestPlanGrantsOldestNeedFirst: two addresses given back, three nodes short; the two
+// that have waited longest get them, whatever their names.
+func TestPlanGrantsOldestNeedFirst(t *testing.T) {
+	subnet := netip.MustParsePrefix("10.0.0.0/24")
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	in := GrantInput{Subnet: subnet, Usable: grantRanges(t, "10.0.0.1-10.0.0.2"), Blocks: map[netip.Addr]*GrantBlock{},
+		Held: map[netip.Addr]string{}, Token: "t",
+		Demands: []Demand{{Node: "a", Need: 1, Want: 1}, {Node: "m", Need: 1, Want: 1}, {Node: "z", Need: 1, Want: 1}},
+		Since:   map[string]time.Time{"z": t0, "m": t0.Add(time.Second), "a": t0.Add(2 * time.Second)}}
+	plan := PlanGrants(in)
+	if plan.Granted["z"] != 1 || plan.Granted["m"] != 1 || plan.Unmet["a"] != 1 {
+		t.Errorf("granted %v, unmet %v; want z and m served, a short", plan.Granted, plan.Unmet)
 	}
 }

@@ -164,6 +164,26 @@ func (e *Env) startWatchdog() error {
 // Dir is the folder holding the servers' state and the kubeconfig.
 func (e *Env) Dir() string { return e.dir }
 
+// RestartAPIServer kills kube-apiserver (SIGKILL: a graceful stop drains every watch
+// for tens of seconds) and starts it again on the same port, with the same certificates
+// and etcd: clients keep their configuration, requests in flight fail, and watches break
+// and are re-established. Tests that restart it must not run in parallel with others of
+// the package.
+func (e *Env) RestartAPIServer() error {
+	s := e.env.ControlPlane.APIServer
+	kill := exec.Command("pkill", "-KILL", "-f", "--", "kube-apiserver.*"+filepath.Join(e.dir, "apiserver"))
+	if out, err := kill.CombinedOutput(); err != nil {
+		return fmt.Errorf("testenv: kill kube-apiserver: %w: %s", err, out)
+	}
+	if err := s.Stop(); err != nil { // reaps the killed process
+		return fmt.Errorf("testenv: stop kube-apiserver: %w", err)
+	}
+	if err := s.Start(); err != nil {
+		return fmt.Errorf("testenv: start kube-apiserver again: %w", err)
+	}
+	return nil
+}
+
 // Stop stops the servers and removes the folder Start created (not one given in Options).
 func (e *Env) Stop() error {
 	var errs []error

@@ -87,6 +87,9 @@ type reconciler struct {
 	// IPAMNode; goneDelay later it is gone for good (GrantInput.Gone).
 	gone      *lastEvents
 	goneDelay time.Duration
+	// waitingSince dates, per pool and node, when the node's need was first left
+	// unmet (GrantInput.Since).
+	waitingSince *lastEvents
 	// unmet remembers the pools whose last round left a need unmet: only their rounds
 	// depend on what endpoints hold (a reclaim asks only for unheld addresses), so
 	// only their endpoints' changes start a round.
@@ -122,7 +125,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 	}
 	r := &reconciler{cache: mgr.GetClient(), direct: p.Direct, recorder: p.Recorder, metrics: m, linger: p.Linger,
 		expect: newExpectations(p.Clock), unmet: &poolSet{m: map[string]bool{}}, clock: p.Clock, unmetSince: &lastEvents{m: map[string]time.Time{}},
-		gone: &lastEvents{m: map[string]time.Time{}}, goneDelay: p.GoneDelay}
+		gone: &lastEvents{m: map[string]time.Time{}}, goneDelay: p.GoneDelay, waitingSince: &lastEvents{m: map[string]time.Time{}}}
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &ipamv1.IPAMNode{}, nodePoolIndex, func(o client.Object) []string {
 		var out []string
@@ -153,7 +156,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 				r.queue(q, r.recordsPools(ctx)) // a node that registers may complete the switch
 			},
 			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				r.queue(q, r.grantsPools(ctx)) // its grants go after the gone delay
+				r.queue(q, r.grantsPools(ctx))  // its grants go after the gone delay
 				r.queue(q, r.recordsPools(ctx)) // it may have been the last without node grants
 			},
 		}).
@@ -245,7 +248,21 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.metrics.rounds.WithLabelValues("error").Inc()
 		return ctrl.Result{}, err
 	}
+	rd.in.Since = map[string]time.Time{}
+	for _, d := range rd.in.Demands {
+		if at, ok := r.waitingSince.at(sp.Name + "/" + d.Node); ok {
+			rd.in.Since[d.Node] = at
+		}
+	}
 	plan := ipam.PlanGrants(rd.in)
+	now := r.clock.Now()
+	for _, d := range rd.in.Demands {
+		if key := sp.Name + "/" + d.Node; plan.Unmet[d.Node] > 0 {
+			r.waitingSince.first(key, now)
+		} else {
+			r.waitingSince.forget(key)
+		}
+	}
 	r.observe(sp, plan)
 	if len(rd.in.Pending) > len(plan.Migrated) {
 		// Records whose pods' endpoints are not known yet: again when endpoints change.
@@ -429,6 +446,14 @@ func (l *lastEvents) first(key string, now time.Time) time.Time {
 	}
 	l.m[key] = now
 	return now
+}
+
+// at returns when key was first noted, if it was.
+func (l *lastEvents) at(key string) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, ok := l.m[key]
+	return t, ok
 }
 
 // forget drops key.
