@@ -43,7 +43,7 @@ func (r *reconciler) syncPods(ctx context.Context, sp *v2beta1.SpiderIPPool) err
 }
 
 func (r *reconciler) syncPod(ctx context.Context, sp *v2beta1.SpiderIPPool, se *v2beta1.SpiderEndpoint, byIP map[string]v2beta1.EIPBinding) error {
-	mine := endpointAddrs(se, sp.Name)
+	mine := ipam.EndpointAddrs(se, sp.Name)
 	// The endpoint's EIPs: those of other pools as they are, this pool's from its
 	// bindings, listed only while the binding is this pod's.
 	var eips []v2beta1.PodEIP
@@ -144,7 +144,7 @@ func (r *reconciler) syncPod(ctx context.Context, sp *v2beta1.SpiderIPPool, se *
 // wantedEIPs counts the pod's IPs that come from EIP pools and should have an EIP, and
 // how many of those are bound.
 func (r *reconciler) wantedEIPs(ctx context.Context, se *v2beta1.SpiderEndpoint, eips []v2beta1.PodEIP, req podRequest) (want, bound int, err error) {
-	for _, name := range poolsOf(se) {
+	for _, name := range ipam.EndpointPools(se) {
 		sp := &v2beta1.SpiderIPPool{}
 		if err := r.cache.Get(ctx, client.ObjectKey{Name: name}, sp); err != nil {
 			if apierrors.IsNotFound(err) {
@@ -156,7 +156,7 @@ func (r *reconciler) wantedEIPs(ctx context.Context, se *v2beta1.SpiderEndpoint,
 		if spec == nil {
 			continue
 		}
-		for _, a := range endpointAddrs(se, name) {
+		for _, a := range ipam.EndpointAddrs(se, name) {
 			if spec.Mode == v2beta1.EIPStatic && req.id == "" && !hasStatic(sp, a) {
 				continue
 			}

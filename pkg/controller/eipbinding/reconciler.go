@@ -172,7 +172,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 		r.clock = clock.RealClock{}
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v2beta1.SpiderEndpoint{}, sePoolIndex, func(o client.Object) []string {
-		return poolsOf(o.(*v2beta1.SpiderEndpoint))
+		return ipam.EndpointPools(o.(*v2beta1.SpiderEndpoint))
 	}); err != nil {
 		return fmt.Errorf("eipbinding: index SpiderEndpoints: %w", err)
 	}
@@ -193,7 +193,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 		For(&v2beta1.SpiderIPPool{}, builder.WithPredicates(predicate.NewPredicateFuncs(eipPool))).
 		Watches(&v2beta1.SpiderEndpoint{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			var out []reconcile.Request
-			for _, name := range poolsOf(o.(*v2beta1.SpiderEndpoint)) {
+			for _, name := range ipam.EndpointPools(o.(*v2beta1.SpiderEndpoint)) {
 				out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
 			}
 			return out
@@ -244,7 +244,7 @@ func (r *reconciler) poolsOfPod(ctx context.Context, o client.Object) []reconcil
 		return nil // its endpoint's event comes later
 	}
 	var out []reconcile.Request
-	for _, name := range poolsOf(se) {
+	for _, name := range ipam.EndpointPools(se) {
 		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
 	}
 	return out
@@ -294,37 +294,6 @@ func bindingsOf(sp *v2beta1.SpiderIPPool) []v2beta1.EIPBinding {
 		return nil
 	}
 	return sp.Status.Orbweaver.EIPs
-}
-
-// poolsOf lists the pools of an endpoint's IPs.
-func poolsOf(se *v2beta1.SpiderEndpoint) []string {
-	var out []string
-	for _, d := range se.Status.Current.IPs {
-		for _, p := range []*string{d.IPv4Pool, d.IPv6Pool} {
-			if p != nil && *p != "" && !slices.Contains(out, *p) {
-				out = append(out, *p)
-			}
-		}
-	}
-	return out
-}
-
-// endpointAddr is an endpoint's address in a pool ("10.0.0.5/24" in the endpoint).
-func endpointAddrs(se *v2beta1.SpiderEndpoint, pool string) []netip.Addr {
-	var out []netip.Addr
-	for _, d := range se.Status.Current.IPs {
-		for _, pa := range [][2]*string{{d.IPv4Pool, d.IPv4}, {d.IPv6Pool, d.IPv6}} {
-			if pa[0] == nil || *pa[0] != pool || pa[1] == nil {
-				continue
-			}
-			if pf, err := netip.ParsePrefix(*pa[1]); err == nil {
-				out = append(out, pf.Addr())
-			} else if a, err := netip.ParseAddr(*pa[1]); err == nil {
-				out = append(out, a)
-			}
-		}
-	}
-	return out
 }
 
 // step is one IP's planned step and what it works on.
@@ -443,7 +412,7 @@ func (r *reconciler) servesRequester(ctx context.Context, sp *v2beta1.SpiderIPPo
 func (r *reconciler) endpointIn(ctx context.Context, key, pool string) bool {
 	ns, name, _ := strings.Cut(key, "/")
 	se := &v2beta1.SpiderEndpoint{}
-	return r.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, se) == nil && slices.Contains(poolsOf(se), pool)
+	return r.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, se) == nil && slices.Contains(ipam.EndpointPools(se), pool)
 }
 
 // policyOf is the policy of a spec; a deleted pool's EIPs follow its IPs out.
@@ -573,7 +542,7 @@ func holdersOf(sp *v2beta1.SpiderIPPool, pool ipam.Pool, ses []v2beta1.SpiderEnd
 	endpoints := map[netip.Addr]*holder{}
 	for i := range ses {
 		se := &ses[i]
-		for _, a := range endpointAddrs(se, sp.Name) {
+		for _, a := range ipam.EndpointAddrs(se, sp.Name) {
 			// Only the endpoint of the pod the record names: a stale endpoint of an
 			// earlier pod never steers an EIP.
 			if o, ok := pool.Holder(a); ok && o.Pod == records.PodKey(se.Status.Current.UID) {

@@ -137,7 +137,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 		return fmt.Errorf("grants: index IPAMNodes by pool: %w", err)
 	}
 	if err := idx.IndexField(ctx, &v2beta1.SpiderEndpoint{}, endpointPoolIndex, func(o client.Object) []string {
-		return endpointPools(o.(*v2beta1.SpiderEndpoint))
+		return ipam.EndpointPools(o.(*v2beta1.SpiderEndpoint))
 	}); err != nil {
 		return fmt.Errorf("grants: index SpiderEndpoints by pool: %w", err)
 	}
@@ -165,7 +165,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 		})).
 		Watches(&v2beta1.SpiderEndpoint{}, r.after(func(o client.Object) []string {
 			var out []string
-			for _, p := range endpointPools(o.(*v2beta1.SpiderEndpoint)) {
+			for _, p := range ipam.EndpointPools(o.(*v2beta1.SpiderEndpoint)) {
 				if r.unmet.has(p) {
 					out = append(out, p)
 				}

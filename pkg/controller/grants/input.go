@@ -12,7 +12,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
@@ -122,20 +121,9 @@ func (r *reconciler) input(ctx context.Context, sp *v2beta1.SpiderIPPool) (round
 	heldBy := map[netip.Addr]uint64{} // the PodKey of the pod each held address is for
 	for i := range eps.Items {
 		cur := &eps.Items[i].Status.Current
-		for _, nic := range cur.IPs {
-			for _, pa := range []struct{ pool, addr *string }{{nic.IPv4Pool, nic.IPv4}, {nic.IPv6Pool, nic.IPv6}} {
-				if ptr.Deref(pa.pool, "") != sp.Name || pa.addr == nil {
-					continue
-				}
-				a, err := netip.ParseAddr(*pa.addr)
-				if pfx, perr := netip.ParsePrefix(*pa.addr); perr == nil {
-					a, err = pfx.Addr(), nil
-				}
-				if err == nil {
-					in.Held[a] = cur.Node
-					heldBy[a] = records.PodKey(cur.UID)
-				}
-			}
+		for _, a := range ipam.EndpointAddrs(&eps.Items[i], sp.Name) {
+			in.Held[a] = cur.Node
+			heldBy[a] = records.PodKey(cur.UID)
 		}
 	}
 	if in.Pending, err = r.pending(ctx, sp, subnet, in.Held, heldBy); err != nil {
@@ -245,19 +233,6 @@ func ownedBy(b *ipamv1.IPBlock, sp *v2beta1.SpiderIPPool) bool {
 		}
 	}
 	return false
-}
-
-// endpointPools are the pools an endpoint holds addresses of.
-func endpointPools(se *v2beta1.SpiderEndpoint) []string {
-	var out []string
-	for _, nic := range se.Status.Current.IPs {
-		for _, p := range []*string{nic.IPv4Pool, nic.IPv6Pool} {
-			if p != nil && *p != "" {
-				out = append(out, *p)
-			}
-		}
-	}
-	return out
 }
 
 // poolSet is a set of pool names safe for concurrent use.
