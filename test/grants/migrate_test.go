@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
-	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api"
 	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
 
@@ -40,42 +37,16 @@ func TestNodeGrantsMigratesRecords(t *testing.T) {
 	}
 	// A default pool: later tests' pods must not find it.
 	t.Cleanup(func() { _ = e.Client.Delete(context.Background(), sp) })
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "grants-migrate"}}
-	if err := e.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"}}); err != nil {
-		t.Fatal(err)
-	}
+	ns := podNamespace(ctx, t, e, "grants-migrate")
 	// The node whose agent is older: while it exists no pool switches.
 	old := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "grants-migrate-old"}}
 	if err := e.Client.Create(ctx, old); err != nil {
 		t.Fatal(err)
 	}
 	startController(t, e)
-	nodes := make([]*node, 3)
-	for i := range nodes {
-		dir, err := os.MkdirTemp("", "grants")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = os.RemoveAll(dir) })
-		n := &node{name: fmt.Sprintf("grants-migrate-node-%d", i), socket: filepath.Join(dir, "a.sock")}
-		n.api = api.NewUnixClient(n.socket)
-		if err := e.Client.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name}}); err != nil {
-			t.Fatal(err)
-		}
-		n.start(t, e)
-		t.Cleanup(func() { n.halt(t) })
-		nodes[i] = n
-	}
+	nodes := startNodes(ctx, t, e, "grants-migrate-node", 3)
 	newPod := func(name, nodeName string) *corev1.Pod {
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name},
-			Spec: corev1.PodSpec{NodeName: nodeName, AutomountServiceAccountToken: ptr.To(false), Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/pause:1"}}}}
-		if err := e.Client.Create(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-		return p
+		return boundPod(ctx, t, e, ns.Name, name, nodeName, nil, nil)
 	}
 
 	// live tracks which pod holds each address handed out, from ADD to DEL.

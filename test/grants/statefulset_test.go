@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,7 +14,6 @@ import (
 
 	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
-	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
@@ -30,52 +27,13 @@ func TestNodeGrantsStatefulSetMoves(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const pool, subnet = "grants-sts", "10.81.0.0/24"
-	sp := &v2beta1.SpiderIPPool{ObjectMeta: metav1.ObjectMeta{Name: pool},
-		Spec: v2beta1.IPPoolSpec{IPVersion: ptr.To(v2beta1.IPv4), Subnet: subnet, IPs: []v2beta1.IPOrRange{"10.81.0.10-10.81.0.29"}, Default: ptr.To(true)}}
-	if err := e.Client.Create(ctx, sp); err != nil {
-		t.Fatal(err)
-	}
-	// A default pool: later tests' pods must not find it.
-	t.Cleanup(func() { _ = e.Client.Delete(context.Background(), sp) })
-	sp.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{Allocation: v2beta1.AllocationGrants}
-	if err := e.Client.Status().Update(ctx, sp); err != nil {
-		t.Fatal(err)
-	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "grants-sts"}}
-	if err := e.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"}}); err != nil {
-		t.Fatal(err)
-	}
+	grantsPool(ctx, t, e, pool, subnet, "10.81.0.10-10.81.0.29", true, nil)
+	ns := podNamespace(ctx, t, e, "grants-sts")
 	startController(t, e)
-	nodes := make([]*node, 2)
-	for i := range nodes {
-		dir, err := os.MkdirTemp("", "grants")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = os.RemoveAll(dir) })
-		n := &node{name: fmt.Sprintf("grants-sts-node-%d", i), socket: filepath.Join(dir, "a.sock")}
-		n.api = api.NewUnixClient(n.socket)
-		if err := e.Client.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name}}); err != nil {
-			t.Fatal(err)
-		}
-		n.start(t, e)
-		t.Cleanup(func() { n.halt(t) })
-		nodes[i] = n
-	}
+	nodes := startNodes(ctx, t, e, "grants-sts-node", 2)
 	sts := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db", UID: "sts-uid-grants", Controller: ptr.To(true)}
 	newPod := func(name, nodeName string, owner *metav1.OwnerReference) *corev1.Pod {
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name},
-			Spec: corev1.PodSpec{NodeName: nodeName, AutomountServiceAccountToken: ptr.To(false), Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/pause:1"}}}}
-		if owner != nil {
-			p.OwnerReferences = []metav1.OwnerReference{*owner}
-		}
-		if err := e.Client.Create(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-		return p
+		return boundPod(ctx, t, e, ns.Name, name, nodeName, nil, owner)
 	}
 	forceDelete := func(p *corev1.Pod) {
 		if err := e.Client.Delete(ctx, p, client.GracePeriodSeconds(0)); err != nil {
