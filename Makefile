@@ -97,10 +97,12 @@ chart-test: tools ## Lint the Helm chart and render it with its default values a
 .PHONY: test
 test: tools verify chart-test ## Everything: verify, chart lint and render, unit and integration tests against a real API server, the concurrency proofs under -race, brief fuzzing.
 	@$(GO) test -count=1 -timeout 20m ./...
-	@$(GO) test -race -count=1 -timeout 10m -run '$(RACE_TESTS)' $(RACE_PKGS)
+	@$(GO) test -race -p 1 -count=1 -timeout 10m -run '$(RACE_TESTS)' $(RACE_PKGS)
 	@$(MAKE) --no-print-directory fuzz
 
-# The concurrency proofs that also run under the race detector in `make test`.
+# The concurrency proofs that also run under the race detector in `make test`, one
+# package at a time (-p 1): each starts its own API server and many agents, and on 2
+# cores two of them at once under the race detector starve each other's API server.
 RACE_TESTS := TestManyAgentsOnePool|TestPlanGrants|TestGrants|TestNodeGrants
 RACE_PKGS := ./pkg/agent ./pkg/ipam ./pkg/controller/grants ./test/grants
 

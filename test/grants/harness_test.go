@@ -540,7 +540,8 @@ func (n *agentNode) add(ctx context.Context, pod *corev1.Pod, ctr string) (netip
 	}
 	var a netip.Addr
 	err = l.call(ctx, func(ctx context.Context) error {
-		ok, err := n.api.AddContext(ctx, operations.NewAddParams().WithArgs(&models.AddArgs{Attachment: sandbox(pod, ctr)}))
+		// Timeout 0: the deadline is ctx's alone, as in pkg/cni (the generated default is 30s).
+		ok, err := n.api.AddContext(ctx, operations.NewAddParamsWithTimeout(0).WithArgs(&models.AddArgs{Attachment: sandbox(pod, ctr)}))
 		if err != nil {
 			var bad *operations.AddDefault
 			if errors.As(err, &bad) && bad.Payload != nil && bad.Payload.Message != nil {
@@ -562,7 +563,7 @@ func (n *agentNode) del(ctx context.Context, pod *corev1.Pod, ctr string) (*life
 		return nil, err
 	}
 	err = l.call(ctx, func(ctx context.Context) error {
-		if _, err := n.api.DelContext(ctx, operations.NewDelParams().WithArgs(sandbox(pod, ctr))); err != nil {
+		if _, err := n.api.DelContext(ctx, operations.NewDelParamsWithTimeout(0).WithArgs(sandbox(pod, ctr))); err != nil {
 			return fmt.Errorf("DEL %s/%s (%s) on %s: %w", pod.Namespace, pod.Name, ctr, n.name, err)
 		}
 		return nil
@@ -1025,8 +1026,10 @@ func (w *world) fullRound(ctx context.Context, nodes []*agentNode) {
 		node *agentNode
 		addr netip.Addr
 		err  error
+		took time.Duration
 	}
 	out := make([]res, w.size)
+	start := time.Now()
 	var wg sync.WaitGroup
 	for i := range w.size {
 		n := nodes[i%len(nodes)]
@@ -1038,7 +1041,9 @@ func (w *world) fullRound(ctx context.Context, nodes []*agentNode) {
 			if r.pod, r.err = w.newPod(ctx, fmt.Sprintf("full-%d", i), n.name); r.err != nil {
 				return
 			}
+			t0 := time.Now()
 			r.addr, _, r.err = n.add(ctx, r.pod, "full")
+			r.took = time.Since(t0)
 			if r.err == nil {
 				w.took(ctx, r.addr, r.pod.Name, n.name)
 			}
@@ -1046,14 +1051,22 @@ func (w *world) fullRound(ctx context.Context, nodes []*agentNode) {
 	}
 	wg.Wait()
 	failed := 0
+	took := make([]time.Duration, 0, len(out))
 	for _, r := range out {
+		took = append(took, r.took)
 		if r.err != nil {
 			failed++
 			if failed <= 5 {
-				w.t.Errorf("full round: %v", r.err)
+				w.t.Errorf("full round: %v (after %s)", r.err, r.took.Round(time.Millisecond))
+			}
+			if failed == 1 {
+				w.t.Logf("the pool after the full round's ADDs:\n%s", w.dump(ctx, r.node.name))
 			}
 		}
 	}
+	slices.Sort(took)
+	w.t.Logf("full round: %d ADDs at once in %s; ADD median %s, p90 %s, slowest %s", len(out), time.Since(start).Round(time.Millisecond),
+		took[len(took)/2].Round(time.Millisecond), took[len(took)*9/10].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
 	if failed > 0 {
 		w.t.Errorf("full round: %d of %d ADDs failed on a pool of %d addresses with no other pod: addresses were lost", failed, w.size, w.size)
 	}

@@ -28,7 +28,11 @@ type manyScale struct {
 
 func manyAgentsScale() manyScale {
 	if raceDetector {
-		return manyScale{nodes: 100, slots: 2, rounds: 3, agentKills: 14, killEvery: 600 * time.Millisecond, hold: 200 * time.Millisecond}
+		// The race detector slows every agent and the API server 5-10 times: 100 agents
+		// on 2 cores then starve the API server (a block write took 6 s, a reclaim three
+		// of them), and what is measured is the machine. The same run at 100 nodes, without
+		// the detector, is in every `make test`.
+		return manyScale{nodes: 50, slots: 2, rounds: 3, agentKills: 14, killEvery: 600 * time.Millisecond, hold: 200 * time.Millisecond}
 	}
 	return manyScale{nodes: 100, slots: 2, rounds: 4, agentKills: 20, killEvery: 400 * time.Millisecond, hold: 200 * time.Millisecond}
 }
@@ -37,7 +41,7 @@ func manyAgentsScale() manyScale {
 // flight lands within half of it.
 const manyQuarantine = 2 * time.Second
 
-// TestNodeGrantsManyAgentsKills runs 100 agents (simulated nodes, each its own agent,
+// TestNodeGrantsManyAgentsKills runs 100 agents (50 under the race detector; simulated nodes, each its own agent,
 // API connection and socket) and the grant controller on one exact-fit pool: as many
 // addresses as pods in flight at the peak (two per node). Every pod slot creates a pod,
 // ADDs it, keeps it a moment, DELs and deletes it, a few rounds over, all at once.
