@@ -28,7 +28,7 @@ func (s *Service) Del(ctx context.Context, att *models.Attachment) (err error) {
 	if err != nil && !errors.Is(err, crdstore.ErrEndpointNotFound) {
 		return err
 	}
-	if ipam.RelateEndpoint(endpointFacts(se, nil), ipam.CallFacts{PodUID: att.PodUID, ContainerID: *att.ContainerID}) == ipam.EndpointSame {
+	if ipam.RelateEndpoint(endpointFacts(se, nil), ipam.CallFacts{PodUID: att.PodUID, ContainerID: *att.ContainerID, Del: true}) == ipam.EndpointSame {
 		if s.statefulSetFixedIPs && len(se.OwnerReferences) == 0 && se.Status.OwnerControllerType == ipam.KindStatefulSet {
 			// A StatefulSet's pod keeps its addresses for its next instance; garbage
 			// collection releases them once the StatefulSet no longer wants the pod,

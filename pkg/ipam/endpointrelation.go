@@ -29,7 +29,8 @@ const (
 type EndpointFacts struct {
 	// Exists is false when the pod has no endpoint; the rest is then ignored.
 	Exists bool
-	// PodUID and ContainerID are status.current.uid and the sandbox it records.
+	// PodUID and ContainerID are status.current.uid and the sandbox it records. An
+	// endpoint SpiderPool wrote records no sandbox ("").
 	PodUID, ContainerID string
 	// KeptFor is true when the endpoint is kept for the StatefulSet the call's pod
 	// belongs to: no pod owns it, and it names that StatefulSet as the pod's owner.
@@ -45,10 +46,15 @@ type CallFacts struct {
 	// Retains is true when the pod keeps its addresses across re-creation (a
 	// StatefulSet's pod, with StatefulSet fixed IPs on).
 	Retains bool
+	// Del is true for a CNI DEL.
+	Del bool
 }
 
 // RelateEndpoint decides how the endpoint relates to the call. A call that names no pod
-// UID matches the endpoint's instance.
+// UID matches the endpoint's instance. An endpoint that records no sandbox (SpiderPool
+// wrote it, docs/design/spiderpool-import.md) is the sandbox of any DEL of its pod, as
+// SpiderPool itself releases by pod UID; an ADD moves it to the ADD's sandbox, after
+// which only that sandbox's DEL releases it.
 func RelateEndpoint(e EndpointFacts, c CallFacts) EndpointRelation {
 	switch {
 	case !e.Exists:
@@ -57,6 +63,8 @@ func RelateEndpoint(e EndpointFacts, c CallFacts) EndpointRelation {
 		return EndpointPredecessor
 	case c.PodUID != "" && e.PodUID != c.PodUID:
 		return EndpointPreviousPod
+	case c.Del && e.ContainerID == "":
+		return EndpointSame
 	case e.ContainerID != c.ContainerID:
 		return EndpointOtherSandbox
 	default:

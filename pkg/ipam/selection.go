@@ -426,6 +426,10 @@ func (c candidates) refusal(fam int64, p *v2beta1.SpiderIPPool) string {
 	if p.Spec.Disable != nil && *p.Spec.Disable {
 		return "disabled (spec.disable is true)"
 	}
+	if p.Status.AllocatedIPs != nil {
+		return "holds SpiderPool's allocation records (status.allocatedIPs), which the orbweaver controller has not imported yet " +
+			"(its condition " + v2beta1.IPPoolImportedCondition + " says why)"
+	}
 	if f, err := poolFamily(p); err != nil {
 		return err.Error()
 	} else if f != fam {

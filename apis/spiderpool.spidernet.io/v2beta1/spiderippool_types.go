@@ -100,9 +100,12 @@ type IPPoolOrbweaverSpec struct {
 // IPPoolStatus is the pool's allocation state. Counts and records change together in one
 // write, so allocatedIPCount always equals the number of records.
 type IPPoolStatus struct {
-	// AllocatedIPs is SpiderPool's record format (a JSON object in a string). orbweaver
-	// never writes it; it is kept in the schema so pools that SpiderPool managed keep
-	// their records for import instead of having them pruned.
+	// AllocatedIPs is SpiderPool's record format (a JSON object in a string: address →
+	// {"pod":"<ns>/<name>","podUid":"<uid>"}). orbweaver's agents never write it: the
+	// pool controller imports it into status.orbweaver.records and removes it in one
+	// compare-and-swap (condition SpiderPoolRecordsImported), and no agent allocates from
+	// a pool while it is set. `orbweaver export-spiderpool` writes it back for a return
+	// to SpiderPool.
 	// +optional
 	AllocatedIPs *string `json:"allocatedIPs,omitempty"`
 
@@ -199,6 +202,20 @@ const (
 	// IPPoolAddressesOutsidePoolReason (RecordsValid False): some records name addresses
 	// that are not in spec.ips minus spec.excludeIPs.
 	IPPoolAddressesOutsidePoolReason = "AddressesOutsidePool"
+
+	// IPPoolImportedCondition is about SpiderPool's own records of the pool
+	// (status.allocatedIPs), which the pool controller imports into status.orbweaver.records
+	// when orbweaver takes over from SpiderPool (docs/guides/migrate-from-spiderpool.md):
+	// True once they are imported, False while they cannot be. Agents allocate nothing
+	// from a pool whose status.allocatedIPs is set. Absent on a pool SpiderPool never
+	// allocated from.
+	IPPoolImportedCondition = "SpiderPoolRecordsImported"
+	// IPPoolImportedReason (SpiderPoolRecordsImported True).
+	IPPoolImportedReason = "Imported"
+	// IPPoolForeignRecordsInvalidReason (SpiderPoolRecordsImported False): a record is
+	// malformed, names an address outside the pool or twice, or names an address
+	// orbweaver records for another owner; the message names it.
+	IPPoolForeignRecordsInvalidReason = "InvalidRecords"
 
 	// IPPoolDeletionBlockedCondition is True while a deleted pool keeps its finalizer
 	// because records remain; it is never set on a pool that is not being deleted.

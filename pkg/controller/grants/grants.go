@@ -232,6 +232,11 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if sp.DeletionTimestamp != nil {
 		return ctrl.Result{}, nil // its blocks go with it (owner references)
 	}
+	if sp.Status.AllocatedIPs != nil {
+		// SpiderPool's records are not imported yet (the pool controller's step): no
+		// grant until they are; the import's write queues the next round.
+		return ctrl.Result{}, nil
+	}
 	if !sp.GrantsMode() {
 		return r.maybeSwitch(ctx, sp)
 	}

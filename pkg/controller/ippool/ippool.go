@@ -3,8 +3,11 @@
 // this controller keeps status.totalIPCount and status.allocatedIPCount equal to the
 // spec and the records (a pool nobody allocated from, a spec change), sets the pool's
 // conditions (status.orbweaver.conditions), and removes the finalizer of a deleted pool
-// once it records no allocation. It never changes records: those are the agents' and
-// the garbage collector's.
+// once it records no allocation. It never changes records, those are the agents' and
+// the garbage collector's, with one exception: a pool SpiderPool allocated from has its
+// records in status.allocatedIPs, which this controller imports into
+// status.orbweaver.records (ippool_import.go), and it takes SpiderPool's finalizer off
+// the SpiderEndpoints SpiderPool wrote (endpoint_adopt.go).
 //
 // A pool in Grants mode (docs/design/node-grants.md) has no records: its pods'
 // SpiderEndpoints say what is held, and this controller alone writes its counts, from
@@ -122,6 +125,9 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 	}); err != nil {
 		return fmt.Errorf("ippool: index SpiderEndpoints by pool: %w", err)
 	}
+	if err := setupEndpointAdopter(mgr, p.Direct); err != nil {
+		return fmt.Errorf("ippool: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v2beta1.SpiderIPPool{}).
 		Watches(&v2beta1.SpiderReservedIP{}, handler.EnqueueRequestsFromMapFunc(r.poolsOfReserved)).
@@ -205,6 +211,11 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // over.
 func (r *reconciler) reconcilePool(ctx context.Context, sp *v2beta1.SpiderIPPool, reserved ip.Set) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
+	if sp.Status.AllocatedIPs != nil {
+		// SpiderPool's records first: until they are imported, the counts and
+		// conditions stay as SpiderPool left them, and nothing is allocated.
+		return r.importForeign(ctx, sp)
+	}
 	f, err := r.facts(ctx, sp, reserved)
 	if errors.Is(err, ipam.ErrInvalidPool) {
 		r.recorder.Event(sp, corev1.EventTypeWarning, EventPoolSpecInvalid, err.Error())

@@ -32,10 +32,10 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		free:      gauge("free_addresses", "Addresses of a pool a new allocation could take now: neither held nor reserved by a SpiderReservedIP."),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "orbweaver", Subsystem: "ippool", Name: "writes_total",
-			Help: "Writes of the pool controller by kind (status, finalizer) and result (ok, conflict, error).",
+			Help: "Writes of the pool controller by kind (status, finalizer, import: of SpiderPool's records) and result (ok, conflict, error).",
 		}, []string{"kind", "result"}),
 	}
-	for _, kind := range []string{"status", "finalizer"} {
+	for _, kind := range []string{"status", "finalizer", "import"} {
 		for _, result := range []string{resultOK, resultConflict, resultError} {
 			m.writes.WithLabelValues(kind, result)
 		}

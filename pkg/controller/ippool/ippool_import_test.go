@@ -1,0 +1,169 @@
+package ippool
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
+	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+)
+
+// spiderPoolWrote gives a pool the status SpiderPool's agents leave: status.allocatedIPs
+// and the count, no status.orbweaver.
+func spiderPoolWrote(t *testing.T, e *testenv.Env, name, allocatedIPs string, count int64) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		sp := getPool(t, e, name)
+		sp.Status.AllocatedIPs = ptr.To(allocatedIPs)
+		sp.Status.AllocatedIPCount = ptr.To(count)
+		return e.Client.Status().Update(context.Background(), sp)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// spiderPoolEndpoint creates a SpiderEndpoint as SpiderPool's agent writes it: its
+// finalizer, no sandbox, the pod's UID and node.
+func spiderPoolEndpoint(t *testing.T, e *testenv.Env, ns, pod, uid string, nics ...v2beta1.IPAllocationDetail) {
+	t.Helper()
+	se := &v2beta1.SpiderEndpoint{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pod, Finalizers: []string{v2beta1.Finalizer}},
+		Status: v2beta1.WorkloadEndpointStatus{
+			Current:             v2beta1.PodIPAllocation{UID: uid, Node: "node-a", IPs: nics},
+			OwnerControllerType: "Pod", OwnerControllerName: pod,
+		},
+	}
+	if err := e.Client.Create(context.Background(), se); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		_ = e.Client.Patch(ctx, se, client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"finalizers":null}}`)))
+		_ = e.Client.Delete(ctx, se)
+	})
+}
+
+func decoded(t *testing.T, sp *v2beta1.SpiderIPPool) map[netip.Addr]records.Owner {
+	t.Helper()
+	out := map[netip.Addr]records.Owner{}
+	if sp.Status.Orbweaver == nil {
+		return out
+	}
+	recs, err := records.Decode(netip.MustParsePrefix(string(sp.Spec.Subnet)), sp.Status.Orbweaver.Records)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		out[r.IP] = r.Owner
+	}
+	return out
+}
+
+// TestImportSpiderPoolRecords: a pool SpiderPool allocated from, with records in both of
+// its shapes beside a record orbweaver wrote, is imported in one write by three
+// controllers at once: every address keeps its pod (owner: the pod UID and the
+// interface, from the older record's own field, else the pod's endpoint, else eth0),
+// status.allocatedIPs goes, the count covers all, the condition and an event say so;
+// and SpiderPool's finalizer leaves its endpoints.
+func TestImportSpiderPoolRecords(t *testing.T) {
+	e := testenv.Require(t, env)
+	ns := grantsNamespace(t, e)
+	const pool = "import-ok"
+	createPool(t, e, pool, "10.244.150.0/24", true, "10.244.150.10-10.244.150.20")
+	native := records.OwnerOf("uid-native", "ctr-native", "eth0")
+	agentWrite(t, e, pool, allocateTo(t, native))
+	raw := fmt.Sprintf(`{"10.244.150.11":{"pod":"%[1]s/web-0","podUid":"u0"},`+
+		`"10.244.150.12":{"pod":"%[1]s/web-1","podUid":"u1"},`+
+		`"10.244.150.13":{"interface":"net2","pod":"%[1]s/old-0","podUid":"u2"}}`, ns)
+	spiderPoolEndpoint(t, e, ns, "web-1", "u1",
+		v2beta1.IPAllocationDetail{NIC: "eth0", IPv4: ptr.To("10.9.9.9/24"), IPv4Pool: ptr.To("elsewhere")},
+		v2beta1.IPAllocationDetail{NIC: "net1", IPv4: ptr.To("10.244.150.12/24"), IPv4Pool: ptr.To(pool)})
+	spiderPoolWrote(t, e, pool, raw, 4)
+
+	for range 3 {
+		startController(t, e)
+	}
+	sp := waitPool(t, e, pool, "imported", hasCondition(v2beta1.IPPoolImportedCondition, metav1.ConditionTrue, v2beta1.IPPoolImportedReason))
+	if sp.Status.AllocatedIPs != nil {
+		t.Errorf("status.allocatedIPs is still %q after the import", *sp.Status.AllocatedIPs)
+	}
+	got := decoded(t, sp)
+	want := map[netip.Addr]records.Owner{
+		netip.MustParseAddr("10.244.150.10"): native, // the first free address, orbweaver's
+		netip.MustParseAddr("10.244.150.11"): records.OwnerOf("u0", "", "eth0"),
+		netip.MustParseAddr("10.244.150.12"): records.OwnerOf("u1", "", "net1"),
+		netip.MustParseAddr("10.244.150.13"): records.OwnerOf("u2", "", "net2"),
+	}
+	if len(got) != len(want) {
+		t.Fatalf("records %v, want %v", got, want)
+	}
+	for a, o := range want {
+		if got[a] != o {
+			t.Errorf("%s: owner %v, want %v", a, got[a], o)
+		}
+	}
+	if c := condition(sp, v2beta1.IPPoolImportedCondition); !strings.Contains(c.Message, "imported 3 addresses") {
+		t.Errorf("condition message %q, want the 3 imported", c.Message)
+	}
+	waitPool(t, e, pool, "counts", counts(11, 4))
+	waitEvent(t, e, pool, EventSpiderPoolRecordsImported)
+	testenv.WaitFor(t, "SpiderPool's finalizer off its endpoint", func() (bool, error) {
+		se := &v2beta1.SpiderEndpoint{}
+		if err := e.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "web-1"}, se); err != nil {
+			return false, err
+		}
+		return len(se.Finalizers) == 0, nil
+	})
+}
+
+// TestImportRefusesBadSpiderPoolRecords: records that cannot be imported as they are
+// stay where they are, the pool's condition is False naming the record, a Warning event
+// says so, and the counts stay SpiderPool's. Fixing the record imports the pool.
+func TestImportRefusesBadSpiderPoolRecords(t *testing.T) {
+	e := testenv.Require(t, env)
+	startController(t, e)
+	var wg sync.WaitGroup
+	for i, tc := range []struct{ raw, says string }{
+		{`{"10.244.151.10":{"pod":"a/x","podUid":"u"},"10.244.151.10":{"pod":"a/y","podUid":"v"}}`, `record "10.244.151.10": the address is named twice`},
+		{`{"10.244.151.99":{"pod":"a/x","podUid":"u"}}`, `record "10.244.151.99": the address is outside the pool's spec.ips`},
+		{`{"10.244.151.10":{"pod":"a/x","podUid":"u"}`, `status.allocatedIPs`},
+		{`{"10.244.151.10":{"pod":"x","podUid":"u"}}`, `pod "x" is not namespace/name`},
+	} {
+		pool := fmt.Sprintf("import-bad-%d", i)
+		createPool(t, e, pool, "10.244.151.0/24", false, "10.244.151.10-10.244.151.20")
+		spiderPoolWrote(t, e, pool, tc.raw, 1)
+		wg.Add(1)
+		t.Run(pool, func(t *testing.T) {
+			defer wg.Done()
+			sp := waitPool(t, e, pool, "refused", hasCondition(v2beta1.IPPoolImportedCondition, metav1.ConditionFalse, v2beta1.IPPoolForeignRecordsInvalidReason))
+			if c := condition(sp, v2beta1.IPPoolImportedCondition); !strings.Contains(c.Message, tc.says) {
+				t.Errorf("condition message %q, want %q", c.Message, tc.says)
+			}
+			if sp.Status.AllocatedIPs == nil || *sp.Status.AllocatedIPs != tc.raw {
+				t.Errorf("status.allocatedIPs changed to %v", sp.Status.AllocatedIPs)
+			}
+			if ptr.Deref(sp.Status.AllocatedIPCount, -1) != 1 {
+				t.Errorf("allocatedIPCount %d, want SpiderPool's 1 left as it was", ptr.Deref(sp.Status.AllocatedIPCount, -1))
+			}
+			waitEvent(t, e, pool, EventSpiderPoolRecordsInvalid)
+		})
+	}
+	wg.Wait()
+	// The admin fixes the first pool's record: it is imported.
+	spiderPoolWrote(t, e, "import-bad-0", `{"10.244.151.10":{"pod":"a/x","podUid":"u"}}`, 1)
+	sp := waitPool(t, e, "import-bad-0", "imported once fixed", hasCondition(v2beta1.IPPoolImportedCondition, metav1.ConditionTrue, v2beta1.IPPoolImportedReason))
+	if got := decoded(t, sp); len(got) != 1 || got[netip.MustParseAddr("10.244.151.10")] != records.OwnerOf("u", "", "eth0") {
+		t.Errorf("records %v after the fix", got)
+	}
+}
