@@ -54,9 +54,9 @@ images: ## Build the orbweaver-agent, orbweaver-controller, pause and workload i
 ##@ Development
 
 .PHONY: build
-build: ## Build the orbweaver CNI plugin, the node agent and the controller into bin/.
+build: ## Build the orbweaver CNI plugin, the node agent, the controller and the kubectl plugin into bin/.
 	@mkdir -p $(BIN)
-	@CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/orbweaver ./cmd/orbweaver-agent ./cmd/orbweaver-controller
+	@CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/orbweaver ./cmd/orbweaver-agent ./cmd/orbweaver-controller ./cmd/kubectl-orbweaver
 
 .PHONY: generate
 generate: tools ## Generate deepcopy code and CRD YAML from the API types, and the agent API's models and client.

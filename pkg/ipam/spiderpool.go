@@ -104,21 +104,21 @@ func ParseAllocatedIPs(raw string, subnet netip.Prefix, ips ip.Set) ([]ForeignRe
 }
 
 // ForeignOwner is the owner an imported record gets: the pod's UID and interface, with
-// no sandbox, since SpiderPool does not record one. The pod's SpiderEndpoint, which
-// SpiderPool wrote with no sandbox either, relates to it the same way (RelateEndpoint):
-// the first ADD of a new sandbox of the pod moves the address to that sandbox, and a
-// DEL releases it.
-func ForeignOwner(r ForeignRecord, ifName string) records.Owner {
-	return records.OwnerOf(r.UID, "", ifName)
+// the sandbox its endpoint records ("" when none does: SpiderPool records none). An
+// endpoint SpiderPool wrote relates to that owner like the record (RelateEndpoint): the
+// first ADD of a new sandbox of the pod moves the address to that sandbox, and a DEL
+// releases it.
+func ForeignOwner(r ForeignRecord, containerID, ifName string) records.Owner {
+	return records.OwnerOf(r.UID, containerID, ifName)
 }
 
-// ImportForeign merges a pool's foreign records into its orbweaver records. ifName
-// returns each record's interface (the record's own, else its pod's endpoint's). An
+// ImportForeign merges a pool's foreign records into its orbweaver records. owner
+// returns each record's owner (ForeignOwner with what the pod's endpoint says). An
 // address recorded with the same owner already is skipped (an import repeated after
 // it landed); one recorded for another owner is an error wrapping ErrForeignRecords:
 // two owners of one address. It returns the merged records, in address order, and how
 // many it added.
-func ImportForeign(existing []records.Record, foreign []ForeignRecord, ifName func(ForeignRecord) string) ([]records.Record, int, error) {
+func ImportForeign(existing []records.Record, foreign []ForeignRecord, owner func(ForeignRecord) records.Owner) ([]records.Record, int, error) {
 	have := make(map[netip.Addr]records.Owner, len(existing))
 	for _, r := range existing {
 		have[r.IP] = r.Owner
@@ -126,7 +126,7 @@ func ImportForeign(existing []records.Record, foreign []ForeignRecord, ifName fu
 	out := slices.Clone(existing)
 	added := 0
 	for _, f := range foreign {
-		o := ForeignOwner(f, ifName(f))
+		o := owner(f)
 		if cur, ok := have[f.IP]; ok {
 			if cur != o {
 				return nil, 0, fmt.Errorf("%w: status.allocatedIPs: record %q of pod %s/%s: orbweaver records the address for another owner",
@@ -154,19 +154,25 @@ func EndpointInterface(se *v2beta1.SpiderEndpoint, pool string, a netip.Addr) st
 	return ""
 }
 
-// AllocatedIPsOf writes status.allocatedIPs as SpiderPool does, for the addresses the
-// endpoints hold in pool: {"<ip>":{"pod":"<ns>/<name>","podUid":"<uid>"}}. nil when
-// they hold none (SpiderPool omits the field then).
-func AllocatedIPsOf(endpoints []v2beta1.SpiderEndpoint, pool string) (*string, error) {
-	m := map[string]foreignEntry{}
-	for i := range endpoints {
-		se := &endpoints[i]
-		for _, a := range EndpointAddrs(se, pool) {
-			m[a.String()] = foreignEntry{Pod: se.Namespace + "/" + se.Name, PodUID: se.Status.Current.UID}
-		}
+// ForeignRecordsOf turns endpoints' holds (EndpointHolds) into SpiderPool's records.
+func ForeignRecordsOf(holds []EndpointHold) []ForeignRecord {
+	out := make([]ForeignRecord, len(holds))
+	for i, h := range holds {
+		out[i] = ForeignRecord{IP: h.Addr, Namespace: h.Namespace, Name: h.Name, UID: h.PodUID}
 	}
-	if len(m) == 0 {
+	return out
+}
+
+// FormatAllocatedIPs writes status.allocatedIPs as SpiderPool does:
+// {"<ip>":{"pod":"<ns>/<name>","podUid":"<uid>"}}, in address order. nil for no record
+// (SpiderPool omits the field then).
+func FormatAllocatedIPs(recs []ForeignRecord) (*string, error) {
+	if len(recs) == 0 {
 		return nil, nil
+	}
+	m := make(map[string]foreignEntry, len(recs))
+	for _, r := range recs {
+		m[r.IP.String()] = foreignEntry{Pod: r.Namespace + "/" + r.Name, PodUID: r.UID}
 	}
 	data, err := json.Marshal(m) // keys sorted
 	if err != nil {

@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -78,11 +79,11 @@ func TestImportForeign(t *testing.T) {
 	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
 	web0 := ForeignRecord{IP: a("10.0.0.10"), Namespace: "default", Name: "web-0", UID: "u0"}
 	web1 := ForeignRecord{IP: a("10.0.0.11"), Namespace: "default", Name: "web-1", UID: "u1", Interface: "net1"}
-	ifName := func(f ForeignRecord) string {
+	owner := func(f ForeignRecord) records.Owner {
 		if f.Interface != "" {
-			return f.Interface
+			return ForeignOwner(f, "", f.Interface)
 		}
-		return "eth0"
+		return ForeignOwner(f, "", "eth0")
 	}
 	native := records.Record{IP: a("10.0.0.5"), Owner: records.OwnerOf("n", "ctr", "eth0")}
 	for _, tc := range []struct {
@@ -103,7 +104,7 @@ func TestImportForeign(t *testing.T) {
 			foreign: []ForeignRecord{web0}, bad: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, added, err := ImportForeign(tc.existing, tc.foreign, ifName)
+			got, added, err := ImportForeign(tc.existing, tc.foreign, owner)
 			if tc.bad {
 				if !errors.Is(err, ErrForeignRecords) || !strings.Contains(err.Error(), "another owner") {
 					t.Fatalf("error %v, want two owners refused", err)
@@ -133,7 +134,7 @@ func TestAllocatedIPsRoundTrip(t *testing.T) {
 			v2beta1.IPAllocationDetail{NIC: "net1", IPv4: str("10.0.0.12/24"), IPv4Pool: str("p")}),
 		endpointWith("other", "x", "u2", v2beta1.IPAllocationDetail{NIC: "eth0", IPv4: str("10.9.0.1/24"), IPv4Pool: str("q")}),
 	}
-	raw, err := AllocatedIPsOf(eps, "p")
+	raw, err := FormatAllocatedIPs(ForeignRecordsOf(EndpointHolds("p", netip.MustParsePrefix("10.0.0.0/24"), eps)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestAllocatedIPsRoundTrip(t *testing.T) {
 	if raw == nil || *raw != want {
 		t.Fatalf("got %v, want %s", raw, want)
 	}
-	if none, err := AllocatedIPsOf(eps, "empty"); err != nil || none != nil {
+	if none, err := FormatAllocatedIPs(ForeignRecordsOf(EndpointHolds("empty", netip.MustParsePrefix("10.0.0.0/24"), eps))); err != nil || none != nil {
 		t.Fatalf("a pool nothing holds: got %v, %v; want nil (SpiderPool omits the field)", none, err)
 	}
 	ips, _ := ip.ParseRanges([]string{"10.0.0.1-10.0.0.100"})
@@ -163,4 +164,40 @@ func endpointWith(ns, name, uid string, nics ...v2beta1.IPAllocationDetail) v2be
 	se.Status.Current.UID = uid
 	se.Status.Current.IPs = nics
 	return se
+}
+
+// BenchmarkImportSpiderPool5000 reads SpiderPool's records of a pool of 5,000 pods (its
+// per-pool default cap) and merges them into orbweaver's records: the CPU side of the
+// pool controller's import, which is then one status write.
+func BenchmarkImportSpiderPool5000(b *testing.B) {
+	subnet := netip.MustParsePrefix("10.0.0.0/16")
+	ips, _ := ip.ParseRanges([]string{"10.0.0.1-10.0.255.254"})
+	var sb strings.Builder
+	sb.WriteByte('{')
+	a := subnet.Addr().Next()
+	for i := range 5000 {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `%q:{"pod":"default/web-%d","podUid":"0f0e8a7c-5a6b-4f0e-9d7c-%012d"}`, a.String(), i, i)
+		a = a.Next()
+	}
+	sb.WriteByte('}')
+	raw := sb.String()
+	eth0 := func(f ForeignRecord) records.Owner { return ForeignOwner(f, "", "eth0") }
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		foreign, err := ParseAllocatedIPs(raw, subnet, ips)
+		if err != nil || len(foreign) != 5000 {
+			b.Fatal(len(foreign), err)
+		}
+		recs, added, err := ImportForeign(nil, foreign, eth0)
+		if err != nil || added != 5000 {
+			b.Fatal(added, err)
+		}
+		if _, err := records.Encode(subnet, recs); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -21,12 +22,13 @@ import (
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/ippool"
+	"github.com/orbweaver-ipam/orbweaver/pkg/migrate"
 	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
 
 // startPoolController runs the pool status controller (which imports SpiderPool's
-// records) until the test ends.
-func startPoolController(t *testing.T, e *testenv.Env) {
+// records) until stop is called or the test ends.
+func startPoolController(t *testing.T, e *testenv.Env) (stop func()) {
 	t.Helper()
 	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{Scheme: e.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0", Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
@@ -40,14 +42,19 @@ func startPoolController(t *testing.T, e *testenv.Env) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("pool controller still running 30s after its stop")
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Error("pool controller still running 30s after its stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // spiderPoolPod is a pod SpiderPool's agent served: its address, and its endpoint as
@@ -141,20 +148,11 @@ func TestNodeGrantsImportsSpiderPool(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	startPoolController(t, e)
+	stopPools := startPoolController(t, e)
 	if _, err := w.ctl.start(nil); err != nil {
 		t.Fatal(err)
 	}
-	err = waitFor(ctx, time.Minute, "the pool imported and in Grants mode", func(ctx context.Context) (bool, error) {
-		sp := &v2beta1.SpiderIPPool{}
-		if err := e.Client.Get(ctx, client.ObjectKey{Name: name}, sp); err != nil {
-			return false, err
-		}
-		return sp.Status.AllocatedIPs == nil && sp.GrantsMode(), nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitImported(ctx, t, e, name)
 
 	// A new sandbox of a migrated pod: its address again.
 	re := olds[0]
@@ -223,4 +221,85 @@ func TestNodeGrantsImportsSpiderPool(t *testing.T) {
 		t.Errorf("the pod after the DEL got %s, want %s, the one address the DEL freed", a, gone.addr)
 	}
 	w.report()
+
+	// The way back: orbweaver stops, its allocations are written in SpiderPool's
+	// format, every live pod with its address, the one without an endpoint too.
+	for _, n := range w.nodes {
+		if err := n.halt(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.ctl.kill(); err != nil {
+		t.Fatal(err)
+	}
+	stopPools()
+	res, err := migrate.Export(ctx, e.Client, migrate.ExportOptions{Pools: []string{name}, Write: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp = &v2beta1.SpiderIPPool{}
+	if err := e.Client.Get(ctx, client.ObjectKey{Name: name}, sp); err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || !res[0].Written || res[0].BlocksDeleted == 0 || len(res[0].Unexported) != 0 || sp.Status.AllocatedIPs == nil || sp.Status.Orbweaver != nil {
+		t.Fatalf("export: %+v; the pool's status then: %+v", res, sp.Status)
+	}
+	var back map[string]struct {
+		Pod    string `json:"pod"`
+		PodUID string `json:"podUid"`
+	}
+	if err := json.Unmarshal([]byte(*sp.Status.AllocatedIPs), &back); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	live := maps.Clone(w.live)
+	w.mu.Unlock()
+	if len(back) != len(live) || ptr.Deref(sp.Status.AllocatedIPCount, -1) != int64(len(live)) {
+		t.Errorf("exported %d addresses (count %d), want the %d live ones", len(back), ptr.Deref(sp.Status.AllocatedIPCount, -1), len(live))
+	}
+	for a, who := range live {
+		rec, ok := back[a.String()]
+		if !ok || !strings.HasPrefix(who, strings.TrimPrefix(rec.Pod, name+"/")+" on ") {
+			t.Errorf("%s: exported as %+v, held by %s", a, rec, who)
+		}
+	}
+
+	// And forward again: imported anew, and the pool's next DEL and ADD on a node
+	// free and take exactly one address.
+	startPoolController(t, e)
+	if _, err := w.ctl.start(nil); err != nil {
+		t.Fatal(err)
+	}
+	w.startAgents(ctx)
+	waitImported(ctx, t, e, name)
+	if _, err := w.nodes[gone.node].del(ctx, next, "c"); err != nil {
+		t.Fatal(err)
+	}
+	w.gave(gone.addr)
+	again, err := w.newPod(ctx, "forward-again", w.nodes[gone.node].name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _, err := w.nodes[gone.node].add(ctx, again, "c"); err != nil {
+		t.Fatalf("ADD after the second import: %v\n%s", err, w.dump(ctx, w.nodes[gone.node].name))
+	} else if w.took(ctx, a, again.Name, w.nodes[gone.node].name); a != gone.addr {
+		t.Errorf("after the second import the pod got %s, want %s", a, gone.addr)
+	}
+	w.report()
+}
+
+// waitImported waits until the pool's SpiderPool records are imported and the pool is in
+// Grants mode.
+func waitImported(ctx context.Context, t *testing.T, e *testenv.Env, name string) {
+	t.Helper()
+	err := waitFor(ctx, time.Minute, "the pool imported and in Grants mode", func(ctx context.Context) (bool, error) {
+		sp := &v2beta1.SpiderIPPool{}
+		if err := e.Client.Get(ctx, client.ObjectKey{Name: name}, sp); err != nil {
+			return false, err
+		}
+		return sp.Status.AllocatedIPs == nil && sp.GrantsMode(), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

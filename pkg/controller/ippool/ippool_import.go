@@ -79,8 +79,9 @@ func (r *reconciler) importForeign(ctx context.Context, sp *v2beta1.SpiderIPPool
 }
 
 // foreignRecords reads the pool's status.allocatedIPs and merges it into its records.
-// Each imported record's interface is the record's own (SpiderPool's older format),
-// else that of the pod's SpiderEndpoint that names the address, else eth0.
+// Each imported record's interface is that of the pod's SpiderEndpoint that names the
+// address, else the record's own (SpiderPool's older format), else eth0; its sandbox is
+// the one that endpoint records (none in an endpoint SpiderPool wrote).
 func (r *reconciler) foreignRecords(ctx context.Context, sp *v2beta1.SpiderIPPool) ([]records.Record, int, error) {
 	subnet, err := ip.ParseCanonicalCIDR(string(sp.Spec.Subnet))
 	if err != nil {
@@ -101,22 +102,26 @@ func (r *reconciler) foreignRecords(ctx context.Context, sp *v2beta1.SpiderIPPoo
 		}
 	}
 	var lookupErr error
-	ifName := func(f ipam.ForeignRecord) string {
-		if f.Interface != "" {
-			return f.Interface
-		}
+	owner := func(f ipam.ForeignRecord) records.Owner {
+		ctr, nic := "", f.Interface
 		se := &v2beta1.SpiderEndpoint{}
 		err := r.cache.Get(ctx, client.ObjectKey{Namespace: f.Namespace, Name: f.Name}, se)
 		if err == nil && se.Status.Current.UID == f.UID {
-			if nic := ipam.EndpointInterface(se, sp.Name, f.IP); nic != "" {
-				return nic
+			if n := ipam.EndpointInterface(se, sp.Name, f.IP); n != "" {
+				nic = n
+				if o := se.Status.Current.Orbweaver; o != nil {
+					ctr = o.ContainerID // orbweaver wrote the endpoint (a return from SpiderPool)
+				}
 			}
 		} else if err != nil && client.IgnoreNotFound(err) != nil {
 			lookupErr = err
 		}
-		return "eth0"
+		if nic == "" {
+			nic = "eth0"
+		}
+		return ipam.ForeignOwner(f, ctr, nic)
 	}
-	merged, added, err := ipam.ImportForeign(existing, foreign, ifName)
+	merged, added, err := ipam.ImportForeign(existing, foreign, owner)
 	if lookupErr != nil {
 		return nil, 0, fmt.Errorf("read the SpiderEndpoints of pool %q's SpiderPool records: %w", sp.Name, lookupErr)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
@@ -166,4 +167,34 @@ func TestImportRefusesBadSpiderPoolRecords(t *testing.T) {
 	if got := decoded(t, sp); len(got) != 1 || got[netip.MustParseAddr("10.244.151.10")] != records.OwnerOf("u", "", "eth0") {
 		t.Errorf("records %v after the fix", got)
 	}
+}
+
+// TestImportSpiderPoolRecordsLarge imports a pool of 5,000 SpiderPool records (its
+// default per-pool cap) and logs how long the import took, from the controller's start
+// to the condition.
+func TestImportSpiderPoolRecordsLarge(t *testing.T) {
+	e := testenv.Require(t, env)
+	const pool = "import-large"
+	createPool(t, e, pool, "10.245.0.0/16", false, "10.245.0.1-10.245.255.254")
+	var sb strings.Builder
+	sb.WriteByte('{')
+	a := netip.MustParseAddr("10.245.0.1")
+	for i := range 5000 {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `%q:{"pod":"default/web-%d","podUid":"uid-%d"}`, a.String(), i, i)
+		a = a.Next()
+	}
+	sb.WriteByte('}')
+	spiderPoolWrote(t, e, pool, sb.String(), 5000)
+	start := time.Now()
+	startController(t, e)
+	sp := waitPool(t, e, pool, "imported", hasCondition(v2beta1.IPPoolImportedCondition, metav1.ConditionTrue, v2beta1.IPPoolImportedReason))
+	took := time.Since(start)
+	if got := decoded(t, sp); len(got) != 5000 || got[netip.MustParseAddr("10.245.19.136")] != records.OwnerOf("uid-4999", "", "eth0") {
+		t.Fatalf("%d records imported, the last %v", len(got), got[netip.MustParseAddr("10.245.19.136")])
+	}
+	t.Logf("5,000 SpiderPool records (%d bytes of status.allocatedIPs) imported in %s, from the controller's start (records now %d bytes)",
+		sb.Len(), took.Round(time.Millisecond), len(sp.Status.Orbweaver.Records))
 }
