@@ -269,6 +269,21 @@ func (c *cachedCluster) PendingPods(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// SpiderPoolAgent returns a running pod of SpiderPool's agent on this node, from the
+// cache of the node's pods.
+func (c *cachedCluster) SpiderPoolAgent(ctx context.Context) (*corev1.Pod, error) {
+	var pods corev1.PodList
+	if err := c.cache.List(ctx, &pods, client.MatchingLabelsSelector{Selector: ipam.SpiderPoolPodSelector()}); err != nil {
+		return nil, err
+	}
+	for i := range pods.Items {
+		if ipam.SpiderPoolRunning(&pods.Items[i]) == ipam.SpiderPoolAgentComponent {
+			return &pods.Items[i], nil
+		}
+	}
+	return nil, nil
+}
+
 // Reserved returns the union of every SpiderReservedIP of a family, computed once per
 // change of the reserved IPs.
 func (c *cachedCluster) Reserved(is4 bool) ip.Set {

@@ -21,19 +21,20 @@ const (
 
 // Reasons: short machine-readable classes, also used as pod Event reasons and metric labels.
 const (
-	ReasonPoolExhausted    = "PoolExhausted"
-	ReasonNoPool           = "NoPool"
-	ReasonPoolRefused      = "PoolRefused"
-	ReasonUnknownPool      = "UnknownPool"
-	ReasonInvalidPool      = "InvalidPool"
-	ReasonBadAnnotation    = "BadAnnotation"
-	ReasonBadCNIConfig     = "BadCNIConfig"
-	ReasonAutoPoolNotReady = "AutoPoolNotReady"
-	ReasonConflict         = "Conflict"
-	ReasonNotReady         = "NotReady"
-	ReasonInternal         = "Internal"
-	ReasonBadRequest       = "BadRequest"
-	ReasonCheckFailed      = "CheckFailed"
+	ReasonPoolExhausted     = "PoolExhausted"
+	ReasonNoPool            = "NoPool"
+	ReasonPoolRefused       = "PoolRefused"
+	ReasonUnknownPool       = "UnknownPool"
+	ReasonInvalidPool       = "InvalidPool"
+	ReasonBadAnnotation     = "BadAnnotation"
+	ReasonBadCNIConfig      = "BadCNIConfig"
+	ReasonAutoPoolNotReady  = "AutoPoolNotReady"
+	ReasonConflict          = "Conflict"
+	ReasonNotReady          = "NotReady"
+	ReasonInternal          = "Internal"
+	ReasonBadRequest        = "BadRequest"
+	ReasonCheckFailed       = "CheckFailed"
+	ReasonSpiderPoolRunning = "SpiderPoolRunning"
 )
 
 // errGrantsMode: a pool's records writer found the pool switched to node grants; the
@@ -70,6 +71,8 @@ func classify(err error) (code int32, reason string) {
 		return codeInvalidConfig, ReasonPoolRefused
 	case errors.Is(err, ipam.ErrNoPool):
 		return codeInvalidConfig, ReasonNoPool
+	case errors.Is(err, ipam.ErrSpiderPoolRunning):
+		return codeTryAgainLater, ReasonSpiderPoolRunning
 	case errors.Is(err, ipam.ErrAutoPoolNotReady):
 		return codeTryAgainLater, ReasonAutoPoolNotReady
 	case errors.Is(err, ipam.ErrPoolExhausted):

@@ -53,6 +53,9 @@ type Cluster interface {
 	// JobController returns the controller of a Job (a CronJob's reference), nil when
 	// it has none.
 	JobController(ctx context.Context, namespace, name string) (*metav1.OwnerReference, error)
+	// SpiderPoolAgent returns a pod of SpiderPool's agent that runs on this node, nil
+	// when none does.
+	SpiderPoolAgent(ctx context.Context) (*corev1.Pod, error)
 }
 
 // EndpointStore reads and writes SpiderEndpoints (crdstore.Endpoints).
@@ -370,6 +373,13 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 			log.Info("allocation failed", "reason", reason, "error", err.Error())
 		}
 	}()
+	if sp, err := s.cluster.SpiderPoolAgent(ctx); err != nil {
+		return nil, fmt.Errorf("look for SpiderPool's agent on this node: %w", err)
+	} else if sp != nil {
+		// Both agents would hand out the same free addresses.
+		return nil, fmt.Errorf("%w: its agent runs on this node (pod %s/%s); orbweaver allocates nothing here until SpiderPool is uninstalled (docs/guides/migrate-from-spiderpool.md)",
+			ipam.ErrSpiderPoolRunning, sp.Namespace, sp.Name)
+	}
 
 	retain := s.retainsFor(pod)
 	se, err := s.currentEndpoint(ctx, pod, retain)

@@ -8,6 +8,10 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
@@ -180,4 +184,36 @@ func FormatAllocatedIPs(recs []ForeignRecord) (*string, error) {
 	}
 	s := string(data)
 	return &s, nil
+}
+
+// ErrSpiderPoolRunning: SpiderPool's agent or controller still runs. orbweaver neither
+// allocates beside SpiderPool's agent (both would hand out the same free addresses) nor
+// imports a pool SpiderPool's agents still write; the message says which pod runs.
+var ErrSpiderPoolRunning = errors.New("SpiderPool is still running")
+
+// SpiderPool's components, by the app.kubernetes.io/component label its chart gives
+// their pods (with app.kubernetes.io/name: spiderpool).
+const (
+	SpiderPoolAgentComponent      = "spiderpool-agent"
+	SpiderPoolControllerComponent = "spiderpool-controller"
+	spiderPoolComponentLabel      = "app.kubernetes.io/component"
+)
+
+// SpiderPoolPodSelector selects the pods of SpiderPool's agent and controller.
+func SpiderPoolPodSelector() labels.Selector {
+	req, _ := labels.NewRequirement(spiderPoolComponentLabel, selection.In, []string{SpiderPoolAgentComponent, SpiderPoolControllerComponent})
+	return labels.NewSelector().Add(*req)
+}
+
+// SpiderPoolRunning returns the component of SpiderPool a pod runs ("" when it is not
+// one, or has finished). A terminating pod still counts: its process may still serve.
+func SpiderPoolRunning(pod *corev1.Pod) string {
+	c := pod.Labels[spiderPoolComponentLabel]
+	if c != SpiderPoolAgentComponent && c != SpiderPoolControllerComponent {
+		return ""
+	}
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return ""
+	}
+	return c
 }

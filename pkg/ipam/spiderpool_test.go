@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
@@ -198,6 +201,34 @@ func BenchmarkImportSpiderPool5000(b *testing.B) {
 		}
 		if _, err := records.Encode(subnet, recs); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestSpiderPoolRunning(t *testing.T) {
+	pod := func(component string, phase corev1.PodPhase) *corev1.Pod {
+		p := &corev1.Pod{}
+		p.Labels = map[string]string{"app.kubernetes.io/name": "spiderpool", "app.kubernetes.io/component": component}
+		p.Status.Phase = phase
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+		want string
+	}{
+		{"its agent", pod("spiderpool-agent", corev1.PodRunning), SpiderPoolAgentComponent},
+		{"its controller, starting", pod("spiderpool-controller", corev1.PodPending), SpiderPoolControllerComponent},
+		{"its agent, finished", pod("spiderpool-agent", corev1.PodFailed), ""},
+		{"its init job", pod("spiderpool-init", corev1.PodRunning), ""},
+		{"another pod", &corev1.Pod{}, ""},
+	} {
+		if got := SpiderPoolRunning(tc.pod); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+		sel := SpiderPoolPodSelector().Matches(labels.Set(tc.pod.Labels))
+		if sel != (tc.want != "" || tc.pod.Status.Phase == corev1.PodFailed) {
+			t.Errorf("%s: the selector matches: %v", tc.name, sel)
 		}
 	}
 }

@@ -216,6 +216,9 @@ const (
 	// malformed, names an address outside the pool or twice, or names an address
 	// orbweaver records for another owner; the message names it.
 	IPPoolForeignRecordsInvalidReason = "InvalidRecords"
+	// IPPoolSpiderPoolRunningReason (SpiderPoolRecordsImported False): pods of
+	// SpiderPool's agent or controller still run; the import waits until they are gone.
+	IPPoolSpiderPoolRunningReason = "SpiderPoolRunning"
 
 	// IPPoolDeletionBlockedCondition is True while a deleted pool keeps its finalizer
 	// because records remain; it is never set on a pool that is not being deleted.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,7 +24,32 @@ import (
 const (
 	EventSpiderPoolRecordsImported = "SpiderPoolRecordsImported"
 	EventSpiderPoolRecordsInvalid  = "SpiderPoolRecordsInvalid"
+	EventSpiderPoolRunning         = "SpiderPoolRunning"
 )
+
+// spiderPoolRecheck is how often a pool whose import waits for SpiderPool to stop looks
+// again (pods are not what queues a pool).
+const spiderPoolRecheck = 10 * time.Second
+
+// spiderPoolPods lists the pods of SpiderPool's agent and controller that run, at most
+// three, as "namespace/name".
+func (r *reconciler) spiderPoolPods(ctx context.Context) ([]string, error) {
+	var pods corev1.PodList
+	if err := r.cache.List(ctx, &pods, client.MatchingLabelsSelector{Selector: ipam.SpiderPoolPodSelector()}); err != nil {
+		return nil, fmt.Errorf("look for SpiderPool's pods: %w", err)
+	}
+	var out []string
+	for i := range pods.Items {
+		if ipam.SpiderPoolRunning(&pods.Items[i]) != "" {
+			if len(out) == 3 {
+				out = append(out, "...")
+				break
+			}
+			out = append(out, pods.Items[i].Namespace+"/"+pods.Items[i].Name)
+		}
+	}
+	return out, nil
+}
 
 // importForeign imports SpiderPool's records of a pool (status.allocatedIPs) into
 // status.orbweaver.records and removes them, in one compare-and-swap of the status: a
@@ -34,7 +60,6 @@ const (
 // event naming the record. docs/design/spiderpool-import.md.
 func (r *reconciler) importForeign(ctx context.Context, sp *v2beta1.SpiderIPPool) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
-	merged, added, err := r.foreignRecords(ctx, sp)
 	now := metav1.NewTime(r.clock.Now().Truncate(time.Second))
 	obj := sp.DeepCopy()
 	if obj.Status.Orbweaver == nil {
@@ -42,22 +67,42 @@ func (r *reconciler) importForeign(ctx context.Context, sp *v2beta1.SpiderIPPool
 	}
 	ob := obj.Status.Orbweaver
 	cond := metav1.Condition{Type: v2beta1.IPPoolImportedCondition, ObservedGeneration: sp.Generation, LastTransitionTime: now}
+	// refuse leaves the records where they are, with the condition False saying why.
+	refuse := func(reason, msg string, warn bool, after time.Duration) (ctrl.Result, error) {
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, msg
+		if old := meta.FindStatusCondition(ob.Conditions, cond.Type); old != nil && old.Status == cond.Status && old.Message == cond.Message {
+			return ctrl.Result{RequeueAfter: after}, nil // said already
+		}
+		meta.SetStatusCondition(&ob.Conditions, cond)
+		err := r.pools.UpdatePoolStatus(ctx, obj)
+		r.metrics.wrote("import", err)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		log.Info("SpiderPool's records of the pool are not imported", "reason", reason, "why", msg)
+		if warn {
+			r.recorder.Event(obj, corev1.EventTypeWarning, EventSpiderPoolRecordsInvalid, msg)
+		} else {
+			r.recorder.Event(obj, corev1.EventTypeNormal, EventSpiderPoolRunning, msg)
+		}
+		return ctrl.Result{RequeueAfter: after}, nil
+	}
+	// While SpiderPool's agents run, they may write the records again after the import.
+	running, err := r.spiderPoolPods(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(running) > 0 {
+		return refuse(v2beta1.IPPoolSpiderPoolRunningReason, fmt.Sprintf("SpiderPool still runs (pods %s): its records are imported once it is uninstalled (docs/guides/migrate-from-spiderpool.md)",
+			strings.Join(running, ", ")), false, spiderPoolRecheck)
+	}
+	merged, added, err := r.foreignRecords(ctx, sp)
 	if err != nil {
 		if !errors.Is(err, ipam.ErrForeignRecords) {
 			return ctrl.Result{}, err
 		}
-		cond.Status, cond.Reason = metav1.ConditionFalse, v2beta1.IPPoolForeignRecordsInvalidReason
-		cond.Message = err.Error() + "; nothing is allocated from the pool until the record is fixed or removed (docs/guides/migrate-from-spiderpool.md)"
-		if old := meta.FindStatusCondition(ob.Conditions, cond.Type); old != nil && old.Status == cond.Status && old.Message == cond.Message {
-			return ctrl.Result{}, nil // said already
-		}
-		meta.SetStatusCondition(&ob.Conditions, cond)
-		if err := r.pools.UpdatePoolStatus(ctx, obj); err != nil {
-			return ctrl.Result{}, err
-		}
-		log.Error(err, "SpiderPool's records of the pool cannot be imported")
-		r.recorder.Event(obj, corev1.EventTypeWarning, EventSpiderPoolRecordsInvalid, cond.Message)
-		return ctrl.Result{}, nil
+		return refuse(v2beta1.IPPoolForeignRecordsInvalidReason,
+			err.Error()+"; nothing is allocated from the pool until the record is fixed or removed (docs/guides/migrate-from-spiderpool.md)", true, 0)
 	}
 	subnet, _ := ip.ParseCanonicalCIDR(string(sp.Spec.Subnet)) // parsed by foreignRecords
 	if ob.Records, err = records.Encode(subnet, merged); err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
@@ -197,4 +198,35 @@ func TestImportSpiderPoolRecordsLarge(t *testing.T) {
 	}
 	t.Logf("5,000 SpiderPool records (%d bytes of status.allocatedIPs) imported in %s, from the controller's start (records now %d bytes)",
 		sb.Len(), took.Round(time.Millisecond), len(sp.Status.Orbweaver.Records))
+}
+
+// TestImportWaitsForSpiderPool: while a pod of SpiderPool's controller (or agent) runs,
+// its agents may still write the records, so the import waits, saying which pod runs;
+// once the pod is gone the pool is imported.
+func TestImportWaitsForSpiderPool(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx := context.Background()
+	ns := grantsNamespace(t, e)
+	sp := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "spiderpool-controller-0",
+		Labels: map[string]string{"app.kubernetes.io/name": "spiderpool", "app.kubernetes.io/component": "spiderpool-controller"}},
+		Spec: corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/spiderpool-controller:1"}}}}
+	if err := e.Client.Create(ctx, sp); err != nil {
+		t.Fatal(err)
+	}
+	const pool = "import-waits"
+	createPool(t, e, pool, "10.244.152.0/24", false, "10.244.152.10-10.244.152.20")
+	spiderPoolWrote(t, e, pool, `{"10.244.152.10":{"pod":"a/x","podUid":"u"}}`, 1)
+	startController(t, e)
+	got := waitPool(t, e, pool, "waiting", hasCondition(v2beta1.IPPoolImportedCondition, metav1.ConditionFalse, v2beta1.IPPoolSpiderPoolRunningReason))
+	if c := condition(got, v2beta1.IPPoolImportedCondition); !strings.Contains(c.Message, ns+"/spiderpool-controller-0") {
+		t.Errorf("condition message %q does not name the pod", c.Message)
+	}
+	if got.Status.AllocatedIPs == nil {
+		t.Fatal("imported while SpiderPool runs")
+	}
+	waitEvent(t, e, pool, EventSpiderPoolRunning)
+	if err := e.Client.Delete(ctx, sp, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	waitPool(t, e, pool, "imported once SpiderPool is gone", hasCondition(v2beta1.IPPoolImportedCondition, metav1.ConditionTrue, v2beta1.IPPoolImportedReason))
 }
