@@ -3,6 +3,7 @@ package ippool
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"sync"
@@ -13,7 +14,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
@@ -229,4 +233,122 @@ func TestImportWaitsForSpiderPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPool(t, e, pool, "imported once SpiderPool is gone", hasCondition(v2beta1.IPPoolImportedCondition, metav1.ConditionTrue, v2beta1.IPPoolImportedReason))
+}
+
+// TestImportInterrupted stops the pool controller at random points of the import of six
+// pools, 20 times, each time from SpiderPool's state again. After every stop each pool
+// has either all of SpiderPool's records and none imported, or none of them and all
+// imported: never a part, never an address lost or given twice. Then the controller
+// runs to the end and every pool is imported, once.
+func TestImportInterrupted(t *testing.T) {
+	e := testenv.Require(t, env)
+	type poolCase struct {
+		name, raw string
+		native    netip.Addr
+		records   []byte // the native record alone
+		want      map[netip.Addr]records.Owner
+	}
+	var pools []*poolCase
+	for i := range 6 {
+		pc := &poolCase{name: fmt.Sprintf("import-cut-%d", i), want: map[netip.Addr]records.Owner{}}
+		createPool(t, e, pc.name, fmt.Sprintf("10.246.%d.0/24", i), false, v2beta1.IPOrRange(fmt.Sprintf("10.246.%d.1-10.246.%d.200", i, i)))
+		native := records.OwnerOf(fmt.Sprintf("native-%d", i), "c", "eth0")
+		pc.records = agentWrite(t, e, pc.name, allocateTo(t, native))
+		pc.native = netip.MustParseAddr(fmt.Sprintf("10.246.%d.1", i))
+		pc.want[pc.native] = native
+		var sb strings.Builder
+		sb.WriteByte('{')
+		for j := range 50 {
+			if j > 0 {
+				sb.WriteByte(',')
+			}
+			a := netip.MustParseAddr(fmt.Sprintf("10.246.%d.%d", i, 100+j))
+			fmt.Fprintf(&sb, `%q:{"pod":"ns/p%d-%d","podUid":"u%d-%d"}`, a.String(), i, j, i, j)
+			pc.want[a] = records.OwnerOf(fmt.Sprintf("u%d-%d", i, j), "", "eth0")
+		}
+		sb.WriteByte('}')
+		pc.raw = sb.String()
+		pools = append(pools, pc)
+	}
+	// reset puts every pool back to what SpiderPool left beside orbweaver's own record.
+	reset := func() {
+		t.Helper()
+		for _, pc := range pools {
+			err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+				sp := getPool(t, e, pc.name)
+				sp.Status.AllocatedIPs, sp.Status.AllocatedIPCount = ptr.To(pc.raw), ptr.To(int64(51))
+				sp.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{Records: pc.records}
+				return e.Client.Status().Update(context.Background(), sp)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// check returns how many pools are imported, and fails on a pool in between.
+	check := func() (imported int) {
+		t.Helper()
+		for _, pc := range pools {
+			sp := getPool(t, e, pc.name)
+			got := decoded(t, sp)
+			if sp.Status.AllocatedIPs != nil {
+				if *sp.Status.AllocatedIPs != pc.raw || len(got) != 1 || got[pc.native] != pc.want[pc.native] {
+					t.Fatalf("pool %s half imported: allocatedIPs changed or records %v", pc.name, got)
+				}
+				continue
+			}
+			if len(got) != len(pc.want) {
+				t.Fatalf("pool %s: %d records after the import, want %d", pc.name, len(got), len(pc.want))
+			}
+			for a, o := range pc.want {
+				if got[a] != o {
+					t.Fatalf("pool %s: %s owned by %v, want %v", pc.name, a, got[a], o)
+				}
+			}
+			imported++
+		}
+		return imported
+	}
+	rng := rand.New(rand.NewPCG(14, 20))
+	var byCount [7]int
+	for range 20 {
+		reset()
+		stop := startStoppableController(t, e)
+		time.Sleep(time.Duration(rng.IntN(600)) * time.Millisecond)
+		stop()
+		byCount[check()]++
+	}
+	startController(t, e)
+	for _, pc := range pools {
+		waitPool(t, e, pc.name, "imported", hasCondition(v2beta1.IPPoolImportedCondition, metav1.ConditionTrue, v2beta1.IPPoolImportedReason))
+	}
+	if n := check(); n != len(pools) {
+		t.Fatalf("%d of %d pools imported at the end", n, len(pools))
+	}
+	t.Logf("20 stops at random points; pools imported when stopped (0..6): %v; each pool whole every time, all 6 at the end", byCount)
+}
+
+// startStoppableController runs the pool controller until stop is called.
+func startStoppableController(t *testing.T, e *testenv.Env) (stop func()) {
+	t.Helper()
+	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{Scheme: e.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0", Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := SetupWithManager(ctx, mgr, Params{Direct: e.Client, Recorder: mgr.GetEventRecorderFor("orbweaver-ippool")}); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("pool controller still running 30s after its stop")
+		}
+	}
 }
