@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -31,9 +33,16 @@ const (
 // again (pods are not what queues a pool).
 const spiderPoolRecheck = 10 * time.Second
 
-// spiderPoolPods lists the pods of SpiderPool's agent and controller that run, at most
-// three, as "namespace/name".
-func (r *reconciler) spiderPoolPods(ctx context.Context) ([]string, error) {
+// spiderPoolWebhook is the name SpiderPool's chart gives its webhook configurations
+// (mutating and validating). Left behind, they would refuse every pool write for want
+// of their service; present, SpiderPool is not (fully) uninstalled.
+const spiderPoolWebhook = "spiderpool-controller"
+
+// spiderPoolLeft lists what of SpiderPool still runs: pods of its agent and controller
+// (at most three, as "namespace/name") and its webhook configurations.
+//
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,resourceNames=spiderpool-controller,verbs=get
+func (r *reconciler) spiderPoolLeft(ctx context.Context) ([]string, error) {
 	var pods corev1.PodList
 	if err := r.cache.List(ctx, &pods, client.MatchingLabelsSelector{Selector: ipam.SpiderPoolPodSelector()}); err != nil {
 		return nil, fmt.Errorf("look for SpiderPool's pods: %w", err)
@@ -45,7 +54,24 @@ func (r *reconciler) spiderPoolPods(ctx context.Context) ([]string, error) {
 				out = append(out, "...")
 				break
 			}
-			out = append(out, pods.Items[i].Namespace+"/"+pods.Items[i].Name)
+			out = append(out, "pod "+pods.Items[i].Namespace+"/"+pods.Items[i].Name)
+		}
+	}
+	for _, w := range []struct {
+		kind string
+		obj  client.Object
+	}{
+		{"mutatingwebhookconfiguration", &admissionregistrationv1.MutatingWebhookConfiguration{}},
+		{"validatingwebhookconfiguration", &admissionregistrationv1.ValidatingWebhookConfiguration{}},
+	} {
+		err := r.direct.Get(ctx, client.ObjectKey{Name: spiderPoolWebhook}, w.obj)
+		switch {
+		case err == nil:
+			out = append(out, w.kind+" "+spiderPoolWebhook)
+		case apierrors.IsNotFound(err), apierrors.IsForbidden(err):
+			// gone; or the chart's RBAC does not allow the look (an older chart)
+		default:
+			return nil, fmt.Errorf("look for SpiderPool's webhook configurations: %w", err)
 		}
 	}
 	return out, nil
@@ -88,12 +114,12 @@ func (r *reconciler) importForeign(ctx context.Context, sp *v2beta1.SpiderIPPool
 		return ctrl.Result{RequeueAfter: after}, nil
 	}
 	// While SpiderPool's agents run, they may write the records again after the import.
-	running, err := r.spiderPoolPods(ctx)
+	running, err := r.spiderPoolLeft(ctx)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if len(running) > 0 {
-		return refuse(v2beta1.IPPoolSpiderPoolRunningReason, fmt.Sprintf("SpiderPool still runs (pods %s): its records are imported once it is uninstalled (docs/guides/migrate-from-spiderpool.md)",
+		return refuse(v2beta1.IPPoolSpiderPoolRunningReason, fmt.Sprintf("SpiderPool is still installed (%s): its records are imported once it is uninstalled (docs/guides/migrate-from-spiderpool.md)",
 			strings.Join(running, ", ")), false, spiderPoolRecheck)
 	}
 	merged, added, err := r.foreignRecords(ctx, sp)

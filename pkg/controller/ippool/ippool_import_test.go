@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
@@ -206,7 +207,8 @@ func TestImportSpiderPoolRecordsLarge(t *testing.T) {
 
 // TestImportWaitsForSpiderPool: while a pod of SpiderPool's controller (or agent) runs,
 // its agents may still write the records, so the import waits, saying which pod runs;
-// once the pod is gone the pool is imported.
+// then while its webhook configuration is left behind; once both are gone the pool is
+// imported.
 func TestImportWaitsForSpiderPool(t *testing.T) {
 	e := testenv.Require(t, env)
 	ctx := context.Background()
@@ -229,7 +231,20 @@ func TestImportWaitsForSpiderPool(t *testing.T) {
 		t.Fatal("imported while SpiderPool runs")
 	}
 	waitEvent(t, e, pool, EventSpiderPoolRunning)
+	// Its pods go, its webhook configuration stays behind: still not uninstalled.
+	hook := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "spiderpool-controller"}}
+	if err := e.Client.Create(ctx, hook); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.Client.Delete(ctx, sp, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	waitPool(t, e, pool, "waiting for the webhook configuration", func(sp *v2beta1.SpiderIPPool) bool {
+		c := condition(sp, v2beta1.IPPoolImportedCondition)
+		return c != nil && c.Reason == v2beta1.IPPoolSpiderPoolRunningReason && strings.Contains(c.Message, "validatingwebhookconfiguration spiderpool-controller") &&
+			!strings.Contains(c.Message, "spiderpool-controller-0")
+	})
+	if err := e.Client.Delete(ctx, hook); err != nil {
 		t.Fatal(err)
 	}
 	waitPool(t, e, pool, "imported once SpiderPool is gone", hasCondition(v2beta1.IPPoolImportedCondition, metav1.ConditionTrue, v2beta1.IPPoolImportedReason))
