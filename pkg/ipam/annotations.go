@@ -211,9 +211,12 @@ func ParseSubnets(value string) ([]SubnetAnnotation, error) {
 }
 
 // ParseRoutes parses the pod annotation ipam.spidernet.io/routes,
-// [{"dst":"10.0.0.0/16","gw":"192.168.1.1"}]. dst must be a canonical CIDR other than a
-// default route (the default route comes from the pool's gateway), gw an IP address of
-// dst's family. The result's gw is in canonical form. The same route twice is an error.
+// [{"dst":"10.0.0.0/16","gw":"192.168.1.1"}]. dst must be a CIDR other than a default
+// route (the default route comes from the pool's gateway), gw an IP address of dst's
+// family. The result is in canonical form: a dst with host bits set, which SpiderPool
+// accepts, is the network it is in ("10.0.0.1/16" is 10.0.0.0/16), since the kernel
+// refuses an IPv4 route written with host bits. The same route twice, after that, is
+// an error.
 func ParseRoutes(value string) ([]v2beta1.Route, error) {
 	type route struct {
 		Dst *string `json:"dst"`
@@ -229,10 +232,11 @@ func ParseRoutes(value string) ([]v2beta1.Route, error) {
 		if r.Dst == nil || r.Gw == nil {
 			return nil, badAnnotation(AnnoPodRoutes, fixRoutes, "route %d lacks \"dst\" or \"gw\"", i)
 		}
-		dst, err := ip.ParseCanonicalCIDR(*r.Dst)
+		dst, err := ip.ParseCIDR(*r.Dst)
 		if err != nil {
 			return nil, badAnnotation(AnnoPodRoutes, fixRoutes, "route %d: dst: %v", i, err)
 		}
+		dst = dst.Masked()
 		if dst.Bits() == 0 {
 			return nil, badAnnotation(AnnoPodRoutes, "remove it: the default route goes through the pool's gateway (spec.gateway)",
 				"route %d: dst %s is a default route", i, quote(*r.Dst))

@@ -196,10 +196,39 @@ func (a addresses) checkGateway(s addressSpec, exclude ip.Set, excludeOK bool) f
 	return errs
 }
 
+// canonicalRoutes writes every route destination that parses as a CIDR in its canonical
+// form, in place, and returns a warning for each one it rewrote: "192.168.26.5/24"
+// becomes "192.168.26.0/24", "FD00::/64" becomes "fd00::/64". SpiderPool accepts host
+// bits in a destination and hands the route to the pod as written, where the kernel
+// refuses an IPv4 one; orbweaver stores the network that was meant, so that manifests
+// written for SpiderPool apply unchanged, and says so in the warning. A destination that
+// does not parse is left as written, for checkRoutes to report.
+func canonicalRoutes(routes []v2beta1.Route) []string {
+	var warnings []string
+	for i := range routes {
+		written := routes[i].Dst
+		p, err := ip.ParseCIDR(written)
+		if err != nil || p.Masked().String() == written {
+			continue
+		}
+		routes[i].Dst = p.Masked().String()
+		path := routesPath.Index(i).Child("dst")
+		if p != p.Masked() {
+			warnings = append(warnings, fmt.Sprintf("%s: %s has host bits set; stored as the network %s", path, written, routes[i].Dst))
+		} else {
+			warnings = append(warnings, fmt.Sprintf("%s: %s stored in canonical form %s", path, written, routes[i].Dst))
+		}
+	}
+	return warnings
+}
+
 // checkRoutes: each route has a destination CIDR of the family that is not the default
 // route (spec.gateway says that), no destination twice, and a next hop in the subnet.
-// Destinations must be canonical, unlike in SpiderPool: the kernel refuses a route to
-// 10.1.0.1/16, so the pod's ADD would fail much later with a vaguer error.
+// Destinations must be canonical: the kernel refuses a route to 10.1.0.1/16, so the
+// pod's ADD would fail much later with a vaguer error. Default writes them canonically
+// first (canonicalRoutes), so through the API server a destination with host bits is
+// stored corrected, as SpiderPool accepts it, and this rule only catches callers that
+// skip Default.
 func (a addresses) checkRoutes(routes []v2beta1.Route) field.ErrorList {
 	var errs field.ErrorList
 	seen := make(map[netip.Prefix]bool, len(routes))

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,6 +51,7 @@ func TestDefaultIPPool(t *testing.T) {
 		old      *poolT // nil: create
 		existing Existing
 		want     *poolT
+		warnings []string
 	}{
 		{
 			name: "IPv4: ipVersion, finalizer, CIDR label, sorted and merged ranges",
@@ -132,33 +134,76 @@ func TestDefaultIPPool(t *testing.T) {
 			existing: withOwner,
 			want:     with(pool("p", "10.6.0.0/16", ips("10.6.0.2", "10.6.0.1")), func(p *poolT) { p.DeletionTimestamp = &metav1.Time{} }),
 		},
+		{
+			name: "a route destination with host bits is stored as its network, with a warning (SpiderPool accepts it)",
+			pool: pool("p", "10.6.0.0/16", route("10.96.0.0/12", "10.6.0.2"), route("192.168.26.5/24", "10.6.0.3")),
+			want: created(pool("p", "10.6.0.0/16", version(4), label(LabelIPPoolCIDR, "10-6-0-0-16"),
+				route("10.96.0.0/12", "10.6.0.2"), route("192.168.26.0/24", "10.6.0.3"))),
+			warnings: []string{"spec.routes[1].dst: 192.168.26.5/24 has host bits set; stored as the network 192.168.26.0/24"},
+		},
+		{
+			name: "an IPv6 destination is written canonically, on update too",
+			pool: pool("p", "fd00::/64", version(6), route("FD00:99:0:0::/64", "fd00::2"), route("fd00:98::1/64", "fd00::2")),
+			old:  pool("p", "fd00::/64", version(6)),
+			want: pool("p", "fd00::/64", version(6), label(LabelIPPoolCIDR, "fd00---64"), route("fd00:99::/64", "fd00::2"), route("fd00:98::/64", "fd00::2")),
+			warnings: []string{
+				"spec.routes[0].dst: FD00:99:0:0::/64 stored in canonical form fd00:99::/64",
+				"spec.routes[1].dst: fd00:98::1/64 has host bits set; stored as the network fd00:98::/64",
+			},
+		},
+		{
+			name: "a destination that does not parse is left for validation",
+			pool: pool("p", "10.6.0.0/16", route("10.96.0.0", "10.6.0.2"), route("10.96.0.0/33", "10.6.0.2")),
+			want: created(pool("p", "10.6.0.0/16", version(4), label(LabelIPPoolCIDR, "10-6-0-0-16"), route("10.96.0.0", "10.6.0.2"), route("10.96.0.0/33", "10.6.0.2"))),
+		},
+		{
+			name:     "routes inherited from a SpiderSubnet SpiderPool stored with host bits",
+			pool:     pool("p", "10.6.0.0/16"),
+			existing: Existing{Subnets: subnets(subnet("s", "10.6.0.0/16", route("10.96.0.1/12", "10.6.0.2")))},
+			want: created(pool("p", "10.6.0.0/16", version(4), label(LabelIPPoolCIDR, "10-6-0-0-16"), label(LabelOwnerSpiderSubnet, "s"),
+				route("10.96.0.0/12", "10.6.0.2"))),
+			warnings: []string{"spec.routes[0].dst: 10.96.0.1/12 has host bits set; stored as the network 10.96.0.0/12"},
+		},
+		{
+			// Validation requires canonical destinations on every update, the one that
+			// removes the finalizer included.
+			name:     "a terminating pool's route destinations are still written canonically",
+			pool:     with(pool("p", "10.6.0.0/16", ips("10.6.0.2", "10.6.0.1"), route("10.96.0.1/12", "10.6.0.2")), func(p *poolT) { p.DeletionTimestamp = &metav1.Time{} }),
+			existing: withOwner,
+			want:     with(pool("p", "10.6.0.0/16", ips("10.6.0.2", "10.6.0.1"), route("10.96.0.0/12", "10.6.0.2")), func(p *poolT) { p.DeletionTimestamp = &metav1.Time{} }),
+			warnings: []string{"spec.routes[0].dst: 10.96.0.1/12 has host bits set; stored as the network 10.96.0.0/12"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := tt.pool.DeepCopy()
-			DefaultIPPool(got, tt.old, tt.existing)
+			warnings := DefaultIPPool(got, tt.old, tt.existing)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got\n%+v\n%+v\nwant\n%+v\n%+v", got.ObjectMeta, got.Spec, tt.want.ObjectMeta, tt.want.Spec)
+			}
+			if !slices.Equal(warnings, tt.warnings) {
+				t.Errorf("warnings %q, want %q", warnings, tt.warnings)
 			}
 		})
 	}
 }
 
 func TestDefaultIPPoolCopiesInheritedRoutes(t *testing.T) {
-	existing := Existing{Subnets: subnets(subnet("s", "10.6.0.0/16", route("10.96.0.0/12", "10.6.0.2")))}
+	existing := Existing{Subnets: subnets(subnet("s", "10.6.0.0/16", route("10.96.0.1/12", "10.6.0.2")))}
 	p := pool("p", "10.6.0.0/16")
 	DefaultIPPool(p, nil, existing)
 	p.Spec.Routes[0].Gw = "10.6.0.9"
-	if gw := existing.Subnets[0].Spec.Routes[0].Gw; gw != "10.6.0.2" {
-		t.Errorf("changing the pool's inherited route changed the subnet's: gw %s", gw)
+	if r := existing.Subnets[0].Spec.Routes[0]; r.Gw != "10.6.0.2" || r.Dst != "10.96.0.1/12" {
+		t.Errorf("defaulting or changing the pool's inherited route changed the subnet's: %+v", r)
 	}
 }
 
 func TestDefaultSubnet(t *testing.T) {
 	tests := []struct {
-		name string
-		in   *v2beta1.SpiderSubnet
-		want *v2beta1.SpiderSubnet
+		name     string
+		in       *v2beta1.SpiderSubnet
+		want     *v2beta1.SpiderSubnet
+		warnings []string
 	}{
 		{
 			name: "ipVersion, label and merged ranges; no finalizer",
@@ -176,13 +221,28 @@ func TestDefaultSubnet(t *testing.T) {
 			in:   terminatingSubnet(subnet("s", "10.0.0.0/24", ips("10.0.0.2", "10.0.0.1"))),
 			want: terminatingSubnet(subnet("s", "10.0.0.0/24", ips("10.0.0.2", "10.0.0.1"))),
 		},
+		{
+			name:     "a route destination with host bits is stored as its network, with a warning",
+			in:       subnet("s", "10.244.0.0/16", route("192.168.26.5/24", "10.244.0.2"), route("172.16.0.0/12", "10.244.0.3")),
+			want:     subnet("s", "10.244.0.0/16", version(4), label(LabelSubnetCIDR, "10-244-0-0-16"), route("192.168.26.0/24", "10.244.0.2"), route("172.16.0.0/12", "10.244.0.3")),
+			warnings: []string{"spec.routes[0].dst: 192.168.26.5/24 has host bits set; stored as the network 192.168.26.0/24"},
+		},
+		{
+			name:     "terminating, with a route destination with host bits",
+			in:       terminatingSubnet(subnet("s", "fd00::/64", route("fd00:99::1/64", "fd00::2"))),
+			want:     terminatingSubnet(subnet("s", "fd00::/64", route("fd00:99::/64", "fd00::2"))),
+			warnings: []string{"spec.routes[0].dst: fd00:99::1/64 has host bits set; stored as the network fd00:99::/64"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := tt.in.DeepCopy()
-			DefaultSubnet(got)
+			warnings := DefaultSubnet(got)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got\n%+v\n%+v\nwant\n%+v\n%+v", got.ObjectMeta, got.Spec, tt.want.ObjectMeta, tt.want.Spec)
+			}
+			if !slices.Equal(warnings, tt.warnings) {
+				t.Errorf("warnings %q, want %q", warnings, tt.warnings)
 			}
 		})
 	}

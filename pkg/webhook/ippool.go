@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -41,12 +42,21 @@ var (
 //     none. An explicit empty routes list (routes: []) keeps the pool without routes, as
 //     in SpiderPool. Inheriting only on create means a user who later deletes the
 //     inherited routes does not get them back on the next update.
+//   - Route destinations are written canonically, "192.168.26.5/24" as "192.168.26.0/24"
+//     (see canonicalRoutes); the warnings returned say which, for the admission response.
 //
-// A terminating pool is left alone. Pass no subnets when the SpiderSubnet feature is off.
-func DefaultIPPool(pool, old *v2beta1.SpiderIPPool, existing Existing) {
-	if pool.DeletionTimestamp != nil {
-		return
+// A terminating pool is left alone, but for its route destinations: validation requires
+// them canonical on every update, and a pool SpiderPool stored with host bits in one must
+// still let the update that removes its finalizer through. Pass no subnets when the
+// SpiderSubnet feature is off.
+func DefaultIPPool(pool, old *v2beta1.SpiderIPPool, existing Existing) (warnings []string) {
+	if pool.DeletionTimestamp == nil {
+		defaultIPPool(pool, old, existing)
 	}
+	return canonicalRoutes(pool.Spec.Routes)
+}
+
+func defaultIPPool(pool, old *v2beta1.SpiderIPPool, existing Existing) {
 	if old == nil && !slices.Contains(pool.Finalizers, v2beta1.Finalizer) {
 		pool.Finalizers = append(pool.Finalizers, v2beta1.Finalizer)
 	}
@@ -91,8 +101,8 @@ func setLabel(m *metav1.ObjectMeta, key, value string) {
 }
 
 // ValidateIPPoolCreate checks a new pool: its own fields (see checkAddresses), its
-// affinities and Multus names, and that it does not collide with the existing pools and
-// subnets. Call it on the defaulted pool.
+// affinities (for an auto pool, checkAutoPoolAffinity) and Multus names, and that it
+// does not collide with the existing pools and subnets. Call it on the defaulted pool.
 func (c Config) ValidateIPPoolCreate(pool *v2beta1.SpiderIPPool, existing Existing) field.ErrorList {
 	return c.validateIPPool(nil, pool, existing)
 }
@@ -100,9 +110,10 @@ func (c Config) ValidateIPPoolCreate(pool *v2beta1.SpiderIPPool, existing Existi
 // ValidateIPPoolUpdate checks a changed pool: the rules of ValidateIPPoolCreate, with the
 // comparisons against other objects limited to the addresses this update adds (so a
 // conflict older than these rules does not block unrelated edits, such as the one that
-// fixes it), plus: spec.subnet and spec.ipVersion are immutable, and no address that a
-// pod or a node's reserve holds may leave the pool (in Grants mode: no address a
-// SpiderEndpoint of existing.Endpoints holds).
+// fixes it; an auto pool's podAffinity is checked only when it changes), plus:
+// spec.subnet and spec.ipVersion are immutable, and no address that a pod or a node's
+// reserve holds may leave the pool (in Grants mode: no address a SpiderEndpoint of
+// existing.Endpoints holds). Who may edit an auto pool is ValidateAutoPoolEdit's rule.
 func (c Config) ValidateIPPoolUpdate(old, pool *v2beta1.SpiderIPPool, existing Existing) field.ErrorList {
 	return c.validateIPPool(old, pool, existing)
 }
@@ -110,6 +121,9 @@ func (c Config) ValidateIPPoolUpdate(old, pool *v2beta1.SpiderIPPool, existing E
 func (c Config) validateIPPool(old, pool *v2beta1.SpiderIPPool, existing Existing) field.ErrorList {
 	a, errs := c.checkAddresses(poolAddressSpec(&pool.Spec))
 	errs = append(errs, checkAffinities(&pool.Spec)...)
+	if old == nil || !equality.Semantic.DeepEqual(old.Spec.PodAffinity, pool.Spec.PodAffinity) {
+		errs = append(errs, checkAutoPoolAffinity(pool)...)
+	}
 	errs = append(errs, checkMultusNames(pool.Spec.MultusName)...)
 	errs = append(errs, checkEIP(pool.Name, eipOf(pool), existing)...)
 	added := a.effective

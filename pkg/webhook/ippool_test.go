@@ -176,6 +176,21 @@ func ipPoolCreateCases() []ipPoolCreateCase {
 			want: []want{invalid("spec.routes[0].dst", "is IPv6"), invalid("spec.routes[0].gw", "is IPv6")},
 		},
 		{
+			name: "auto pool with the podAffinity the auto-pool controller writes",
+			pool: pool("auto4-web-eth0-52c0d", "10.0.0.0/24", ips("10.0.0.10-10.0.0.14"), auto()),
+		},
+		{
+			name: "auto pool whose podAffinity selects more than its application",
+			pool: pool("auto4-web-eth0-52c0d", "10.0.0.0/24", ips("10.0.0.10-10.0.0.14"), auto(), func(p *poolT) {
+				p.Spec.PodAffinity.MatchLabels["team"] = "net"
+				p.Spec.PodAffinity.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "tier", Operator: metav1.LabelSelectorOpExists}}
+			}),
+			want: []want{
+				forbidden("spec.podAffinity.matchLabels[team]", "an auto pool's podAffinity selects its application's pods by ipam.spidernet.io/app-api-group, ipam.spidernet.io/app-api-version, ipam.spidernet.io/app-kind, ipam.spidernet.io/app-name, ipam.spidernet.io/app-namespace only"),
+				forbidden("spec.podAffinity.matchExpressions", "by matchLabels only"),
+			},
+		},
+		{
 			name: "empty podAffinity",
 			pool: pool("p", "10.0.0.0/24", podAffinity(&metav1.LabelSelector{})),
 			want: []want{invalid("spec.podAffinity", "would admit every pod")},
@@ -446,6 +461,18 @@ func TestValidateIPPoolUpdate(t *testing.T) {
 			old:      base,
 			new:      with(base, ips("10.0.0.10-10.0.0.15")),
 			existing: Existing{Endpoints: endpoints("p", "10.0.0.19")},
+		},
+		{
+			name: "an auto pool's podAffinity given another label",
+			old:  pool("auto4-web-eth0-52c0d", "10.0.0.0/24", version(4), auto()),
+			new:  pool("auto4-web-eth0-52c0d", "10.0.0.0/24", version(4), auto(), func(p *poolT) { p.Spec.PodAffinity.MatchLabels["team"] = "net" }),
+			want: []want{forbidden("spec.podAffinity.matchLabels[team]", "by ipam.spidernet.io/app-api-group")},
+		},
+		{
+			name: "an auto pool's podAffinity stored with another label does not block unrelated edits",
+			old:  pool("auto4-web-eth0-52c0d", "10.0.0.0/24", version(4), auto(), func(p *poolT) { p.Spec.PodAffinity.MatchLabels["team"] = "net" }),
+			new: pool("auto4-web-eth0-52c0d", "10.0.0.0/24", version(4), auto(), func(p *poolT) { p.Spec.PodAffinity.MatchLabels["team"] = "net" },
+				gateway("10.0.0.1")),
 		},
 		{
 			name:     "adding addresses another pool has",

@@ -2,16 +2,21 @@ package webhook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	authenticationv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -32,14 +37,87 @@ import (
 // serializer, when not nil, makes the decisions about pools and subnets one at a time
 // (see Serializer): without it, two overlapping pools created at the same moment can both
 // be admitted.
+//
+// The webhooks take the manager's credentials (mgr.GetConfig()) to be the auto-pool
+// controller's, which runs in the same process: edits of auto pools made as that user
+// are the controller's (see ValidateAutoPoolEdit).
 func Register(mgr ctrl.Manager, cfg Config, reader client.Reader, serializer Serializer) error {
-	a := &admitter{cfg: cfg, reader: reader, serializer: serializer, decoder: admission.NewDecoder(mgr.GetScheme()), now: time.Now}
-	for _, obj := range []runtime.Object{&v2beta1.SpiderIPPool{}, &v2beta1.SpiderSubnet{}, &v2beta1.SpiderReservedIP{}} {
-		if err := ctrl.NewWebhookManagedBy(mgr).For(obj).WithDefaulter(a).WithValidator(a).Complete(); err != nil {
-			return fmt.Errorf("register the webhooks of %T: %w", obj, err)
+	reviews, err := authenticationv1client.NewForConfig(rest.CopyConfig(mgr.GetConfig()))
+	if err != nil {
+		return fmt.Errorf("webhooks: authentication client: %w", err)
+	}
+	a := &admitter{cfg: cfg, reader: reader, serializer: serializer, decoder: admission.NewDecoder(mgr.GetScheme()), now: time.Now,
+		self: &identity{review: func(ctx context.Context) (string, error) {
+			r, err := reviews.SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+			if err != nil {
+				return "", err
+			}
+			return r.Status.UserInfo.Username, nil
+		}}}
+	for _, k := range []struct {
+		obj    runtime.Object
+		plural string
+	}{{&v2beta1.SpiderIPPool{}, "spiderippools"}, {&v2beta1.SpiderSubnet{}, "spidersubnets"}, {&v2beta1.SpiderReservedIP{}, "spiderreservedips"}} {
+		// The defaulting webhook is registered by hand, not with WithDefaulter, to carry
+		// Default's warnings (see withWarnings).
+		mutate := admission.WithCustomDefaulter(mgr.GetScheme(), k.obj, a)
+		mutate.Handler = withWarnings{mutate.Handler}
+		mgr.GetWebhookServer().Register(Paths[k.plural][0], mutate)
+		if err := ctrl.NewWebhookManagedBy(mgr).For(k.obj).WithValidator(a).Complete(); err != nil {
+			return fmt.Errorf("register the webhooks of %T: %w", k.obj, err)
 		}
 	}
 	return nil
+}
+
+// withWarnings serves a defaulting webhook with the warnings Default gave: the
+// defaulter's interface (admission.CustomDefaulter) returns none, so the handler hands
+// Default a place for them in the request's context and adds them to the response.
+type withWarnings struct{ admission.Handler }
+
+type warningsKey struct{}
+
+func (h withWarnings) Handle(ctx context.Context, req admission.Request) admission.Response {
+	var warnings []string
+	resp := h.Handler.Handle(context.WithValue(ctx, warningsKey{}, &warnings), req)
+	if !resp.Allowed {
+		return resp
+	}
+	return resp.WithWarnings(warnings...)
+}
+
+// warn passes warnings of Default to withWarnings.
+func warn(ctx context.Context, warnings []string) {
+	if to, ok := ctx.Value(warningsKey{}).(*[]string); ok {
+		*to = append(*to, warnings...)
+	}
+}
+
+// identity is the user the webhooks authenticate to the API server as. It is asked of
+// the API server (a SelfSubjectReview, which stores nothing and which every
+// authenticated user may make) the first time a rule needs it, and kept: a process's
+// credentials name one user for its life. A failed review is tried again next time.
+type identity struct {
+	review func(context.Context) (string, error)
+	mu     sync.Mutex
+	name   string
+}
+
+func (i *identity) user(ctx context.Context) (string, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.name != "" {
+		return i.name, nil
+	}
+	name, err := i.review(ctx)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("ask the API server which user the webhook runs as (SelfSubjectReview): %w", err)
+	case name == "":
+		return "", errors.New("the API server's SelfSubjectReview names no user for the webhook")
+	}
+	i.name = name
+	return name, nil
 }
 
 // Paths are the URL paths Register serves, mutating then validating, per kind (plural).
@@ -86,6 +164,8 @@ type admitter struct {
 	serializer Serializer // nil: decisions are not serialized
 	decoder    admission.Decoder
 	now        func() time.Time
+	// self is the user the webhooks, and so the auto-pool controller, run as.
+	self *identity
 }
 
 var (
@@ -124,9 +204,9 @@ func (a *admitter) Default(ctx context.Context, obj runtime.Object) error {
 			}
 			existing.Subnets = subnets.Items
 		}
-		DefaultIPPool(o, old, existing)
+		warn(ctx, DefaultIPPool(o, old, existing))
 	case *v2beta1.SpiderSubnet:
-		DefaultSubnet(o)
+		warn(ctx, DefaultSubnet(o))
 	case *v2beta1.SpiderReservedIP:
 		DefaultReservedIP(o)
 	default:
@@ -162,13 +242,21 @@ func (a *admitter) validate(ctx context.Context, old, obj runtime.Object) (admis
 				return nil, apierrors.NewInternalError(err)
 			}
 		}
+		// Part of the decision, so that a refused hand edit records no claim.
+		var handEdit field.ErrorList
+		if prev, ok := old.(*v2beta1.SpiderIPPool); ok {
+			var err error
+			if handEdit, err = a.handEdit(ctx, ValidateAutoPoolEdit(prev, o)); err != nil {
+				return nil, apierrors.NewInternalError(err)
+			}
+		}
 		var err error
 		errs, err = a.decide(ctx, claimOfPool(o, a.now(), old != nil), func(existing Existing) field.ErrorList {
 			if old == nil {
 				return a.cfg.ValidateIPPoolCreate(o, existing)
 			}
 			existing.Endpoints = eps
-			return a.cfg.ValidateIPPoolUpdate(old.(*v2beta1.SpiderIPPool), o, existing)
+			return append(a.cfg.ValidateIPPoolUpdate(old.(*v2beta1.SpiderIPPool), o, existing), handEdit...)
 		})
 		if err != nil {
 			return nil, apierrors.NewInternalError(err)
@@ -199,6 +287,27 @@ func (a *admitter) validate(ctx context.Context, old, obj runtime.Object) (admis
 		return nil, nil
 	}
 	return nil, apierrors.NewInvalid(v2beta1.SchemeGroupVersion.WithKind(kind).GroupKind(), name, errs)
+}
+
+// handEdit returns refusals that hold for hand edits only: none when the request comes
+// from the user the webhooks run as, the auto-pool controller's (see
+// ValidateAutoPoolEdit). The user is looked up only when there is something to refuse.
+func (a *admitter) handEdit(ctx context.Context, errs field.ErrorList) (field.ErrorList, error) {
+	if len(errs) == 0 {
+		return nil, nil
+	}
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("who made the request: %w", err)
+	}
+	self, err := a.self.user(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.UserInfo.Username == self {
+		return nil, nil
+	}
+	return errs, nil
 }
 
 // addressesChanged reports whether an update may change a pool's addresses: its

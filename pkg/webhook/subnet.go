@@ -12,15 +12,21 @@ import (
 // DefaultSubnet fills in a SpiderSubnet as SpiderPool's mutating webhook does: derives
 // spec.ipVersion from spec.subnet, sorts and merges spec.ips and spec.excludeIPs (left
 // as written when an entry does not parse), and sets label ipam.spidernet.io/subnet-cidr,
-// which pools of the subnet are found by. A terminating subnet is left alone.
+// which pools of the subnet are found by. Route destinations are written canonically,
+// as in DefaultIPPool, and the warnings returned say which. A terminating subnet is
+// left alone, but for its route destinations (see DefaultIPPool).
 //
 // No finalizer is added: SpiderPool's subnet controller keeps one to release its auto
 // pools, and orbweaver's subnet controller does not exist yet; a finalizer nobody
 // removes would make every subnet undeletable.
-func DefaultSubnet(subnet *v2beta1.SpiderSubnet) {
-	if subnet.DeletionTimestamp != nil {
-		return
+func DefaultSubnet(subnet *v2beta1.SpiderSubnet) (warnings []string) {
+	if subnet.DeletionTimestamp == nil {
+		defaultSubnet(subnet)
 	}
+	return canonicalRoutes(subnet.Spec.Routes)
+}
+
+func defaultSubnet(subnet *v2beta1.SpiderSubnet) {
 	subnet.Spec.IPs = normalised(subnet.Spec.IPs)
 	subnet.Spec.ExcludeIPs = normalised(subnet.Spec.ExcludeIPs)
 	p, err := ip.ParseCanonicalCIDR(string(subnet.Spec.Subnet))
