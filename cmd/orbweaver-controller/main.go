@@ -42,6 +42,7 @@ import (
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/ippool"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/subnet"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/webhookcerts"
+	"github.com/orbweaver-ipam/orbweaver/pkg/crdcheck"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip/alibaba"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip/aws"
@@ -158,6 +159,11 @@ func run(ctx context.Context, o options) error {
 	}
 	direct, err := ctrlClient(mgr)
 	if err != nil {
+		return err
+	}
+	// Before anything is written: a CRD without orbweaver's fields (SpiderPool's, kept by
+	// Helm) would have the API server drop them on every write.
+	if err := crdcheck.Ensure(ctx, crdcheck.Params{Client: direct, Component: "orbweaver-controller", Log: ctrl.Log.WithName("crdcheck")}); err != nil {
 		return err
 	}
 	certs := &webhookcerts.Manager{

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,14 +17,17 @@ import (
 	"github.com/go-logr/logr"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/eipbinding"
+	"github.com/orbweaver-ipam/orbweaver/pkg/crdcheck"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip/eiptest"
 	alibabaemu "github.com/orbweaver-ipam/orbweaver/pkg/eip/emulator/alibaba"
@@ -158,5 +162,54 @@ func TestRun(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("run did not stop within 30s of its context's end")
+	}
+}
+
+// TestRunRefusesSpiderPoolSchema: against an API server of its own that serves
+// SpiderPool's CRDs (as after `helm install` over SpiderPool, which keeps them), the
+// controller returns at once with the refusal and the command to run, before it writes
+// anything (no certificate Secret); a Warning event on the pool CRD says the same.
+func TestRunRefusesSpiderPoolSchema(t *testing.T) {
+	testenv.Require(t, env)
+	own, err := testenv.Start(testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := own.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	spiderPool := filepath.Join(own.Root, "pkg", "crdcheck", "testdata", "spiderpool-v1.2.2")
+	if _, err := envtest.InstallCRDs(own.Config, envtest.CRDInstallOptions{Paths: []string{spiderPool}, ErrorIfPathMissing: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBECONFIG", own.Kubeconfig)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := options{
+		namespace: metav1.NamespaceDefault, service: "orbweaver-controller", configuration: "orbweaver-refuse-test",
+		certSecret: "orbweaver-webhook-certs", certDir: t.TempDir(), healthAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), metricsAddr: "0",
+		webhookPort: freePort(t), webhook: webhook.Config{EnableIPv4: true, EnableIPv6: true},
+		gc: ipam.DefaultGCConfig(), gcResync: time.Minute, reclaimPolicy: "Follow", clusterID: "refuse-test",
+	}
+	err = run(ctx, o)
+	if !errors.Is(err, crdcheck.ErrSchema) || !strings.Contains(err.Error(), "orbweaver-controller refuses to start") ||
+		!strings.Contains(err.Error(), "spiderippools.spiderpool.spidernet.io lacks spec.vlan, spec.orbweaver, status.orbweaver") ||
+		!strings.Contains(err.Error(), crdcheck.Fix) {
+		t.Fatalf("run = %v; want the refusal with what to run", err)
+	}
+	if err := own.Client.Get(ctx, client.ObjectKey{Namespace: o.namespace, Name: o.certSecret}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the certificate Secret after the refusal: %v; want NotFound", err)
+	}
+	var events corev1.EventList
+	if err := own.Client.List(ctx, &events, client.InNamespace(metav1.NamespaceDefault)); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(events.Items, func(ev corev1.Event) bool {
+		return ev.InvolvedObject.Name == "spiderippools.spiderpool.spidernet.io" && ev.Type == corev1.EventTypeWarning &&
+			ev.Source.Component == "orbweaver-controller" && strings.Contains(ev.Message, crdcheck.Fix)
+	}) {
+		t.Errorf("no Warning event from orbweaver-controller on the SpiderIPPool CRD: %+v", events.Items)
 	}
 }

@@ -27,6 +27,7 @@ import (
 
 	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/crdcheck"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
 )
 
@@ -135,6 +136,11 @@ func Run(ctx context.Context, cfg Config) error {
 	direct, err := client.New(restCfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return fmt.Errorf("orbweaver agent: API client: %w", err)
+	}
+	// Before anything is read or written: a CRD without orbweaver's fields (SpiderPool's,
+	// kept by Helm) would have the API server drop the agent's records on every write.
+	if err := crdcheck.Ensure(ctx, crdcheck.Params{Client: direct, Component: "orbweaver-agent", Host: cfg.NodeName, Log: log}); err != nil {
+		return err
 	}
 	kube, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {

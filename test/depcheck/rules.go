@@ -52,6 +52,10 @@ var rules = []rule{
 		onlyProject: []string{"pkg/cni/...", "pkg/agent/api/...", "pkg/ip/..."},
 	},
 	{
+		scope: "pkg/crdcheck/...", why: "the controller and the agent both run the start-up check: it knows only the API types",
+		onlyProject: []string{"pkg/crdcheck/...", "apis/..."},
+	},
+	{
 		scope: "pkg/agent/...", why: "agent and controllers share logic through pkg/ipam, never each other",
 		forbid: []string{module + "/pkg/controller", module + "/pkg/webhook"},
 	},
