@@ -28,7 +28,7 @@ func (s *Service) Del(ctx context.Context, att *models.Attachment) (err error) {
 	if err != nil && !errors.Is(err, crdstore.ErrEndpointNotFound) {
 		return err
 	}
-	if ipam.RelateEndpoint(endpointFacts(se, nil), ipam.CallFacts{PodUID: att.PodUID, ContainerID: *att.ContainerID, Del: true}) == ipam.EndpointSame {
+	if ipam.RelateEndpoint(endpointFacts(se, nil), ipam.CallFacts{PodUID: att.PodUID, ContainerID: *att.ContainerID}) == ipam.EndpointSame {
 		if s.statefulSetFixedIPs && len(se.OwnerReferences) == 0 && se.Status.OwnerControllerType == ipam.KindStatefulSet {
 			// A StatefulSet's pod keeps its addresses for its next instance; garbage
 			// collection releases them once the StatefulSet no longer wants the pod,
@@ -164,8 +164,13 @@ func (s *Service) Check(ctx context.Context, args *models.CheckArgs) (err error)
 	if err != nil {
 		return checkFailed(fmt.Errorf("no SpiderEndpoint for pod %s: %w", podRef(att), err))
 	}
-	if containerOf(se) != *att.ContainerID {
+	// An endpoint SpiderPool wrote records no sandbox: any sandbox of its pod holds it.
+	switch ipam.RelateEndpoint(endpointFacts(se, nil), ipam.CallFacts{PodUID: att.PodUID, ContainerID: *att.ContainerID}) {
+	case ipam.EndpointSame:
+	case ipam.EndpointOtherSandbox:
 		return checkFailed(fmt.Errorf("SpiderEndpoint %s records container %s, not %s", podRef(att), short(containerOf(se)), short(*att.ContainerID)))
+	default:
+		return checkFailed(fmt.Errorf("SpiderEndpoint %s records pod %s, not %s", podRef(att), se.Status.Current.UID, att.PodUID))
 	}
 	nic := findNIC(se, *att.IfName)
 	if nic == nil {

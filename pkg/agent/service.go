@@ -737,10 +737,10 @@ func (s *Service) retainsFor(pod *corev1.Pod) bool {
 	return top.Kind == ipam.KindStatefulSet && strings.HasPrefix(top.APIVersion, "apps/")
 }
 
-// relate is ipam.RelateEndpoint for a pod's endpoint (nil: none) and a call of the pod's
+// relate is ipam.RelateEndpoint for a pod's endpoint (nil: none) and an ADD of the pod's
 // sandbox ctr.
 func (s *Service) relate(se *v2beta1.SpiderEndpoint, pod *corev1.Pod, ctr string) ipam.EndpointRelation {
-	return ipam.RelateEndpoint(endpointFacts(se, pod), ipam.CallFacts{PodUID: string(pod.UID), ContainerID: ctr, Retains: s.retainsFor(pod)})
+	return ipam.RelateEndpoint(endpointFacts(se, pod), ipam.CallFacts{PodUID: string(pod.UID), ContainerID: ctr, Retains: s.retainsFor(pod), Add: true})
 }
 
 // endpointFacts are what ipam.RelateEndpoint needs of an endpoint (nil: none); pod, when

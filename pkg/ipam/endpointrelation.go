@@ -46,15 +46,16 @@ type CallFacts struct {
 	// Retains is true when the pod keeps its addresses across re-creation (a
 	// StatefulSet's pod, with StatefulSet fixed IPs on).
 	Retains bool
-	// Del is true for a CNI DEL.
-	Del bool
+	// Add is true for a CNI ADD, which moves an endpoint that records no sandbox to its
+	// own; false for a DEL or a CHECK.
+	Add bool
 }
 
 // RelateEndpoint decides how the endpoint relates to the call. A call that names no pod
 // UID matches the endpoint's instance. An endpoint that records no sandbox (SpiderPool
-// wrote it, docs/design/spiderpool-import.md) is the sandbox of any DEL of its pod, as
-// SpiderPool itself releases by pod UID; an ADD moves it to the ADD's sandbox, after
-// which only that sandbox's DEL releases it.
+// wrote it, docs/design/spiderpool-import.md) is the sandbox of any DEL or CHECK of its
+// pod, as SpiderPool itself releases by pod UID; an ADD moves it to the ADD's sandbox,
+// after which only that sandbox's DEL releases it.
 func RelateEndpoint(e EndpointFacts, c CallFacts) EndpointRelation {
 	switch {
 	case !e.Exists:
@@ -63,7 +64,7 @@ func RelateEndpoint(e EndpointFacts, c CallFacts) EndpointRelation {
 		return EndpointPredecessor
 	case c.PodUID != "" && e.PodUID != c.PodUID:
 		return EndpointPreviousPod
-	case c.Del && e.ContainerID == "":
+	case !c.Add && e.ContainerID == "":
 		return EndpointSame
 	case e.ContainerID != c.ContainerID:
 		return EndpointOtherSandbox

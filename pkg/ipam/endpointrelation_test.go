@@ -23,11 +23,12 @@ func TestRelateEndpoint(t *testing.T) {
 		{"a pod that retains, an endpoint not kept for it", ep("u1", "c1", false), CallFacts{PodUID: "u2", ContainerID: "c2", Retains: true}, EndpointPreviousPod},
 		{"a previous pod of the same name", ep("u1", "c1", false), CallFacts{PodUID: "u2", ContainerID: "c2"}, EndpointPreviousPod},
 		{"a stale DEL of the previous pod", ep("u2", "c2", false), CallFacts{PodUID: "u1", ContainerID: "c1"}, EndpointPreviousPod},
-		{"SpiderPool's endpoint: a DEL of its pod", ep("u1", "", false), CallFacts{PodUID: "u1", ContainerID: "c1", Del: true}, EndpointSame},
-		{"SpiderPool's endpoint: a DEL without the pod UID", ep("u1", "", false), CallFacts{ContainerID: "c1", Del: true}, EndpointSame},
-		{"SpiderPool's endpoint: an ADD adopts it", ep("u1", "", false), CallFacts{PodUID: "u1", ContainerID: "c1"}, EndpointOtherSandbox},
-		{"SpiderPool's endpoint: a DEL of another pod", ep("u1", "", false), CallFacts{PodUID: "u2", ContainerID: "c1", Del: true}, EndpointPreviousPod},
-		{"an adopted endpoint: a DEL of another sandbox", ep("u1", "c2", false), CallFacts{PodUID: "u1", ContainerID: "c1", Del: true}, EndpointOtherSandbox},
+		{"SpiderPool's endpoint: a DEL or CHECK of its pod", ep("u1", "", false), CallFacts{PodUID: "u1", ContainerID: "c1"}, EndpointSame},
+		{"SpiderPool's endpoint: a DEL without the pod UID", ep("u1", "", false), CallFacts{ContainerID: "c1"}, EndpointSame},
+		{"SpiderPool's endpoint: an ADD adopts it", ep("u1", "", false), CallFacts{PodUID: "u1", ContainerID: "c1", Add: true}, EndpointOtherSandbox},
+		{"SpiderPool's endpoint: a DEL of another pod", ep("u1", "", false), CallFacts{PodUID: "u2", ContainerID: "c1"}, EndpointPreviousPod},
+		{"an adopted endpoint: a DEL of another sandbox", ep("u1", "c2", false), CallFacts{PodUID: "u1", ContainerID: "c1"}, EndpointOtherSandbox},
+		{"an ADD, a repeated one", ep("u1", "c1", false), CallFacts{PodUID: "u1", ContainerID: "c1", Add: true}, EndpointSame},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
