@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -121,6 +122,11 @@ type Pod struct {
 	ContainerID     string
 	Node            string
 	Pool            int
+	// Owner, when set, is the Pod's controller (a ReplicaSet, a StatefulSet); the
+	// object it names must exist for SpiderPool's agent, which reads it. Labels are
+	// added to the Pod's.
+	Owner  *metav1.OwnerReference
+	Labels map[string]string
 }
 
 func (p *Pod) String() string { return p.Namespace + "/" + p.Name }
@@ -151,6 +157,10 @@ func (h *Harness) createPods(ctx context.Context, pods []*Pod) error {
 						NodeName:   p.Node,
 						Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/pause:bench"}},
 					},
+				}
+				maps.Copy(obj.Labels, p.Labels)
+				if p.Owner != nil {
+					obj.OwnerReferences = []metav1.OwnerReference{*p.Owner}
 				}
 				if err := h.Env.Client.Create(ctx, obj); err != nil {
 					mu.Lock()

@@ -114,6 +114,7 @@ func (o *orbweaver) Setup(ctx context.Context, h *Harness, sc Scenario) error {
 			NodeName: node, RESTConfig: h.ClientConfig(), SocketPath: socket, Log: logr.Discard(),
 			Registry: registry, Ready: func() { ready <- node },
 			ReserveSize: o.reserveSize, ReserveRebindDelay: o.rebindDelay, GrantBuffer: o.reserveSize,
+			StatefulSetFixedIPs: true, // the binary's default (--enable-statefulset), as SpiderPool's peer sets enableStatefulSet
 		}
 		o.running++
 		go func() { o.done <- agent.Run(runCtx, cfg) }()
@@ -202,17 +203,7 @@ func (o *orbweaver) NetConf(node string, pool int) []byte {
 
 // Teardown stops the agents and deletes the pools and endpoints it made.
 func (o *orbweaver) Teardown(ctx context.Context) error {
-	var errs []error
-	if o.stop != nil {
-		o.stop()
-		for ; o.running > 0; o.running-- {
-			if err := <-o.done; err != nil {
-				errs = append(errs, err)
-			}
-		}
-		errs = append(errs, os.RemoveAll(o.dir))
-		o.stop, o.sockets, o.registries = nil, nil, nil
-	}
+	errs := []error{o.stopAgents()}
 	if o.client != nil {
 		if o.eip { // the EIP controller is stopped: its finalizer would hold the pools
 			var pools v2beta1.SpiderIPPoolList
@@ -235,6 +226,25 @@ func (o *orbweaver) Teardown(ctx context.Context) error {
 			}
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// stopAgents stops the agents and the controllers Setup started, and leaves every
+// object they wrote in place: what uninstalling orbweaver leaves in a cluster. A later
+// Setup starts them again.
+func (o *orbweaver) stopAgents() error {
+	if o.stop == nil {
+		return nil
+	}
+	var errs []error
+	o.stop()
+	for ; o.running > 0; o.running-- {
+		if err := <-o.done; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, os.RemoveAll(o.dir))
+	o.stop, o.sockets, o.registries = nil, nil, nil
 	return errors.Join(errs...)
 }
 

@@ -311,6 +311,38 @@ func (s *spiderpool) AgentMemory() (float64, string) {
 
 // Teardown stops the agents, deletes what SpiderPool wrote and puts orbweaver's CRDs back.
 func (s *spiderpool) Teardown(ctx context.Context) error {
+	errs := []error{s.stopAgents()}
+	if s.client == nil {
+		return errors.Join(errs...)
+	}
+	for _, kind := range []string{"SpiderEndpoint", "SpiderIPPool"} {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(schema.GroupVersionKind{Group: "spiderpool.spidernet.io", Version: "v2beta1", Kind: kind + "List"})
+		if err := s.client.List(ctx, list); err != nil {
+			errs = append(errs, fmt.Errorf("list %ss: %w", kind, err))
+			continue
+		}
+		for i := range list.Items {
+			obj := &list.Items[i]
+			if len(obj.GetFinalizers()) > 0 {
+				patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))
+				if err := s.client.Patch(ctx, obj, patch); err != nil && !apierrors.IsNotFound(err) {
+					errs = append(errs, err)
+				}
+			}
+			if err := s.client.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	errs = append(errs, s.restoreOwnCRDs())
+	return errors.Join(errs...)
+}
+
+// stopAgents stops the agents and removes the network namespace and the agents' files,
+// and leaves every object SpiderPool wrote, and its CRDs, in place: what uninstalling
+// SpiderPool's DaemonSet leaves in a cluster. A later Setup starts the agents again.
+func (s *spiderpool) stopAgents() error {
 	var errs []error
 	for _, a := range s.agents {
 		_ = a.Process.Signal(syscall.SIGTERM)
@@ -335,36 +367,20 @@ func (s *spiderpool) Teardown(ctx context.Context) error {
 		errs = append(errs, os.RemoveAll(s.dir))
 		s.dir = ""
 	}
-	if s.client == nil {
-		return errors.Join(errs...)
-	}
-	for _, kind := range []string{"SpiderEndpoint", "SpiderIPPool"} {
-		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(schema.GroupVersionKind{Group: "spiderpool.spidernet.io", Version: "v2beta1", Kind: kind + "List"})
-		if err := s.client.List(ctx, list); err != nil {
-			errs = append(errs, fmt.Errorf("list %ss: %w", kind, err))
-			continue
-		}
-		for i := range list.Items {
-			obj := &list.Items[i]
-			if len(obj.GetFinalizers()) > 0 {
-				patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))
-				if err := s.client.Patch(ctx, obj, patch); err != nil && !apierrors.IsNotFound(err) {
-					errs = append(errs, err)
-				}
-			}
-			if err := s.client.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
-				errs = append(errs, err)
-			}
-		}
-	}
-	if s.installed {
-		if err := installCRDs(s.h, s.ownCRDs); err != nil {
-			errs = append(errs, fmt.Errorf("put orbweaver's CRDs back: %w", err))
-		}
-		s.installed = false
-	}
 	return errors.Join(errs...)
+}
+
+// restoreOwnCRDs puts orbweaver's CRDs back over SpiderPool's, keeping every object; a
+// later Setup installs SpiderPool's again.
+func (s *spiderpool) restoreOwnCRDs() error {
+	if !s.installed {
+		return nil
+	}
+	if err := installCRDs(s.h, s.ownCRDs); err != nil {
+		return fmt.Errorf("put orbweaver's CRDs back: %w", err)
+	}
+	s.installed = false
+	return nil
 }
 
 // freePort asks the kernel for a free TCP port on all addresses (where SpiderPool's agent
