@@ -153,6 +153,7 @@ func TestNodeGrantsImportsSpiderPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitImported(ctx, t, e, name)
+	w.probeAgents(ctx, "probe")
 
 	// A new sandbox of a migrated pod: its address again.
 	re := olds[0]
@@ -280,12 +281,50 @@ func TestNodeGrantsImportsSpiderPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, _, err := w.nodes[gone.node].add(ctx, again, "c"); err != nil {
-		t.Fatalf("ADD after the second import: %v\n%s", err, w.dump(ctx, w.nodes[gone.node].name))
-	} else if w.took(ctx, a, again.Name, w.nodes[gone.node].name); a != gone.addr {
+	if a := w.addAfterImport(ctx, w.nodes[gone.node], again); a != gone.addr {
 		t.Errorf("after the second import the pod got %s, want %s", a, gone.addr)
+	} else {
+		w.took(ctx, a, again.Name, w.nodes[gone.node].name)
 	}
 	w.report()
+}
+
+// probeAgents waits until every agent's cache shows the import: until then an agent
+// refuses the pool (as it should: the runtime retries), so each node ADDs a probe pod
+// until it is served, then DELs it.
+func (w *world) probeAgents(ctx context.Context, prefix string) {
+	w.t.Helper()
+	for i, n := range w.nodes {
+		pod, err := w.newPod(ctx, fmt.Sprintf("%s-%d", prefix, i), n.name)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		a := w.addAfterImport(ctx, n, pod)
+		w.took(ctx, a, pod.Name, n.name)
+		if _, err := n.del(ctx, pod, "c"); err != nil {
+			w.t.Fatal(err)
+		}
+		w.gave(a)
+		if err := w.deletePod(ctx, pod); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+}
+
+// addAfterImport ADDs the pod as the runtime does while the agent's cache may not show
+// the import yet: again while the agent refuses the pool for its SpiderPool records.
+func (w *world) addAfterImport(ctx context.Context, n *agentNode, pod *corev1.Pod) netip.Addr {
+	w.t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		a, _, err := n.add(ctx, pod, "c")
+		if err == nil {
+			return a
+		}
+		if !strings.Contains(err.Error(), "status.allocatedIPs") || time.Now().After(deadline) {
+			w.t.Fatalf("the agent of %s, after the import: %v\n%s", n.name, err, w.dump(ctx, n.name))
+		}
+		time.Sleep(50 * time.Millisecond) // its cache has not seen the import yet
+	}
 }
 
 // waitImported waits until the pool's SpiderPool records are imported and the pool is in
