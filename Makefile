@@ -20,6 +20,12 @@ TEST_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubelet kube
 CHART := charts/orbweaver
 # The chart is linted and rendered for the Kubernetes version the tests run.
 CHART_KUBE_VERSION := 1.33.1
+
+# What the binaries say they are (--version, the start-up log line, orbweaver_build_info):
+# the release tag, or dev; the commit. make build VERSION=v0.2.0 stamps a release.
+VERSION ?= $(shell git describe --tags --exact-match 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet 2>/dev/null || echo -dirty)
+LDFLAGS := -X github.com/orbweaver-ipam/orbweaver/pkg/version.version=$(VERSION) -X github.com/orbweaver-ipam/orbweaver/pkg/version.commit=$(COMMIT)
 CRD_DIR := charts/orbweaver/crds
 API_PKGS := ./apis/...
 AGENT_API := pkg/agent/api
@@ -56,7 +62,7 @@ images: ## Build the orbweaver-agent, orbweaver-controller, pause and workload i
 .PHONY: build
 build: ## Build the orbweaver CNI plugin, the node agent, the controller and the kubectl plugin into bin/.
 	@mkdir -p $(BIN)
-	@CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/orbweaver ./cmd/orbweaver-agent ./cmd/orbweaver-controller ./cmd/kubectl-orbweaver
+	@CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/orbweaver ./cmd/orbweaver-agent ./cmd/orbweaver-controller ./cmd/kubectl-orbweaver
 
 .PHONY: generate
 generate: tools ## Generate deepcopy code and CRD YAML from the API types, and the agent API's models and client.

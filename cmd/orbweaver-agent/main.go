@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent"
+	"github.com/orbweaver-ipam/orbweaver/pkg/version"
 )
 
 func main() {
@@ -51,9 +52,14 @@ func main() {
 	flag.IntVar(&cfg.GrantBuffer, "grant-buffer", 0, "node grants: most addresses beyond its need this node asks of a pool, so its next pods need no round of the controller; 0 means the default ("+fmt.Sprint(agent.DefaultGrantBuffer)+"), negative none")
 	flag.DurationVar(&cfg.GrantWait, "grant-wait", agent.DefaultGrantWait, "node grants: how long an ADD waits for an address to be granted to this node before it fails with the pool exhausted; below the plugin's timeout")
 	flag.StringVar(&cfg.LockPath, "lock-file", "", "lock file that keeps a second agent of this node from reserving (default: node-<name>.lock beside the socket)")
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.String("orbweaver-agent"))
+		return
+	}
 	cfg.QPS = float32(qps)
 	cfg.NoGrants = !nodeGrants
 	cfg.EnableIPv4, cfg.EnableIPv6 = ipv4, ipv6
@@ -65,6 +71,7 @@ func main() {
 	log := zap.New(zap.UseFlagOptions(&opts))
 	ctrllog.SetLogger(log) // controller-runtime's caches log through it
 	cfg.Log = log
+	log.Info("starting", "version", version.Version(), "commit", version.Commit(), "node", cfg.NodeName)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

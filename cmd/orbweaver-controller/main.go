@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -48,6 +50,7 @@ import (
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip/aws"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip/tencent"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+	"github.com/orbweaver-ipam/orbweaver/pkg/version"
 	"github.com/orbweaver-ipam/orbweaver/pkg/webhook"
 )
 
@@ -111,11 +114,17 @@ func main() {
 		flag.StringVar(&c.Region, "eip-"+name+"-region", "", "enables EIP pools of provider "+name+" in this region (credentials from the SDK's standard chain: environment, files, instance role)")
 		flag.StringVar(&c.Endpoint, "eip-"+name+"-endpoint", "", "overrides the "+name+" API endpoints with one base URL (a private endpoint, or a local emulator)")
 	}
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.String("orbweaver-controller"))
+		return
+	}
 	log := zap.New(zap.UseFlagOptions(&opts))
 	ctrllog.SetLogger(log)
+	log.Info("starting", "version", version.Version(), "commit", version.Commit())
 	if err := run(ctrl.SetupSignalHandler(), o); err != nil {
 		log.Error(err, "orbweaver-controller failed")
 		os.Exit(1)
@@ -228,6 +237,11 @@ func setupReconcilers(ctx context.Context, mgr ctrl.Manager, direct client.Clien
 		Client: direct, Registerer: metrics.Registry,
 	}); err != nil {
 		return fmt.Errorf("auto pools: %w", err)
+	}
+	// The build, beside controller-runtime's Go and process metrics. Registered once per
+	// process: run is called again by tests in the same process.
+	if err := metrics.Registry.Register(version.Collector()); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		return fmt.Errorf("metrics: %w", err)
 	}
 	if err := ippool.SetupWithManager(ctx, mgr, ippool.Params{Direct: direct, Registerer: metrics.Registry}); err != nil {
 		return fmt.Errorf("pool status: %w", err)

@@ -6,16 +6,14 @@ import (
 	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/version"
+	cniversion "github.com/containernetworking/cni/pkg/version"
 
 	"github.com/orbweaver-ipam/orbweaver/pkg/cni"
+	"github.com/orbweaver-ipam/orbweaver/pkg/version"
 )
-
-// buildVersion is set at build time: -ldflags "-X main.buildVersion=v0.1.0".
-var buildVersion = "dev"
 
 func main() {
 	p := cni.Plugin{Stdout: os.Stdout, Stderr: os.Stderr}
 	skel.PluginMainFuncs(skel.CNIFuncs{Add: p.Add, Del: p.Del, Check: p.Check, GC: p.GC, Status: p.Status},
-		version.PluginSupports(cni.SupportedVersions()...), "orbweaver "+buildVersion)
+		cniversion.PluginSupports(cni.SupportedVersions()...), version.String("orbweaver"))
 }

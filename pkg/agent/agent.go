@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -29,6 +30,7 @@ import (
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/crdcheck"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
+	"github.com/orbweaver-ipam/orbweaver/pkg/version"
 )
 
 // DefaultSocketPath is where the agent serves the CNI plugin.
@@ -167,9 +169,14 @@ func Run(ctx context.Context, cfg Config) error {
 	metrics := NewMetrics()
 	registry := cfg.Registry
 	if registry == nil {
+		// A registry of its own (the binary): the process's Go and process metrics too.
 		registry = prometheus.NewRegistry()
+		registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	if err := metrics.Register(registry); err != nil {
+		return fmt.Errorf("orbweaver agent: metrics: %w", err)
+	}
+	if err := registry.Register(version.Collector()); err != nil {
 		return fmt.Errorf("orbweaver agent: metrics: %w", err)
 	}
 
