@@ -36,9 +36,20 @@ func BlockNodeLabel(node string) string {
 
 // BlockName is the name of pool's block starting at start: the pool's name, a dot and
 // the address with ":" written "-" (which keeps names unique: canonical addresses have
-// no "-"), or a digest of those when that is longer than an object name may be.
+// no "-"), or a digest of those when that is longer than an object name may be. An
+// IPv6 address that starts or ends with "::" (fd00::, the first block of most IPv6
+// subnets) gets a 0 there ("fd00::0", "fd00--0"): a name must start and end with a
+// letter or digit, and no canonical address ends in "::0" or starts with "0::", so the
+// names stay unique, and every other address keeps the name it had.
 func BlockName(pool string, start netip.Addr) string {
-	name := pool + "." + strings.ReplaceAll(start.String(), ":", "-")
+	s := start.String()
+	if strings.HasSuffix(s, "::") {
+		s += "0"
+	}
+	if strings.HasPrefix(s, "::") {
+		s = "0" + s
+	}
+	name := pool + "." + strings.ReplaceAll(s, ":", "-")
 	if len(name) <= 253 {
 		return name
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
 )
@@ -22,6 +23,11 @@ func TestBlockStartAndName(t *testing.T) {
 		{"10.0.0.32/27", "10.0.0.63", "10.0.0.32", "p.10.0.0.32"}, // smaller than a block
 		{"fd00::/64", "fd00::1:ff", "fd00::1:c0", "p.fd00--1-c0"},
 		{"fd00::/120", "fd00::7f", "fd00::40", "p.fd00--40"},
+		// A name starts and ends with a letter or digit: a 0 where "::" would be at
+		// either end.
+		{"fd00:10:128::/120", "fd00:10:128::c", "fd00:10:128::", "p.fd00-10-128--0"},
+		{"::/64", "::5", "::", "p.0--0"},
+		{"::/64", "::1:0:0:5", "::1:0:0:0", "p.0--1-0-0-0"},
 	}
 	for _, tt := range tests {
 		start := BlockStart(netip.MustParsePrefix(tt.subnet), netip.MustParseAddr(tt.addr))
@@ -30,6 +36,9 @@ func TestBlockStartAndName(t *testing.T) {
 		}
 		if n := BlockName("p", start); n != tt.name {
 			t.Errorf("BlockName(p, %s) = %s, want %s", start, n, tt.name)
+		}
+		if errs := validation.IsDNS1123Subdomain(BlockName("p", start)); len(errs) > 0 {
+			t.Errorf("BlockName(p, %s) is not an object name: %v", start, errs)
 		}
 	}
 	long := BlockName(strings.Repeat("a", 199)+"-"+strings.Repeat("b", 53), netip.MustParseAddr("fd00::ffff:ffff:ffff:ffc0"))
