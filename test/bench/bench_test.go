@@ -348,13 +348,18 @@ func TestOverlaps(t *testing.T) {
 }
 
 func TestResultIPAndPluginOutput(t *testing.T) {
-	ip, err := resultIP([]byte(`{"cniVersion":"1.0.0","ips":[{"address":"10.128.0.7/22"}],"dns":{}}`))
-	if err != nil || ip != netip.MustParseAddr("10.128.0.7") {
-		t.Errorf("resultIP = %v, %v", ip, err)
+	ips, err := resultIPs([]byte(`{"cniVersion":"1.0.0","ips":[{"address":"10.128.0.7/22"}],"dns":{}}`))
+	if err != nil || !slices.Equal(ips, []netip.Prefix{netip.MustParsePrefix("10.128.0.7/22")}) {
+		t.Errorf("resultIPs = %v, %v", ips, err)
 	}
-	for _, bad := range []string{``, `{}`, `{"ips":[{"address":"10.1.1.1"}]}`} {
-		if _, err := resultIP([]byte(bad)); err == nil {
-			t.Errorf("resultIP(%q): want an error", bad)
+	dual := `{"cniVersion":"1.0.0","ips":[{"address":"10.128.0.7/22"},{"address":"fd00:10:128::7/120"}]}`
+	ips, err = resultIPs([]byte(dual))
+	if err != nil || !slices.Equal(ips, []netip.Prefix{netip.MustParsePrefix("10.128.0.7/22"), netip.MustParsePrefix("fd00:10:128::7/120")}) {
+		t.Errorf("resultIPs(dual-stack) = %v, %v", ips, err)
+	}
+	for _, bad := range []string{``, `{}`, `{"ips":[{"address":"10.1.1.1"}]}`, `{"ips":[{"address":"10.1.1.1/24"},{"address":"fd00::1"}]}`} {
+		if _, err := resultIPs([]byte(bad)); err == nil {
+			t.Errorf("resultIPs(%q): want an error", bad)
 		}
 	}
 	got := pluginOutput([]byte(`{"code":999,"msg":"config file not found"}`), []byte("line1\nlast line\n"))

@@ -124,9 +124,10 @@ type Pod struct {
 	Pool            int
 	// Owner, when set, is the Pod's controller (a ReplicaSet, a StatefulSet); the
 	// object it names must exist for SpiderPool's agent, which reads it. Labels are
-	// added to the Pod's.
-	Owner  *metav1.OwnerReference
-	Labels map[string]string
+	// added to the Pod's; Annotations are the Pod's.
+	Owner       *metav1.OwnerReference
+	Labels      map[string]string
+	Annotations map[string]string
 }
 
 func (p *Pod) String() string { return p.Namespace + "/" + p.Name }
@@ -152,7 +153,8 @@ func (h *Harness) createPods(ctx context.Context, pods []*Pod) error {
 			defer wg.Done()
 			for p := range work {
 				obj := &corev1.Pod{
-					ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, Labels: map[string]string{"orbweaver.io/bench": "true"}},
+					ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, Labels: map[string]string{"orbweaver.io/bench": "true"},
+						Annotations: maps.Clone(p.Annotations)},
 					Spec: corev1.PodSpec{
 						NodeName:   p.Node,
 						Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/pause:bench"}},
@@ -200,7 +202,8 @@ func (h *Harness) deletePods(ctx context.Context, pods []*Pod, grace int64) erro
 // call is one timed plugin exec.
 type call struct {
 	start, end time.Time
-	ip         netip.Addr // ADD only: the first address of the result
+	ip         netip.Addr     // ADD only: the first address of the result
+	ips        []netip.Prefix // ADD only: every address of the result, in its order
 	err        error
 	// cut is set when the call failed because the scenario's (or the run's) deadline
 	// stopped it: not the peer's failure.
@@ -234,15 +237,21 @@ func (h *Harness) deleteAllPods(ctx context.Context, ns string) error {
 // cni execs the peer's plugin for one pod the way libcni does for a single-plugin
 // config: CNI_* in the environment, the config on stdin, the result (or a CNI error) on
 // stdout. The netns path is a dummy, which IPAM plugins never enter, unless the peer
-// names a real one (NetNSer).
+// names a real one (NetNSer). The interface is eth0.
 func (h *Harness) cni(ctx context.Context, p Peer, command string, pod *Pod) call {
-	c := h.exec(ctx, p, command, pod)
+	return h.cniIf(ctx, p, command, pod, "eth0")
+}
+
+// cniIf is cni for one interface of the pod (CNI_IFNAME), as Multus calls the plugin
+// once per network of a pod with several: eth0, then net1, ...
+func (h *Harness) cniIf(ctx context.Context, p Peer, command string, pod *Pod, ifName string) call {
+	c := h.exec(ctx, p, command, pod, ifName)
 	c.cut = c.err != nil && ctx.Err() != nil
 	return c
 }
 
 // exec runs one CNI call, bounded by h.OpTimeout.
-func (h *Harness) exec(ctx context.Context, p Peer, command string, pod *Pod) call {
+func (h *Harness) exec(ctx context.Context, p Peer, command string, pod *Pod, ifName string) call {
 	if h.slots != nil {
 		select {
 		case h.slots <- struct{}{}:
@@ -272,7 +281,7 @@ func (h *Harness) exec(ctx context.Context, p Peer, command string, pod *Pod) ca
 		"CNI_COMMAND="+command,
 		"CNI_CONTAINERID="+pod.ContainerID,
 		"CNI_NETNS="+netns,
-		"CNI_IFNAME=eth0",
+		"CNI_IFNAME="+ifName,
 		"CNI_PATH="+filepath.Dir(p.Binary()),
 		"CNI_ARGS="+strings.Join([]string{
 			"IgnoreUnknown=1",
@@ -298,31 +307,37 @@ func (h *Harness) exec(ctx context.Context, p Peer, command string, pod *Pod) ca
 		return c
 	}
 	if command == "ADD" {
-		if c.ip, err = resultIP(stdout.Bytes()); err != nil {
-			c.err = fmt.Errorf("ADD %s on %s: %w", pod, pod.Node, err)
+		if c.ips, err = resultIPs(stdout.Bytes()); err != nil {
+			c.err = fmt.Errorf("ADD %s %s on %s: %w", pod, ifName, pod.Node, err)
+		} else {
+			c.ip = c.ips[0].Addr()
 		}
 	}
 	return c
 }
 
-// resultIP returns the first address of a CNI result.
-func resultIP(stdout []byte) (netip.Addr, error) {
+// resultIPs returns the addresses of a CNI result, at least one.
+func resultIPs(stdout []byte) ([]netip.Prefix, error) {
 	var res struct {
 		IPs []struct {
 			Address string `json:"address"`
 		} `json:"ips"`
 	}
 	if err := json.Unmarshal(stdout, &res); err != nil {
-		return netip.Addr{}, fmt.Errorf("parse CNI result %q: %w", clip(string(stdout), 200), err)
+		return nil, fmt.Errorf("parse CNI result %q: %w", clip(string(stdout), 200), err)
 	}
 	if len(res.IPs) == 0 {
-		return netip.Addr{}, fmt.Errorf("CNI result without ips: %s", clip(string(stdout), 200))
+		return nil, fmt.Errorf("CNI result without ips: %s", clip(string(stdout), 200))
 	}
-	prefix, err := netip.ParsePrefix(res.IPs[0].Address)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("CNI result address: %w", err)
+	out := make([]netip.Prefix, len(res.IPs))
+	for i, c := range res.IPs {
+		prefix, err := netip.ParsePrefix(c.Address)
+		if err != nil {
+			return nil, fmt.Errorf("CNI result address: %w", err)
+		}
+		out[i] = prefix
 	}
-	return prefix.Addr(), nil
+	return out, nil
 }
 
 // pluginOutput formats a failed plugin's CNI error (stdout) and the end of its stderr.

@@ -84,6 +84,9 @@ type PeerParams struct {
 	// Records keeps orbweaver's pools on the records protocol (no grant controller):
 	// what orbweaver did before node grants, to measure beside it.
 	Records bool
+	// IPv6 turns on SpiderPool's IPv6 (its conf.yml's enableIPv6), which it needs to
+	// allocate from IPv6 pools; the bench's pools are IPv4 and leave it off.
+	IPv6 bool
 }
 
 // peerConstructors maps each name -peers accepts to the peer's constructor. Constructors

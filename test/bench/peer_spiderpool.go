@@ -51,6 +51,7 @@ type spiderpool struct {
 	pools     []Pool
 	installed bool
 	pluginLog string // the plugin's log file
+	ipv6      bool   // enableIPv6 in the agents' conf.yml
 }
 
 func newSpiderpoolPeer(p PeerParams) (Peer, error) {
@@ -58,6 +59,7 @@ func newSpiderpoolPeer(p PeerParams) (Peer, error) {
 		binary: filepath.Join(p.BinDir, "spiderpool"),
 		agent:  filepath.Join(p.BinDir, "spiderpool-agent"),
 		crds:   filepath.Join(p.BinDir, "spiderpool-crds"),
+		ipv6:   p.IPv6,
 	}
 	const ensure = "tools/ensure.sh spiderpool spiderpool-agent"
 	if err := requireExecutable("spiderpool", s.binary, ensure); err != nil {
@@ -103,13 +105,17 @@ func (s *spiderpool) Setup(ctx context.Context, h *Harness, sc Scenario) error {
 	}
 	if !sc.Reused {
 		for _, p := range sc.Pools {
+			version := int64(4)
+			if p.Prefix.Addr().Is6() {
+				version = 6
+			}
 			pool := &unstructured.Unstructured{Object: map[string]any{
 				"apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderIPPool",
 				"metadata": map[string]any{"name": p.Name},
 				"spec": map[string]any{
 					// What its mutating webhook would have set: the agent refuses a pool
 					// without ipVersion.
-					"ipVersion": int64(4), "subnet": p.Prefix.Masked().String(), "ips": []any{p.Range()},
+					"ipVersion": version, "subnet": p.Prefix.Masked().String(), "ips": []any{p.Range()},
 					"disable": false, "default": false,
 				},
 			}}
@@ -159,7 +165,7 @@ func (s *spiderpool) start(ctx context.Context, h *Harness, nodes []string) erro
 		socket := filepath.Join(nodeDir, "sp.sock")
 		conf := fmt.Sprintf(`ipamUnixSocketPath: %s
 enableIPv4: true
-enableIPv6: false
+enableIPv6: %t
 enableStatefulSet: true
 enableKubevirtStaticIP: false
 enableSpiderSubnet: false
@@ -167,7 +173,7 @@ enableAutoPoolForApplication: false
 enableIPConflictDetection: false
 enableGatewayDetection: false
 tuneSysctlConfig: false
-`, socket)
+`, socket, s.ipv6)
 		confPath := filepath.Join(nodeDir, "conf.yml")
 		if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 			return fmt.Errorf("spiderpool peer: %w", err)
@@ -339,6 +345,12 @@ func (s *spiderpool) Teardown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// spiderpoolAgentGrace is how long stopAgents waits after SIGTERM before it kills the
+// agents. SpiderPool v1.2.2's agent shuts its servers down on SIGTERM but never exits
+// (cmd/spiderpool-agent/cmd/daemon.go, WatchSignal): a kubelet kills it once the pod's
+// grace period is over, and so does this, sooner.
+const spiderpoolAgentGrace = 2 * time.Second
+
 // stopAgents stops the agents and removes the network namespace and the agents' files,
 // and leaves every object SpiderPool wrote, and its CRDs, in place: what uninstalling
 // SpiderPool's DaemonSet leaves in a cluster. A later Setup starts the agents again.
@@ -350,7 +362,7 @@ func (s *spiderpool) stopAgents() error {
 	for range s.agents {
 		select {
 		case <-s.exited:
-		case <-time.After(10 * time.Second):
+		case <-time.After(spiderpoolAgentGrace):
 			for _, a := range s.agents {
 				_ = a.Process.Kill()
 			}

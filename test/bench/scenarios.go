@@ -212,26 +212,28 @@ type holding struct {
 type ledger struct {
 	mu    sync.Mutex
 	held  []*holding
-	byPod map[*Pod]*holding
+	byPod map[*Pod][]*holding // a pod with several interfaces or families holds several
 }
 
-func newLedger() *ledger { return &ledger{byPod: map[*Pod]*holding{}} }
+func newLedger() *ledger { return &ledger{byPod: map[*Pod][]*holding{}} }
 
 func (l *ledger) hold(p *Pod, ip netip.Addr, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	h := &holding{pod: p.String(), ip: ip, from: at}
 	l.held = append(l.held, h)
-	l.byPod[p] = h
+	l.byPod[p] = append(l.byPod[p], h)
 }
 
-// release ends p's holding at the start of its successful DEL. After a failed DEL the
-// holding stays open: the address must not be handed out again.
+// release ends p's holdings at the start of its successful DEL. After a failed DEL the
+// holdings stay open: the addresses must not be handed out again.
 func (l *ledger) release(p *Pod, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if h := l.byPod[p]; h != nil && h.to.IsZero() {
-		h.to = at
+	for _, h := range l.byPod[p] {
+		if h.to.IsZero() {
+			h.to = at
+		}
 	}
 }
 
