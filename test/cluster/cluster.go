@@ -150,7 +150,7 @@ func (c *cluster) writeConfig() error {
 	// The pods' network: the bridge with host-local until orbweaver is installed (the
 	// demo and the e2e suite switch it to orbweaver; see useOrbweaver).
 	if _, err := os.Stat(filepath.Join(c.cniConfDir(), "10-"+netName+".conflist")); errors.Is(err, fs.ErrNotExist) {
-		files[filepath.Join(c.cniConfDir(), "10-"+netName+".conflist")] = conflist(c, "host-local")
+		files[filepath.Join(c.cniConfDir(), "10-"+netName+".conflist")] = conflist(hostLocalIPAM(c))
 	}
 	for path, content := range files {
 		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {

@@ -61,19 +61,21 @@ volumePluginDir: %s
 		c.path("state", "pod-logs"), c.path("state", "volume-plugins"))
 }
 
-// conflist is the pods' network: the bridge plugin on the node bridge, with ipam
-// "host-local" (before orbweaver is installed) or "orbweaver".
-func conflist(c *cluster, ipam string) string {
-	ipamConf := map[string]any{"type": "orbweaver"}
-	if ipam == "host-local" {
-		ipamConf = map[string]any{"type": "host-local", "dataDir": c.path("state", "cni-ipam"),
-			"ranges": [][]map[string]string{{{"subnet": podCIDR, "rangeStart": "10.244.250.1", "rangeEnd": "10.244.250.254", "gateway": nodeIP}}}}
-	}
+// conflist is the pods' network: the bridge plugin on the node bridge, with ipam as
+// its IPAM section (hostLocalIPAM before orbweaver is installed; the chart writes
+// orbweaver's; the migration e2e writes SpiderPool's).
+func conflist(ipam map[string]any) string {
 	data, _ := json.MarshalIndent(map[string]any{
 		"cniVersion": "1.0.0", "name": netName,
-		"plugins": []map[string]any{{"type": "bridge", "bridge": bridgeName, "isGateway": true, "ipMasq": false, "hairpinMode": true, "ipam": ipamConf}},
+		"plugins": []map[string]any{{"type": "bridge", "bridge": bridgeName, "isGateway": true, "ipMasq": false, "hairpinMode": true, "ipam": ipam}},
 	}, "", "  ")
 	return string(data) + "\n"
+}
+
+// hostLocalIPAM is the reference host-local IPAM over a range no pool of the tests uses.
+func hostLocalIPAM(c *cluster) map[string]any {
+	return map[string]any{"type": "host-local", "dataDir": c.path("state", "cni-ipam"),
+		"ranges": [][]map[string]string{{{"subnet": podCIDR, "rangeStart": "10.244.250.1", "rangeEnd": "10.244.250.254", "gateway": nodeIP}}}}
 }
 
 func kubeProxyConfig(c *cluster) string {
