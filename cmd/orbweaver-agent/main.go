@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -47,6 +48,7 @@ func main() {
 	flag.DurationVar(&cfg.ReserveRebindDelay, "reserve-rebind-delay", agent.DefaultRebindDelay, "how long addresses handed out from the reserve wait to be recorded under their pods in one pool write")
 	flag.BoolVar(&cfg.StatefulSetFixedIPs, "enable-statefulset", true, "a StatefulSet's re-created pod keeps its predecessor's IPs (must match the controller's --enable-statefulset)")
 	flag.DurationVar(&cfg.AutoPoolWait, "auto-pool-wait", agent.DefaultAutoPoolWait, "how long an ADD waits for its application's auto pool to be created or to have room")
+	flag.DurationVar(&cfg.SchemaWait, "schema-wait", 2*time.Minute, "how long the agent waits at start for orbweaver's CRDs to be served (the controller puts them in place with --upgrade-crds) before it refuses to start")
 	nodeGrants := true
 	flag.BoolVar(&nodeGrants, "node-grants", true, "speak node grants (docs/design/node-grants.md): register this node in its IPAMNode, and serve pools the controller switched to grants from this node's grants; must match the controller's --node-grants")
 	flag.IntVar(&cfg.GrantBuffer, "grant-buffer", 0, "node grants: most addresses beyond its need this node asks of a pool, so its next pods need no round of the controller; 0 means the default ("+fmt.Sprint(agent.DefaultGrantBuffer)+"), negative none")

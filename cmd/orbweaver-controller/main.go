@@ -36,6 +36,7 @@ import (
 
 	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	chart "github.com/orbweaver-ipam/orbweaver/charts/orbweaver"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/admissionlock"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/autopool"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/eipbinding"
@@ -61,6 +62,7 @@ type options struct {
 	webhookHost                                            string
 	webhookPort                                            int
 	webhook                                                webhook.Config
+	upgradeCRDs                                            bool
 
 	statefulSet        bool
 	nodeGrants         bool
@@ -90,6 +92,7 @@ func main() {
 	flag.StringVar(&o.webhookHost, "webhook-host", "", "address the webhook server listens on; empty means every interface")
 	flag.StringVar(&o.healthAddr, "health-addr", ":5720", "address of /healthz and /readyz")
 	flag.StringVar(&o.metricsAddr, "metrics-addr", ":5721", "address of /metrics; 0 disables")
+	flag.BoolVar(&o.upgradeCRDs, "upgrade-crds", true, "at start, put this release's CRDs in place of served ones that lack orbweaver's fields (SpiderPool's, or an older orbweaver's, which helm install and upgrade keep); off: refuse to start instead, saying what to apply")
 	flag.BoolVar(&o.webhook.EnableIPv4, "enable-ipv4", true, "serve IPv4: admit IPv4 pools, subnets and reserved IPs, make IPv4 auto pools")
 	flag.BoolVar(&o.webhook.EnableIPv6, "enable-ipv6", true, "serve IPv6: admit IPv6 pools, subnets and reserved IPs, make IPv6 auto pools")
 	flag.BoolVar(&o.statefulSet, "enable-statefulset", true, "keep a StatefulSet pod's IPs while the StatefulSet wants its ordinal (must match the agents' --enable-statefulset)")
@@ -172,6 +175,15 @@ func run(ctx context.Context, o options) error {
 	}
 	// Before anything is written: a CRD without orbweaver's fields (SpiderPool's, kept by
 	// Helm) would have the API server drop them on every write.
+	if o.upgradeCRDs {
+		want, err := crdcheck.ReadCRDs(chart.CRDs, "crds")
+		if err != nil {
+			return fmt.Errorf("this release's CRDs: %w", err)
+		}
+		if _, err := crdcheck.Upgrade(ctx, crdcheck.Params{Client: direct, Component: "orbweaver-controller", Log: ctrl.Log.WithName("crdcheck")}, want); err != nil {
+			return err
+		}
+	}
 	if err := crdcheck.Ensure(ctx, crdcheck.Params{Client: direct, Component: "orbweaver-controller", Log: ctrl.Log.WithName("crdcheck")}); err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -211,5 +212,75 @@ func TestRunRefusesSpiderPoolSchema(t *testing.T) {
 			ev.Source.Component == "orbweaver-controller" && strings.Contains(ev.Message, crdcheck.Fix)
 	}) {
 		t.Errorf("no Warning event from orbweaver-controller on the SpiderIPPool CRD: %+v", events.Items)
+	}
+}
+
+// TestRunUpgradesSpiderPoolSchema: the same API server state (SpiderPool's CRDs, as
+// `helm install` over SpiderPool leaves them) with --upgrade-crds, the chart's default:
+// the controller puts this release's CRDs in place and starts (/readyz), and the API
+// server then keeps orbweaver's fields.
+func TestRunUpgradesSpiderPoolSchema(t *testing.T) {
+	testenv.Require(t, env)
+	own, err := testenv.Start(testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := own.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	spiderPool := filepath.Join(own.Root, "pkg", "crdcheck", "testdata", "spiderpool-v1.2.2")
+	if _, err := envtest.InstallCRDs(own.Config, envtest.CRDInstallOptions{Paths: []string{spiderPool}, ErrorIfPathMissing: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBECONFIG", own.Kubeconfig)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	health := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	o := options{
+		namespace: metav1.NamespaceDefault, service: "orbweaver-controller", configuration: "orbweaver-upgrade-test",
+		certSecret: "orbweaver-webhook-certs", certDir: t.TempDir(), healthAddr: health, metricsAddr: "0",
+		webhookPort: freePort(t), webhook: webhook.Config{EnableIPv4: true, EnableIPv6: true},
+		gc: ipam.DefaultGCConfig(), gcResync: time.Minute, reclaimPolicy: "Follow", clusterID: "upgrade-test",
+		upgradeCRDs: true,
+	}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, o) }()
+	testenv.WaitFor(t, "/readyz", func() (bool, error) {
+		select {
+		case err := <-done:
+			t.Fatalf("run stopped: %v", err)
+		default:
+		}
+		resp, err := http.Get("http://" + health + "/readyz")
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("/readyz: %s", resp.Status)
+	})
+	if err := crdcheck.Ensure(ctx, crdcheck.Params{Client: own.Client, Component: "check"}); err != nil {
+		t.Errorf("after the controller started: %v", err)
+	}
+	testenv.WaitFor(t, "spec.orbweaver kept", func() (bool, error) {
+		sp := &v2beta1.SpiderIPPool{ObjectMeta: metav1.ObjectMeta{GenerateName: "upgraded-"}, Spec: v2beta1.IPPoolSpec{
+			Subnet: "10.97.0.0/24", IPs: []v2beta1.IPOrRange{"10.97.0.10"},
+			Orbweaver: &v2beta1.IPPoolOrbweaverSpec{ReclaimPolicy: ptr.To(v2beta1.ReclaimNever)},
+		}}
+		if err := own.Client.Create(ctx, sp); err != nil {
+			return false, err
+		}
+		defer func() { _ = own.Client.Delete(context.Background(), sp) }()
+		return sp.Spec.Orbweaver != nil, fmt.Errorf("spec.orbweaver pruned")
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not stop within 30s of its context's end")
 	}
 }

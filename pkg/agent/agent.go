@@ -83,6 +83,9 @@ type Config struct {
 	StatefulSetFixedIPs bool
 	// AutoPoolWait bounds an ADD's wait for its auto pool (DefaultAutoPoolWait).
 	AutoPoolWait time.Duration
+	// SchemaWait is how long the agent waits at start for orbweaver's CRDs to be served
+	// (the controller puts them in place) before it refuses to start; 0 checks once.
+	SchemaWait time.Duration
 
 	// NoGrants keeps the agent from speaking node grants (docs/design/node-grants.md):
 	// it registers no IPAMNode, so the controller never switches a pool to Grants mode.
@@ -141,7 +144,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// Before anything is read or written: a CRD without orbweaver's fields (SpiderPool's,
 	// kept by Helm) would have the API server drop the agent's records on every write.
-	if err := crdcheck.Ensure(ctx, crdcheck.Params{Client: direct, Component: "orbweaver-agent", Host: cfg.NodeName, Log: log}); err != nil {
+	if err := crdcheck.Await(ctx, crdcheck.Params{Client: direct, Component: "orbweaver-agent", Host: cfg.NodeName, Log: log}, cfg.SchemaWait, 5*time.Second); err != nil {
 		return err
 	}
 	kube, err := kubernetes.NewForConfig(restCfg)

@@ -254,6 +254,10 @@ func TestControllerRBAC(t *testing.T) {
 				"namespaces":                      {"kube-system"}, // the default --cluster-id
 				"mutatingwebhookconfigurations":   {r.ctlFlags["webhook-configuration"]},
 				"validatingwebhookconfigurations": {r.ctlFlags["webhook-configuration"]},
+				// crds.upgrade (on in both value sets): orbweaver's CRDs, by name.
+				"customresourcedefinitions": {"spiderippools.spiderpool.spidernet.io", "spiderendpoints.spiderpool.spidernet.io",
+					"spidersubnets.spiderpool.spidernet.io", "spiderreservedips.spiderpool.spidernet.io",
+					"ipamnodes.ipam.orbweaver.io", "ipblocks.ipam.orbweaver.io"},
 			}
 			for _, d := range documented {
 				rules := g.cluster

@@ -31,9 +31,10 @@ const (
 // SpiderPool v1.2.2's own agent (a DaemonSet pod of an image built here, as orbweaver's
 // are) and its own plugin give a Deployment's 5 pods and a StatefulSet's 3 their
 // addresses from a pool of exactly 10. Then, with the guide's first step forgotten,
-// orbweaver is installed while SpiderPool's agent still runs: the pool is not imported
+// orbweaver is installed by its chart over SpiderPool's CRDs (its controller puts
+// orbweaver's in place) while SpiderPool's agent still runs: the pool is not imported
 // and a new pod's ADD is refused, saying why. SpiderPool's agent goes; the pool is
-// imported; the waiting pod gets the one address no pod holds... Every check after
+// imported; the waiting pod gets an address no pod holds. Every check after
 // that is the guide's: the pods keep their addresses (inside their network namespaces
 // too, and in orbweaver's own view, `kubectl orbweaver ipam show --ip`), the pool fills
 // to exactly full, a deleted SpiderPool pod's address is what its replacement gets, a
@@ -77,9 +78,9 @@ spec:
 		t.Fatalf("SpiderPool's status.allocatedIPs %v, want the pods' %v", got, uidByIP(before))
 	}
 
-	// 2. orbweaver goes in (guide steps 2 and 3) before SpiderPool's agent is gone (step 1
-	// forgotten): the pool stays SpiderPool's, and an ADD says what to do.
-	orbweaverCRDs(t, c)
+	// 2. orbweaver goes in (guide steps 2 and 3: helm keeps SpiderPool's CRDs, and the
+	// controller puts orbweaver's in their place) before SpiderPool's agent is gone (step
+	// 1 forgotten): the pool stays SpiderPool's, and an ADD says what to do.
 	if err := c.install(); err != nil {
 		t.Fatal(err)
 	}
@@ -205,16 +206,11 @@ func podsGone(c *cluster, selector string) error {
 	})
 }
 
-// spiderPoolCRDs and orbweaverCRDs put one project's CRDs over the other's, server-side,
-// as both guides say (helm would keep the existing ones).
+// spiderPoolCRDs puts SpiderPool's CRDs over orbweaver's, server-side, as the way back
+// says (helm would keep the existing ones).
 func spiderPoolCRDs(t *testing.T, c *cluster) {
 	t.Helper()
 	k(t, c, "", "apply", "--server-side", "--force-conflicts", "-f", filepath.Join(c.bin, "spiderpool-crds")+"/")
-}
-
-func orbweaverCRDs(t *testing.T, c *cluster) {
-	t.Helper()
-	k(t, c, "", "apply", "--server-side", "--force-conflicts", "-f", filepath.Join(c.root, "charts", "orbweaver", "crds")+"/")
 }
 
 // startSpiderPool runs SpiderPool's agent and points the pods' network at its plugin.
