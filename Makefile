@@ -88,6 +88,11 @@ verify: generate ## Fail on stale generated files, gofmt or vet findings, or bro
 unit: ## Fast inner loop: unit tests only (no API server).
 	@$(GO) test -short -count=1 ./...
 
+.PHONY: release
+release: tools ## Write release VERSION (semantic, e.g. make release VERSION=1.2.3) into dist/VERSION: stamped static binaries, the images as OCI archives, the packaged chart, digests and SHA256SUMS (REGISTRY names the images, default ghcr.io/orbweaver-ipam).
+	@test -n "$(filter-out dev,$(VERSION))" || { echo "make release needs VERSION=x.y.z"; exit 1; }
+	@$(GO) run ./hack/release -version $(VERSION) -commit $(COMMIT) -helm $(BIN)/helm $(if $(REGISTRY),-registry $(REGISTRY))
+
 ##@ Tests
 
 .PHONY: chart-test

@@ -57,6 +57,7 @@ import (
 	"github.com/orbweaver-ipam/orbweaver/pkg/inspect"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/migrate"
+	"github.com/orbweaver-ipam/orbweaver/pkg/version"
 )
 
 const usage = `kubectl orbweaver: look inside and move orbweaver's IP allocations.
@@ -82,6 +83,9 @@ Commands:
       from the pods' SpiderEndpoints), for a return to SpiderPool with no pod changing
       its address. Stop orbweaver first (its controller would import them again).
       Without --write, print what would be written.
+
+  version
+      Which build this is (the release's version and commit).
 
 Exit codes of the ipam commands: 0 done (check: nothing wrong); 1 the answer is no
 (show --ip: in no pool; check: problems found; release: refused); 2 an error (bad
@@ -141,6 +145,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return check(ctx, args[2:], stdout)
 	case len(args) >= 2 && args[0] == "ipam" && args[1] == "release":
 		return release(ctx, args[2:], stdout)
+	case len(args) == 1 && (args[0] == "version" || args[0] == "--version"):
+		_, err := fmt.Fprintln(stdout, version.String("kubectl-orbweaver"))
+		return err
 	}
 	fmt.Fprint(os.Stderr, usage)
 	return withCode(2, errors.New("unknown command: "+strings.Join(args, " ")))

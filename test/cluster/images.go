@@ -6,7 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
-	"github.com/orbweaver-ipam/orbweaver/test/images"
+	"github.com/orbweaver-ipam/orbweaver/internal/images"
 )
 
 // Image references the chart's values and the tests use.
@@ -16,9 +16,6 @@ const (
 	PauseImage      = "localhost/pause:local"
 	WorkloadImage   = "localhost/workload:local"
 )
-
-var passwd = []byte("root:x:0:0:root:/:/bin/false\nnobody:x:65534:65534:nobody:/:/bin/false\n")
-var group = []byte("root:x:0:\nnobody:x:65534:\n")
 
 // buildImages builds the static binaries and writes one docker-archive per image into
 // .cluster/images; it returns the tar files. The cloud emulator is built with them: it
@@ -38,33 +35,30 @@ func (c *cluster) buildImages() ([]string, error) {
 		return nil, fmt.Errorf("go build: %w", err)
 	}
 	read := func(name string) ([]byte, error) { return os.ReadFile(filepath.Join(bins, name)) }
-	base := []images.File{{Path: "/etc/passwd", Mode: 0o644, Data: passwd}, {Path: "/etc/group", Mode: 0o644, Data: group}}
-	specs := []struct {
-		file, ref  string
-		entrypoint []string
-		binaries   map[string]string // image path -> built binary
-	}{
-		{"orbweaver-agent.tar", AgentImage, []string{"/usr/bin/orbweaver-agent"}, map[string]string{"/usr/bin/orbweaver-agent": "orbweaver-agent", "/usr/bin/orbweaver": "orbweaver"}},
-		{"orbweaver-controller.tar", ControllerImage, []string{"/usr/bin/orbweaver-controller"}, map[string]string{"/usr/bin/orbweaver-controller": "orbweaver-controller"}},
-		{"pause.tar", PauseImage, []string{"/pause"}, map[string]string{"/pause": "pause"}},
-		{"workload.tar", WorkloadImage, []string{"/workload"}, map[string]string{"/workload": "workload"}},
+	refs := map[string]string{"orbweaver-agent": AgentImage, "orbweaver-controller": ControllerImage}
+	type build struct {
+		spec images.Spec
+		ref  string
+	}
+	specs := []build{
+		{images.Spec{Name: "pause", Entrypoint: []string{"/pause"}, Binaries: map[string]string{"/pause": "pause"}}, PauseImage},
+		{images.Spec{Name: "workload", Entrypoint: []string{"/workload"}, Binaries: map[string]string{"/workload": "workload"}}, WorkloadImage},
+	}
+	for _, p := range images.Product {
+		specs = append(specs, build{p, refs[p.Name]})
 	}
 	var out []string
 	for _, s := range specs {
-		files := append([]images.File(nil), base...)
-		for path, bin := range s.binaries {
-			data, err := read(bin)
-			if err != nil {
-				return nil, err
-			}
-			files = append(files, images.File{Path: path, Mode: 0o755, Data: data})
+		img, err := images.Build(s.spec, s.ref, read, nil)
+		if err != nil {
+			return nil, err
 		}
-		tarPath := filepath.Join(c.dir, "images", s.file)
+		tarPath := filepath.Join(c.dir, "images", s.spec.Name+".tar")
 		f, err := os.Create(tarPath)
 		if err != nil {
 			return nil, err
 		}
-		err = images.Write(f, images.Image{Ref: s.ref, Files: files, Entrypoint: s.entrypoint})
+		err = images.Write(f, img)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}

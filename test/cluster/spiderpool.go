@@ -5,7 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/orbweaver-ipam/orbweaver/test/images"
+	"github.com/orbweaver-ipam/orbweaver/internal/images"
 )
 
 // SpiderPool v1.2.2's own agent and IPAM plugin, as tools/ensure.sh builds them from the
@@ -26,14 +26,11 @@ func (c *cluster) spiderPoolSocketDir() string { return c.path("run", "spidernet
 // importSpiderPoolImage writes SpiderPool's agent binary into an image and imports it
 // into containerd, as buildImages does for orbweaver's.
 func (c *cluster) importSpiderPoolImage() error {
-	data, err := os.ReadFile(filepath.Join(c.bin, "spiderpool-agent"))
+	img, err := images.Build(images.Spec{Name: "spiderpool-agent", Entrypoint: []string{"/usr/bin/spiderpool-agent"},
+		Binaries: map[string]string{"/usr/bin/spiderpool-agent": "spiderpool-agent"}},
+		SpiderPoolAgentImage, func(bin string) ([]byte, error) { return os.ReadFile(filepath.Join(c.bin, bin)) }, nil)
 	if err != nil {
-		return fmt.Errorf("SpiderPool's agent: %w (run `make tools`)", err)
-	}
-	files := []images.File{
-		{Path: "/etc/passwd", Mode: 0o644, Data: passwd},
-		{Path: "/etc/group", Mode: 0o644, Data: group},
-		{Path: "/usr/bin/spiderpool-agent", Mode: 0o755, Data: data},
+		return fmt.Errorf("%w (run `make tools`)", err)
 	}
 	tarPath := c.path("images", "spiderpool-agent.tar")
 	if err := os.MkdirAll(filepath.Dir(tarPath), 0o755); err != nil {
@@ -43,7 +40,7 @@ func (c *cluster) importSpiderPoolImage() error {
 	if err != nil {
 		return err
 	}
-	err = images.Write(f, images.Image{Ref: SpiderPoolAgentImage, Files: files, Entrypoint: []string{"/usr/bin/spiderpool-agent"}})
+	err = images.Write(f, img)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -60,9 +60,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: controller
 {{- end -}}
 
-{{/* image renders repository:tag, the tag defaulting to the chart's appVersion. */}}
+{{/*
+image renders repository:tag, the tag defaulting to the chart's appVersion, or
+repository@digest when a digest is given; imageRegistry, when set, replaces what comes
+before the repository's last path element.
+*/}}
 {{- define "orbweaver.image" -}}
-{{- printf "%s:%s" .repository (.tag | default .appVersion) -}}
+{{- $repo := .repository -}}
+{{- if .registry -}}
+{{- $repo = printf "%s/%s" (trimSuffix "/" .registry) (base .repository) -}}
+{{- end -}}
+{{- if .digest -}}
+{{- printf "%s@%s" $repo .digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (.tag | default .appVersion) -}}
+{{- end -}}
 {{- end -}}
 
 {{/*

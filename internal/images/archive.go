@@ -1,6 +1,8 @@
-// Package images builds container images without Docker: a single-layer image in the
-// docker-archive format (what `docker save` writes and `ctr images import` reads), from
-// files given in memory. The local cluster imports them into containerd.
+// Package images builds container images without Docker: a single-layer image, from
+// files given in memory, in the docker-archive format (what `docker save` writes and
+// `ctr images import` reads; the local cluster imports them into containerd) or as an
+// OCI image layout archive (what `make release` ships; skopeo, crane, podman and
+// `ctr images import` read it).
 package images
 
 import (
@@ -33,6 +35,8 @@ type Image struct {
 	Entrypoint []string
 	Cmd        []string
 	Env        []string
+	// Labels go into the image configuration (org.opencontainers.image.version, ...).
+	Labels map[string]string
 }
 
 // epoch is every entry's modification time: equal inputs give equal images.
@@ -96,28 +100,38 @@ func digest(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Write writes img to w as a docker-archive tar.
-func Write(w io.Writer, img Image) error {
+// config returns img's only layer and its image configuration.
+func config(img Image) (layerTar, cfg []byte, err error) {
 	l, err := layer(img.Files)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	diffID := digest(l)
 	env := img.Env
 	if len(env) == 0 {
 		env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
 	}
-	cfg, err := json.Marshal(map[string]any{
+	c := map[string]any{"Env": env, "Entrypoint": img.Entrypoint, "Cmd": img.Cmd, "WorkingDir": "/"}
+	if len(img.Labels) > 0 {
+		c["Labels"] = img.Labels
+	}
+	cfg, err = json.Marshal(map[string]any{
 		"architecture": "amd64",
 		"os":           "linux",
 		"created":      epoch.UTC().Format(time.RFC3339),
-		"config":       map[string]any{"Env": env, "Entrypoint": img.Entrypoint, "Cmd": img.Cmd, "WorkingDir": "/"},
-		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{"sha256:" + diffID}},
-		"history":      []map[string]any{{"created": epoch.UTC().Format(time.RFC3339), "created_by": "orbweaver test/images"}},
+		"config":       c,
+		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{"sha256:" + digest(l)}},
+		"history":      []map[string]any{{"created": epoch.UTC().Format(time.RFC3339), "created_by": "orbweaver internal/images"}},
 	})
+	return l, cfg, err
+}
+
+// Write writes img to w as a docker-archive tar.
+func Write(w io.Writer, img Image) error {
+	l, cfg, err := config(img)
 	if err != nil {
 		return err
 	}
+	diffID := digest(l)
 	cfgName := digest(cfg) + ".json"
 	manifest, err := json.Marshal([]map[string]any{{"Config": cfgName, "RepoTags": []string{img.Ref}, "Layers": []string{diffID + "/layer.tar"}}})
 	if err != nil {
