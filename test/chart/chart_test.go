@@ -578,6 +578,8 @@ func TestValuesReachFlags(t *testing.T) {
 		{set: "eip.clusterID=east,eip.orphanInterval=1h", ctl: map[string]string{"cluster-id": "east", "eip-orphan-interval": "1h"}},
 		{set: "eip.aws.region=us-east-1,eip.aws.endpoint=http://127.0.0.1:9000", ctl: map[string]string{"eip-aws-region": "us-east-1", "eip-aws-endpoint": "http://127.0.0.1:9000"}},
 		{set: "eip.defaultProvider=tencent,eip.vendorAnnotations=true", ctl: map[string]string{"eip-default-provider": "tencent", "eip-vendor-annotations": "true"}},
+		{set: "eip.podRequests=open", ctl: map[string]string{"eip-pod-requests": "open"}},
+		{set: "eip.orphanInterval=10m", ctl: map[string]string{"eip-pod-requests": "restricted"}}, // the default
 		{set: "eip.alibaba.region=cn-hangzhou", ctl: map[string]string{"eip-alibaba-region": "cn-hangzhou"}},
 		{set: "eip.tencent.region=ap-guangzhou", ctl: map[string]string{"eip-tencent-region": "ap-guangzhou"}},
 		{set: "agent.reserveSize=-1", agent: map[string]string{"reserve-size": "-1"}},
@@ -624,6 +626,7 @@ func TestSchemaRejects(t *testing.T) {
 		{[]string{"--set", "eip.aws.endpoint=127.0.0.1:9000"}, "/eip/aws/endpoint"},
 		{[]string{"--set", "eip.orphanInterval=often"}, "/eip/orphanInterval"},
 		{[]string{"--set", "eip.gcp.region=x"}, "gcp"},
+		{[]string{"--set", "eip.podRequests=everyone"}, "/eip/podRequests"},
 		{[]string{"--set", "agent.logLevel=verbose"}, "/agent/logLevel"},
 		{[]string{"--set", "agent.extraArgs[0]=-v"}, "/agent/extraArgs/0"},
 		{[]string{"--set", "controller.replicas=0"}, "/controller/replicas"},

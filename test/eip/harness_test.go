@@ -102,6 +102,8 @@ type harness struct {
 	stop     func()
 	pools    []string
 	nodes    []string
+	// namespaces are the test's namespaces besides ns.
+	namespaces []string
 }
 
 // newHarness starts the controller over a fresh cloud reached through cc.
@@ -131,6 +133,10 @@ type startOpts struct {
 	// quiet turns the orphan collector and the drift check off, so cloud calls are the
 	// pods' alone.
 	quiet bool
+	// vendorOff does not read the vendors' annotations (they are read by default).
+	vendorOff bool
+	// podRequests is the controller's --eip-pod-requests ("": restricted).
+	podRequests string
 }
 
 // start runs a manager with the controller.
@@ -163,7 +169,7 @@ func (h *harness) start(o startOpts) {
 		Providers: map[string]eip.Provider{h.cc.name: p}, ClusterID: h.cluster,
 		Direct: h.e.Client, Recorder: mgr.GetEventRecorderFor("orbweaver-eip"), Registerer: h.reg, Clock: h.clock,
 		PollInterval: 50 * time.Millisecond, RetryInterval: 300 * time.Millisecond, OrphanInterval: orphans, VerifyInterval: verify,
-		VendorAnnotations: true,
+		VendorAnnotations: !o.vendorOff, PodRequests: o.podRequests,
 	})
 	if err != nil {
 		cancel()
@@ -195,9 +201,11 @@ func (h *harness) create(obj client.Object) {
 // controller is gone, so it is taken off.
 func (h *harness) deleteAll() {
 	c, ctx := h.e.Client, h.ctx
-	in := client.InNamespace(h.ns)
-	_ = c.DeleteAllOf(ctx, &corev1.Pod{}, in, client.GracePeriodSeconds(0))
-	_ = c.DeleteAllOf(ctx, &v2beta1.SpiderEndpoint{}, in)
+	for _, ns := range append([]string{h.ns}, h.namespaces...) {
+		in := client.InNamespace(ns)
+		_ = c.DeleteAllOf(ctx, &corev1.Pod{}, in, client.GracePeriodSeconds(0))
+		_ = c.DeleteAllOf(ctx, &v2beta1.SpiderEndpoint{}, in)
+	}
 	for _, name := range h.pools {
 		sp := &v2beta1.SpiderIPPool{}
 		if err := c.Get(ctx, client.ObjectKey{Name: name}, sp); err != nil {
@@ -210,6 +218,35 @@ func (h *harness) deleteAll() {
 	}
 	for _, name := range h.nodes {
 		_ = c.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	}
+}
+
+// namespace creates one more namespace of the test, with these labels.
+func (h *harness) namespace(labels map[string]string) string {
+	h.t.Helper()
+	name := fmt.Sprintf("%s-ns-%d", h.ns, seq.Add(1))
+	h.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}})
+	h.namespaces = append(h.namespaces, name)
+	return name
+}
+
+// allowRequests labels a namespace orbweaver.io/eip-requests=allowed, as a cluster
+// admin does: its pods' EIP requests by annotation are honoured.
+func (h *harness) allowRequests(ns string) {
+	h.t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		n := &corev1.Namespace{}
+		if err := h.e.Client.Get(h.ctx, client.ObjectKey{Name: ns}, n); err != nil {
+			return err
+		}
+		if n.Labels == nil {
+			n.Labels = map[string]string{}
+		}
+		n.Labels[v2beta1.LabelEIPRequests] = v2beta1.EIPRequestsAllowed
+		return h.e.Client.Update(h.ctx, n)
+	})
+	if err != nil {
+		h.t.Fatal(err)
 	}
 }
 
@@ -235,6 +272,12 @@ func (h *harness) pool(spec v2beta1.EIPSpec) string {
 // attribute (none when nil).
 func (h *harness) poolOf(spec *v2beta1.EIPSpec) string {
 	h.t.Helper()
+	return h.poolWith(spec, nil)
+}
+
+// poolWith is poolOf with the pool changed by mod (when set) before it is created.
+func (h *harness) poolWith(spec *v2beta1.EIPSpec, mod func(*v2beta1.SpiderIPPool)) string {
+	h.t.Helper()
 	i := seq.Add(1)
 	sp := &v2beta1.SpiderIPPool{
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-pool-%d", h.ns, i)},
@@ -245,6 +288,9 @@ func (h *harness) poolOf(spec *v2beta1.EIPSpec) string {
 	}
 	if spec != nil {
 		sp.Spec.Orbweaver = &v2beta1.IPPoolOrbweaverSpec{EIP: spec}
+	}
+	if mod != nil {
+		mod(sp)
 	}
 	h.create(sp)
 	h.pools = append(h.pools, sp.Name)
@@ -294,6 +340,7 @@ func (h *harness) toGrants(name string) {
 type podOpts struct {
 	gate        bool // declares the orbweaver.io/eip readiness gate
 	annotations map[string]string
+	namespace   string // "": the harness's
 }
 
 // run starts a pod on node the way kubelet and the agent would: the pod, an address
@@ -302,8 +349,12 @@ type podOpts struct {
 // the only record, and want must be given (the agent takes it from its node's grants).
 func (h *harness) run(name, node, pool string, want netip.Addr, o podOpts) (*corev1.Pod, netip.Addr) {
 	h.t.Helper()
+	ns := o.namespace
+	if ns == "" {
+		ns = h.ns
+	}
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name, Annotations: o.annotations},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: o.annotations},
 		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: ptr.To(false),
 			Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/pause:1"}}},
 	}
@@ -337,9 +388,9 @@ func (h *harness) run(name, node, pool string, want netip.Addr, o podOpts) (*cor
 	}
 	h.cloud.Place(nicOf(node), got.String())
 	se := &v2beta1.SpiderEndpoint{}
-	err := h.e.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: name}, se)
+	err := h.e.Client.Get(h.ctx, client.ObjectKey{Namespace: ns, Name: name}, se)
 	if apierrors.IsNotFound(err) {
-		se = &v2beta1.SpiderEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name}}
+		se = &v2beta1.SpiderEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 		se.Status = endpointStatus(pod, pool, got)
 		h.create(se)
 		return pod, got

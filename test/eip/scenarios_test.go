@@ -46,6 +46,7 @@ func TestEIP(t *testing.T) {
 				{"StaticPoolDeleted", staticPoolDeleted},
 				{"DriftRepaired", driftRepaired},
 				{"PodAnnotations", podAnnotations},
+				{"PodRequestsAuthorized", podRequestsAuthorized},
 				{"GrantsPool", grantsPool},
 			} {
 				t.Run(sc.name, func(t *testing.T) { sc.run(t, cc) })
@@ -542,8 +543,11 @@ func driftRepaired(t *testing.T, cc cloudCase) {
 // an EIP with its attributes and release strategy; the next pod on that IP, which does
 // not ask, does not get it; a pod naming an existing EIP gets that one, which is let go
 // unreleased after it; ACK's annotation works as orbweaver's (vendor annotations on).
+// The namespace allows requests (podRequestsAuthorized tests who may ask), and the EIP
+// named by ID is one reserved for it.
 func podAnnotations(t *testing.T, cc cloudCase) {
 	h := newHarness(t, cc)
+	h.allowRequests(h.ns) // who may ask is podRequestsAuthorized's subject
 	ctx := context.Background()
 	pool := h.poolOf(nil)
 	node := h.node()
@@ -565,7 +569,9 @@ func podAnnotations(t *testing.T, cc cloudCase) {
 	}
 	h.end(p2, pool)
 
-	user, err := h.provider.Allocate(ctx, eip.AllocateRequest{ClientToken: "user-pod-" + h.ns})
+	// An EIP an administrator reserved for the namespace: tagged for the cluster and it.
+	user, err := h.provider.Allocate(ctx, eip.AllocateRequest{ClientToken: "user-pod-" + h.ns,
+		Tags: map[string]string{eipbinding.TagCluster: h.cluster, eipbinding.TagNamespace: h.ns}})
 	if err != nil {
 		t.Fatal(err)
 	}

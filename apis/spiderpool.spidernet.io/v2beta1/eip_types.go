@@ -90,6 +90,16 @@ type EIPSpec struct {
 	// released. Default Follow.
 	// +optional
 	ReleaseStrategy *ReclaimPolicy `json:"releaseStrategy,omitempty"`
+
+	// AllowPodRequests lets the pods that use this pool (those its namespaceName,
+	// namespaceAffinity and other affinities admit) ask for EIPs by annotation for their
+	// IPs of this pool: orbweaver.io/with-eip, orbweaver.io/eip-id, the per-pod
+	// attributes and, when the controller reads them, the vendors' annotations. Without
+	// it, and without the namespace label orbweaver.io/eip-requests=allowed or the
+	// controller's --eip-pod-requests=open, such requests are refused
+	// (docs/guides/eip.md, the security model). Default false.
+	// +optional
+	AllowPodRequests bool `json:"allowPodRequests,omitempty"`
 }
 
 // EIPPhase is where the binding of one pool IP to its EIP stands. The controller writes
@@ -191,6 +201,12 @@ const (
 	EIPCloudErrorReason       = "CloudError"
 	EIPStaticExhaustedReason  = "NotEnoughStaticEIPs"
 	EIPInterfaceUnknownReason = "InterfaceNotFound"
+	// EIPRequestRefusedReason: a pod asked for an EIP by annotation where no
+	// administrator allows it (or named an EIP it may not use); nothing was done in
+	// the cloud for it.
+	EIPRequestRefusedReason = "PodRequestRefused"
+	// EIPInvalidRequestReason: a pod's EIP annotations do not parse.
+	EIPInvalidRequestReason = "InvalidPodRequest"
 
 	// PodEIPConditionType is the readiness gate a pod declares
 	// (readinessGates: [{conditionType: orbweaver.io/eip}]) to be Ready only once its
@@ -231,4 +247,16 @@ const (
 	// AnnoEIPReleaseStrategy is Follow, Never or a duration, for EIPs allocated for the
 	// pod (recorded on the binding, so it holds after the pod is gone).
 	AnnoEIPReleaseStrategy = "orbweaver.io/eip-release-strategy"
+)
+
+// Who may ask for EIPs by pod annotation (docs/guides/eip.md, the security model).
+// Per-pod requests are honoured only where an administrator allows them: in a namespace
+// labelled LabelEIPRequests=EIPRequestsAllowed, for IPs of a pool whose EIP attribute
+// sets allowPodRequests, or everywhere with the controller's --eip-pod-requests=open.
+const (
+	// LabelEIPRequests on a Namespace, with the value EIPRequestsAllowed, lets that
+	// namespace's pods ask for EIPs by annotation. Labelling namespaces should be a
+	// cluster administrator's right alone.
+	LabelEIPRequests   = "orbweaver.io/eip-requests"
+	EIPRequestsAllowed = "allowed"
 )

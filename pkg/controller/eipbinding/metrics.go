@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	calls   *prometheus.CounterVec
 	orphans *prometheus.CounterVec
+	refused *prometheus.CounterVec
 	bound   prometheus.Histogram
 }
 
@@ -24,6 +25,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "orbweaver_eip_orphans_released_total",
 			Help: "EIPs tagged for this cluster that no pool tracked, released by the orphan collector.",
 		}, []string{"provider"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orbweaver_eip_requests_refused_total",
+			Help: "Pods' EIP requests (by annotation) refused, by reason (NamespaceNotAllowed, EIPNotFound, EIPOfAnotherCluster, EIPOfAnotherPool, EIPAssociatedElsewhere, EIPNotGranted); counted once per pod, pool and refusal.",
+		}, []string{"reason"}),
 		bound: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "orbweaver_eip_pod_bound_seconds",
 			Help:    "Time from a pod's creation to its EIP readiness gate turning True.",
@@ -31,7 +36,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.calls, m.orphans, m.bound} {
+		for _, c := range []prometheus.Collector{m.calls, m.orphans, m.refused, m.bound} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

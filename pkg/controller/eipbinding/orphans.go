@@ -11,10 +11,12 @@ import (
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
 )
 
-// orphanCollector releases EIPs tagged for this cluster that no pool tracks: left by a
-// controller that crashed between the cloud's Allocate and the status write that
-// records the result's ID after a failed write, by pools deleted while the controller
-// was not running, or by an uninstall. An EIP is collected only when two passes in a row
+// orphanCollector releases EIPs orbweaver allocated (tagged for this cluster and a pool)
+// that no pool tracks: left by a controller that crashed between the cloud's Allocate
+// and the status write that records the result's ID after a failed write, by pools
+// deleted while the controller was not running, or by an uninstall. EIPs tagged for the
+// cluster without a pool are an administrator's reservations for a namespace, never
+// collected. An EIP is collected only when two passes in a row
 // find it untracked, so one allocated between a pool read and the cloud's answer is
 // never taken.
 type orphanCollector struct {
@@ -68,6 +70,11 @@ func (o *orphanCollector) pass(ctx context.Context) error {
 			return fmt.Errorf("describe the EIPs of cluster %s in %s: %w", o.r.p.ClusterID, name, err)
 		}
 		for _, a := range got {
+			if a.Tags[TagPool] == "" {
+				// Not allocated by orbweaver (it always tags the pool): an EIP an
+				// administrator reserved for a namespace (TagCluster and TagNamespace).
+				continue
+			}
 			if tracked[a.ID] || inflight[[2]string{a.Tags[TagPool], a.Tags[TagIP]}] {
 				continue
 			}

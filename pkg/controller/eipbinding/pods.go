@@ -85,7 +85,7 @@ func (r *reconciler) syncPod(ctx context.Context, sp *v2beta1.SpiderIPPool, se *
 		return nil // an endpoint kept for a StatefulSet pod not yet re-created
 	}
 	req, _ := parsePodRequest(pod.Name, pod.Annotations, r.p.VendorAnnotations)
-	want, bound, err := r.wantedEIPs(ctx, se, eips, req)
+	want, bound, refused, err := r.wantedEIPs(ctx, se, eips, req)
 	if err != nil {
 		return err
 	}
@@ -118,6 +118,8 @@ func (r *reconciler) syncPod(ctx context.Context, sp *v2beta1.SpiderIPPool, se *
 	cond := corev1.PodCondition{Type: v2beta1.PodEIPConditionType, Status: corev1.ConditionFalse, Reason: "EIPPending",
 		Message: fmt.Sprintf("%d of %d EIPs bound", bound, want)}
 	switch {
+	case refused != nil:
+		cond.Reason, cond.Message = ReasonRequestRefused, truncate(refused.reason+": "+refused.msg, 1024)
 	case want == 0:
 		cond.Reason, cond.Message = "NoEIP", "no EIP is due to any of the pod's IPs: their pools have no spec.orbweaver.eip (or a Static list too short for them) and the pod asks for none by annotation"
 	case bound == want:
@@ -142,15 +144,20 @@ func (r *reconciler) syncPod(ctx context.Context, sp *v2beta1.SpiderIPPool, se *
 }
 
 // wantedEIPs counts the pod's IPs that come from EIP pools and should have an EIP, and
-// how many of those are bound.
-func (r *reconciler) wantedEIPs(ctx context.Context, se *v2beta1.SpiderEndpoint, eips []v2beta1.PodEIP, req podRequest) (want, bound int, err error) {
+// how many of those are bound; refused is the pod's refused request in one of its
+// pools, whose IPs get no EIP.
+func (r *reconciler) wantedEIPs(ctx context.Context, se *v2beta1.SpiderEndpoint, eips []v2beta1.PodEIP, req podRequest) (want, bound int, refused *refusalEntry, err error) {
 	for _, name := range ipam.EndpointPools(se) {
 		sp := &v2beta1.SpiderIPPool{}
 		if err := r.cache.Get(ctx, client.ObjectKey{Name: name}, sp); err != nil {
 			if apierrors.IsNotFound(err) {
 				continue
 			}
-			return 0, 0, fmt.Errorf("get SpiderIPPool %q: %w", name, err)
+			return 0, 0, nil, fmt.Errorf("get SpiderIPPool %q: %w", name, err)
+		}
+		if e, ok := r.lastRefusal(name, se.Namespace+"/"+se.Name); ok {
+			refused = &e
+			continue
 		}
 		spec := effectiveSpec(specOf(sp), req, r.p.DefaultProvider)
 		if spec == nil {
@@ -166,7 +173,7 @@ func (r *reconciler) wantedEIPs(ctx context.Context, se *v2beta1.SpiderEndpoint,
 			}
 		}
 	}
-	return want, bound, nil
+	return want, bound, refused, nil
 }
 
 // hasStatic tells whether a Static pool maps an EIP to a.

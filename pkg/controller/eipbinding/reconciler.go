@@ -63,6 +63,9 @@ const (
 	ReasonProviderMissing  = "EIPProviderNotConfigured"
 	ReasonNoStaticEIP      = "EIPNoStaticEIP"
 	ReasonInterfaceUnknown = "EIPInterfaceNotFound"
+	// ReasonRequestRefused: a pod's EIP request is not honoured (authorize.go); the
+	// message names the rule and what an administrator must change.
+	ReasonRequestRefused = "EIPRequestRefused"
 )
 
 // Params are what the EIP controller needs.
@@ -103,6 +106,12 @@ type Params struct {
 	// (k8s.aliyun.com/pod-with-eip, tke.cloud.tencent.com/eip-attributes, ...), so their
 	// manifests apply unchanged.
 	VendorAnnotations bool
+	// PodRequests says whose per-pod requests (orbweaver.io/with-eip, eip-id, the
+	// attributes, the vendors' annotations) are honoured: PodRequestsRestricted (or "")
+	// only in namespaces labelled orbweaver.io/eip-requests=allowed and for IPs of pools
+	// with spec.orbweaver.eip.allowPodRequests; PodRequestsOpen every pod's. An EIP
+	// named by ID must be one the pod may use either way.
+	PodRequests string
 	// VerifyInterval is how often a pool's Bound EIPs are checked against the cloud
 	// (one Describe per pool), so one unbound or released behind orbweaver's back (a
 	// console click) is bound again or replaced; 5m when zero, negative to disable.
@@ -123,6 +132,8 @@ type reconciler struct {
 	// events posted again, before RetryInterval, however many endpoint events wake the
 	// pool meanwhile. A failing cloud is not hammered, nor the API server with events.
 	failed map[string]failure
+	// refused is each pod's refused request, by "pool|namespace/name".
+	refused map[string]refusalEntry
 }
 
 type failure struct {
@@ -158,6 +169,13 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 	if p.VerifyInterval == 0 {
 		p.VerifyInterval = 5 * time.Minute
 	}
+	switch p.PodRequests {
+	case "":
+		p.PodRequests = PodRequestsRestricted
+	case PodRequestsRestricted, PodRequestsOpen:
+	default:
+		return fmt.Errorf("eipbinding: Params.PodRequests %q: want %s or %s", p.PodRequests, PodRequestsRestricted, PodRequestsOpen)
+	}
 	if p.DefaultProvider == "" && len(p.Providers) == 1 {
 		for name := range p.Providers {
 			p.DefaultProvider = name
@@ -167,7 +185,8 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 	if err != nil {
 		return fmt.Errorf("eipbinding: register metrics: %w", err)
 	}
-	r := &reconciler{p: p, cache: mgr.GetClient(), pools: crdstore.Pools{Client: p.Direct}, metrics: m, clock: p.Clock, verified: map[string]time.Time{}, failed: map[string]failure{}}
+	r := &reconciler{p: p, cache: mgr.GetClient(), pools: crdstore.Pools{Client: p.Direct}, metrics: m, clock: p.Clock, verified: map[string]time.Time{}, failed: map[string]failure{},
+		refused: map[string]refusalEntry{}}
 	if r.clock == nil {
 		r.clock = clock.RealClock{}
 	}
@@ -200,6 +219,8 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, p Params) error {
 		})).
 		// A pod that asks for an EIP by annotation: its pools, through its endpoint.
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.poolsOfPod)).
+		// A namespace whose labels change: the pools of its pods that ask.
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.poolsOfNamespace)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Named("eip").
 		Complete(r)
@@ -246,6 +267,26 @@ func (r *reconciler) poolsOfPod(ctx context.Context, o client.Object) []reconcil
 	var out []reconcile.Request
 	for _, name := range ipam.EndpointPools(se) {
 		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
+	}
+	return out
+}
+
+// poolsOfNamespace maps a namespace to the pools of its pods that ask for EIPs, whose
+// requests its label may now allow or refuse.
+func (r *reconciler) poolsOfNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	var pods corev1.PodList
+	if err := r.cache.List(ctx, &pods, client.InNamespace(o.GetName()), client.MatchingFields{podRequestIndex: "true"}); err != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []reconcile.Request
+	for i := range pods.Items {
+		for _, req := range r.poolsOfPod(ctx, &pods.Items[i]) {
+			if !seen[req.Name] {
+				seen[req.Name] = true
+				out = append(out, req)
+			}
+		}
 	}
 	return out
 }
@@ -314,6 +355,11 @@ type step struct {
 	err   error
 	// events to post once the result is recorded.
 	events []event
+	// cond and note, on a step that calls nothing (opNone), are the EIPReady reason
+	// and message it sets: a pod's bad annotations, a refused request, no Static EIP.
+	cond, note string
+	// refused is set on the step of a pod whose request is refused.
+	refused *refusalEntry
 }
 
 type event struct {
@@ -332,6 +378,7 @@ type event struct {
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=pods/status,verbs=patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	sp := &v2beta1.SpiderIPPool{}
@@ -468,21 +515,37 @@ func (r *reconciler) plan(ctx context.Context, sp *v2beta1.SpiderIPPool, pool ip
 		s.Held, s.Holder = true, h
 	}
 	now := r.clock.Now()
+	facts := &accessFacts{cache: r.cache}
+	refused := map[string]refusalEntry{}
 	var steps []step
 	for _, a := range slices.SortedFunc(maps.Keys(states), netip.Addr.Compare) {
 		s := states[a]
 		s.StaticID, s.Outside = static[a], !total.Contains(a)
 		ipPol, requested := pol, false
+		var ref *refusalEntry
 		if s.Holder != nil {
 			key := s.Holder.Pod.String()
 			if err, ok := bad[key]; ok {
-				steps = append(steps, step{op: opNone, addr: a, st: *s, events: []event{{pod: s.Holder, warn: true, reason: ReasonFailed,
-					msg: fmt.Sprintf("%v; the pool's EIP settings apply until the annotations are fixed", err)}}})
+				msg := fmt.Sprintf("%v; the pool's EIP settings apply until the annotations are fixed", err)
+				steps = append(steps, step{op: opNone, addr: a, st: *s, cond: v2beta1.EIPInvalidRequestReason, note: fmt.Sprintf("pod %s: %s", key, msg),
+					events: []event{{pod: s.Holder, warn: true, reason: ReasonFailed, msg: msg}}})
 			}
 			if req, ok := reqs[key]; ok {
-				ipPol, requested = policyOf(effectiveSpec(pol.spec, req, r.p.DefaultProvider), deleting), true
-				if req.id != "" {
-					s.StaticID = req.id
+				spec := effectiveSpec(pol.spec, req, r.p.DefaultProvider)
+				var err error
+				if ref, err = r.authorize(ctx, facts, sp, a, s, req, spec); err != nil {
+					steps = append(steps, step{op: opNone, addr: a, st: *s, err: err})
+					continue
+				}
+				if ref == nil {
+					ipPol, requested = policyOf(spec, deleting), true
+					if req.id != "" {
+						s.StaticID = req.id
+					}
+				} else {
+					refused[key] = *ref
+					steps = append(steps, step{op: opNone, addr: a, st: *s, cond: v2beta1.EIPRequestRefusedReason, refused: ref,
+						note: fmt.Sprintf("pod %s: %s: %s", key, ref.reason, ref.msg)})
 				}
 			}
 		}
@@ -492,17 +555,34 @@ func (r *reconciler) plan(ctx context.Context, sp *v2beta1.SpiderIPPool, pool ip
 			ipPol = policyOf(bindingSpec(s.Binding), deleting)
 			s.Held, s.StaticID = false, ""
 		}
-		if o := decide(*s, ipPol, now); o != opNone {
+		o := decide(*s, ipPol, now)
+		if ref != nil && (o == opAllocate || o == opAdoptStatic || o == opAssociate) {
+			// A refused pod gets no EIP: nothing is allocated, adopted or bound for it.
+			// What is under way (unbinding, releasing) goes on.
+			o = opNone
+		}
+		if o != opNone {
 			st := step{op: o, addr: a, st: *s, pol: ipPol, requested: requested}
 			if f, ok := r.lastFailure(sp.Name, a); ok && o.callsCloud() && now.Sub(f.at) < r.p.RetryInterval {
 				st.err, st.waitUntil = f.err, f.at.Add(r.p.RetryInterval)
 			}
 			steps = append(steps, st)
-		} else if ipPol.static() && s.Held && s.StaticID == "" && s.Holder != nil && s.Binding == nil {
-			steps = append(steps, step{op: opNone, addr: a, st: *s, events: []event{{pod: s.Holder, warn: true, reason: ReasonNoStaticEIP,
-				msg: fmt.Sprintf("IP %s of SpiderIPPool %s has no EIP: the pool lists %d Static EIPs for its first %d addresses; list more EIPs in spec.orbweaver.eip.static or shrink spec.ips",
-					a, sp.Name, len(pol.spec.Static), len(pol.spec.Static))}}})
+		} else if ref == nil && ipPol.static() && s.Held && s.StaticID == "" && s.Holder != nil && s.Binding == nil {
+			msg := fmt.Sprintf("IP %s of SpiderIPPool %s has no EIP: the pool lists %d Static EIPs for its first %d addresses; list more EIPs in spec.orbweaver.eip.static or shrink spec.ips",
+				a, sp.Name, len(pol.spec.Static), len(pol.spec.Static))
+			steps = append(steps, step{op: opNone, addr: a, st: *s, cond: v2beta1.EIPStaticExhaustedReason, note: msg,
+				events: []event{{pod: s.Holder, warn: true, reason: ReasonNoStaticEIP, msg: msg}}})
 		}
+	}
+	fresh := r.noteRefusals(sp.Name, refused)
+	for i := range steps {
+		st := &steps[i]
+		if st.refused == nil || !fresh[st.st.Holder.Pod.String()] {
+			continue
+		}
+		st.events = append(st.events, event{pod: st.st.Holder, warn: true, reason: ReasonRequestRefused, msg: fmt.Sprintf("%s: %s", st.refused.reason, st.refused.msg)})
+		ctrl.LoggerFrom(ctx).Info("Refused a pod's EIP request", "Pod", klog.KRef(st.st.Holder.Pod.Namespace, st.st.Holder.Pod.Name),
+			"ip", st.addr, "reason", st.refused.reason)
 	}
 	return steps, pol, nil
 }
@@ -759,6 +839,9 @@ func (r *reconciler) call(ctx context.Context, sp *v2beta1.SpiderIPPool, s *step
 			maps.Copy(req.Tags, spec.Tags)
 		}
 		req.Tags[TagCluster], req.Tags[TagPool], req.Tags[TagIP] = r.p.ClusterID, sp.Name, eipTagValue(s.addr)
+		if s.requested && s.st.Holder != nil {
+			req.Tags[TagNamespace] = s.st.Holder.Pod.Namespace // whose request it was, for audits
+		}
 		got, err := p.Allocate(ctx, req)
 		if s.err = observe("Allocate", err); err != nil {
 			return
@@ -993,9 +1076,11 @@ func readiness(sp *v2beta1.SpiderIPPool, steps []step, missing error) metav1.Con
 			}
 		}
 
-		if s.op == opNone && len(s.events) > 0 && c.Reason == v2beta1.EIPAllBoundReason {
-			c.Reason = v2beta1.EIPStaticExhaustedReason
-			errs = append(errs, s.events[0].msg)
+		if s.op == opNone && s.cond != "" {
+			if c.Reason == v2beta1.EIPAllBoundReason || c.Reason == v2beta1.EIPBindingReason {
+				c.Reason = s.cond
+			}
+			errs = append(errs, s.note)
 		}
 	}
 	// sp holds the bindings as they will be written: a held IP is pending until its
@@ -1008,7 +1093,7 @@ func readiness(sp *v2beta1.SpiderIPPool, steps []step, missing error) metav1.Con
 		}
 	}
 	for _, s := range steps {
-		if s.st.Held && s.st.Holder != nil && s.err == nil && len(s.events) == 0 && phase[s.addr.String()] == v2beta1.EIPAllocated {
+		if s.st.Held && s.st.Holder != nil && s.err == nil && len(s.events) == 0 && s.cond == "" && phase[s.addr.String()] == v2beta1.EIPAllocated {
 			pending++
 		}
 	}
@@ -1115,6 +1200,10 @@ func (r *reconciler) result(sp *v2beta1.SpiderIPPool, steps []step) ctrl.Result 
 		case !s.waitUntil.IsZero():
 			soonest(max(s.waitUntil.Sub(now), time.Millisecond))
 		case s.err != nil:
+			soonest(r.p.RetryInterval)
+		case s.refused != nil && s.refused.id != "":
+			// An EIP named by ID is looked at again: a pool may list it, or an
+			// administrator tag it, meanwhile.
 			soonest(r.p.RetryInterval)
 		}
 	}
