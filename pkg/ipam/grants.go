@@ -469,12 +469,14 @@ func (p *planner) blockStarts() func(func(netip.Addr) bool) {
 	}
 }
 
-// freeIn yields the usable, ungranted addresses of the block starting at start.
+// freeIn yields the usable, ungranted addresses of the block starting at start that no
+// SpiderEndpoint holds: an address an endpoint holds without a grant (its grant lost, an
+// endpoint written by hand) is its pod's until GC frees it, never another node's.
 func (p *planner) freeIn(start netip.Addr) func(func(netip.Addr) bool) {
 	return func(yield func(netip.Addr) bool) {
 		end := blockEnd(p.in.Subnet, start)
 		for a := start; a.IsValid() && a.Compare(end) <= 0; a = a.Next() {
-			if _, taken := p.ownerOf(a); taken || !p.in.Usable.Contains(a) {
+			if _, taken := p.ownerOf(a); taken || !p.in.Usable.Contains(a) || p.in.Held[a] != "" {
 				continue
 			}
 			if !yield(a) {

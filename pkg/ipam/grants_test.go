@@ -414,3 +414,23 @@ func TestPlanGrantsOldestNeedFirst(t *testing.T) {
 		t.Errorf("granted %v, unmet %v; want z and m served, a short", plan.Granted, plan.Unmet)
 	}
 }
+
+// TestPlanGrantsNeverGrantsAHeldAddress: an address a SpiderEndpoint holds but no node
+// has a grant of (its grant lost, an endpoint written by hand or by another IPAM) is
+// never granted to another node's pods: the round leaves it out, and the node that
+// needs three addresses of a pool of three gets the two others and stays short of one.
+func TestPlanGrantsNeverGrantsAHeldAddress(t *testing.T) {
+	subnet := netip.MustParsePrefix("10.0.0.0/24")
+	a := netip.MustParseAddr
+	in := GrantInput{Subnet: subnet, Usable: grantRanges(t, "10.0.0.1-10.0.0.3"), Blocks: map[netip.Addr]*GrantBlock{},
+		Held: map[netip.Addr]string{a("10.0.0.1"): "n1"}, Token: "t",
+		Demands: []Demand{{Node: "n2", Need: 3, Want: 3}}}
+	plan := PlanGrants(in)
+	grants, _ := grantSummary(t, plan.Changed)
+	if want := map[string]string{"n2": "10.0.0.2-10.0.0.3"}; !maps.Equal(grants, want) {
+		t.Errorf("grants %v, want %v (10.0.0.1 is n1's pod's)", grants, want)
+	}
+	if plan.Unmet["n2"] != 1 {
+		t.Errorf("unmet %v, want n2 short of 1", plan.Unmet)
+	}
+}
