@@ -387,3 +387,71 @@ func TestE2EEIP(t *testing.T) {
 	}
 	t.Logf("before the rollout %+v; after %+v", before, after)
 }
+
+// TestE2EEIPRequestRefused: a pod in a namespace nobody allowed asks for an EIP by
+// annotation (issue 18's secure default): it runs and turns Ready on its private IP,
+// gets no EIP, a Warning event names the rule and what an administrator must change,
+// and the cloud has not one EIP more. Once an administrator labels the namespace, the
+// same pod gets its EIP, tagged with its namespace.
+func TestE2EEIPRequestRefused(t *testing.T) {
+	c := requireCluster(t)
+	ns := namespace(t, c, "e2e-eip-requests")
+	manualPool(t, c, "e2e-eip-requests", "10.244.174.10-10.244.174.14")
+	before, err := cloudEIPs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, c, ns, deploymentYAML("asker", 1, `{ipam.spidernet.io/ippool: '{"ipv4":["e2e-eip-requests"]}', `+
+		v2beta1.AnnoWithEIP+`: "true", `+v2beta1.AnnoEIPProvider+`: alibaba}`))
+	t.Cleanup(func() { _, _ = c.kubectl("-n", ns, "delete", "deployment", "asker", "--wait=true", "--timeout=60s") })
+	p := running(t, c, ns, "app=asker", 1)
+	waitPodEvent(t, c, ns, "app=asker", "NamespaceNotAllowed")
+	var name string
+	for n := range p {
+		name = n
+	}
+	if err := waitFor("the refused pod Ready", 60*time.Second, func() error {
+		out, err := c.kubectl("-n", ns, "get", "pod", name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		if err == nil && out != "True" {
+			err = fmt.Errorf("Ready %q", out)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ev := k(t, c, ns, "get", "events", "--field-selector", "involvedObject.name="+name+",reason=EIPRequestRefused", "-o", "jsonpath={.items[*].message}")
+	if !strings.Contains(ev, v2beta1.LabelEIPRequests+"="+v2beta1.EIPRequestsAllowed) || !strings.Contains(ev, "allowPodRequests") {
+		t.Errorf("the refusal %q does not say what an administrator changes", ev)
+	}
+	if got := k(t, c, ns, "get", "pod", name, "-o", "jsonpath={.metadata.annotations.orbweaver\\.io/allocated-eip}"); got != "" {
+		t.Errorf("the refused pod shows EIP %q", got)
+	}
+	if after, err := cloudEIPs(); err != nil || len(after) != len(before) {
+		t.Errorf("the cloud has %d EIPs after the refusal, %d before (%v)", len(after), len(before), err)
+	}
+
+	k(t, c, "", "label", "namespace", ns, v2beta1.LabelEIPRequests+"="+v2beta1.EIPRequestsAllowed)
+	var public string
+	if err := waitFor("the EIP once the namespace is allowed", 90*time.Second, func() error {
+		public = k(t, c, ns, "get", "pod", name, "-o", "jsonpath={.metadata.annotations.orbweaver\\.io/allocated-eip}")
+		if public == "" {
+			return fmt.Errorf("none yet")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eips, err := cloudEIPs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range eips {
+		if e.PublicIP == public {
+			found = e.Tags["orbweaver.io/namespace"] == ns && e.State == eip.InUse && e.PrivateIP == p[name].IP
+		}
+	}
+	if !found {
+		t.Errorf("the cloud has no EIP %s in use on %s tagged for namespace %s: %+v", public, p[name].IP, ns, eips)
+	}
+}
