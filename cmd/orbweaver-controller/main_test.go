@@ -171,21 +171,7 @@ func TestRun(t *testing.T) {
 // controller returns at once with the refusal and the command to run, before it writes
 // anything (no certificate Secret); a Warning event on the pool CRD says the same.
 func TestRunRefusesSpiderPoolSchema(t *testing.T) {
-	testenv.Require(t, env)
-	own, err := testenv.Start(testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := own.Stop(); err != nil {
-			t.Error(err)
-		}
-	}()
-	spiderPool := filepath.Join(own.Root, "pkg", "crdcheck", "testdata", "spiderpool-v1.2.2")
-	if _, err := envtest.InstallCRDs(own.Config, envtest.CRDInstallOptions{Paths: []string{spiderPool}, ErrorIfPathMissing: true}); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("KUBECONFIG", own.Kubeconfig)
+	own := spiderPoolAPIServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	o := options{
@@ -194,7 +180,7 @@ func TestRunRefusesSpiderPoolSchema(t *testing.T) {
 		webhookPort: freePort(t), webhook: webhook.Config{EnableIPv4: true, EnableIPv6: true},
 		gc: ipam.DefaultGCConfig(), gcResync: time.Minute, reclaimPolicy: "Follow", clusterID: "refuse-test",
 	}
-	err = run(ctx, o)
+	err := run(ctx, o)
 	if !errors.Is(err, crdcheck.ErrSchema) || !strings.Contains(err.Error(), "orbweaver-controller refuses to start") ||
 		!strings.Contains(err.Error(), "spiderippools.spiderpool.spidernet.io lacks spec.vlan, spec.orbweaver, status.orbweaver") ||
 		!strings.Contains(err.Error(), crdcheck.Fix) {
@@ -215,26 +201,35 @@ func TestRunRefusesSpiderPoolSchema(t *testing.T) {
 	}
 }
 
-// TestRunUpgradesSpiderPoolSchema: the same API server state (SpiderPool's CRDs, as
-// `helm install` over SpiderPool leaves them) with --upgrade-crds, the chart's default:
-// the controller puts this release's CRDs in place and starts (/readyz), and the API
-// server then keeps orbweaver's fields.
-func TestRunUpgradesSpiderPoolSchema(t *testing.T) {
+// spiderPoolAPIServer starts an API server of the test's own that serves SpiderPool
+// v1.2.2's CRDs, as after `helm install` over SpiderPool (which keeps them), and points
+// KUBECONFIG at it; it stops with the test.
+func spiderPoolAPIServer(t *testing.T) *testenv.Env {
+	t.Helper()
 	testenv.Require(t, env)
 	own, err := testenv.Start(testenv.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		if err := own.Stop(); err != nil {
 			t.Error(err)
 		}
-	}()
+	})
 	spiderPool := filepath.Join(own.Root, "pkg", "crdcheck", "testdata", "spiderpool-v1.2.2")
 	if _, err := envtest.InstallCRDs(own.Config, envtest.CRDInstallOptions{Paths: []string{spiderPool}, ErrorIfPathMissing: true}); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("KUBECONFIG", own.Kubeconfig)
+	return own
+}
+
+// TestRunUpgradesSpiderPoolSchema: the same API server state (SpiderPool's CRDs, as
+// `helm install` over SpiderPool leaves them) with --upgrade-crds, the chart's default:
+// the controller puts this release's CRDs in place and starts (/readyz), and the API
+// server then keeps orbweaver's fields.
+func TestRunUpgradesSpiderPoolSchema(t *testing.T) {
+	own := spiderPoolAPIServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	health := fmt.Sprintf("127.0.0.1:%d", freePort(t))
