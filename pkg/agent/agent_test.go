@@ -45,8 +45,12 @@ func readPool(t *testing.T, e *testenv.Env, name string) ipam.Pool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := ptr.Deref(obj.Status.AllocatedIPCount, 0); got != p.AllocatedCount() {
-		t.Fatalf("pool %s: status.allocatedIPCount %d, records %d", name, got, p.AllocatedCount())
+	var spare int64
+	if obj.Status.Orbweaver != nil {
+		spare = ptr.Deref(obj.Status.Orbweaver.SpareIPCount, 0)
+	}
+	if got := ptr.Deref(obj.Status.AllocatedIPCount, 0); got != p.PodCount() || spare != p.SpareCount() {
+		t.Fatalf("pool %s: status.allocatedIPCount %d, spareIPCount %d; %d pods' and %d reserves' records", name, got, spare, p.PodCount(), p.SpareCount())
 	}
 	return p
 }

@@ -103,8 +103,9 @@ func TestManyAgentsOnePool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *obj.Status.AllocatedIPCount != final.AllocatedCount() {
-		t.Fatalf("allocatedIPCount %d != %d records", *obj.Status.AllocatedIPCount, final.AllocatedCount())
+	if *obj.Status.AllocatedIPCount != final.PodCount() || *obj.Status.Orbweaver.SpareIPCount != final.SpareCount() {
+		t.Fatalf("allocatedIPCount %d, spareIPCount %d != %d pods' and %d reserves' records",
+			*obj.Status.AllocatedIPCount, *obj.Status.Orbweaver.SpareIPCount, final.PodCount(), final.SpareCount())
 	}
 	seen := map[netip.Addr]records.Owner{}
 	for o, a := range led.held {

@@ -50,8 +50,8 @@ func decode(t *testing.T, store ipam.PoolStore, name string) ipam.Pool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := *obj.Status.AllocatedIPCount; got != p.AllocatedCount() {
-		t.Fatalf("status.allocatedIPCount %d, records %d", got, p.AllocatedCount())
+	if got, spare := *obj.Status.AllocatedIPCount, *obj.Status.Orbweaver.SpareIPCount; got != p.PodCount() || spare != p.SpareCount() {
+		t.Fatalf("status.allocatedIPCount %d, spareIPCount %d; %d pods' and %d reserves' records", got, spare, p.PodCount(), p.SpareCount())
 	}
 	return p
 }
@@ -438,7 +438,7 @@ func exactFit(t *testing.T, pools int) {
 			for p := range pools {
 				if obj, err := store.GetPool(ctx, fmt.Sprintf("p%d", p)); err == nil && obj.Status.TotalIPCount != nil {
 					for n := range writers {
-						writers[n][p].Observe(*obj.Status.TotalIPCount - *obj.Status.AllocatedIPCount)
+						writers[n][p].Observe(*obj.Status.TotalIPCount - *obj.Status.AllocatedIPCount - *obj.Status.Orbweaver.SpareIPCount)
 					}
 				}
 			}

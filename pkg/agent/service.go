@@ -301,7 +301,12 @@ func (ws *writerSet) observe(pool *v2beta1.SpiderIPPool) {
 	if pool.Status.TotalIPCount == nil || pool.Status.AllocatedIPCount == nil {
 		return
 	}
-	w.Observe(max(*pool.Status.TotalIPCount-*pool.Status.AllocatedIPCount, 0))
+	// Every record is taken: pods' (allocatedIPCount) and reserves' (spareIPCount).
+	var spare int64
+	if ob := pool.Status.Orbweaver; ob != nil && ob.SpareIPCount != nil {
+		spare = *ob.SpareIPCount
+	}
+	w.Observe(max(*pool.Status.TotalIPCount-*pool.Status.AllocatedIPCount-spare, 0))
 }
 
 // all returns every writer started so far.

@@ -867,8 +867,8 @@ func readStressPool(t *testing.T, ctx context.Context, e *testenv.Env) ipam.Pool
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := ptr.Deref(obj.Status.AllocatedIPCount, -1); got != p.AllocatedCount() {
-		t.Fatalf("pool %s: status.allocatedIPCount %d, %d records", stressPoolName, got, p.AllocatedCount())
+	if got, spare := ptr.Deref(obj.Status.AllocatedIPCount, -1), ptr.Deref(obj.Status.Orbweaver.SpareIPCount, -1); got != p.PodCount() || spare != p.SpareCount() {
+		t.Fatalf("pool %s: status.allocatedIPCount %d, spareIPCount %d; %d pods' and %d reserves' records", stressPoolName, got, spare, p.PodCount(), p.SpareCount())
 	}
 	// One owner per IP: the raw records name each address once.
 	var raw []records.Record

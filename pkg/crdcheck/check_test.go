@@ -91,11 +91,11 @@ func TestCheck(t *testing.T) {
 		{name: "orbweaver's pools", crd: pools, dir: orbweaverCRDs},
 		{name: "orbweaver's endpoints", crd: endpoints, dir: orbweaverCRDs},
 		{name: "SpiderPool's pools", crd: pools, dir: spiderPoolCRDs,
-			want: []string{"spec.vlan", "spec.orbweaver", "status.orbweaver"}},
+			want: []string{"spec.vlan", "spec.orbweaver", "status.orbweaver", "status.conditions"}},
 		{name: "SpiderPool's endpoints", crd: endpoints, dir: spiderPoolCRDs,
 			want: []string{"status.current.orbweaver", "the selectable field .status.current.node"}},
 		{name: "SpiderPool's subnets", crd: "spidersubnets.spiderpool.spidernet.io", dir: spiderPoolCRDs,
-			want: []string{"spec.vlan", "spec.orbweaver", "status.orbweaver"}},
+			want: []string{"spec.vlan", "spec.orbweaver", "status.orbweaver", "status.conditions"}},
 		{name: "SpiderPool's reserved IPs", crd: "spiderreservedips.spiderpool.spidernet.io", dir: spiderPoolCRDs},
 		{name: "an older orbweaver's pools without a newer field", crd: pools, dir: orbweaverCRDs,
 			edit: func(t *testing.T, crd *apiextensionsv1.CustomResourceDefinition) {

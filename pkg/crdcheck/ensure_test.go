@@ -67,9 +67,9 @@ func TestEnsure(t *testing.T) {
 	t.Logf("the refusal: %v", err)
 	for _, want := range []string{
 		"orbweaver-test refuses to start",
-		"spiderippools.spiderpool.spidernet.io lacks spec.vlan, spec.orbweaver, status.orbweaver",
+		"spiderippools.spiderpool.spidernet.io lacks spec.vlan, spec.orbweaver, status.orbweaver, status.conditions",
 		"spiderendpoints.spiderpool.spidernet.io lacks status.current.orbweaver, the selectable field .status.current.node",
-		"spidersubnets.spiderpool.spidernet.io lacks spec.vlan, spec.orbweaver, status.orbweaver",
+		"spidersubnets.spiderpool.spidernet.io lacks spec.vlan, spec.orbweaver, status.orbweaver, status.conditions",
 		"kubectl apply --server-side --force-conflicts -f charts/orbweaver/crds/",
 	} {
 		if !strings.Contains(err.Error(), want) {

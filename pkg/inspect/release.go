@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
-	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
@@ -383,7 +382,13 @@ func (w releaser) records(ctx context.Context, plan ReleasePlan) error {
 		if err != nil {
 			return true, fmt.Errorf("%s: %w", what, err)
 		}
-		pool, err := ipam.NewPool(sp, ip.Set{})
+		// The SpiderReservedIPs, so that freeIPCount is written as agents write it.
+		var reservedIPs v2beta1.SpiderReservedIPList
+		if err := w.pools.Client.List(ctx, &reservedIPs); err != nil {
+			return true, fmt.Errorf("%s: list SpiderReservedIPs: %w", what, err)
+		}
+		subnet, _ := netip.ParsePrefix(string(sp.Spec.Subnet)) // NewPool refuses a bad one
+		pool, err := ipam.NewPool(sp, ipam.ReservedAddresses(reservedIPs.Items, ipam.FamilyOf(!subnet.Addr().Is6())))
 		if err != nil {
 			return true, fmt.Errorf("%s: %w", what, err)
 		}
@@ -400,14 +405,10 @@ func (w releaser) records(ctx context.Context, plan ReleasePlan) error {
 			}
 			return true, nil
 		}
-		counts := [2]*int64{sp.Status.AllocatedIPCount, sp.Status.TotalIPCount}
+		// In Grants mode WriteStatus keeps the counts: the pool controller counts the
+		// endpoints; the records are only the ones not moved to grants yet.
 		if err := pool.WriteStatus(sp); err != nil {
 			return true, fmt.Errorf("%s: %w", what, err)
-		}
-		if sp.GrantsMode() {
-			// In Grants mode the pool controller counts the endpoints; the records
-			// are only the ones not moved to grants yet.
-			sp.Status.AllocatedIPCount, sp.Status.TotalIPCount = counts[0], counts[1]
 		}
 		if err := w.pools.UpdatePoolStatus(ctx, sp); err != nil {
 			return false, fmt.Errorf("%s: %w", what, err)

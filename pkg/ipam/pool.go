@@ -110,8 +110,25 @@ func (p Pool) UsableCount() int64 { return p.usable.Count().Int64Saturating() }
 // Subnet is the pool's subnet.
 func (p Pool) Subnet() netip.Prefix { return p.subnet }
 
-// AllocatedCount is the number of allocated addresses, status.allocatedIPCount.
+// AllocatedCount is the number of allocated addresses: the records, those of pods and
+// those of node agents' reserves (status.allocatedIPCount plus
+// status.orbweaver.spareIPCount).
 func (p Pool) AllocatedCount() int64 { return int64(len(p.holders)) }
+
+// PodCount is the number of addresses held by pods, status.allocatedIPCount.
+func (p Pool) PodCount() int64 { return p.AllocatedCount() - p.SpareCount() }
+
+// SpareCount is the number of addresses held by node agents' reserves,
+// status.orbweaver.spareIPCount.
+func (p Pool) SpareCount() int64 {
+	var n int64
+	for _, o := range p.holders {
+		if o.IsReserve() {
+			n++
+		}
+	}
+	return n
+}
 
 // TotalCount is the number of addresses of spec.ips minus spec.excludeIPs,
 // status.totalIPCount, saturated at the int64 maximum.
@@ -359,10 +376,13 @@ func (p Pool) Rebind(a netip.Addr, from, to records.Owner) (Pool, bool) {
 }
 
 // WriteStatus puts the pool's records and counts into sp's status: both in the same
-// object, so one write changes them together and the counts never drift. The pool
-// controller's conditions, the EIP controller's bindings and the allocation mode (the
-// grant controller's) in sp are kept; the orbweaver block is dropped only when it would
-// hold none of them.
+// object, so one write changes them together and the counts never drift:
+// allocatedIPCount (addresses pods hold), status.orbweaver.spareIPCount (addresses node
+// reserves hold), status.orbweaver.freeIPCount and totalIPCount. A pool in Grants mode
+// keeps the counts it has: they are the pool controller's, counted from SpiderEndpoints,
+// and its records are only those not moved to grants yet. The pool controller's
+// conditions (status.conditions and status.orbweaver.conditions), the EIP controller's
+// bindings and the allocation mode (the grant controller's) in sp are kept.
 func (p Pool) WriteStatus(sp *v2beta1.SpiderIPPool) error {
 	recs := make([]records.Record, 0, len(p.holders))
 	for a, o := range p.holders {
@@ -372,17 +392,18 @@ func (p Pool) WriteStatus(sp *v2beta1.SpiderIPPool) error {
 	if err != nil {
 		return fmt.Errorf("pool %q: %w", p.name, err)
 	}
-	allocated, total := p.AllocatedCount(), p.TotalCount()
-	sp.Status.AllocatedIPCount, sp.Status.TotalIPCount = &allocated, &total
 	st := &v2beta1.IPPoolOrbweaverStatus{}
 	if len(recs) > 0 {
 		st.Records = data
 	}
 	if old := sp.Status.Orbweaver; old != nil {
 		st.Conditions, st.EIPs, st.Allocation = old.Conditions, old.EIPs, old.Allocation
+		st.SpareIPCount, st.FreeIPCount = old.SpareIPCount, old.FreeIPCount
 	}
-	if len(st.Records) == 0 && len(st.Conditions) == 0 && len(st.EIPs) == 0 && st.Allocation == "" {
-		st = nil
+	if !sp.GrantsMode() {
+		pods, spare, free, total := p.PodCount(), p.SpareCount(), p.FreeCount(), p.TotalCount()
+		sp.Status.AllocatedIPCount, sp.Status.TotalIPCount = &pods, &total
+		st.SpareIPCount, st.FreeIPCount = &spare, &free
 	}
 	sp.Status.Orbweaver = st
 	return nil

@@ -245,7 +245,7 @@ func TestStatusRoundTrip(t *testing.T) {
 	if err := back.WriteStatus(sp); err != nil {
 		t.Fatal(err)
 	}
-	if sp.Status.Orbweaver != nil || *sp.Status.AllocatedIPCount != 0 {
+	if st := sp.Status.Orbweaver; st == nil || len(st.Records) != 0 || *sp.Status.AllocatedIPCount != 0 || *st.FreeIPCount != 9 {
 		t.Fatalf("status after releasing all = %+v", sp.Status)
 	}
 }

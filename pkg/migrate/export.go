@@ -53,10 +53,11 @@ type PoolExport struct {
 
 // Export writes each pool's allocations back in SpiderPool's format: status.allocatedIPs
 // from the SpiderEndpoints (the pods that hold addresses, whatever the pool's mode),
-// allocatedIPCount to match, and no status.orbweaver, in one compare-and-swap per pool;
-// then it deletes the pool's IPBlocks. Run it with orbweaver's controller and agents
-// stopped: a running controller would import the records again at once. A pool that
-// has status.allocatedIPs already (not imported yet) is skipped.
+// allocatedIPCount to match, and no status.orbweaver nor status.conditions, in one
+// compare-and-swap per pool; then it deletes the pool's IPBlocks. Run it with
+// orbweaver's controller and agents stopped: a running controller would import the
+// records again at once. A pool that has status.allocatedIPs already (not imported
+// yet) is skipped.
 func Export(ctx context.Context, c client.Client, opts ExportOptions) ([]PoolExport, error) {
 	var pools v2beta1.SpiderIPPoolList
 	if err := c.List(ctx, &pools); err != nil {
@@ -141,6 +142,7 @@ func exportPool(ctx context.Context, c client.Client, sp *v2beta1.SpiderIPPool, 
 	n := int64(pe.Addresses)
 	next.Status.AllocatedIPCount = &n
 	next.Status.Orbweaver = nil
+	next.Status.Conditions = nil // orbweaver's Ready; SpiderPool has none
 	if err := c.Status().Update(ctx, next); err != nil {
 		return pe, fmt.Errorf("write SpiderIPPool %q status (is orbweaver still running? stop it first): %w", sp.Name, err)
 	}

@@ -80,6 +80,7 @@ func TestExamplesApplyAndPrint(t *testing.T) {
 		t.Fatal(err)
 	}
 	pool.Status.AllocatedIPCount, pool.Status.TotalIPCount = ptr.To[int64](2), ptr.To[int64](11)
+	pool.Status.Orbweaver = &v2beta1.IPPoolOrbweaverStatus{SpareIPCount: ptr.To[int64](0), FreeIPCount: ptr.To[int64](9)}
 	if err := env.Client.Status().Update(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
@@ -88,31 +89,31 @@ func TestExamplesApplyAndPrint(t *testing.T) {
 		name   string
 		args   []string
 		header []string
-		rows   map[string][]string // name -> whole row
+		rows   map[string][]string // name -> whole row, without AGE (which changes)
 	}{
 		{
 			name:   "sp",
 			args:   []string{"get", "sp"},
-			header: []string{"NAME", "VERSION", "SUBNET", "ALLOCATED-IP-COUNT", "TOTAL-IP-COUNT", "DEFAULT"},
+			header: []string{"NAME", "VERSION", "SUBNET", "ALLOCATED-IP-COUNT", "TOTAL-IP-COUNT", "DEFAULT", "FREE", "AGE"},
 			rows: map[string][]string{
-				"nginx-v4-ippool": {"nginx-v4-ippool", "4", "10.244.0.0/16", "2", "11", "false"},
-				"v6-ippool":       {"v6-ippool", "6", "fd00:10:244::/64", "", "", "false"},
-				"dual-v4":         {"dual-v4", "4", "10.245.0.0/24", "", "", "false"},
-				"dual-v6":         {"dual-v6", "6", "fd00:10:245::/120", "", "", "false"},
+				"nginx-v4-ippool": {"nginx-v4-ippool", "4", "10.244.0.0/16", "2", "11", "false", "9"},
+				"v6-ippool":       {"v6-ippool", "6", "fd00:10:244::/64", "", "", "false", ""},
+				"dual-v4":         {"dual-v4", "4", "10.245.0.0/24", "", "", "false", ""},
+				"dual-v6":         {"dual-v6", "6", "fd00:10:245::/120", "", "", "false", ""},
 			},
 		},
 		{
 			name:   "sp wide",
 			args:   []string{"get", "sp", "-o", "wide"},
-			header: []string{"NAME", "VERSION", "SUBNET", "ALLOCATED-IP-COUNT", "TOTAL-IP-COUNT", "DEFAULT", "DISABLE", "NODENAME", "MULTUSNAME", "APP-NAMESPACE"},
+			header: []string{"NAME", "VERSION", "SUBNET", "ALLOCATED-IP-COUNT", "TOTAL-IP-COUNT", "DEFAULT", "DISABLE", "NODENAME", "MULTUSNAME", "APP-NAMESPACE", "FREE", "SPARE", "AGE"},
 			rows: map[string][]string{
-				"nginx-v4-ippool": {"nginx-v4-ippool", "4", "10.244.0.0/16", "2", "11", "false", "false", "", "", ""},
+				"nginx-v4-ippool": {"nginx-v4-ippool", "4", "10.244.0.0/16", "2", "11", "false", "false", "", "", "", "9", "0"},
 			},
 		},
 		{
 			name:   "ss",
 			args:   []string{"get", "ss"},
-			header: []string{"NAME", "VERSION", "SUBNET", "ALLOCATED-IP-COUNT", "TOTAL-IP-COUNT"},
+			header: []string{"NAME", "VERSION", "SUBNET", "ALLOCATED-IP-COUNT", "TOTAL-IP-COUNT", "AGE"},
 			rows: map[string][]string{
 				"nginx-subnet-v4": {"nginx-subnet-v4", "4", "10.244.0.0/16", "", ""},
 			},
@@ -135,7 +136,14 @@ func TestExamplesApplyAndPrint(t *testing.T) {
 				t.Fatalf("header = %v, want %v\n%s", rows[0], tt.header, out)
 			}
 			for name, want := range tt.rows {
-				if got := row(t, rows, name); !slices.Equal(got, want) {
+				got := row(t, rows, name)
+				if tt.header[len(tt.header)-1] == "AGE" {
+					if age := got[len(got)-1]; age == "" {
+						t.Errorf("row %s: no AGE", name)
+					}
+					got = got[:len(got)-1]
+				}
+				if !slices.Equal(got, want) {
 					t.Errorf("row %s = %v, want %v", name, got, want)
 				}
 			}

@@ -97,8 +97,9 @@ type IPPoolOrbweaverSpec struct {
 	EIP *EIPSpec `json:"eip,omitempty"`
 }
 
-// IPPoolStatus is the pool's allocation state. Counts and records change together in one
-// write, so allocatedIPCount always equals the number of records.
+// IPPoolStatus is the pool's allocation state. In Records mode counts and records change
+// together in one write, so allocatedIPCount plus status.orbweaver.spareIPCount always
+// equals the number of records.
 type IPPoolStatus struct {
 	// AllocatedIPs is SpiderPool's record format (a JSON object in a string: address →
 	// {"pod":"<ns>/<name>","podUid":"<uid>"}). orbweaver's agents never write it: the
@@ -109,7 +110,9 @@ type IPPoolStatus struct {
 	// +optional
 	AllocatedIPs *string `json:"allocatedIPs,omitempty"`
 
-	// AllocatedIPCount is the number of IPs held by pods.
+	// AllocatedIPCount is the number of IPs held by pods, as in SpiderPool. Addresses a
+	// node agent holds in its reserve, not yet handed to a pod, are not counted here but
+	// in status.orbweaver.spareIPCount.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	AllocatedIPCount *int64 `json:"allocatedIPCount,omitempty"`
@@ -124,6 +127,16 @@ type IPPoolStatus struct {
 	// SpiderPool).
 	// +optional
 	Orbweaver *IPPoolOrbweaverStatus `json:"orbweaver,omitempty"`
+
+	// Conditions are the standard Kubernetes conditions of the pool (not part of
+	// SpiderPool): Ready, which the pool controller sets, sums up the detailed conditions
+	// of status.orbweaver.conditions, so that `kubectl wait --for=condition=Ready sp/<name>`
+	// works (docs/reference/crds.md).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // IPPoolOrbweaverStatus holds a pool's allocation records in orbweaver's compact form,
@@ -145,6 +158,20 @@ type IPPoolOrbweaverStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=1400000
 	Records []byte `json:"records,omitempty"`
+
+	// SpareIPCount is the number of addresses node agents hold in their reserves, taken
+	// ahead of their pods and not yet handed to one (Records mode; 0 in Grants mode, where
+	// addresses granted to a node are not held). Written with allocatedIPCount.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	SpareIPCount *int64 `json:"spareIPCount,omitempty"`
+
+	// FreeIPCount is the number of addresses a new allocation could take now: spec.ips
+	// minus spec.excludeIPs minus SpiderReservedIPs, not held by a pod nor a node's
+	// reserve; saturated at the int64 maximum. Written with allocatedIPCount.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	FreeIPCount *int64 `json:"freeIPCount,omitempty"`
 
 	// Conditions are the pool controller's observations: Exhausted, RecordsValid and,
 	// while the pool is being deleted, DeletionBlocked (docs/reference/crds.md). Node
@@ -230,6 +257,28 @@ const (
 	IPPoolRecordsUnreadableReason = "RecordsUnreadable"
 )
 
+// The standard condition of a SpiderIPPool (status.conditions) and its reasons. Ready is
+// False with the first reason that applies, in this order: SpecInvalid, the reason of a
+// SpiderPoolRecordsImported condition that is not True (or ImportPending), RecordsCorrupt,
+// Deleting, Disabled.
+const (
+	// IPPoolReadyCondition is True when agents can allocate from the pool.
+	IPPoolReadyCondition = "Ready"
+	// IPPoolServingReason (Ready True): agents allocate from the pool. A full pool is
+	// Ready: see the Exhausted condition.
+	IPPoolServingReason = "Serving"
+	// IPPoolSpecInvalidReason (Ready False): the spec does not parse (only a write around
+	// the webhook and the schema makes one).
+	IPPoolSpecInvalidReason = "SpecInvalid"
+	// IPPoolImportPendingReason (Ready False): status.allocatedIPs (SpiderPool's records)
+	// is set and not imported yet.
+	IPPoolImportPendingReason = "ImportPending"
+	// IPPoolDeletingReason (Ready False): the pool is being deleted; it hands out nothing.
+	IPPoolDeletingReason = "Deleting"
+	// IPPoolDisabledReason (Ready False): spec.disable is true.
+	IPPoolDisabledReason = "Disabled"
+)
+
 // SpiderIPPool is a pool of IP addresses that pods get their IPs from.
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,shortName=sp,categories=spiderpool
@@ -243,6 +292,9 @@ const (
 // +kubebuilder:printcolumn:name="NodeName",type=string,JSONPath=`.spec.nodeName`,description="nodes admitted",priority=10
 // +kubebuilder:printcolumn:name="MultusName",type=string,JSONPath=`.spec.multusName`,description="Multus networks admitted",priority=10
 // +kubebuilder:printcolumn:name="APP-NAMESPACE",type=string,JSONPath=`.spec.podAffinity.matchLabels['ipam\.spidernet\.io/app-namespace']`,description="namespace of the workload an auto pool serves",priority=10
+// +kubebuilder:printcolumn:name="FREE",type=integer,JSONPath=`.status.orbweaver.freeIPCount`,description="IPs a new allocation could take now"
+// +kubebuilder:printcolumn:name="SPARE",type=integer,JSONPath=`.status.orbweaver.spareIPCount`,description="IPs in node agents' reserves, not yet handed to a pod",priority=1
+// +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
 type SpiderIPPool struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

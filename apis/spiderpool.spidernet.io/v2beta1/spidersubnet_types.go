@@ -75,6 +75,15 @@ type SubnetStatus struct {
 	// Orbweaver holds orbweaver's observations of the subnet (not part of SpiderPool).
 	// +optional
 	Orbweaver *SubnetOrbweaverStatus `json:"orbweaver,omitempty"`
+
+	// Conditions are the standard Kubernetes conditions of the subnet (not part of
+	// SpiderPool): Ready, which the subnet controller sets, sums up the detailed
+	// conditions of status.orbweaver.conditions (docs/reference/crds.md).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // SubnetOrbweaverStatus holds a subnet's orbweaver-only status.
@@ -114,6 +123,17 @@ const (
 	SubnetPoolsRemainReason = "PoolsRemain"
 )
 
+// The standard condition of a SpiderSubnet (status.conditions) and its reasons.
+const (
+	// SubnetReadyCondition is True when pools, auto pools included, can be carved from
+	// the subnet. A subnet with no address left is Ready: see the Exhausted condition.
+	SubnetReadyCondition = "Ready"
+	// SubnetServingReason (Ready True).
+	SubnetServingReason = "Serving"
+	// SubnetDeletingReason (Ready False): the subnet is being deleted.
+	SubnetDeletingReason = "Deleting"
+)
+
 // SpiderSubnet is a subnet that pools, including per-workload auto pools, are carved from.
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,shortName=ss,categories=spiderpool
@@ -122,6 +142,7 @@ const (
 // +kubebuilder:printcolumn:name="SUBNET",type=string,JSONPath=`.spec.subnet`,description="subnet"
 // +kubebuilder:printcolumn:name="ALLOCATED-IP-COUNT",type=integer,JSONPath=`.status.allocatedIPCount`,description="IPs handed to pools"
 // +kubebuilder:printcolumn:name="TOTAL-IP-COUNT",type=integer,JSONPath=`.status.totalIPCount`,description="IPs of the subnet"
+// +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
 type SpiderSubnet struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

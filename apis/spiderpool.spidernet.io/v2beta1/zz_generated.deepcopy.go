@@ -168,6 +168,16 @@ func (in *IPPoolOrbweaverStatus) DeepCopyInto(out *IPPoolOrbweaverStatus) {
 		*out = make([]byte, len(*in))
 		copy(*out, *in)
 	}
+	if in.SpareIPCount != nil {
+		in, out := &in.SpareIPCount, &out.SpareIPCount
+		*out = new(int64)
+		**out = **in
+	}
+	if in.FreeIPCount != nil {
+		in, out := &in.FreeIPCount, &out.FreeIPCount
+		*out = new(int64)
+		**out = **in
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]v1.Condition, len(*in))
@@ -306,6 +316,13 @@ func (in *IPPoolStatus) DeepCopyInto(out *IPPoolStatus) {
 		in, out := &in.Orbweaver, &out.Orbweaver
 		*out = new(IPPoolOrbweaverStatus)
 		(*in).DeepCopyInto(*out)
+	}
+	if in.Conditions != nil {
+		in, out := &in.Conditions, &out.Conditions
+		*out = make([]v1.Condition, len(*in))
+		for i := range *in {
+			(*in)[i].DeepCopyInto(&(*out)[i])
+		}
 	}
 }
 
@@ -776,6 +793,13 @@ func (in *SubnetStatus) DeepCopyInto(out *SubnetStatus) {
 		in, out := &in.Orbweaver, &out.Orbweaver
 		*out = new(SubnetOrbweaverStatus)
 		(*in).DeepCopyInto(*out)
+	}
+	if in.Conditions != nil {
+		in, out := &in.Conditions, &out.Conditions
+		*out = make([]v1.Condition, len(*in))
+		for i := range *in {
+			(*in)[i].DeepCopyInto(&(*out)[i])
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -386,4 +387,66 @@ func TestGCNodeReserve(t *testing.T) {
 	h.assertCounts("released_addresses_total", h.r.metrics.released, map[ipam.GCReason]float64{ipam.GCNodeGone: 3})
 	h.assertCounts("rebound_addresses_total", h.r.metrics.rebound, map[ipam.GCReason]float64{ipam.GCNodeGone: 1})
 	h.assertCounts("endpoint_deletions_total", h.r.metrics.deleted, nil)
+
+	// GC's write counts as the agents do: the pod's address in allocatedIPCount, the
+	// other node's spares apart, the rest of .10-.250 free.
+	if got := h.counts(pool); got != [4]int64{1, 2, 238, 241} {
+		t.Errorf("allocated/spare/free/total = %v, want [1 2 238 241]", got)
+	}
+}
+
+// counts returns the stored pool's allocatedIPCount, spareIPCount, freeIPCount and
+// totalIPCount (-1 when unset).
+func (h *harness) counts(pool string) [4]int64 {
+	h.t.Helper()
+	sp := &v2beta1.SpiderIPPool{}
+	if err := h.e.Client.Get(h.ctx, client.ObjectKey{Name: pool}, sp); err != nil {
+		h.t.Fatal(err)
+	}
+	ob := sp.Status.Orbweaver
+	if ob == nil {
+		ob = &v2beta1.IPPoolOrbweaverStatus{}
+	}
+	return [4]int64{ptr.Deref(sp.Status.AllocatedIPCount, -1), ptr.Deref(ob.SpareIPCount, -1), ptr.Deref(ob.FreeIPCount, -1), ptr.Deref(sp.Status.TotalIPCount, -1)}
+}
+
+// TestGCGrantsPoolKeepsCounts: in a pool in Grants mode, GC still frees records left
+// from before the switch, but its write keeps the counts the pool controller wrote from
+// the SpiderEndpoints: it does not count the records that remain (here a node's reserve,
+// not moved to grants yet).
+func TestGCGrantsPoolKeepsCounts(t *testing.T) {
+	h := startGC(t, nil)
+	pool := h.pool("")
+	orphan := h.allocate(pool, records.OwnerOf("uid-gone", "ctr-gone", "eth0"))
+	kept := h.reserve(pool, h.node(true), 2)
+
+	// The switch to Grants, and the pool controller's counts from the endpoints (none).
+	controllers := [4]int64{0, 0, 241, 241}
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		sp := &v2beta1.SpiderIPPool{}
+		if err := h.e.Client.Get(h.ctx, client.ObjectKey{Name: pool}, sp); err != nil {
+			return err
+		}
+		sp.Status.Orbweaver.Allocation = v2beta1.AllocationGrants
+		sp.Status.AllocatedIPCount, sp.Status.TotalIPCount = ptr.To(controllers[0]), ptr.To(controllers[3])
+		sp.Status.Orbweaver.SpareIPCount, sp.Status.Orbweaver.FreeIPCount = ptr.To(controllers[1]), ptr.To(controllers[2])
+		return h.e.Client.Status().Update(h.ctx, sp)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	testenv.WaitFor(t, "the orphan record freed", func() (bool, error) {
+		_, held := h.holder(pool, orphan)
+		return !held, nil
+	})
+	for _, a := range kept {
+		if _, held := h.holder(pool, a); !held {
+			t.Fatalf("%s of the live node's reserve was freed", a)
+		}
+	}
+	h.assertCounts("released_addresses_total", h.r.metrics.released, map[ipam.GCReason]float64{ipam.GCOrphanRecord: 1})
+	if got := h.counts(pool); got != controllers {
+		t.Errorf("allocated/spare/free/total after GC's write = %v, want the pool controller's %v", got, controllers)
+	}
 }

@@ -1,6 +1,7 @@
 package ippool
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -32,8 +33,10 @@ func endpoint(name, pool, addr string) v2beta1.SpiderEndpoint {
 
 // TestDesiredStatusGrants: a Grants pool's counts and conditions come from the addresses
 // its endpoints hold; grants are not allocations, other pools' endpoints and addresses
-// outside the subnet count for nothing, and an address two endpoints name counts once.
-// The allocation mode survives the controller's status.
+// outside the subnet count for nothing, and an address two endpoints name counts once;
+// spareIPCount is 0 (leftover records of node reserves, not moved to grants yet, are not
+// counted either). The allocation mode survives the controller's status, and Ready is
+// True unless the pool is deleted.
 func TestDesiredStatusGrants(t *testing.T) {
 	tests := []struct {
 		name          string
@@ -44,6 +47,7 @@ func TestDesiredStatusGrants(t *testing.T) {
 		wantAllocated int64
 		wantFree      int64
 		want          map[string]wantCond
+		wantReady     string // the reason; Serving when empty
 	}{
 		{
 			name: "no endpoint: nothing held, records not corrupt",
@@ -93,8 +97,26 @@ func TestDesiredStatusGrants(t *testing.T) {
 			},
 		},
 		{
-			name:          "deleted while endpoints hold addresses",
-			pool:          grantsPool("10.0.0.0/24", "10.0.0.10-10.0.0.19"),
+			name: "leftover records: a pod's and a node reserve's",
+			pool: func() *v2beta1.SpiderIPPool {
+				sp := allocate(t, newPool("10.0.0.0/24", []v2beta1.IPOrRange{"10.0.0.10-10.0.0.19"}, nil), 1, 2)
+				sp.Status.Orbweaver.Allocation = v2beta1.AllocationGrants
+				return sp
+			}(),
+			eps:           []v2beta1.SpiderEndpoint{endpoint("a", "p", "10.0.0.15/24")},
+			wantAllocated: 1, wantFree: 9,
+			want: map[string]wantCond{
+				v2beta1.IPPoolExhaustedCondition:    {status: metav1.ConditionFalse, reason: v2beta1.IPPoolFreeAddressesReason},
+				v2beta1.IPPoolRecordsValidCondition: {status: metav1.ConditionTrue, reason: v2beta1.IPPoolRecordsDecodedReason},
+			},
+		},
+		{
+			name: "deleted while endpoints hold addresses",
+			pool: func() *v2beta1.SpiderIPPool {
+				sp := grantsPool("10.0.0.0/24", "10.0.0.10-10.0.0.19")
+				sp.DeletionTimestamp = ptr.To(metav1.Unix(1700000000, 0))
+				return sp
+			}(),
 			eps:           []v2beta1.SpiderEndpoint{endpoint("a", "p", "10.0.0.10/24"), endpoint("b", "p", "10.0.0.11/24")},
 			blocked:       true,
 			wantAllocated: 2, wantFree: 8,
@@ -104,6 +126,7 @@ func TestDesiredStatusGrants(t *testing.T) {
 				v2beta1.IPPoolDeletionBlockedCondition: {status: metav1.ConditionTrue, reason: v2beta1.IPPoolAddressesHeldReason,
 					message: []string{"2 addresses are still held (2 held by 2 pods)"}},
 			},
+			wantReady: v2beta1.IPPoolDeletingReason,
 		},
 	}
 	now := time.Date(2026, 12, 8, 12, 0, 0, 0, time.UTC)
@@ -120,9 +143,23 @@ func TestDesiredStatusGrants(t *testing.T) {
 			if got := ptr.Deref(st.AllocatedIPCount, -1); got != tt.wantAllocated {
 				t.Errorf("allocatedIPCount = %d, want %d", got, tt.wantAllocated)
 			}
-			if st.Orbweaver.Allocation != v2beta1.AllocationGrants || len(st.Orbweaver.Records) != 0 {
-				t.Errorf("status.orbweaver allocation %q, %d bytes of records; want Grants, none", st.Orbweaver.Allocation, len(st.Orbweaver.Records))
+			if got := ptr.Deref(st.Orbweaver.SpareIPCount, -1); got != 0 {
+				t.Errorf("spareIPCount = %d, want 0: grants are not held", got)
 			}
+			if got := ptr.Deref(st.Orbweaver.FreeIPCount, -1); got != tt.wantFree {
+				t.Errorf("freeIPCount = %d, want %d", got, tt.wantFree)
+			}
+			if st.Orbweaver.Allocation != v2beta1.AllocationGrants {
+				t.Errorf("status.orbweaver allocation %q, want Grants", st.Orbweaver.Allocation)
+			}
+			if !bytes.Equal(st.Orbweaver.Records, tt.pool.Status.Orbweaver.Records) {
+				t.Errorf("records changed")
+			}
+			ready := wantCond{status: metav1.ConditionTrue, reason: v2beta1.IPPoolServingReason}
+			if tt.wantReady != "" {
+				ready = wantCond{status: metav1.ConditionFalse, reason: tt.wantReady}
+			}
+			checkCond(t, st.Conditions, v2beta1.IPPoolReadyCondition, ready, now)
 			if len(st.Orbweaver.Conditions) != len(tt.want) {
 				t.Errorf("conditions = %+v, want types %v", st.Orbweaver.Conditions, tt.want)
 			}

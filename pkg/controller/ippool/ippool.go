@@ -1,9 +1,11 @@
 // Package ippool is the SpiderIPPool status controller. Node agents write a pool's
-// records and both counts in one compare-and-swap status write; between their writes
-// this controller keeps status.totalIPCount and status.allocatedIPCount equal to the
-// spec and the records (a pool nobody allocated from, a spec change), sets the pool's
-// conditions (status.orbweaver.conditions), and removes the finalizer of a deleted pool
-// once it records no allocation. It never changes records, those are the agents' and
+// records and its counts in one compare-and-swap status write; between their writes
+// this controller keeps status.totalIPCount, status.allocatedIPCount (addresses pods
+// hold), status.orbweaver.spareIPCount (addresses node reserves hold) and freeIPCount
+// equal to the spec and the records (a pool nobody allocated from, a spec change), sets
+// the pool's conditions (status.orbweaver.conditions) and their summary, Ready
+// (status.conditions), and removes the finalizer of a deleted pool once it records no
+// allocation. It never changes records, those are the agents' and
 // the garbage collector's, with one exception: a pool SpiderPool allocated from has its
 // records in status.allocatedIPs, which this controller imports into
 // status.orbweaver.records (ippool_import.go), and it takes SpiderPool's finalizer off
@@ -219,6 +221,9 @@ func (r *reconciler) reconcilePool(ctx context.Context, sp *v2beta1.SpiderIPPool
 	f, err := r.facts(ctx, sp, reserved)
 	if errors.Is(err, ipam.ErrInvalidPool) {
 		r.recorder.Event(sp, corev1.EventTypeWarning, EventPoolSpecInvalid, err.Error())
+		if werr := r.writeSpecInvalid(ctx, sp, err); werr != nil {
+			return ctrl.Result{}, werr
+		}
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
 	if err != nil {
@@ -277,6 +282,19 @@ func (r *reconciler) reconcilePool(ctx context.Context, sp *v2beta1.SpiderIPPool
 		}
 	}
 	return ctrl.Result{}, nil
+}
+
+// writeSpecInvalid sets the pool's Ready condition False for a spec that does not parse
+// (specErr), leaving the rest of its status as it is.
+func (r *reconciler) writeSpecInvalid(ctx context.Context, sp *v2beta1.SpiderIPPool, specErr error) error {
+	obj := sp.DeepCopy()
+	setReady(sp, &obj.Status, specErr, r.clock.Now())
+	if !statusChanged(&sp.Status, &obj.Status) {
+		return nil
+	}
+	err := r.pools.UpdatePoolStatus(ctx, obj)
+	r.metrics.wrote("status", err)
+	return err
 }
 
 // removeFinalizer takes orbweaver's finalizer off a deleted pool, with the version it

@@ -96,10 +96,11 @@ func (r *reconciler) importForeign(ctx context.Context, sp *v2beta1.SpiderIPPool
 	// refuse leaves the records where they are, with the condition False saying why.
 	refuse := func(reason, msg string, warn bool, after time.Duration) (ctrl.Result, error) {
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, msg
-		if old := meta.FindStatusCondition(ob.Conditions, cond.Type); old != nil && old.Status == cond.Status && old.Message == cond.Message {
+		meta.SetStatusCondition(&ob.Conditions, cond)
+		setReady(sp, &obj.Status, nil, now.Time)
+		if !statusChanged(&sp.Status, &obj.Status) {
 			return ctrl.Result{RequeueAfter: after}, nil // said already
 		}
-		meta.SetStatusCondition(&ob.Conditions, cond)
 		err := r.pools.UpdatePoolStatus(ctx, obj)
 		r.metrics.wrote("import", err)
 		if err != nil {
@@ -135,10 +136,19 @@ func (r *reconciler) importForeign(ctx context.Context, sp *v2beta1.SpiderIPPool
 		return ctrl.Result{}, fmt.Errorf("import the SpiderPool records of pool %q: %w", sp.Name, err)
 	}
 	obj.Status.AllocatedIPs = nil
-	obj.Status.AllocatedIPCount = ptr.To(int64(len(merged)))
+	// The counts of the records (free follows in the next pass, which counts the
+	// SpiderReservedIPs too).
+	var spare int64
+	for _, rec := range merged {
+		if rec.Owner.IsReserve() {
+			spare++
+		}
+	}
+	obj.Status.AllocatedIPCount, ob.SpareIPCount = ptr.To(int64(len(merged))-spare), ptr.To(spare)
 	cond.Status, cond.Reason = metav1.ConditionTrue, v2beta1.IPPoolImportedReason
 	cond.Message = fmt.Sprintf("imported %d addresses SpiderPool recorded in status.allocatedIPs", added)
 	meta.SetStatusCondition(&ob.Conditions, cond)
+	setReady(sp, &obj.Status, nil, now.Time)
 	err = r.pools.UpdatePoolStatus(ctx, obj)
 	r.metrics.wrote("import", err)
 	if err != nil {

@@ -23,9 +23,10 @@ import (
 // conditions are computed from it (desiredStatus), so both are tested without an API
 // server.
 type facts struct {
-	// total and allocated are the counts ipam.Pool.WriteStatus writes; allocated is
-	// meaningful only when recordsErr is nil.
-	total, allocated int64
+	// total, allocated (addresses pods hold) and spare (addresses node agents' reserves
+	// hold; 0 in Grants mode) are the counts ipam.Pool.WriteStatus writes; allocated and
+	// spare are meaningful only when recordsErr is nil.
+	total, allocated, spare int64
 	// usable is total minus the addresses SpiderReservedIPs reserve; free is usable
 	// minus the held addresses: what a new allocation could take now.
 	usable, free int64
@@ -74,6 +75,7 @@ func observe(sp *v2beta1.SpiderIPPool, reserved ip.Set) (facts, error) {
 		return f, nil
 	}
 	f.allocated, f.total = *scratch.Status.AllocatedIPCount, *scratch.Status.TotalIPCount
+	f.spare = *scratch.Status.Orbweaver.SpareIPCount
 	f.free = pool.FreeCount()
 
 	if st := sp.Status.Orbweaver; st != nil && len(st.Records) > 0 {
@@ -103,7 +105,7 @@ func observe(sp *v2beta1.SpiderIPPool, reserved ip.Set) (facts, error) {
 // observeGrants computes the facts of a pool in Grants mode from what the SpiderEndpoints
 // eps hold in it (ipam.EndpointHolds; endpoints that do not name the pool add nothing):
 // allocated counts the distinct addresses pods hold, and an address granted to a node
-// but not handed to a pod is free (grants are not allocations). Records are not read:
+// but not handed to a pod is free (grants are not allocations: spare is 0). Records are not read:
 // the grant controller switches only a pool that records nothing, and no agent writes
 // records once it has. The error is as observe's.
 func observeGrants(sp *v2beta1.SpiderIPPool, reserved ip.Set, eps []v2beta1.SpiderEndpoint) (facts, error) {
@@ -142,8 +144,9 @@ func observeGrants(sp *v2beta1.SpiderIPPool, reserved ip.Set, eps []v2beta1.Spid
 	return f, nil
 }
 
-// held reports whether the records hold any address, or cannot tell.
-func (f facts) held() bool { return f.recordsErr != nil || f.allocated > 0 }
+// held reports whether the records hold any address, a pod's or a node reserve's, or
+// cannot tell.
+func (f facts) held() bool { return f.recordsErr != nil || f.allocated > 0 || f.spare > 0 }
 
 // maxListed is how many addresses a condition message names before "and N more".
 const maxListed = 5
@@ -221,8 +224,9 @@ func heldMessage(f facts) string {
 	if f.reserveAddrs > 0 {
 		parts = append(parts, fmt.Sprintf("%d in the reserve of %d node %s", f.reserveAddrs, f.nodes, plural(f.nodes, "agent", "agents")))
 	}
+	n := f.allocated + f.spare
 	return fmt.Sprintf("the finalizer stays until every address is released: %d %s still held (%s)",
-		f.allocated, plural(f.allocated, "address is", "addresses are"), strings.Join(parts, ", "))
+		n, plural(n, "address is", "addresses are"), strings.Join(parts, ", "))
 }
 
 func plural[N ~int | ~int64](n N, one, many string) string {
@@ -248,18 +252,17 @@ func listAddrs(as []netip.Addr) string {
 }
 
 // desiredStatus returns the status the pool should have: sp's status with the counts
-// and conditions of the facts. Records and the allocation mode are never changed (the
-// same bytes, shared with sp); allocatedIPCount is left as it was when the records do
-// not decode. sp is not modified. Conditions keep their transition time unless their
-// status changes, when it becomes now.
+// and conditions of the facts, and the Ready condition that sums them up. Records and
+// the allocation mode are never changed (the same bytes, shared with sp); the counts of
+// what is held (allocatedIPCount, spareIPCount, freeIPCount) are left as they were when
+// the records do not decode. sp is not modified. Conditions keep their transition time
+// unless their status changes, when it becomes now.
 func desiredStatus(sp *v2beta1.SpiderIPPool, f facts, blocked bool, now time.Time) v2beta1.IPPoolStatus {
 	st := v2beta1.IPPoolStatus{
 		AllocatedIPs:     sp.Status.AllocatedIPs,
 		AllocatedIPCount: sp.Status.AllocatedIPCount,
 		TotalIPCount:     ptr.To(f.total),
-	}
-	if f.recordsErr == nil {
-		st.AllocatedIPCount = ptr.To(f.allocated)
+		Conditions:       slices.Clone(sp.Status.Conditions),
 	}
 	ob := &v2beta1.IPPoolOrbweaverStatus{}
 	if old := sp.Status.Orbweaver; old != nil {
@@ -267,6 +270,11 @@ func desiredStatus(sp *v2beta1.SpiderIPPool, f facts, blocked bool, now time.Tim
 		ob.Records = old.Records
 		ob.Conditions = slices.Clone(old.Conditions)
 		ob.EIPs = old.EIPs // the EIP controller's
+		ob.SpareIPCount, ob.FreeIPCount = old.SpareIPCount, old.FreeIPCount
+	}
+	if f.recordsErr == nil {
+		st.AllocatedIPCount = ptr.To(f.allocated)
+		ob.SpareIPCount, ob.FreeIPCount = ptr.To(f.spare), ptr.To(f.free)
 	}
 	if !blocked {
 		meta.RemoveStatusCondition(&ob.Conditions, v2beta1.IPPoolDeletionBlockedCondition)
@@ -277,7 +285,48 @@ func desiredStatus(sp *v2beta1.SpiderIPPool, f facts, blocked bool, now time.Tim
 		meta.SetStatusCondition(&ob.Conditions, c)
 	}
 	st.Orbweaver = ob
+	setReady(sp, &st, nil, now)
 	return st
+}
+
+// ready returns the pool's Ready condition, without transition time, for the status st
+// it is to have: False with the first reason that blocks allocation, in the order of
+// the reasons' declaration in the API (specErr, set when the spec does not parse,
+// first), else True. Exhausted and AddressesOutsidePool do not block: a full pool is
+// sound, and its pods keep their addresses.
+func ready(sp *v2beta1.SpiderIPPool, st *v2beta1.IPPoolStatus, specErr error) metav1.Condition {
+	c := metav1.Condition{Type: v2beta1.IPPoolReadyCondition, Status: metav1.ConditionFalse, ObservedGeneration: sp.Generation}
+	var ob []metav1.Condition
+	if st.Orbweaver != nil {
+		ob = st.Orbweaver.Conditions
+	}
+	imported := meta.FindStatusCondition(ob, v2beta1.IPPoolImportedCondition)
+	valid := meta.FindStatusCondition(ob, v2beta1.IPPoolRecordsValidCondition)
+	switch {
+	case specErr != nil:
+		c.Reason, c.Message = v2beta1.IPPoolSpecInvalidReason, specErr.Error()
+	case st.AllocatedIPs != nil && imported != nil && imported.Status == metav1.ConditionFalse:
+		c.Reason, c.Message = imported.Reason, "SpiderPool's records (status.allocatedIPs) are not imported, so no address is handed out: "+imported.Message
+	case st.AllocatedIPs != nil:
+		c.Reason, c.Message = v2beta1.IPPoolImportPendingReason, "SpiderPool's records (status.allocatedIPs) are not imported yet; no address is handed out until they are"
+	case valid != nil && valid.Status == metav1.ConditionFalse && valid.Reason == v2beta1.IPPoolRecordsCorruptReason:
+		c.Reason, c.Message = valid.Reason, "no address is handed out while status.orbweaver.records do not decode: "+valid.Message
+	case sp.DeletionTimestamp != nil:
+		c.Reason, c.Message = v2beta1.IPPoolDeletingReason, "the pool is being deleted: it hands out no address"
+	case ptr.Deref(sp.Spec.Disable, false):
+		c.Reason, c.Message = v2beta1.IPPoolDisabledReason, "spec.disable is true: the pool hands out no new address"
+	default:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v2beta1.IPPoolServingReason, "agents allocate from the pool"
+	}
+	return c
+}
+
+// setReady sets the Ready condition of st (sp's next status), dated now if its status
+// changes.
+func setReady(sp *v2beta1.SpiderIPPool, st *v2beta1.IPPoolStatus, specErr error, now time.Time) {
+	c := ready(sp, st, specErr)
+	c.LastTransitionTime = metav1.NewTime(now.Truncate(time.Second))
+	meta.SetStatusCondition(&st.Conditions, c)
 }
 
 // statusChanged reports whether writing next would change anything.

@@ -228,6 +228,7 @@ func desiredStatus(subnet *v2beta1.SpiderSubnet, f facts, blocking []string, now
 		TotalIPCount:      ptr.To(f.total.Count().Int64Saturating()),
 		AllocatedIPCount:  ptr.To(f.allocated()),
 		Orbweaver:         &v2beta1.SubnetOrbweaverStatus{},
+		Conditions:        slices.Clone(subnet.Status.Conditions),
 	}
 	if old := subnet.Status.Orbweaver; old != nil {
 		st.Orbweaver.Conditions = slices.Clone(old.Conditions)
@@ -240,7 +241,22 @@ func desiredStatus(subnet *v2beta1.SpiderSubnet, f facts, blocking []string, now
 		c.LastTransitionTime = at
 		meta.SetStatusCondition(&st.Orbweaver.Conditions, c)
 	}
+	r := ready(subnet)
+	r.LastTransitionTime = at
+	meta.SetStatusCondition(&st.Conditions, r)
 	return st, nil
+}
+
+// ready returns the subnet's Ready condition (status.conditions), without transition
+// time: False while the subnet is being deleted, else True. Exhausted and PoolsOutside
+// do not make it False: the subnet is sound, and its pools serve.
+func ready(subnet *v2beta1.SpiderSubnet) metav1.Condition {
+	c := metav1.Condition{Type: v2beta1.SubnetReadyCondition, Status: metav1.ConditionTrue, Reason: v2beta1.SubnetServingReason,
+		Message: "pools and auto pools can be carved from the subnet", ObservedGeneration: subnet.Generation}
+	if subnet.DeletionTimestamp != nil {
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v2beta1.SubnetDeletingReason, "the subnet is being deleted"
+	}
+	return c
 }
 
 // statusChanged reports whether writing next would change anything.

@@ -187,8 +187,12 @@ func TestDesiredStatus(t *testing.T) {
 			},
 		},
 		{
-			name:      "deleted while pools remain",
-			subnet:    big,
+			name: "deleted while pools remain",
+			subnet: func() *v2beta1.SpiderSubnet {
+				s := big.DeepCopy()
+				s.DeletionTimestamp = ptr.To(metav1.Unix(1700000000, 0))
+				return s
+			}(),
 			pools:     []v2beta1.SpiderIPPool{newPool("p", cidr, nil, []v2beta1.IPOrRange{"10.244.100.1"}, nil)},
 			blocking:  []string{"p", "q"},
 			wantPools: ptr.To(`{"p":{"ips":["10.244.100.1"]}}`),
@@ -251,6 +255,15 @@ func TestDesiredStatus(t *testing.T) {
 						t.Errorf("%s message %q lacks %q", typ, c.Message, sub)
 					}
 				}
+			}
+
+			wantReady := [2]string{string(metav1.ConditionTrue), v2beta1.SubnetServingReason}
+			if tt.subnet.DeletionTimestamp != nil {
+				wantReady = [2]string{string(metav1.ConditionFalse), v2beta1.SubnetDeletingReason}
+			}
+			if c := meta.FindStatusCondition(st.Conditions, v2beta1.SubnetReadyCondition); c == nil ||
+				[2]string{string(c.Status), c.Reason} != wantReady || c.ObservedGeneration != 2 || !c.LastTransitionTime.Time.Equal(now) {
+				t.Errorf("Ready = %+v, want %v gen 2 at %v", c, wantReady, now)
 			}
 
 			// The same state later gives the same status: nothing to write.

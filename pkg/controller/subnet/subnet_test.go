@@ -131,8 +131,12 @@ func TestControlledIPPools(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Fields(out), []string{name, "4", cidr, "15", "256"}; !slices.Equal(got, want) {
-		t.Fatalf("kubectl get ss = %q, want %q", got, want)
+	// SpiderPool's columns, then AGE.
+	if got, want := strings.Fields(out), []string{name, "4", cidr, "15", "256"}; len(got) != len(want)+1 || !slices.Equal(got[:len(want)], want) {
+		t.Fatalf("kubectl get ss = %q, want %q and the age", got, want)
+	}
+	if out, err := e.Kubectl(ctx, "wait", "--for=condition=Ready", "ss/"+name, "--timeout=60s"); err != nil {
+		t.Fatalf("kubectl wait --for=condition=Ready ss/%s: %v\n%s", name, err, out)
 	}
 
 	auto.Spec.IPs = []v2beta1.IPOrRange{"10.36.100.0-10.36.100.5"}
