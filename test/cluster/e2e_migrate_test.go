@@ -128,6 +128,21 @@ spec:
 	now = union(web, db)
 	unique(t, now)
 	held(t, c, cli, now)
+	// orbweaver's own audit of the migrated pool finds nothing wrong (a leak younger than
+	// GC's delay would be the product at work: it is asked again), and it refuses to
+	// release a live pod's address.
+	if err := waitFor("ipam check clean", 60*time.Second, func() error {
+		out, err := runCLI(cli, c, "ipam", "check", "--pool", migratePool)
+		if err != nil {
+			return fmt.Errorf("%v\n%s", err, out)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	if out, err := runCLI(cli, c, "ipam", "release", "--ip", now["db-0"].IP); err == nil || !strings.Contains(out, "refused") {
+		t.Errorf("ipam release of live db-0's %s: %v\n%s; want a refusal", now["db-0"].IP, err, out)
+	}
 
 	// 6. The way back (guide §5): orbweaver out, its records written in SpiderPool's
 	// format, SpiderPool's CRDs, agent and plugin back.
