@@ -17,12 +17,18 @@ func TestBlockStartAndName(t *testing.T) {
 	tests := []struct {
 		subnet, addr, start, name string
 	}{
+		// Blocks of 16 in a subnet of at most 65,536 addresses.
 		{"10.0.0.0/16", "10.0.0.0", "10.0.0.0", "p.10.0.0.0"},
-		{"10.0.0.0/16", "10.0.1.127", "10.0.1.64", "p.10.0.1.64"},
-		{"10.0.0.0/28", "10.0.0.9", "10.0.0.0", "p.10.0.0.0"},     // the subnet is one block
-		{"10.0.0.32/27", "10.0.0.63", "10.0.0.32", "p.10.0.0.32"}, // smaller than a block
+		{"10.0.0.0/16", "10.0.1.127", "10.0.1.112", "p.10.0.1.112"},
+		{"10.0.0.0/29", "10.0.0.7", "10.0.0.0", "p.10.0.0.0"},     // the subnet is one block
+		{"10.0.0.32/27", "10.0.0.63", "10.0.0.48", "p.10.0.0.48"}, // two blocks
+		{"fd00::/120", "fd00::7f", "fd00::70", "p.fd00--70"},
+		{"fd00::/112", "fd00::ffff", "fd00::fff0", "p.fd00--fff0"},
+		// Blocks of 64 in a larger one.
+		{"10.0.0.0/15", "10.0.1.127", "10.0.1.64", "p.10.0.1.64"},
+		{"10.0.0.0/8", "10.0.0.9", "10.0.0.0", "p.10.0.0.0"},
 		{"fd00::/64", "fd00::1:ff", "fd00::1:c0", "p.fd00--1-c0"},
-		{"fd00::/120", "fd00::7f", "fd00::40", "p.fd00--40"},
+		{"fd00::/111", "fd00::1:ffff", "fd00::1:ffc0", "p.fd00--1-ffc0"},
 		// A name starts and ends with a letter or digit: a 0 where "::" would be at
 		// either end.
 		{"fd00:10:128::/120", "fd00:10:128::c", "fd00:10:128::", "p.fd00-10-128--0"},
@@ -47,8 +53,17 @@ func TestBlockStartAndName(t *testing.T) {
 	}
 }
 
+func TestGrantBlockSize(t *testing.T) {
+	for subnet, want := range map[string]int{"10.0.0.0/24": 16, "10.0.0.0/16": 16, "10.0.0.0/15": 64, "10.0.0.0/8": 64,
+		"fd00::/120": 16, "fd00::/112": 16, "fd00::/111": 64, "fd00::/64": 64} {
+		if got := GrantBlockSize(netip.MustParsePrefix(subnet)); got != want {
+			t.Errorf("GrantBlockSize(%s) = %d, want %d", subnet, got, want)
+		}
+	}
+}
+
 func TestGrantBlockRoundTrip(t *testing.T) {
-	subnet := netip.MustParsePrefix("10.0.0.0/16")
+	subnet := netip.MustParsePrefix("10.0.0.0/8")
 	g := &GrantBlock{Start: netip.MustParseAddr("10.0.0.64"), Owners: map[netip.Addr]string{}, Reclaim: map[netip.Addr]string{}}
 	for _, a := range []string{"10.0.0.64", "10.0.0.65", "10.0.0.66", "10.0.0.70"} {
 		g.Owners[netip.MustParseAddr(a)] = "node-a"
@@ -91,6 +106,9 @@ func TestGrantBlockOfRefuses(t *testing.T) {
 		{"start outside the subnet", block("10.1.0.0"), "not the start of a block"},
 		{"address outside the block", block("10.0.0.64", ipamv1.NodeAddresses{Node: "a", IPs: []string{"10.0.0.128"}}), "outside the block"},
 		{"range leaving the block", block("10.0.0.64", ipamv1.NodeAddresses{Node: "a", IPs: []string{"10.0.0.120-10.0.0.130"}}), "outside the block"},
+		// A block of 64 where blocks are 16: never read as granting the addresses of
+		// the next three blocks.
+		{"a block of 64 in a subnet of blocks of 16", block("10.0.0.64", ipamv1.NodeAddresses{Node: "a", IPs: []string{"10.0.0.80"}}), "outside the block"},
 		{"two owners", block("10.0.0.64", ipamv1.NodeAddresses{Node: "a", IPs: []string{"10.0.0.64-10.0.0.66"}}, ipamv1.NodeAddresses{Node: "b", IPs: []string{"10.0.0.66"}}), `granted to "a" and "b"`},
 		{"not an address", block("10.0.0.64", ipamv1.NodeAddresses{Node: "a", IPs: []string{"ten"}}), "spec.grants"},
 	}

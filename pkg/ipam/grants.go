@@ -17,17 +17,33 @@ import (
 // to give back. The controller reads the blocks, the nodes' demands and the endpoints'
 // holds, calls PlanGrants, and writes each changed block with a compare-and-swap.
 
-// GrantBlockSize is how many consecutive addresses of a pool's subnet one IPBlock covers.
-// Blocks are aligned on the subnet's first address.
-const GrantBlockSize = 64
+// GrantBlockSize is how many consecutive addresses of subnet one IPBlock covers: 16 in a
+// subnet of at most 65,536 addresses, 64 in a larger one. Blocks are aligned on the
+// subnet's first address; a subnet smaller than a block is one block. Fewer addresses
+// per block means fewer nodes share one, and every write of a block reaches each node
+// it names: with 1,000 addresses for 500 nodes, 64-address blocks are each shared by
+// about 32 nodes, 16-address blocks by 8 (docs/design/node-grants.md, "Block size").
+// Larger subnets keep 64 so that a pool of 1,000,000 addresses stays 15,625 objects.
+// The size depends only on spec.subnet, which never changes, so every agent and
+// controller of a pool agrees on it without reading anything else.
+func GrantBlockSize(subnet netip.Prefix) int { return 1 << blockBits(subnet) }
+
+// blockBits is log2 of GrantBlockSize.
+func blockBits(subnet netip.Prefix) int {
+	if subnet.Addr().BitLen()-subnet.Bits() <= 16 {
+		return 4
+	}
+	return 6
+}
 
 // BlockStart is the first address of the block of subnet that holds a.
 func BlockStart(subnet netip.Prefix, a netip.Addr) netip.Addr {
-	if subnet.Bits() > a.BitLen()-6 {
+	bits := blockBits(subnet)
+	if subnet.Bits() > a.BitLen()-bits {
 		return subnet.Addr() // the whole subnet is one block
 	}
 	b := a.As16()
-	b[15] &^= GrantBlockSize - 1
+	b[15] &^= byte(1<<bits - 1)
 	out := netip.AddrFrom16(b)
 	if a.Is4() {
 		out = out.Unmap()
@@ -37,11 +53,12 @@ func BlockStart(subnet netip.Prefix, a netip.Addr) netip.Addr {
 
 // blockEnd is the last address of the block starting at start, within subnet.
 func blockEnd(subnet netip.Prefix, start netip.Addr) netip.Addr {
-	if subnet.Bits() > start.BitLen()-6 {
+	bits := blockBits(subnet)
+	if subnet.Bits() > start.BitLen()-bits {
 		return netipx.PrefixLastIP(subnet)
 	}
 	b := start.As16()
-	b[15] |= GrantBlockSize - 1
+	b[15] |= byte(1<<bits - 1)
 	out := netip.AddrFrom16(b)
 	if start.Is4() {
 		out = out.Unmap()

@@ -25,7 +25,7 @@ func BenchmarkPlanGrantsMillion(b *testing.B) {
 	need := map[string]int{}
 	a := netip.MustParseAddr("fd00:1::1")
 	for i := range total {
-		node := fmt.Sprintf("node-%03d", (i/GrantBlockSize)%nodes)
+		node := fmt.Sprintf("node-%03d", (i/GrantBlockSize(subnet))%nodes)
 		start := BlockStart(subnet, a)
 		g := blocks[start]
 		if g == nil {

@@ -99,7 +99,7 @@ func TestPlanGrants(t *testing.T) {
 		{
 			name: "nodes spread over empty blocks, one block each", subnet: v4, usable: "10.0.0.1-10.0.3.254",
 			demands:    []Demand{{Node: "a", Need: 2, Want: 2}, {Node: "b", Need: 2, Want: 2}},
-			wantGrants: map[string]string{"a": "10.0.0.1-10.0.0.2", "b": "10.0.0.64-10.0.0.65"}, wantWrites: 2,
+			wantGrants: map[string]string{"a": "10.0.0.1-10.0.0.2", "b": "10.0.0.16-10.0.0.17"}, wantWrites: 2,
 		},
 		{
 			name: "a node grows inside its own block first", subnet: v4, usable: "10.0.0.1-10.0.3.254",
