@@ -52,6 +52,7 @@ func main() {
 	nodeGrants := true
 	flag.BoolVar(&nodeGrants, "node-grants", true, "speak node grants (docs/design/node-grants.md): register this node in its IPAMNode, and serve pools the controller switched to grants from this node's grants; must match the controller's --node-grants")
 	flag.IntVar(&cfg.GrantBuffer, "grant-buffer", 0, "node grants: most addresses beyond its need this node asks of a pool, so its next pods need no round of the controller; 0 means the default ("+fmt.Sprint(agent.DefaultGrantBuffer)+"), negative none")
+	flag.StringVar(&cfg.CNIConfDir, "cni-conf-dir", "", "node grants: the host's CNI config folder, as mounted; the default pools of the config that uses this plugin let the node ask for addresses before its pods' first ADD (empty: learned from the first ADD)")
 	flag.DurationVar(&cfg.GrantWait, "grant-wait", agent.DefaultGrantWait, "node grants: how long an ADD waits for an address to be granted to this node before it fails with the pool exhausted; below the plugin's timeout")
 	flag.StringVar(&cfg.LockPath, "lock-file", "", "lock file that keeps a second agent of this node from reserving (default: node-<name>.lock beside the socket)")
 	showVersion := flag.Bool("version", false, "print the version and exit")

@@ -95,6 +95,10 @@ type Config struct {
 	GrantBuffer int
 	// GrantWait bounds an ADD's wait for a grant (DefaultGrantWait when 0).
 	GrantWait time.Duration
+	// CNIConfDir is the node's CNI config folder, as mounted: the default pools of the
+	// config that uses this plugin let the node ask for addresses for its pods before
+	// their first ADD ("": learned from the first ADD).
+	CNIConfDir string
 
 	// crashOnStop, when set and true as Run stops, makes it end as a crash would
 	// (tests): requests in flight are cut and the reserve is not given back.
@@ -248,7 +252,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Synced:     synced.Load,
 		ReserveMax: max(cfg.ReserveSize, 0), ReserveRebindDelay: cfg.ReserveRebindDelay, SettleFirst: true,
 		StatefulSetFixedIPs: cfg.StatefulSetFixedIPs, AutoPoolWait: cfg.AutoPoolWait,
-		Grants: grants,
+		Grants: grants, CNIConfDir: cfg.CNIConfDir,
 	})
 	if grants != nil {
 		grants.d.cluster = cluster

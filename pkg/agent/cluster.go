@@ -243,30 +243,30 @@ func (c *cachedCluster) Endpoints(ctx context.Context) ([]v2beta1.SpiderEndpoint
 	return list.Items, nil
 }
 
-// PendingPods counts this node's pods in the pod network that are neither terminating
-// nor finished and have no SpiderEndpoint of their UID in this node's cache.
-func (c *cachedCluster) PendingPods(ctx context.Context) (int, error) {
+// PendingPods returns this node's pods in the pod network that are neither terminating
+// nor finished and have no SpiderEndpoint yet, from the caches (read only).
+func (c *cachedCluster) PendingPods(ctx context.Context) ([]*corev1.Pod, error) {
 	var pods corev1.PodList
 	if err := c.cache.List(ctx, &pods, client.UnsafeDisableDeepCopy); err != nil {
-		return 0, err
+		return nil, err
 	}
 	var eps v2beta1.SpiderEndpointList
 	if err := c.cache.List(ctx, &eps, client.UnsafeDisableDeepCopy); err != nil {
-		return 0, err
+		return nil, err
 	}
 	have := make(map[string]bool, len(eps.Items))
 	for i := range eps.Items {
 		have[eps.Items[i].Status.Current.UID] = true
 	}
-	n := 0
+	var out []*corev1.Pod
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		if p.Spec.HostNetwork || p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || have[string(p.UID)] {
 			continue
 		}
-		n++
+		out = append(out, p)
 	}
-	return n, nil
+	return out, nil
 }
 
 // SpiderPoolAgent returns a running pod of SpiderPool's agent on this node, from the

@@ -68,9 +68,11 @@ type grantDeps struct {
 	blocks  func() []ipamv1.IPBlock // this node's blocks, from the cache
 	direct  client.Client           // give-back writes
 	demand  func()                  // wakes the demand writer
-	buffer  int
-	wait    time.Duration
-	log     logr.Logger
+	// forecast counts by pool the node's pods expected to ask it soon (nil: none).
+	forecast func(ctx context.Context) (map[string]int, error)
+	buffer   int
+	wait     time.Duration
+	log      logr.Logger
 	// ready is false until a crashed previous life's writes can no longer land
 	// (quarantine): nothing is handed out before.
 	ready func() bool
@@ -148,8 +150,9 @@ type grantPool struct {
 	changed        chan struct{} // closed and replaced when an address may have become free
 	// above is when the node started holding more than it wants (zero: it does not).
 	above time.Time
-	// need and want are what the demand writer last computed.
-	need, want int
+	// need and want are what the demand writer last computed, granted how many
+	// addresses the node then held of the pool (less those it gave back).
+	need, want, granted int
 	// tokens are the tokens of the reclaim requests the last view saw, by address.
 	tokens map[netip.Addr]string
 	// wishes are addresses granted to another node that a pod of this node waits for
@@ -546,7 +549,12 @@ func (g *grantPool) demand(ctx context.Context, forecast int) (ipamv1.PoolDemand
 			busy-- // given back: not the node's need any more
 		}
 	}
+	// The forecast counts every pod of the node with no endpoint yet, which includes
+	// the pods whose ADD waits (in need already) or was handed an address whose
+	// endpoint is not in the cache yet (busy already).
+	forecast = max(0, forecast-g.waiting-len(g.handing))
 	g.need, g.want = ipam.NodeDemand(busy, g.waiting, forecast, g.d.buffer)
+	g.granted = len(share.Granted) - len(g.released)
 	var ips []string
 	for _, a := range slices.SortedFunc(maps.Keys(g.wishes), netip.Addr.Compare) {
 		if _, granted := slices.BinarySearchFunc(share.Granted, a, netip.Addr.Compare); !granted {
@@ -554,6 +562,14 @@ func (g *grantPool) demand(ctx context.Context, forecast int) (ipamv1.PoolDemand
 		}
 	}
 	return ipamv1.PoolDemand{Pool: g.name, Need: int32(g.need), Want: int32(g.want), IPs: ips, GiveBack: answers(g.released, g.kept)}, nil
+}
+
+// heldCount is how many addresses of the pool the node held when its demand was last
+// computed, less those it gave back.
+func (g *grantPool) heldCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.granted
 }
 
 // answers groups the node's answers to reclaim requests by token, in token order.

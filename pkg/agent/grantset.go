@@ -201,12 +201,12 @@ func (gs *grantSet) run(ctx context.Context) {
 				gs.d.log.Error(err, "give back addresses", "SpiderIPPool", g.name)
 			}
 		}
-		want, err := gs.demands(ctx, written)
+		want, granted, err := gs.demands(ctx, written)
 		if err != nil && ctx.Err() == nil {
 			// Those pools keep their last line; the others' go out.
 			gs.d.log.Error(err, "compute the node's demand")
 		}
-		if !worthWriting(want, written, gs.d.buffer, housekeeping) {
+		if !worthWriting(want, written, granted, housekeeping) {
 			continue
 		}
 		if err := gs.writeDemand(ctx, want); err != nil {
@@ -249,23 +249,27 @@ func newAnswers(next, written []ipamv1.GiveBack) bool {
 	return false
 }
 
-// worthWriting reports whether the node's demand changed enough to tell the controller:
-// a pool's need grew (a pod may be waiting), the pools or specific addresses changed,
-// or a need shrank by more than the buffer. Smaller decreases wait for the next
-// housekeeping pass: a need that reads high for a while only keeps addresses on the
-// node that it would otherwise be asked for.
-func worthWriting(next, written []ipamv1.PoolDemand, buffer int, housekeeping bool) bool {
+// worthWriting reports whether the node's demand changed enough to tell the controller
+// now: the pools or specific addresses changed, answers to reclaim requests are new
+// (another node waits for them), the node holds fewer addresses of a pool than its need
+// (a pod waits), or its buffer ran below half of what it wants beyond its need (top it
+// up before the next pod has to wait). Other changes (a need covered by the node's
+// grants, a lower need) wait for the next housekeeping pass: they only tell the
+// controller what it may ask back, and a write per ADD would be a write and a round of
+// the controller per allocation.
+func worthWriting(next, written []ipamv1.PoolDemand, granted map[string]int, housekeeping bool) bool {
 	if len(next) != len(written) {
 		return true
 	}
 	for i := range next {
 		n, w := next[i], written[i]
+		have := granted[n.Pool]
 		switch {
 		case n.Pool != w.Pool || !slices.Equal(n.IPs, w.IPs) || newAnswers(n.GiveBack, w.GiveBack):
-			return true // answers to reclaim requests: another node waits for them
-		case n.Need > w.Need:
 			return true
-		case int(w.Need-n.Need) > buffer:
+		case n.Need > w.Need && int(n.Need) > have:
+			return true
+		case n.Want > w.Want && int(n.Want) > have && have-int(n.Need) < int(n.Want-n.Need)/2:
 			return true
 		case housekeeping && (n.Need != w.Need || n.Want != w.Want):
 			return true
@@ -274,25 +278,31 @@ func worthWriting(next, written []ipamv1.PoolDemand, buffer int, housekeeping bo
 	return false
 }
 
-// demands are the node's lines for every pool it uses, by pool name. A pool whose line
+// demands are the node's lines for every pool it uses, by pool name, and how many
+// addresses of each the node holds. A pool whose line
 // cannot be computed now keeps its line in written; a pool that was deleted is no
 // longer served.
-func (gs *grantSet) demands(ctx context.Context, written []ipamv1.PoolDemand) ([]ipamv1.PoolDemand, error) {
+func (gs *grantSet) demands(ctx context.Context, written []ipamv1.PoolDemand) ([]ipamv1.PoolDemand, map[string]int, error) {
 	var out []ipamv1.PoolDemand
+	granted := map[string]int{}
 	var errs []error
-	pools := gs.all()
-	forecast := 0
-	if len(pools) == 1 {
-		// The node's pods that have not asked yet will most likely ask the one pool the
-		// node uses (with several, which one is known only at their ADD).
-		n, err := gs.d.cluster.PendingPods(ctx)
-		if err != nil {
+	var forecast map[string]int
+	if gs.d.forecast != nil {
+		var err error
+		if forecast, err = gs.d.forecast(ctx); err != nil {
 			errs = append(errs, err)
 		}
-		forecast = n
+		// A pool the node's pods will ask for is served before the first ADD, so that
+		// its grant is usually there when the kubelet asks.
+		for pool := range forecast {
+			if gs.lookup(pool) == nil {
+				gs.get(pool)
+			}
+		}
 	}
+	pools := gs.all()
 	for _, g := range pools {
-		d, err := g.demand(ctx, forecast)
+		d, err := g.demand(ctx, forecast[g.name])
 		switch {
 		case apierrors.IsNotFound(err):
 			gs.forget(g.name)
@@ -303,10 +313,11 @@ func (gs *grantSet) demands(ctx context.Context, written []ipamv1.PoolDemand) ([
 			}
 		default:
 			out = append(out, d)
+			granted[g.name] = g.heldCount()
 		}
 	}
 	slices.SortFunc(out, func(a, b ipamv1.PoolDemand) int { return cmp.Compare(a.Pool, b.Pool) })
-	return out, errors.Join(errs...)
+	return out, granted, errors.Join(errs...)
 }
 
 // writeDemand writes spec.pools of the node's IPAMNode; only this agent writes it, so a

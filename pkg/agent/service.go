@@ -47,9 +47,9 @@ type Cluster interface {
 	HasEndpoint(namespace, name string) bool
 	// Endpoints returns the SpiderEndpoints of this node's pods.
 	Endpoints(ctx context.Context) ([]v2beta1.SpiderEndpoint, error)
-	// PendingPods counts the pods bound to this node that will ask for an address soon:
-	// running in the pod network, not terminating, with no SpiderEndpoint yet.
-	PendingPods(ctx context.Context) (int, error)
+	// PendingPods returns the pods bound to this node that will ask for an address soon:
+	// running in the pod network, not terminating, with no SpiderEndpoint yet. Read only.
+	PendingPods(ctx context.Context) ([]*corev1.Pod, error)
 	// JobController returns the controller of a Job (a CronJob's reference), nil when
 	// it has none.
 	JobController(ctx context.Context, namespace, name string) (*metav1.OwnerReference, error)
@@ -90,6 +90,8 @@ type Service struct {
 	poolChanges changes
 	// autoPoolWait bounds that wait.
 	autoPoolWait time.Duration
+	// defaults are the node's default pools, for the forecast of its pods' demand.
+	defaults nodeDefaults
 }
 
 // ServiceParams are the dependencies of a Service.
@@ -127,6 +129,9 @@ type ServiceParams struct {
 	// Grants serves the pools in Grants mode (docs/design/node-grants.md); nil: every
 	// pool is served by its records writer.
 	Grants *grantSet
+	// CNIConfDir is the node's CNI config folder: its default pools let the node ask for
+	// addresses before its first pod's ADD ("" : learned from the first ADD).
+	CNIConfDir string
 }
 
 // DefaultAutoPoolWait bounds an ADD's wait for its auto pool. The wait ends as soon as
@@ -142,6 +147,7 @@ func NewService(ctx context.Context, p ServiceParams) *Service {
 		node: p.Node, cluster: p.Cluster, endpoints: p.Endpoints, events: p.Events, log: p.Log, metrics: p.Metrics,
 		enableIPv4: p.EnableIPv4, enableIPv6: p.EnableIPv6, multusClusterNetwork: p.MultusClusterNetwork,
 		synced: p.Synced, statefulSetFixedIPs: p.StatefulSetFixedIPs, autoPoolWait: p.AutoPoolWait,
+		defaults: nodeDefaults{confDir: p.CNIConfDir, log: p.Log.Info},
 	}
 	if s.autoPoolWait <= 0 {
 		s.autoPoolWait = DefaultAutoPoolWait
@@ -162,6 +168,7 @@ func NewService(ctx context.Context, p ServiceParams) *Service {
 	}
 	if p.Grants != nil {
 		s.writers.grants = p.Grants
+		p.Grants.d.forecast = s.forecast
 		s.writers.grantsMode = func(pool string) bool {
 			sp, err := p.Cluster.Pool(ctx, pool)
 			return err == nil && sp.GrantsMode()
@@ -371,6 +378,7 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 		return nil, fmt.Errorf("pod %s has UID %s, the runtime asked for %s: the pod was re-created; the runtime will retry", podRef(att), pod.UID, att.PodUID)
 	}
 	req := &addRequest{args: args, att: att, pod: pod, owner: records.OwnerOf(string(pod.UID), *att.ContainerID, *att.IfName)}
+	s.defaults.learn(*att.IfName, args.DefaultIPv4IPPool, args.DefaultIPv6IPPool)
 	defer func() {
 		if err != nil {
 			_, reason := classify(err)

@@ -108,12 +108,22 @@ func (o *orbweaver) Setup(ctx context.Context, h *Harness, sc Scenario) error {
 	for i, node := range sc.Nodes {
 		socket := filepath.Join(dir, fmt.Sprintf("%d.sock", i))
 		o.sockets[node] = socket
+		// The node's CNI config folder, as a kubelet's node has it: the agent reads the
+		// default pool from it to ask for addresses before the node's first ADD.
+		confDir := filepath.Join(dir, fmt.Sprintf("%d.d", i))
+		if err := os.Mkdir(confDir, 0o755); err != nil {
+			return fmt.Errorf("orbweaver peer: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(confDir, "10-bench.conf"), o.NetConf(node, 0), 0o644); err != nil {
+			return fmt.Errorf("orbweaver peer: %w", err)
+		}
 		registry := prometheus.NewRegistry()
 		o.registries = append(o.registries, registry)
 		cfg := agent.Config{
 			NodeName: node, RESTConfig: h.ClientConfig(), SocketPath: socket, Log: logr.Discard(),
 			Registry: registry, Ready: func() { ready <- node },
 			ReserveSize: o.reserveSize, ReserveRebindDelay: o.rebindDelay, GrantBuffer: o.reserveSize,
+			CNIConfDir:          confDir,
 			StatefulSetFixedIPs: true, // the binary's default (--enable-statefulset), as SpiderPool's peer sets enableStatefulSet
 		}
 		o.running++

@@ -49,6 +49,8 @@ type node struct {
 	api          operations.ClientService
 	stop         context.CancelFunc
 	done         chan error
+	// tune changes the agent's configuration before it starts (nil: as is).
+	tune func(*agent.Config)
 }
 
 func (n *node) start(t *testing.T, e *testenv.Env) {
@@ -58,6 +60,9 @@ func (n *node) start(t *testing.T, e *testenv.Env) {
 	n.done = make(chan error, 1)
 	cfg := agent.Config{NodeName: n.name, RESTConfig: e.Config, SocketPath: n.socket, Log: logr.Discard(),
 		Ready: func() { close(ready) }, GrantWait: 20 * time.Second, StatefulSetFixedIPs: true}
+	if n.tune != nil {
+		n.tune(&cfg)
+	}
 	go func() { n.done <- agent.Run(ctx, cfg) }()
 	n.stop = cancel
 	select {
