@@ -110,7 +110,7 @@ func main() {
 	flag.StringVar(&o.clusterID, "cluster-id", "", "tags every EIP this cluster allocates, so clusters sharing a cloud account never collect each other's; default the kube-system namespace's UID")
 	flag.DurationVar(&o.eipOrphanEvery, "eip-orphan-interval", 10*time.Minute, "how often EIPs tagged for this cluster that no pool tracks are released (after two passes); 0 disables")
 	flag.StringVar(&o.eipDefault, "eip-default-provider", "", "cloud of the EIPs pods ask for by annotation (orbweaver.io/with-eip) in pools without an EIP attribute; default the only enabled one")
-	flag.BoolVar(&o.eipVendor, "eip-vendor-annotations", false, "also read Alibaba ACK's and Tencent TKE's EIP pod annotations (k8s.aliyun.com/pod-with-eip, tke.cloud.tencent.com/eip-attributes, ...), so their manifests apply unchanged")
+	flag.BoolVar(&o.eipVendor, "eip-vendor-annotations", false, "also read Alibaba ACK's and Tencent TKE's EIP pod annotations (k8s.aliyun.com/pod-with-eip, tke.cloud.tencent.com/eip-attributes, ...), and set ACK's readiness gate k8s.aliyun.com/eip and annotation k8s.aliyun.com/allocated-eipAddress, so their manifests apply unchanged")
 	flag.StringVar(&o.eipPodRequests, "eip-pod-requests", eipbinding.PodRequestsRestricted, "whose per-pod EIP requests (orbweaver.io/with-eip, orbweaver.io/eip-id, the per-pod attributes, the vendors' annotations) are honoured: restricted (only in namespaces labelled orbweaver.io/eip-requests=allowed and for IPs of pools with spec.orbweaver.eip.allowPodRequests) or open (every pod's: single-tenant clusters)")
 	o.eipClouds = map[string]*eip.Config{}
 	for _, name := range []string{"alibaba", "aws", "tencent"} {

@@ -37,7 +37,7 @@ type Address struct {
 }
 
 // AllocateRequest is what Allocate asks for. Fields a cloud does not have are ignored by
-// its adapter (documented per adapter).
+// its adapter (documented per adapter), which says which in Unhonoured.
 type AllocateRequest struct {
 	// ClientToken makes the call idempotent: a retried Allocate with the same token
 	// returns the same EIP instead of a second one.

@@ -85,3 +85,6 @@ func (r retrying) InterfaceOf(ctx context.Context, privateIP string) (nic string
 	err = r.do(ctx, func() (e error) { nic, e = r.p.InterfaceOf(ctx, privateIP); return e })
 	return nic, err
 }
+
+// Unhonoured forwards to the wrapped provider (see UnhonouredBy).
+func (r retrying) Unhonoured(req AllocateRequest) []string { return UnhonouredBy(r.p, req) }

@@ -338,7 +338,9 @@ func (h *harness) toGrants(name string) {
 
 // podOpts shape a pod.
 type podOpts struct {
-	gate        bool // declares the orbweaver.io/eip readiness gate
+	gate bool // declares the orbweaver.io/eip readiness gate
+	// gates are more readiness gates the pod declares (a vendor's, e.g. ACK's).
+	gates       []corev1.PodConditionType
 	annotations map[string]string
 	namespace   string // "": the harness's
 }
@@ -360,6 +362,9 @@ func (h *harness) run(name, node, pool string, want netip.Addr, o podOpts) (*cor
 	}
 	if o.gate {
 		pod.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: v2beta1.PodEIPConditionType}}
+	}
+	for _, g := range o.gates {
+		pod.Spec.ReadinessGates = append(pod.Spec.ReadinessGates, corev1.PodReadinessGate{ConditionType: g})
 	}
 	h.create(pod)
 	owner := records.OwnerOf(string(pod.UID), "ctr-"+string(pod.UID), "eth0")
@@ -549,9 +554,12 @@ func (h *harness) waitBound(pool string, pod *corev1.Pod, a netip.Addr) v2beta1.
 }
 
 // gate is the pod's orbweaver.io/eip condition status ("" when absent).
-func gate(pod *corev1.Pod) corev1.ConditionStatus {
+func gate(pod *corev1.Pod) corev1.ConditionStatus { return condition(pod, v2beta1.PodEIPConditionType) }
+
+// condition is the status of the pod's condition of type ct ("" when absent).
+func condition(pod *corev1.Pod, ct corev1.PodConditionType) corev1.ConditionStatus {
 	for _, c := range pod.Status.Conditions {
-		if c.Type == v2beta1.PodEIPConditionType {
+		if c.Type == ct {
 			return c.Status
 		}
 	}

@@ -48,6 +48,7 @@ func TestEIP(t *testing.T) {
 				{"PodAnnotations", podAnnotations},
 				{"PodRequestsAuthorized", podRequestsAuthorized},
 				{"GrantsPool", grantsPool},
+				{"ACKManifests", ackManifests},
 			} {
 				t.Run(sc.name, func(t *testing.T) { sc.run(t, cc) })
 			}

@@ -28,25 +28,47 @@ func (r podRequest) any() bool {
 		r.attrs.ResourceGroup != "" || r.attrs.Name != "" || r.attrs.Description != "" || r.attrs.ReleaseStrategy != nil
 }
 
-// vendorAliyun maps Alibaba Cloud ACK's pod annotations (seed 001) to orbweaver's.
-var vendorAliyun = map[string]string{
-	"k8s.aliyun.com/pod-with-eip":                       v2beta1.AnnoWithEIP,
-	"k8s.aliyun.com/pod-eip-instanceid":                 v2beta1.AnnoEIPID,
-	"k8s.aliyun.com/eip-bandwidth":                      v2beta1.AnnoEIPBandwidth,
-	"k8s.aliyun.com/eip-isp":                            v2beta1.AnnoEIPISP,
-	"k8s.aliyun.com/eip-internet-charge-type":           v2beta1.AnnoEIPInternetChargeType,
-	"k8s.aliyun.com/eip-instance-charge-type":           v2beta1.AnnoEIPInstanceChargeType,
-	"k8s.aliyun.com/eip-public-ip-address-pool-id":      v2beta1.AnnoEIPPublicIPPool,
-	"k8s.aliyun.com/eip-common-bandwidth-package-id":    v2beta1.AnnoEIPBandwidthPackage,
-	"k8s.aliyun.com/eip-resource-group-id":              v2beta1.AnnoEIPResourceGroup,
-	"k8s.aliyun.com/eip-name":                           v2beta1.AnnoEIPName,
-	"k8s.aliyun.com/eip-description":                    v2beta1.AnnoEIPDescription,
-	"k8s.aliyun.com/pod-eip-release-strategy":           v2beta1.AnnoEIPReleaseStrategy,
-	"network.alibabacloud.com/pod-with-eip":             v2beta1.AnnoWithEIP,
-	"network.alibabacloud.com/pod-eip-instanceid":       v2beta1.AnnoEIPID,
-	"network.alibabacloud.com/eip-bandwidth":            v2beta1.AnnoEIPBandwidth,
-	"network.alibabacloud.com/pod-eip-release-strategy": v2beta1.AnnoEIPReleaseStrategy,
+// aliyunAnnotations are Alibaba Cloud ACK's pod annotations (seed 001) and the
+// orbweaver annotations they are read as, first wins when two name the same one: ACK's
+// own, then Terway's network.alibabacloud.com ones, then the aliases seed 001 marks
+// "兼容" (compatible): ECI's eci-with-eip and eci-eip-instanceid, and eip-charge-type.
+var aliyunAnnotations = []struct{ key, ours string }{
+	{"k8s.aliyun.com/pod-with-eip", v2beta1.AnnoWithEIP},
+	{"k8s.aliyun.com/pod-eip-instanceid", v2beta1.AnnoEIPID},
+	{"k8s.aliyun.com/eip-bandwidth", v2beta1.AnnoEIPBandwidth},
+	{"k8s.aliyun.com/eip-isp", v2beta1.AnnoEIPISP},
+	{"k8s.aliyun.com/eip-internet-charge-type", v2beta1.AnnoEIPInternetChargeType},
+	{"k8s.aliyun.com/eip-instance-charge-type", v2beta1.AnnoEIPInstanceChargeType},
+	{"k8s.aliyun.com/eip-public-ip-address-pool-id", v2beta1.AnnoEIPPublicIPPool},
+	{"k8s.aliyun.com/eip-common-bandwidth-package-id", v2beta1.AnnoEIPBandwidthPackage},
+	{"k8s.aliyun.com/eip-resource-group-id", v2beta1.AnnoEIPResourceGroup},
+	{"k8s.aliyun.com/eip-name", v2beta1.AnnoEIPName},
+	{"k8s.aliyun.com/eip-description", v2beta1.AnnoEIPDescription},
+	{"k8s.aliyun.com/pod-eip-release-strategy", v2beta1.AnnoEIPReleaseStrategy},
+	{"network.alibabacloud.com/pod-with-eip", v2beta1.AnnoWithEIP},
+	{"network.alibabacloud.com/pod-eip-instanceid", v2beta1.AnnoEIPID},
+	{"network.alibabacloud.com/eip-bandwidth", v2beta1.AnnoEIPBandwidth},
+	{"network.alibabacloud.com/pod-eip-release-strategy", v2beta1.AnnoEIPReleaseStrategy},
+	{"k8s.aliyun.com/eci-with-eip", v2beta1.AnnoWithEIP},
+	{"k8s.aliyun.com/eci-eip-instanceid", v2beta1.AnnoEIPID},
+	{"k8s.aliyun.com/eip-charge-type", v2beta1.AnnoEIPInternetChargeType},
 }
+
+// vendorAliyun maps each of aliyunAnnotations to orbweaver's annotation.
+var vendorAliyun = func() map[string]string {
+	m := make(map[string]string, len(aliyunAnnotations))
+	for _, a := range aliyunAnnotations {
+		m[a.key] = a.ours
+	}
+	return m
+}()
+
+// ACK's readiness gate and the pod annotation it sets to the bound public IP (seed 000,
+// seed 001), both honoured with VendorAnnotations.
+const (
+	ackEIPConditionType = "k8s.aliyun.com/eip"
+	ackAllocatedEIP     = "k8s.aliyun.com/allocated-eipAddress"
+)
 
 // Tencent Cloud TKE's pod annotations (seed 003).
 const (
@@ -59,16 +81,23 @@ const (
 // Alibaba ACK's and Tencent TKE's, translated (orbweaver's win when both are set). name
 // is the pod's name, whose ordinal picks its EIP from TKE's eip-id-list.
 func parsePodRequest(name string, annotations map[string]string, vendor bool) (podRequest, error) {
-	a := annotations
+	a, from := annotations, map[string]string(nil)
 	if vendor {
-		a = translateVendor(name, annotations)
+		a, from = translateVendor(name, annotations)
+	}
+	// key names an annotation in an error: the vendor's a value was read from, if it was.
+	key := func(k string) string {
+		if src, ok := from[k]; ok {
+			return fmt.Sprintf("%s (read as %s)", src, k)
+		}
+		return k
 	}
 	var r podRequest
 	var errs []string
 	if v, ok := a[v2beta1.AnnoWithEIP]; ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s %q: want true or false", v2beta1.AnnoWithEIP, v))
+			errs = append(errs, fmt.Sprintf("%s %q: want true or false", key(v2beta1.AnnoWithEIP), v))
 		}
 		r.withEIP = b
 	}
@@ -76,13 +105,13 @@ func parsePodRequest(name string, annotations map[string]string, vendor bool) (p
 	switch r.provider {
 	case "", "alibaba", "aws", "tencent":
 	default:
-		errs = append(errs, fmt.Sprintf("%s %q: want alibaba, aws or tencent", v2beta1.AnnoEIPProvider, r.provider))
+		errs = append(errs, fmt.Sprintf("%s %q: want alibaba, aws or tencent", key(v2beta1.AnnoEIPProvider), r.provider))
 	}
 	r.id = strings.TrimSpace(a[v2beta1.AnnoEIPID])
 	if v, ok := a[v2beta1.AnnoEIPBandwidth]; ok {
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
 		if err != nil || n < 1 || n > 100000 {
-			errs = append(errs, fmt.Sprintf("%s %q: want Mbit/s from 1 to 100000", v2beta1.AnnoEIPBandwidth, v))
+			errs = append(errs, fmt.Sprintf("%s %q: want Mbit/s from 1 to 100000", key(v2beta1.AnnoEIPBandwidth), v))
 		} else {
 			bw := int32(n)
 			r.attrs.Bandwidth = &bw
@@ -99,13 +128,13 @@ func parsePodRequest(name string, annotations map[string]string, vendor bool) (p
 	if v, ok := a[v2beta1.AnnoEIPReleaseStrategy]; ok {
 		p := v2beta1.ReclaimPolicy(strings.TrimSpace(v))
 		if _, _, err := p.ReclaimAfter(); err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", v2beta1.AnnoEIPReleaseStrategy, err))
+			errs = append(errs, fmt.Sprintf("%s: %v", key(v2beta1.AnnoEIPReleaseStrategy), err))
 		} else {
 			r.attrs.ReleaseStrategy = &p
 		}
 	}
 	if r.id != "" && r.attrs.ReleaseStrategy != nil && *r.attrs.ReleaseStrategy != v2beta1.ReclaimNever {
-		errs = append(errs, fmt.Sprintf("%s: an EIP given by %s is never released", v2beta1.AnnoEIPReleaseStrategy, v2beta1.AnnoEIPID))
+		errs = append(errs, fmt.Sprintf("%s: an EIP given by %s is never released", key(v2beta1.AnnoEIPReleaseStrategy), key(v2beta1.AnnoEIPID)))
 	}
 	if len(errs) > 0 {
 		return podRequest{}, fmt.Errorf("pod annotations: %s", strings.Join(errs, "; "))
@@ -114,46 +143,51 @@ func parsePodRequest(name string, annotations map[string]string, vendor bool) (p
 }
 
 // translateVendor returns the annotations with the vendors' EIP annotations added under
-// orbweaver's names, where orbweaver's own are not set.
-func translateVendor(name string, in map[string]string) map[string]string {
-	out := make(map[string]string, len(in))
-	set := func(k, v string) {
+// orbweaver's names, where orbweaver's own are not set, and the vendor annotation each
+// added one was read from.
+func translateVendor(name string, in map[string]string) (out, from map[string]string) {
+	out, from = make(map[string]string, len(in)), map[string]string{}
+	set := func(k, v, src string) {
 		if _, ok := in[k]; !ok {
-			out[k] = v
+			out[k], from[k] = v, src
 		}
 	}
 	for k, v := range in {
 		out[k] = v
 	}
-	for vk, ok := range vendorAliyun {
-		if v, has := in[vk]; has {
-			set(ok, v)
-			if strings.HasPrefix(vk, "k8s.aliyun.com/pod-with-eip") || strings.HasPrefix(vk, "network.alibabacloud.com/pod-with-eip") {
-				set(v2beta1.AnnoEIPProvider, "alibaba")
-			}
+	byVendor := map[string]bool{} // orbweaver's annotations an ACK one has set
+	for _, a := range aliyunAnnotations {
+		v, has := in[a.key]
+		if !has || byVendor[a.ours] {
+			continue
+		}
+		byVendor[a.ours] = true
+		set(a.ours, v, a.key)
+		if a.ours == v2beta1.AnnoWithEIP {
+			set(v2beta1.AnnoEIPProvider, "alibaba", a.key)
 		}
 	}
 	if v, ok := in[tkeEIPAttributes]; ok {
-		set(v2beta1.AnnoWithEIP, "true")
-		set(v2beta1.AnnoEIPProvider, "tencent")
+		set(v2beta1.AnnoWithEIP, "true", tkeEIPAttributes)
+		set(v2beta1.AnnoEIPProvider, "tencent", tkeEIPAttributes)
 		var attrs struct {
 			Bandwidth json.RawMessage
 			ISP       string
 		}
 		if err := json.Unmarshal([]byte(v), &attrs); err == nil {
 			if bw := strings.Trim(string(attrs.Bandwidth), `"`); bw != "" {
-				set(v2beta1.AnnoEIPBandwidth, bw)
+				set(v2beta1.AnnoEIPBandwidth, bw, tkeEIPAttributes)
 			}
 			if attrs.ISP != "" {
-				set(v2beta1.AnnoEIPISP, attrs.ISP)
+				set(v2beta1.AnnoEIPISP, attrs.ISP, tkeEIPAttributes)
 			}
 		}
 	}
 	if v, ok := in[tkeEIPDeletePolicy]; ok && strings.EqualFold(v, "Never") {
-		set(v2beta1.AnnoEIPReleaseStrategy, string(v2beta1.ReclaimNever))
+		set(v2beta1.AnnoEIPReleaseStrategy, string(v2beta1.ReclaimNever), tkeEIPDeletePolicy)
 	}
 	if v, ok := in[tkeEIPIDList]; ok {
-		set(v2beta1.AnnoEIPProvider, "tencent")
+		set(v2beta1.AnnoEIPProvider, "tencent", tkeEIPIDList)
 		ids := strings.Split(v, ",")
 		// The pod's ordinal picks its EIP, as TKE does; a pod without one takes the first.
 		i := 0
@@ -163,10 +197,10 @@ func translateVendor(name string, in map[string]string) map[string]string {
 			}
 		}
 		if i < len(ids) && strings.TrimSpace(ids[i]) != "" {
-			set(v2beta1.AnnoEIPID, strings.TrimSpace(ids[i]))
+			set(v2beta1.AnnoEIPID, strings.TrimSpace(ids[i]), tkeEIPIDList)
 		}
 	}
-	return out
+	return out, from
 }
 
 // effectiveSpec is the EIP spec for an IP held by a pod that asks r: the pool's, with

@@ -35,6 +35,17 @@ func TestParsePodRequest(t *testing.T) {
 		{name: "orbweaver's win over ACK's", pod: "p", vendor: true, anno: map[string]string{
 			"k8s.aliyun.com/pod-with-eip": "true", "k8s.aliyun.com/eip-bandwidth": "5", v2beta1.AnnoEIPBandwidth: "7"},
 			want: podRequest{withEIP: true, provider: "alibaba", attrs: v2beta1.EIPSpec{Bandwidth: ptr.To[int32](7)}}},
+		{name: "ACK's compatible aliases (seed 001): eci-with-eip, eip-charge-type", pod: "p", vendor: true, anno: map[string]string{
+			"k8s.aliyun.com/eci-with-eip": "true", "k8s.aliyun.com/eip-charge-type": "PayByBandwidth"},
+			want: podRequest{withEIP: true, provider: "alibaba", attrs: v2beta1.EIPSpec{InternetChargeType: "PayByBandwidth"}}},
+		{name: "ACK's compatible alias eci-eip-instanceid", pod: "p", vendor: true, anno: map[string]string{"k8s.aliyun.com/eci-eip-instanceid": "eip-2ze1"},
+			want: podRequest{id: "eip-2ze1"}},
+		{name: "ACK's own names win over their aliases", pod: "p", vendor: true, anno: map[string]string{
+			"k8s.aliyun.com/pod-eip-instanceid": "eip-own", "k8s.aliyun.com/eci-eip-instanceid": "eip-alias",
+			"k8s.aliyun.com/eip-internet-charge-type": "PayByTraffic", "k8s.aliyun.com/eip-charge-type": "PayByBandwidth"},
+			want: podRequest{id: "eip-own", attrs: v2beta1.EIPSpec{InternetChargeType: "PayByTraffic"}}},
+		{name: "the aliases, ignored without the vendor switch", pod: "p", anno: map[string]string{
+			"k8s.aliyun.com/eci-with-eip": "true", "k8s.aliyun.com/eip-charge-type": "PayByBandwidth"}},
 		{name: "TKE's attributes and delete policy", pod: "p", vendor: true, anno: map[string]string{
 			"tke.cloud.tencent.com/eip-attributes": `{"Bandwidth":"100","ISP":"BGP"}`, "tke.cloud.tencent.com/eip-claim-delete-policy": "Never"},
 			want: podRequest{withEIP: true, provider: "tencent", attrs: v2beta1.EIPSpec{Bandwidth: ptr.To[int32](100), ISP: "BGP", ReleaseStrategy: &never}}},
@@ -45,6 +56,9 @@ func TestParsePodRequest(t *testing.T) {
 		{name: "bad values, all named", pod: "p", anno: map[string]string{
 			v2beta1.AnnoWithEIP: "yes please", v2beta1.AnnoEIPBandwidth: "0", v2beta1.AnnoEIPProvider: "gcp", v2beta1.AnnoEIPReleaseStrategy: "soon"},
 			wantErr: `orbweaver.io/with-eip "yes please": want true or false; orbweaver.io/eip-provider "gcp": want alibaba, aws or tencent; orbweaver.io/eip-bandwidth "0": want Mbit/s from 1 to 100000; orbweaver.io/eip-release-strategy: reclaim policy "soon"`},
+		{name: "a bad vendor value names the vendor's annotation", pod: "p", vendor: true, anno: map[string]string{
+			"k8s.aliyun.com/eci-with-eip": "yes", "k8s.aliyun.com/eip-bandwidth": "lots"},
+			wantErr: `k8s.aliyun.com/eci-with-eip (read as orbweaver.io/with-eip) "yes": want true or false; k8s.aliyun.com/eip-bandwidth (read as orbweaver.io/eip-bandwidth) "lots"`},
 		{name: "an EIP by ID is never released", pod: "p", anno: map[string]string{v2beta1.AnnoEIPID: "eip-1", v2beta1.AnnoEIPReleaseStrategy: "Follow"},
 			wantErr: "never released"},
 	} {

@@ -96,26 +96,49 @@ func (r *reconciler) syncPod(ctx context.Context, sp *v2beta1.SpiderIPPool, se *
 		}
 	}
 	anno := strings.Join(public, ",")
-	if pod.Annotations[v2beta1.AnnoAllocatedEIP] != anno {
-		patch := client.MergeFrom(pod.DeepCopy())
-		if anno == "" {
-			delete(pod.Annotations, v2beta1.AnnoAllocatedEIP)
-		} else {
-			if pod.Annotations == nil {
-				pod.Annotations = map[string]string{}
-			}
-			pod.Annotations[v2beta1.AnnoAllocatedEIP] = anno
-		}
-		if err := r.p.Direct.Patch(ctx, pod, patch); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("annotate pod %s with its EIPs: %w", podName, err)
-		}
+	if err := r.annotate(ctx, pod, anno); err != nil {
+		return fmt.Errorf("annotate pod %s with its EIPs: %w", podName, err)
 	}
-	if !slices.ContainsFunc(pod.Spec.ReadinessGates, func(g corev1.PodReadinessGate) bool {
-		return g.ConditionType == v2beta1.PodEIPConditionType
-	}) {
+	gates := r.gates(pod)
+	if len(gates) == 0 {
 		return nil
 	}
-	cond := corev1.PodCondition{Type: v2beta1.PodEIPConditionType, Status: corev1.ConditionFalse, Reason: "EIPPending",
+	cond := gateCondition(want, bound, refused, anno)
+	// Each gate the pod declares gets the same condition under its own type.
+	var conds []corev1.PodCondition
+	for _, g := range gates {
+		c := cond
+		c.Type = g
+		if !slices.ContainsFunc(pod.Status.Conditions, func(old corev1.PodCondition) bool {
+			return old.Type == c.Type && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message
+		}) {
+			conds = append(conds, c)
+		}
+	}
+	if len(conds) == 0 {
+		return nil
+	}
+	now := r.clock.Now()
+	if cond.Status == corev1.ConditionTrue && slices.ContainsFunc(conds, func(c corev1.PodCondition) bool { return c.Type == gates[0] }) {
+		r.metrics.bound.Observe(now.Sub(pod.CreationTimestamp.Time).Seconds())
+	}
+	patch := client.StrategicMergeFrom(pod.DeepCopy())
+	for _, c := range conds {
+		c.LastTransitionTime = metav1.NewTime(now)
+		pod.Status.Conditions = slices.DeleteFunc(pod.Status.Conditions, func(old corev1.PodCondition) bool { return old.Type == c.Type })
+		pod.Status.Conditions = append(pod.Status.Conditions, c)
+	}
+	if err := r.p.Direct.Status().Patch(ctx, pod, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("set readiness gate %s of pod %s: %w", conds[0].Type, podName, err)
+	}
+	return nil
+}
+
+// gateCondition is the condition of a pod's EIP readiness gates (its type left to each
+// gate): want of the pod's IPs should have an EIP, bound of them have it Bound, anno
+// is their public IPs; refused is the pod's refused request, if it was refused.
+func gateCondition(want, bound int, refused *refusalEntry, anno string) corev1.PodCondition {
+	cond := corev1.PodCondition{Status: corev1.ConditionFalse, Reason: "EIPPending",
 		Message: fmt.Sprintf("%d of %d EIPs bound", bound, want)}
 	switch {
 	case refused != nil:
@@ -125,20 +148,33 @@ func (r *reconciler) syncPod(ctx context.Context, sp *v2beta1.SpiderIPPool, se *
 	case bound == want:
 		cond.Status, cond.Reason, cond.Message = corev1.ConditionTrue, "EIPBound", "EIP "+anno+" bound"
 	}
-	for _, c := range pod.Status.Conditions {
-		if c.Type == cond.Type && c.Status == cond.Status && c.Reason == cond.Reason && c.Message == cond.Message {
-			return nil
+	return cond
+}
+
+// annotate sets the pod's annotation orbweaver.io/allocated-eip to its bound public
+// IPs (anno; removed when ""), and with VendorAnnotations ACK's
+// k8s.aliyun.com/allocated-eipAddress the same way, in one patch when either differs.
+func (r *reconciler) annotate(ctx context.Context, pod *corev1.Pod, anno string) error {
+	keys := []string{v2beta1.AnnoAllocatedEIP}
+	if r.p.VendorAnnotations {
+		keys = append(keys, ackAllocatedEIP)
+	}
+	if !slices.ContainsFunc(keys, func(k string) bool { return pod.Annotations[k] != anno }) {
+		return nil
+	}
+	patch := client.MergeFrom(pod.DeepCopy())
+	for _, k := range keys {
+		if anno == "" {
+			delete(pod.Annotations, k)
+			continue
 		}
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations[k] = anno
 	}
-	cond.LastTransitionTime = metav1.NewTime(r.clock.Now())
-	if cond.Status == corev1.ConditionTrue {
-		r.metrics.bound.Observe(r.clock.Now().Sub(pod.CreationTimestamp.Time).Seconds())
-	}
-	patch := client.StrategicMergeFrom(pod.DeepCopy())
-	pod.Status.Conditions = slices.DeleteFunc(pod.Status.Conditions, func(c corev1.PodCondition) bool { return c.Type == cond.Type })
-	pod.Status.Conditions = append(pod.Status.Conditions, cond)
-	if err := r.p.Direct.Status().Patch(ctx, pod, patch); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("set readiness gate %s of pod %s: %w", cond.Type, podName, err)
+	if err := r.p.Direct.Patch(ctx, pod, patch); err != nil && !apierrors.IsNotFound(err) {
+		return err
 	}
 	return nil
 }

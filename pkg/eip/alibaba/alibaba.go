@@ -127,6 +127,15 @@ func callOptions() *dara.RuntimeOptions {
 	return &dara.RuntimeOptions{Autoretry: dara.Bool(false), MaxAttempts: dara.Int(1)}
 }
 
+var _ eip.Unhonoured = (*Provider)(nil)
+
+// Unhonoured implements eip.Unhonoured: AllocateEipAddress has no parameter for
+// BandwidthPackage (a shared bandwidth package is joined by a separate call, which the
+// adapter does not make).
+func (p *Provider) Unhonoured(req eip.AllocateRequest) []string {
+	return eip.SetAmong(req, eip.AttrBandwidthPackage)
+}
+
 // Allocate allocates an EIP with AllocateEipAddress. Idempotency is the API's own:
 // ClientToken makes a retried call return the EIP of the first one. Tags are set in the
 // same call (Tag.N.Key/Value). BandwidthPackage has no AllocateEipAddress parameter

@@ -77,6 +77,15 @@ func New(ctx context.Context, cfg eip.Config) (*Provider, error) {
 // Name implements eip.Provider.
 func (p *Provider) Name() string { return "aws" }
 
+var _ eip.Unhonoured = (*Provider)(nil)
+
+// Unhonoured implements eip.Unhonoured: the attributes EC2's AllocateAddress has no
+// parameter for (see Allocate).
+func (p *Provider) Unhonoured(req eip.AllocateRequest) []string {
+	return eip.SetAmong(req, eip.AttrBandwidth, eip.AttrInternetChargeType, eip.AttrInstanceChargeType, eip.AttrISP,
+		eip.AttrBandwidthPackage, eip.AttrResourceGroup, eip.AttrDescription)
+}
+
 // Allocate implements eip.Provider: DescribeAddresses by the client-token tag, then
 // AllocateAddress (Domain=vpc) with the tags in TagSpecifications.
 //

@@ -157,6 +157,14 @@ func (p *Provider) Allocate(ctx context.Context, req eip.AllocateRequest) (eip.A
 	return got[0], nil
 }
 
+var _ eip.Unhonoured = (*Provider)(nil)
+
+// Unhonoured implements eip.Unhonoured: the attributes AllocateAddresses has no
+// parameter for (see allocateRequest).
+func (p *Provider) Unhonoured(req eip.AllocateRequest) []string {
+	return eip.SetAmong(req, eip.AttrInstanceChargeType, eip.AttrPublicIPPool, eip.AttrResourceGroup, eip.AttrDescription)
+}
+
 // allocateRequest maps the cloud-neutral request onto AllocateAddresses. Ignored, as
 // the API has no such parameter: InstanceChargeType (Tencent folds prepaid billing into
 // InternetChargeType), PublicIPPool, ResourceGroup and Description.
