@@ -294,7 +294,11 @@ func (h *Harness) exec(ctx context.Context, p Peer, command string, pod *Pod, if
 	cmd.Stdin = bytes.NewReader(p.NetConf(pod.Node, pod.Pool))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.WaitDelay = 5 * time.Second
+	// After the plugin exits, its output pipes close once every process holding them
+	// did: another plugin forked at the same moment holds them until its own exec,
+	// which on a loaded machine took over 5 s (the ADD had answered: "WaitDelay
+	// expired before I/O complete" with its result on stdout).
+	cmd.WaitDelay = 30 * time.Second
 	c := call{start: time.Now()}
 	err := cmd.Run()
 	c.end = time.Now()
