@@ -22,6 +22,14 @@
 // frees an address whose pod is gone, by a compare-and-swap of the objects that hold it
 // (the pool's records, the pod's SpiderEndpoint), as DEL and GC do.
 //
+//	pool why POD [-n NAMESPACE] [--interface NAME]... [--default-ipv4-ippool A,B]
+//	    [--default-ipv6-ippool A,B] [--enable-ipv4=BOOL] [--enable-ipv6=BOOL]
+//	    [--multus-cluster-network NS/NAME] [-o table|json|yaml]
+//
+// says which pools were candidates for each interface of a pod and why each was taken or
+// refused, by the agent's own selection code (pkg/ipam.ExplainSelection); what only the
+// node knows (the CNI config's default pools, the agent's flags) comes from flags.
+//
 //	spiderpool export [--write] [--pool NAME]... [-o table|json]
 //
 // writes orbweaver's allocations back in SpiderPool's format (status.allocatedIPs), for
@@ -78,6 +86,14 @@ Commands:
       Free an address whose pod is gone: remove the pool's record and the
       SpiderEndpoint's entry of it, each by a compare-and-swap. Refuses a pod that
       still exists unless --force.
+  pool why POD [-n NAMESPACE] [--interface NAME]... [-o table|json|yaml] [--kubeconfig FILE]
+           [--default-ipv4-ippool A,B] [--default-ipv6-ippool A,B]
+           [--enable-ipv4=BOOL] [--enable-ipv6=BOOL] [--multus-cluster-network NS/NAME]
+      Which pools were candidates for each interface of the pod, and why each was
+      taken, passed over (full, not Ready) or refused (affinity, family, disabled,
+      terminating), decided by the agent's own selection code. The CNI config's
+      default pools and the agent's flags are not in the cluster: give them with the
+      flags of the same names, or the answer says what it assumed.
   spiderpool export [--write] [--pool NAME]... [-o table|json] [--kubeconfig FILE]
       Write every pool's allocations back in SpiderPool's format (status.allocatedIPs,
       from the pods' SpiderEndpoints), for a return to SpiderPool with no pod changing
@@ -87,9 +103,10 @@ Commands:
   version
       Which build this is (the release's version and commit).
 
-Exit codes of the ipam commands: 0 done (check: nothing wrong); 1 the answer is no
-(show --ip: in no pool; check: problems found; release: refused); 2 an error (bad
-flags or address, unknown pool, no access to the cluster).
+Exit codes of the ipam and pool commands: 0 done (check: nothing wrong); 1 the answer
+is no (show --ip: in no pool; check: problems found; release: refused; pool why: an
+interface gets no address); 2 an error (bad flags or address, unknown pool or pod, no
+access to the cluster).
 `
 
 func main() {
@@ -145,6 +162,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return check(ctx, args[2:], stdout)
 	case len(args) >= 2 && args[0] == "ipam" && args[1] == "release":
 		return release(ctx, args[2:], stdout)
+	case len(args) >= 2 && args[0] == "pool" && args[1] == "why":
+		return poolWhy(ctx, args[2:], stdout)
 	case len(args) == 1 && (args[0] == "version" || args[0] == "--version"):
 		_, err := fmt.Fprintln(stdout, version.String("kubectl-orbweaver"))
 		return err

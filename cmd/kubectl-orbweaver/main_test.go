@@ -403,3 +403,99 @@ current-context: c
 		}
 	})
 }
+
+// TestPoolWhy runs `pool why` against a real API server: the pod's candidates with their
+// verdicts (table and JSON, flags before or after the pod), exit 1 when every candidate
+// refuses the pod, exit 2 for a pod that does not exist.
+func TestPoolWhy(t *testing.T) {
+	e := testenv.Require(t, env)
+	c := &cluster{t: t, ctx: context.Background(), e: e, ns: "why"}
+	c.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.ns}})
+	c.create(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-w", Labels: map[string]string{"zone": "east"}}})
+	for _, name := range []string{"why-west", "why-any"} {
+		sp := &v2beta1.SpiderIPPool{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: v2beta1.IPPoolSpec{IPVersion: ptr.To(v2beta1.IPv4), Subnet: "10.63.0.0/24", IPs: []v2beta1.IPOrRange{"10.63.0.1-10.63.0.9"}}}
+		if name == "why-west" {
+			sp.Spec.NodeAffinity = &metav1.LabelSelector{MatchLabels: map[string]string{"zone": "west"}}
+		}
+		c.create(sp)
+	}
+	pod := func(name, pools string) {
+		c.create(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: c.ns, Name: name,
+			Annotations: map[string]string{ipam.AnnoPodIPPool: `{"ipv4":[` + pools + `]}`}},
+			Spec: corev1.PodSpec{NodeName: "node-w", AutomountServiceAccountToken: ptr.To(false),
+				Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/pause:1"}}}})
+	}
+	pod("web", `"why-west","why-any"`)
+	pod("stuck", `"why-west"`)
+
+	out, code := c.run("pool", "why", "-n", c.ns, "web")
+	t.Logf("pool why -n why web:\n%s", out)
+	for _, want := range []string{"Pod why/web on node node-w", "eth0: pools named by pod annotation ipam.spidernet.io/ippool",
+		"why-any", "Taken", "why-west", "Refused", `spec.nodeAffinity "zone=west" does not match the labels of node "node-w"`,
+		"default_ipv4_ippool/default_ipv6_ippool are unknown"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("pool why lacks %q:\n%s", want, out)
+		}
+	}
+	if code != 0 {
+		t.Errorf("exit %d, want 0:\n%s", code, out)
+	}
+
+	out, code = c.run("pool", "why", "web", "--namespace="+c.ns, "-o", "json", "--default-ipv4-ippool", "why-any")
+	var why inspect.PodWhy
+	if err := json.Unmarshal([]byte(out), &why); err != nil || code != 0 {
+		t.Fatalf("pool why -o json: exit %d, %v:\n%s", code, err, out)
+	}
+	if len(why.Interfaces) != 1 || len(why.Interfaces[0].Pools) != 2 || why.Interfaces[0].Pools[0].Verdict != inspect.VerdictTaken ||
+		why.Interfaces[0].Pools[1].Verdict != inspect.VerdictRefused || !strings.Contains(strings.Join(why.Assumptions, "\n"), "as given by --default-ipv4-ippool") {
+		t.Errorf("pool why -o json: %+v", why)
+	}
+
+	out, code = c.run("pool", "why", "stuck", "-n", c.ns)
+	if code != 1 || !strings.Contains(out, "every IPv4 pool named by pod annotation ipam.spidernet.io/ippool refuses") ||
+		!strings.Contains(out, "no pool would give interface eth0 an address") {
+		t.Errorf("a pod every pool refuses: exit %d:\n%s", code, out)
+	}
+	if out, code = c.run("pool", "why", "ghost", "-n", c.ns); code != 2 || !strings.Contains(out, "why/ghost does not exist") {
+		t.Errorf("a pod that does not exist: exit %d:\n%s", code, out)
+	}
+}
+
+// TestParseWhy reads `pool why` arguments as kubectl users write them.
+func TestParseWhy(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		want inspect.WhyOptions
+		code int // exit code of the error; 0 when none
+	}{
+		{name: "pod then namespace", args: []string{"web", "-n", "team-a"},
+			want: inspect.WhyOptions{Pod: "web", Namespace: "team-a", EnableIPv4: true, EnableIPv6: true}},
+		{name: "flags around the pod", args: []string{"--interface", "net1", "web", "--namespace=team-a", "--enable-ipv6=false", "--default-ipv4-ippool", "a, b"},
+			want: inspect.WhyOptions{Pod: "web", Namespace: "team-a", Interfaces: []string{"net1"}, EnableIPv4: true,
+				CNIDefaultIPv4: []string{"a", "b"}, CNIDefaultsGiven: true}},
+		{name: "empty CNI defaults are given too", args: []string{"web", "--default-ipv6-ippool="},
+			want: inspect.WhyOptions{Pod: "web", EnableIPv4: true, EnableIPv6: true, CNIDefaultsGiven: true}},
+		{name: "no pod", args: []string{"-n", "x"}, code: 2},
+		{name: "two pods", args: []string{"a", "b"}, code: 2},
+		{name: "bad output", args: []string{"a", "-o", "wide"}, code: 2},
+		{name: "no family", args: []string{"a", "--enable-ipv4=false", "--enable-ipv6=false"}, code: 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := parseWhy(tt.args)
+			if tt.code != 0 {
+				if exitCode(err) != tt.code {
+					t.Fatalf("error %v (exit %d), want exit %d", err, exitCode(err), tt.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(f.opts, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", f.opts, tt.want)
+			}
+		})
+	}
+}

@@ -13,7 +13,7 @@ import (
 )
 
 func main() {
-	p := cni.Plugin{Stdout: os.Stdout, Stderr: os.Stderr}
+	p := cni.Plugin{Stdout: os.Stdout, Stderr: os.Stderr, Version: version.Version()}
 	skel.PluginMainFuncs(skel.CNIFuncs{Add: p.Add, Del: p.Del, Check: p.Check, GC: p.GC, Status: p.Status},
 		cniversion.PluginSupports(cni.SupportedVersions()...), version.String("orbweaver"))
 }

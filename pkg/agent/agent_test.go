@@ -21,6 +21,7 @@ import (
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
 	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+	"github.com/orbweaver-ipam/orbweaver/pkg/version"
 )
 
 func poolAnnotation(v4, v6 string) map[string]string {
@@ -368,10 +369,16 @@ func TestAgentStatus(t *testing.T) {
 	defer cancel()
 	ta := startAgent(t, e)
 	newPool(t, e, "status", "10.40.0.0/24", nil, "10.40.0.10")
+	var st *operations.StatusOK
 	testenv.WaitFor(t, "STATUS ready", func() (bool, error) {
-		_, err := ta.api.StatusContext(ctx, operations.NewStatusParams())
+		var err error
+		st, err = ta.api.StatusContext(ctx, operations.NewStatusParams())
 		return err == nil, asAgentError(err)
 	})
+	// The plugin compares the version with its own (pkg/cni: skew warning).
+	if got := st.Payload; got.Version != version.Version() || got.Commit != version.Commit() {
+		t.Errorf("STATUS says version %q commit %q, want %q %q", got.Version, got.Commit, version.Version(), version.Commit())
+	}
 }
 
 // TestAgentSandboxMoved re-creates a two-interface pod's sandbox: both interfaces keep

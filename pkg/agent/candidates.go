@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
@@ -62,25 +60,19 @@ func (s *Service) selectPools(ctx context.Context, req *addRequest) (candidates,
 	return candidates{ipv4: sel.IPv4, ipv6: sel.IPv6, cleanGateway: sel.CleanGateway, routes: sel.Routes, auto: sel.Auto}, nil
 }
 
-// autoPoolTop is the pod's top controller as auto pools know it: topControllerOf, and
-// for a Job's pod that asks for an auto pool, the Job's CronJob when it has one (the
+// autoPoolTop is the pod's top controller as auto pools know it: ipam.TopControllerOf,
+// and for a Job's pod that asks for an auto pool, the Job's CronJob when it has one (the
 // CronJob's pool serves all its Jobs). Only then is the Job read.
 func (s *Service) autoPoolTop(ctx context.Context, pod *corev1.Pod) (ipam.TopController, error) {
 	top := topControllerOf(pod)
-	if top.Kind != "Job" || !strings.HasPrefix(top.APIVersion, "batch/") {
-		return top, nil
-	}
-	if _, asks, _ := ipam.AutoPoolRequestOf(pod.Annotations, 0); !asks {
+	if !ipam.NeedsJobController(pod, top) {
 		return top, nil
 	}
 	ref, err := s.cluster.JobController(ctx, pod.Namespace, top.Name)
 	if err != nil {
 		return top, fmt.Errorf("look up Job %s/%s, the controller of pod %s: %w", pod.Namespace, top.Name, pod.Name, err)
 	}
-	if ref != nil && ref.Kind == "CronJob" && strings.HasPrefix(ref.APIVersion, "batch/") {
-		return ipam.TopController{APIVersion: ref.APIVersion, Kind: ref.Kind, Namespace: pod.Namespace, Name: ref.Name}, nil
-	}
-	return top, nil
+	return ipam.AutoPoolTopController(top, ref), nil
 }
 
 // selectPoolsWaiting is selectPools, except that while the pod's application's auto pool
@@ -156,25 +148,8 @@ func (c *changes) notify() {
 	}
 }
 
-// topControllerOf names the pod's top controller as auto pools match it: a ReplicaSet's
-// pod belongs to its Deployment when the ReplicaSet's name is the Deployment's plus the
-// pod-template-hash (how the Deployment controller names them), so no ReplicaSet needs
-// to be read.
-func topControllerOf(pod *corev1.Pod) ipam.TopController {
-	ref := metav1.GetControllerOf(pod)
-	if ref == nil {
-		return ipam.TopController{}
-	}
-	top := ipam.TopController{APIVersion: ref.APIVersion, Kind: ref.Kind, Namespace: pod.Namespace, Name: ref.Name}
-	if ref.Kind == "ReplicaSet" && strings.HasPrefix(ref.APIVersion, "apps/") {
-		if hash := pod.Labels["pod-template-hash"]; hash != "" {
-			if name, ok := strings.CutSuffix(ref.Name, "-"+hash); ok && name != "" {
-				top.Kind, top.Name = "Deployment", name
-			}
-		}
-	}
-	return top
-}
+// topControllerOf is ipam.TopControllerOf (shared with `kubectl orbweaver pool why`).
+func topControllerOf(pod *corev1.Pod) ipam.TopController { return ipam.TopControllerOf(pod) }
 
 // routesFor keeps the custom routes whose gateway lies in one of the NIC's allocated
 // subnets, as SpiderPool does; the others belong to another interface.

@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/models"
+	"github.com/orbweaver-ipam/orbweaver/pkg/version"
 )
 
 // maxBody bounds a request body: the largest valid one (GC with every attachment of a
@@ -69,7 +70,9 @@ func Handler(s *Service) http.Handler {
 			})
 			return
 		}
-		writeJSON(w, http.StatusOK, &models.Status{Ready: ptr.To(true)})
+		// The version lets the plugin warn when it and the agent come from different
+		// releases (a node upgraded halfway).
+		writeJSON(w, http.StatusOK, &models.Status{Ready: ptr.To(true), Version: version.Version(), Commit: version.Commit()})
 	})
 	return mux
 }

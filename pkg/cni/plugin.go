@@ -25,9 +25,12 @@ type Plugin struct {
 	// Stdout receives the CNI result and must be set; cmd/orbweaver passes
 	// os.Stdout.
 	Stdout io.Writer
-	// Stderr, if set, is told when the log file cannot be opened. Nothing else is
-	// written there.
+	// Stderr, if set, is told when the log file cannot be opened, and when STATUS
+	// finds the agent at another version than Version. Nothing else is written there.
 	Stderr io.Writer
+	// Version is this plugin's release version (cmd/orbweaver passes pkg/version's);
+	// STATUS warns when the agent reports another one. Empty or "dev" never warns.
+	Version string
 	// Now is the clock for log rotation; nil means time.Now.
 	Now func() time.Time
 }
@@ -182,8 +185,41 @@ func (p Plugin) Status(args *skel.CmdArgs) error {
 			}
 			return types.NewError(types.ErrPluginNotAvailable, "orbweaver-agent is not ready: "+reasons, "")
 		}
+		p.warnSkew(inv, st)
 		return nil
 	})
+}
+
+// warnSkew logs, and tells Stderr, when the agent is at another release than the
+// plugin: a node upgraded halfway (the DaemonSet rolled, the plugin binary on the host
+// not copied, or the other way round). It is only a warning; the API is versioned and
+// only ever gains fields.
+func (p Plugin) warnSkew(inv *invocation, st *models.Status) {
+	if !versionSkew(p.Version, st.Version) {
+		return
+	}
+	// logr has no warning level, and log_level warn keeps only errors: logged as an
+	// error line so that every level shows it, though STATUS succeeds.
+	inv.log.Error(fmt.Errorf("plugin version %s, agent version %s", p.Version, st.Version),
+		"warning: orbweaver plugin and agent versions differ; install the same release of both",
+		"pluginVersion", p.Version, "agentVersion", st.Version, "agentCommit", st.Commit, "socket", inv.cfg.IPAM.SocketPath)
+	if p.Stderr != nil {
+		_, _ = fmt.Fprintf(p.Stderr, "orbweaver: warning: this plugin is version %s but orbweaver-agent on unix socket %s is version %s; install the same release of both (the plugin binary is copied to the host by the agent DaemonSet's init container)\n",
+			p.Version, inv.cfg.IPAM.SocketPath, st.Version)
+	}
+}
+
+// versionSkew tells whether the plugin's and the agent's versions differ. A build that
+// was not stamped ("dev", or nothing) has no version to compare, and an agent older
+// than the version field reports none: neither warns. A leading "v" is ignored
+// (v1.2.0 and 1.2.0 are the same release).
+func versionSkew(plugin, agent string) bool {
+	norm := func(v string) string { return strings.TrimPrefix(strings.TrimSpace(v), "v") }
+	plugin, agent = norm(plugin), norm(agent)
+	if plugin == "" || agent == "" || plugin == "dev" || agent == "dev" {
+		return false
+	}
+	return plugin != agent
 }
 
 func attachment(inv *invocation, pod PodArgs) *models.Attachment {

@@ -549,6 +549,58 @@ func TestStatus(t *testing.T) {
 	}
 }
 
+// TestStatusWarnsAboutVersionSkew: STATUS succeeds whatever the agent's version, and
+// warns (log file and stderr) only when both sides are stamped releases that differ.
+func TestStatusWarnsAboutVersionSkew(t *testing.T) {
+	tests := []struct {
+		name          string
+		plugin, agent string // the agent's "" sends no version field (an older agent)
+		warn          bool
+	}{
+		{name: "same release", plugin: "1.4.0", agent: "1.4.0"},
+		{name: "same release, v prefix on one side", plugin: "v1.4.0", agent: "1.4.0"},
+		{name: "agent newer", plugin: "1.4.0", agent: "1.5.0", warn: true},
+		{name: "agent older", plugin: "1.4.0", agent: "1.3.2", warn: true},
+		{name: "dev plugin", plugin: "dev", agent: "1.4.0"},
+		{name: "dev agent", plugin: "1.4.0", agent: "dev"},
+		{name: "unstamped plugin", plugin: "", agent: "1.4.0"},
+		{name: "agent without the version field", plugin: "1.4.0", agent: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := map[string]any{"ready": true}
+			if tt.agent != "" {
+				body["version"], body["commit"] = tt.agent, "3f9c2a1"
+			}
+			agent := startAgent(t, map[string]reply{"/v1/status": {body: body}})
+			logFile := filepath.Join(t.TempDir(), "orbweaver.log")
+			var out, stderr bytes.Buffer
+			p := Plugin{Stdout: &out, Stderr: &stderr, Version: tt.plugin}
+			// At log_level warn, which keeps only errors, the warning still shows.
+			conf := netConf(t, "1.1.0", agent.socket, map[string]any{"log_level": "warn", "log_file_path": logFile})
+			if err := p.Status(&skel.CmdArgs{Path: "/opt/cni/bin", StdinData: conf}); err != nil {
+				t.Fatalf("STATUS failed on a version skew: %v", err)
+			}
+			if out.Len() != 0 {
+				t.Errorf("STATUS printed %q", out.String())
+			}
+			warned := slices.ContainsFunc(readLog(t, logFile), func(m string) bool { return strings.Contains(m, "versions differ") })
+			if warned != tt.warn {
+				t.Errorf("log warns %t, want %t", warned, tt.warn)
+			}
+			if tt.warn {
+				for _, w := range []string{"warning", tt.plugin, tt.agent, agent.socket} {
+					if !strings.Contains(stderr.String(), w) {
+						t.Errorf("stderr %q does not contain %q", stderr.String(), w)
+					}
+				}
+			} else if stderr.Len() != 0 {
+				t.Errorf("stderr %q, want nothing", stderr.String())
+			}
+		})
+	}
+}
+
 // Config and CNI_ARGS problems fail before the agent is asked.
 func TestCommandsRejectBadInput(t *testing.T) {
 	agent := startAgent(t, nil)

@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -147,4 +148,53 @@ func normaliseNetwork(s, defaultNS string) string {
 		return s
 	}
 	return defaultNS + "/" + s
+}
+
+// PodInterfaces lists the interfaces a pod's IPAM calls are made for, as far as its
+// annotations tell: eth0, then those that ipam.spidernet.io/ippools,
+// ipam.spidernet.io/subnets, ipam.spidernet.io/ippool (its "interface" key),
+// ipam.spidernet.io/subnet and the Multus networks (k8s.v1.cni.cncf.io/networks, an
+// entry without an interface being net<i>) name, each once, in that order. A malformed
+// annotation adds nothing; SelectPools reports it.
+func PodInterfaces(pod *corev1.Pod) []string {
+	out := []string{DefaultInterface}
+	add := func(name string) {
+		if name != "" && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	if pod == nil {
+		return out
+	}
+	a := pod.Annotations
+	if items, err := ParseIPPools(a[AnnoPodIPPools]); err == nil {
+		for _, it := range items {
+			add(it.Interface)
+		}
+	}
+	if items, err := ParseSubnets(a[AnnoPodSubnets]); err == nil {
+		for _, it := range items {
+			add(it.Interface)
+		}
+	}
+	if v, ok := a[AnnoPodIPPool]; ok {
+		if it, err := ParseIPPool(v); err == nil {
+			add(it.Interface)
+		}
+	}
+	if v, ok := a[AnnoPodSubnet]; ok {
+		if it, err := ParseSubnet(v); err == nil {
+			add(it.Interface)
+		}
+	}
+	if nets, ok := parseMultusNetworks(a[AnnoMultusNetworks], pod.Namespace); ok {
+		for i, n := range nets {
+			name := n.Interface
+			if name == "" {
+				name = multusIfName(i + 1)
+			}
+			add(name)
+		}
+	}
+	return out
 }

@@ -126,32 +126,43 @@ type request struct {
 // (which is read whatever rule wins), is ErrBadAnnotation; a malformed CNI default list
 // is ErrBadCNIConfig.
 func SelectPools(in SelectionInput) (Selection, error) {
+	sel, _, err := selectPools(in)
+	return sel, err
+}
+
+// selectPools is SelectPools, with what it decided about each pool on the way
+// (ExplainSelection).
+func selectPools(in SelectionInput) (Selection, Explanation, error) {
+	ex := Explanation{Interface: in.IfName, TopController: in.TopController, MultusNetwork: in.MultusNetwork}
 	if in.Pod == nil {
-		return Selection{}, errors.New("select pools: no pod given")
+		return Selection{}, ex, errors.New("select pools: no pod given")
 	}
 	if in.IfName == "" {
-		return Selection{}, fmt.Errorf("select pools for pod %s: no interface name given", podRef(in.Pod))
+		return Selection{}, ex, fmt.Errorf("select pools for pod %s: no interface name given", podRef(in.Pod))
 	}
 	var routes []v2beta1.Route
 	if v, ok := in.Pod.Annotations[AnnoPodRoutes]; ok {
 		var err error
 		if routes, err = ParseRoutes(v); err != nil {
-			return Selection{}, fmt.Errorf("pod %s: %w", podRef(in.Pod), err)
+			return Selection{}, ex, fmt.Errorf("pod %s: %w", podRef(in.Pod), err)
 		}
 	}
 	req, err := chooseRule(in)
 	if err != nil {
-		return Selection{}, fmt.Errorf("pod %s interface %s: %w", podRef(in.Pod), in.IfName, err)
+		return Selection{}, ex, fmt.Errorf("pod %s interface %s: %w", podRef(in.Pod), in.IfName, err)
 	}
+	ex.Source, ex.Auto = req.source, req.auto
 	named4, named6 := len(req.ipv4) > 0, len(req.ipv6) > 0
-	if !in.EnableIPv4 {
+	if !in.EnableIPv4 && named4 {
+		ex.Families = append(ex.Families, FamilyExplanation{Family: v2beta1.IPv4, Source: req.src4, NotServed: true})
 		req.ipv4 = nil
 	}
-	if !in.EnableIPv6 {
+	if !in.EnableIPv6 && named6 {
+		ex.Families = append(ex.Families, FamilyExplanation{Family: v2beta1.IPv6, Source: req.src6, NotServed: true})
 		req.ipv6 = nil
 	}
 	if len(req.ipv4) == 0 && len(req.ipv6) == 0 {
-		return Selection{}, fmt.Errorf("%w: %s: only %s pools are named for interface %s of pod %s, but the cluster serves %s; name a pool of a served family",
+		return Selection{}, ex, fmt.Errorf("%w: %s: only %s pools are named for interface %s of pod %s, but the cluster serves %s; name a pool of a served family",
 			ErrNoPool, req.source, familiesNamed(named4, named6), in.IfName, podRef(in.Pod), familiesServed(in.EnableIPv4, in.EnableIPv6))
 	}
 
@@ -159,17 +170,21 @@ func SelectPools(in SelectionInput) (Selection, error) {
 	sel := Selection{CleanGateway: req.cleanGateway, Routes: routes, Source: req.source, Auto: req.auto}
 	var errs []error
 	if len(req.ipv4) > 0 {
-		sel.IPv4, err = c.family(v2beta1.IPv4, req.ipv4, req.src4)
-		errs = append(errs, err)
+		fe := c.family(v2beta1.IPv4, req.ipv4, req.src4)
+		ex.Families = append(ex.Families, fe)
+		sel.IPv4 = fe.Candidates()
+		errs = append(errs, fe.Err)
 	}
 	if len(req.ipv6) > 0 {
-		sel.IPv6, err = c.family(v2beta1.IPv6, req.ipv6, req.src6)
-		errs = append(errs, err)
+		fe := c.family(v2beta1.IPv6, req.ipv6, req.src6)
+		ex.Families = append(ex.Families, fe)
+		sel.IPv6 = fe.Candidates()
+		errs = append(errs, fe.Err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return Selection{}, err
+		return Selection{}, ex, err
 	}
-	return sel, nil
+	return sel, ex, nil
 }
 
 // chooseRule applies the rules in order and returns what the first one that names pools
@@ -336,33 +351,39 @@ func newCandidates(in SelectionInput) candidates {
 	return candidates{in: in, byName: byName, podLabels: affinityLabels(in.Pod.Labels, in.TopController)}
 }
 
-// family expands, filters and sorts the names of one family.
-func (c candidates) family(fam int64, names []string, source string) ([]string, error) {
+// family expands, filters and sorts the names of one family: the admitted pools in
+// the order to try them, then the refused ones in the order named. Err is set when
+// none is admitted.
+func (c candidates) family(fam int64, names []string, source string) FamilyExplanation {
+	fe := FamilyExplanation{Family: fam, Source: source}
 	famName := familyName(fam == v2beta1.IPv4)
 	pools, err := c.expand(fam, names)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s in the %s list of %s, for interface %s of pod %s; create the pool or fix the name (the pod is retried)",
+		fe.Err = fmt.Errorf("%w: %s in the %s list of %s, for interface %s of pod %s; create the pool or fix the name (the pod is retried)",
 			ErrUnknownPool, err.Error(), famName, source, c.in.IfName, podRef(c.in.Pod))
+		return fe
 	}
 	var admitted []*v2beta1.SpiderIPPool
+	var refused []PoolDecision
 	var refusals []string
 	for _, p := range pools {
 		if reason := c.refusal(fam, p); reason != "" {
+			refused = append(refused, PoolDecision{Pool: p.Name, Refusal: reason})
 			refusals = append(refusals, fmt.Sprintf("pool %q: %s", p.Name, reason))
 			continue
 		}
 		admitted = append(admitted, p)
 	}
+	sortByPriority(admitted)
+	for _, p := range admitted {
+		fe.Decisions = append(fe.Decisions, PoolDecision{Pool: p.Name})
+	}
+	fe.Decisions = append(fe.Decisions, refused...)
 	if len(admitted) == 0 {
-		return nil, fmt.Errorf("%w: every %s pool named by %s refuses interface %s of pod %s: %s",
+		fe.Err = fmt.Errorf("%w: every %s pool named by %s refuses interface %s of pod %s: %s",
 			ErrPoolRefused, famName, source, c.in.IfName, podRef(c.in.Pod), strings.Join(refusals, "; "))
 	}
-	sortByPriority(admitted)
-	out := make([]string, len(admitted))
-	for i, p := range admitted {
-		out[i] = p.Name
-	}
-	return out, nil
+	return fe
 }
 
 // expand replaces each wildcard by the pools of the family it matches (by name) and

@@ -229,6 +229,7 @@ func TestSelectPools(t *testing.T) {
 			in := baseInput()
 			tt.setup(&in)
 			got, err := SelectPools(in)
+			explainAgrees(t, in, got, err)
 			if tt.wantErr != nil {
 				if err == nil {
 					t.Fatalf("got %+v, want an error", got)
@@ -328,6 +329,12 @@ func TestSelectPoolsFilters(t *testing.T) {
 				tt.setup(&in)
 			}
 			got, err := SelectPools(in)
+			explainAgrees(t, in, got, err)
+			if ex := ExplainSelection(in); len(ex.Families) != 1 || len(ex.Families[0].Decisions) != 1 ||
+				ex.Families[0].Decisions[0].Pool != "p" || !strings.Contains(ex.Families[0].Decisions[0].Refusal, tt.reason) ||
+				(tt.reason == "") != ex.Families[0].Decisions[0].Admitted() {
+				t.Errorf("ExplainSelection decides %+v, want pool p refused for %q", ex.Families, tt.reason)
+			}
 			if tt.reason == "" {
 				if err != nil {
 					t.Fatalf("pool refused: %v", err)
@@ -478,6 +485,104 @@ func TestAffinityLabels(t *testing.T) {
 			got := map[string]string(affinityLabels(tt.pod, tt.top))
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// explainAgrees checks that ExplainSelection tells what SelectPools did: the same
+// selection or error, and as candidates of each family the pools selected.
+func explainAgrees(t *testing.T, in SelectionInput, sel Selection, err error) {
+	t.Helper()
+	ex := ExplainSelection(in)
+	if (err == nil) != (ex.Err == nil) || err != nil && err.Error() != ex.Err.Error() {
+		t.Errorf("ExplainSelection error %v, SelectPools error %v", ex.Err, err)
+	}
+	if !reflect.DeepEqual(ex.Selection, sel) {
+		t.Errorf("ExplainSelection selects %+v, SelectPools %+v", ex.Selection, sel)
+	}
+	if err != nil {
+		return
+	}
+	if ex.Source != sel.Source || ex.Auto != sel.Auto {
+		t.Errorf("ExplainSelection source %q auto %t, SelectPools %q %t", ex.Source, ex.Auto, sel.Source, sel.Auto)
+	}
+	for _, f := range ex.Families {
+		want := sel.IPv4
+		if f.Family == v2beta1.IPv6 {
+			want = sel.IPv6
+		}
+		if got := f.Candidates(); !f.NotServed && !reflect.DeepEqual(got, want) {
+			t.Errorf("ExplainSelection IPv%d candidates %v, SelectPools %v", f.Family, got, want)
+		}
+	}
+}
+
+// TestPodInterfaces lists the interfaces a pod's annotations name.
+func TestPodInterfaces(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		annotations map[string]string
+		want        []string
+	}{
+		{name: "none", want: []string{"eth0"}},
+		{name: "ippools", annotations: map[string]string{AnnoPodIPPools: `[{"interface":"eth0","ipv4":["a"]},{"interface":"net2","ipv4":["b"]}]`},
+			want: []string{"eth0", "net2"}},
+		{name: "ippool for another interface", annotations: map[string]string{AnnoPodIPPool: `{"interface":"net1","ipv4":["a"]}`},
+			want: []string{"eth0", "net1"}},
+		{name: "subnets", annotations: map[string]string{AnnoPodSubnets: `[{"interface":"eth0","ipv4":["s"]},{"interface":"net1","ipv4":["t"]}]`},
+			want: []string{"eth0", "net1"}},
+		{name: "multus networks", annotations: map[string]string{AnnoMultusNetworks: "macvlan, kube-system/ipvlan@data0"},
+			want: []string{"eth0", "net1", "data0"}},
+		{name: "malformed adds nothing", annotations: map[string]string{AnnoPodIPPools: `{`, AnnoMultusNetworks: "a@"},
+			want: []string{"eth0"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", Annotations: tt.annotations}}
+			if got := PodInterfaces(pod); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestTopControllerOf names the controller auto pools match, a CronJob's through its Job.
+func TestTopControllerOf(t *testing.T) {
+	ctrl := func(apiVersion, kind, name string) []metav1.OwnerReference {
+		return []metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: name, Controller: ptrTo(true)}}
+	}
+	pod := func(owners []metav1.OwnerReference, labels, annotations map[string]string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", OwnerReferences: owners, Labels: labels, Annotations: annotations}}
+	}
+	subnet := map[string]string{AnnoPodSubnet: `{"ipv4":["s"]}`}
+	cronJob := &metav1.OwnerReference{APIVersion: "batch/v1", Kind: "CronJob", Name: "nightly"}
+	for _, tt := range []struct {
+		name     string
+		pod      *corev1.Pod
+		jobOwner *metav1.OwnerReference
+		needsJob bool
+		want     string
+	}{
+		{name: "bare pod", pod: pod(nil, nil, nil), want: "none"},
+		{name: "Deployment's ReplicaSet", pod: pod(ctrl("apps/v1", "ReplicaSet", "web-5d4f8"), map[string]string{"pod-template-hash": "5d4f8"}, nil),
+			want: "Deployment ns/web"},
+		{name: "ReplicaSet of its own", pod: pod(ctrl("apps/v1", "ReplicaSet", "web-5d4f8"), nil, nil), want: "ReplicaSet ns/web-5d4f8"},
+		{name: "StatefulSet", pod: pod(ctrl("apps/v1", "StatefulSet", "db"), nil, nil), want: "StatefulSet ns/db"},
+		{name: "Job without auto pool", pod: pod(ctrl("batch/v1", "Job", "j"), nil, nil), jobOwner: cronJob, want: "Job ns/j"},
+		{name: "CronJob's Job with auto pool", pod: pod(ctrl("batch/v1", "Job", "nightly-1"), nil, subnet), jobOwner: cronJob, needsJob: true,
+			want: "CronJob ns/nightly"},
+		{name: "Job of its own with auto pool", pod: pod(ctrl("batch/v1", "Job", "j"), nil, subnet), needsJob: true, want: "Job ns/j"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			top := TopControllerOf(tt.pod)
+			if got := NeedsJobController(tt.pod, top); got != tt.needsJob {
+				t.Errorf("NeedsJobController %t, want %t", got, tt.needsJob)
+			}
+			if NeedsJobController(tt.pod, top) {
+				top = AutoPoolTopController(top, tt.jobOwner)
+			}
+			if top.String() != tt.want {
+				t.Errorf("top controller %s, want %s", top, tt.want)
 			}
 		})
 	}

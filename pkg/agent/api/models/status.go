@@ -16,12 +16,18 @@ import (
 // swagger:model Status
 type Status struct {
 
+	// The source commit the agent was built from.
+	Commit string `json:"commit,omitempty"`
+
 	// ready
 	// Required: true
 	Ready *bool `json:"ready"`
 
 	// reasons
 	Reasons []string `json:"reasons"`
+
+	// The agent's release version (pkg/version), "dev" for an unstamped build; the plugin warns when it differs from its own. Absent from agents older than the field.
+	Version string `json:"version,omitempty"`
 }
 
 // Validate validates this status

@@ -79,10 +79,10 @@ type ClientService interface {
 	// GcContext release this node s allocations of a network whose attachments are not valid c n i g c.
 	GcContext(ctx context.Context, params *GcParams, opts ...ClientOption) (*GcOK, error)
 
-	// Status whether the agent can allocate c n i s t a t u s.
+	// Status whether the agent can allocate c n i s t a t u s and which version it is.
 	Status(params *StatusParams, opts ...ClientOption) (*StatusOK, error)
 
-	// StatusContext whether the agent can allocate c n i s t a t u s.
+	// StatusContext whether the agent can allocate c n i s t a t u s and which version it is.
 	StatusContext(ctx context.Context, params *StatusParams, opts ...ClientOption) (*StatusOK, error)
 
 	SetTransport(transport runtime.ContextualTransport)
@@ -340,7 +340,7 @@ func (a *Client) GcContext(ctx context.Context, params *GcParams, opts ...Client
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
 
-// Status whethers the agent can allocate c n i s t a t u s.
+// Status whethers the agent can allocate c n i s t a t u s and which version it is.
 //
 // This method does not support injected context.
 // However, timeout and opentracing contexts are honored whenever enabled.
@@ -357,7 +357,7 @@ func (a *Client) Status(params *StatusParams, opts ...ClientOption) (*StatusOK, 
 	return a.StatusContext(ctx, params, opts...)
 }
 
-// StatusContext whethers the agent can allocate c n i s t a t u s.
+// StatusContext whethers the agent can allocate c n i s t a t u s and which version it is.
 //
 // Do not use the deprecated [StatusParams.Context] with this method: it would be ignored.
 func (a *Client) StatusContext(ctx context.Context, params *StatusParams, opts ...ClientOption) (*StatusOK, error) {
