@@ -52,6 +52,7 @@ import (
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip/tencent"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/version"
+	"github.com/orbweaver-ipam/orbweaver/pkg/version/buildinfo"
 	"github.com/orbweaver-ipam/orbweaver/pkg/webhook"
 )
 
@@ -254,7 +255,7 @@ func setupReconcilers(ctx context.Context, mgr ctrl.Manager, direct client.Clien
 	}
 	// The build, beside controller-runtime's Go and process metrics. Registered once per
 	// process: run is called again by tests in the same process.
-	if err := metrics.Registry.Register(version.Collector()); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+	if err := metrics.Registry.Register(buildinfo.Collector()); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	if err := ippool.SetupWithManager(ctx, mgr, ippool.Params{Direct: direct, Registerer: metrics.Registry}); err != nil {

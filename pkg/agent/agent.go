@@ -30,7 +30,7 @@ import (
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/crdcheck"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
-	"github.com/orbweaver-ipam/orbweaver/pkg/version"
+	"github.com/orbweaver-ipam/orbweaver/pkg/version/buildinfo"
 )
 
 // DefaultSocketPath is where the agent serves the CNI plugin.
@@ -183,7 +183,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := metrics.Register(registry); err != nil {
 		return fmt.Errorf("orbweaver agent: metrics: %w", err)
 	}
-	if err := registry.Register(version.Collector()); err != nil {
+	if err := registry.Register(buildinfo.Collector()); err != nil {
 		return fmt.Errorf("orbweaver agent: metrics: %w", err)
 	}
 

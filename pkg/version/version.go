@@ -1,14 +1,14 @@
 // Package version is what every orbweaver binary says it is: the release version and
-// commit stamped at build time (make build, make release), the Go version, and the
-// orbweaver_build_info metric built from them.
+// commit stamped at build time (make build, make release) and the Go version. The
+// orbweaver_build_info metric built from them is in buildinfo, so that the CNI plugin,
+// which says its version, does not link the Prometheus client: every ADD is a process
+// start, and its package inits are paid on each.
 package version
 
 import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Set at build time, e.g. by make build:
@@ -55,18 +55,4 @@ func Commit() string {
 // String is the line a binary prints for --version and logs at start.
 func String(component string) string {
 	return fmt.Sprintf("%s %s (commit %s, %s)", component, Version(), Commit(), runtime.Version())
-}
-
-// Collector is orbweaver_build_info: always 1, with the version, commit and Go version
-// as labels, so that a dashboard sees which versions run where.
-func Collector() prometheus.Collector {
-	g := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "orbweaver_build_info",
-		Help: "Always 1; the labels say which orbweaver build runs: version, commit, Go version.",
-		ConstLabels: prometheus.Labels{
-			"version": Version(), "commit": Commit(), "goversion": runtime.Version(),
-		},
-	})
-	g.Set(1)
-	return g
 }
