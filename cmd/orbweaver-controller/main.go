@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -64,6 +65,10 @@ type options struct {
 	webhookPort                                            int
 	webhook                                                webhook.Config
 	upgradeCRDs                                            bool
+	// certsGiven: serve the certificate found in certDir (--manage-webhook-certs=false);
+	// the zero value makes and keeps the self-signed one.
+	certsGiven    bool
+	metricsSecure bool
 
 	statefulSet        bool
 	nodeGrants         bool
@@ -83,17 +88,26 @@ type options struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "check-install" {
+		if err := checkInstall(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "orbweaver-controller check-install:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	o.gc = ipam.DefaultGCConfig()
 	flag.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the controller's namespace (default $POD_NAMESPACE): its leader Lease, admission Lease and certificate Secret live there")
 	flag.StringVar(&o.service, "webhook-service", "orbweaver-controller", "the Service in front of the webhooks; the certificate is for <service>.<namespace>.svc")
 	flag.StringVar(&o.configuration, "webhook-configuration", "orbweaver", "name of the Mutating- and ValidatingWebhookConfiguration that get the CA")
 	flag.StringVar(&o.certSecret, "webhook-cert-secret", "orbweaver-webhook-certs", "Secret holding the webhooks' self-signed CA and certificate")
+	manageCerts := flag.Bool("manage-webhook-certs", true, "make, renew and keep in --webhook-cert-secret a self-signed certificate for the webhooks and put its CA into the webhook configurations; false: serve the tls.crt and tls.key found in --webhook-cert-dir (cert-manager's or yours, mounted from a Secret; reloaded when they change) and leave the caBundle to whoever made them")
 	flag.StringVar(&o.certDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "orbweaver-webhook-certs"), "where the webhook server reads tls.crt and tls.key")
 	flag.IntVar(&o.webhookPort, "webhook-port", 5722, "webhook server port (SpiderPool's)")
 	flag.StringVar(&o.webhookHost, "webhook-host", "", "address the webhook server listens on; empty means every interface")
 	flag.StringVar(&o.healthAddr, "health-addr", ":5720", "address of /healthz and /readyz")
 	flag.StringVar(&o.metricsAddr, "metrics-addr", ":5721", "address of /metrics; 0 disables")
+	flag.BoolVar(&o.metricsSecure, "metrics-secure", false, "serve /metrics over HTTPS (a self-signed certificate) to clients whose bearer token the API server authenticates (TokenReview) and authorizes for GET on the non-resource URL /metrics (SubjectAccessReview); false: plain HTTP to anyone who reaches --metrics-addr")
 	flag.BoolVar(&o.upgradeCRDs, "upgrade-crds", true, "at start, put this release's CRDs in place of served ones that lack orbweaver's fields (SpiderPool's, or an older orbweaver's, which helm install and upgrade keep); off: refuse to start instead, saying what to apply")
 	flag.BoolVar(&o.webhook.EnableIPv4, "enable-ipv4", true, "serve IPv4: admit IPv4 pools, subnets and reserved IPs, make IPv4 auto pools")
 	flag.BoolVar(&o.webhook.EnableIPv6, "enable-ipv6", true, "serve IPv6: admit IPv6 pools, subnets and reserved IPs, make IPv6 auto pools")
@@ -124,6 +138,7 @@ func main() {
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	o.certsGiven = !*manageCerts
 	if *showVersion {
 		fmt.Println(version.String("orbweaver-controller"))
 		return
@@ -164,7 +179,7 @@ func run(ctx context.Context, o options) error {
 		LeaderElectionNamespace:       o.namespace,
 		LeaderElectionReleaseOnCancel: true,
 		HealthProbeBindAddress:        o.healthAddr,
-		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                       metricsOptions(o),
 		WebhookServer:                 ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.webhookHost, Port: o.webhookPort, CertDir: o.certDir}),
 		// The caches hold every pod, node and workload: keep them small.
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
@@ -190,20 +205,10 @@ func run(ctx context.Context, o options) error {
 	if err := crdcheck.Ensure(ctx, crdcheck.Params{Client: direct, Component: "orbweaver-controller", Log: ctrl.Log.WithName("crdcheck")}); err != nil {
 		return err
 	}
-	certs := &webhookcerts.Manager{
-		Client: direct, Namespace: o.namespace, Secret: o.certSecret, CertDir: o.certDir, Configuration: o.configuration,
-		Hosts: []string{o.service + "." + o.namespace + ".svc", o.service + "." + o.namespace + ".svc.cluster.local"},
-	}
-	// Before the webhook server starts, which needs the files.
-	if _, err := certs.Ensure(ctx); err != nil {
-		return err
-	}
-	log := ctrl.Log.WithName("webhook-certs")
-	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
-		certs.Run(ctx, 12*time.Hour, func(err error) { log.Error(err, "renewing the webhook certificate") })
-		return nil
-	})); err != nil {
-		return err
+	if !o.certsGiven {
+		if err := manageCerts(ctx, mgr, direct, o); err != nil {
+			return err
+		}
 	}
 	serializer := &admissionlock.Lease{Client: direct, Namespace: o.namespace, Name: "orbweaver-admission"}
 	if err := webhook.Register(mgr, o.webhook, mgr.GetAPIReader(), serializer); err != nil {
@@ -219,6 +224,34 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// manageCerts makes the webhooks' self-signed certificate before the webhook server
+// starts (it needs the files) and renews it on every replica.
+func manageCerts(ctx context.Context, mgr ctrl.Manager, direct client.Client, o options) error {
+	certs := &webhookcerts.Manager{
+		Client: direct, Namespace: o.namespace, Secret: o.certSecret, CertDir: o.certDir, Configuration: o.configuration,
+		Hosts: []string{o.service + "." + o.namespace + ".svc", o.service + "." + o.namespace + ".svc.cluster.local"},
+	}
+	if _, err := certs.Ensure(ctx); err != nil {
+		return err
+	}
+	log := ctrl.Log.WithName("webhook-certs")
+	return mgr.Add(everyReplica(func(ctx context.Context) error {
+		certs.Run(ctx, 12*time.Hour, func(err error) { log.Error(err, "renewing the webhook certificate") })
+		return nil
+	}))
+}
+
+// metricsOptions serves /metrics on --metrics-addr: plain HTTP, or with --metrics-secure
+// HTTPS behind the API server's authentication and authorization of each request.
+func metricsOptions(o options) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.metricsAddr}
+	if o.metricsSecure {
+		m.SecureServing = true
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return m
 }
 
 // everyReplica is a runnable that runs on every replica, not only the leader.

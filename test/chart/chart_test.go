@@ -60,11 +60,18 @@ func TestRenderedObjects(t *testing.T) {
 			}
 			counts := map[string]int{}
 			for _, u := range objs {
+				if u.GetAnnotations()["helm.sh/hook"] == "test" {
+					continue // helm test's own (TestHelmTest)
+				}
 				counts[u.GetKind()]++
 			}
+			clusterRoles := 2
+			if vs.name == "every option on" {
+				clusterRoles++ // metrics.secure's metrics reader
+			}
 			for kind, want := range map[string]int{
-				"ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1,
-				"DaemonSet": 1, "Deployment": 1, "Service": 1,
+				"ServiceAccount": 2, "ClusterRole": clusterRoles, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1,
+				"DaemonSet": 1, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1,
 				"MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1,
 			} {
 				if counts[kind] != want {
@@ -449,8 +456,8 @@ func TestControllerDeployment(t *testing.T) {
 	}
 	t.Run("defaults", func(t *testing.T) {
 		r := parse(t, render(t))
-		if r.controller.ReadinessProbe.HTTPGet.Port.IntValue() != 5720 || r.ctlFlags["webhook-port"] != "5722" || *r.deployment.Spec.Replicas != 1 {
-			t.Errorf("controller probes on %v, --webhook-port=%s, %d replicas; want 5720, 5722, 1",
+		if r.controller.ReadinessProbe.HTTPGet.Port.IntValue() != 5720 || r.ctlFlags["webhook-port"] != "5722" || *r.deployment.Spec.Replicas != 2 {
+			t.Errorf("controller probes on %v, --webhook-port=%s, %d replicas; want 5720, 5722, 2",
 				r.controller.ReadinessProbe.HTTPGet.Port, r.ctlFlags["webhook-port"], *r.deployment.Spec.Replicas)
 		}
 		// Release "orbweaver" gives the binary's own defaults, the names the docs use.
@@ -589,6 +596,8 @@ func TestValuesReachFlags(t *testing.T) {
 		{set: "controller.webhookPort=9443", ctl: map[string]string{"webhook-port": "9443"}},
 		{set: "webhook.configurationName=my-hooks", ctl: map[string]string{"webhook-configuration": "my-hooks"}},
 		{set: "fullnameOverride=ow", ctl: map[string]string{"webhook-service": "ow-controller", "webhook-configuration": "ow", "webhook-cert-secret": "ow-webhook-certs"}},
+		{set: "metrics.secure=true", ctl: map[string]string{"metrics-secure": ""}},
+		{set: "tls.method=certManager", ctl: map[string]string{"manage-webhook-certs": "false"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.set, func(t *testing.T) {
@@ -635,8 +644,18 @@ func TestSchemaRejects(t *testing.T) {
 		{[]string{"--set", "cni.binDir=opt/cni/bin"}, "/cni/binDir"},
 		{[]string{"--set", "defaultPools[0].name=p,defaultPools[0].spec.ips[0]=10.0.0.1"}, "/defaultPools/0/spec"},
 		{[]string{"--set", "defaultPools[0].name=Bad_Name,defaultPools[0].spec.subnet=10.0.0.0/24,defaultPools[0].spec.ips[0]=10.0.0.1"}, "/defaultPools/0/name"},
+		{[]string{"--set", "tls.method=vault"}, "/tls/method"},
+		{[]string{"--set", "tls.method=provided,tls.provided.caBundle=Zm9v"}, "/tls/provided/secretName"},
+		{[]string{"--set", "tls.method=provided,tls.provided.secretName=mine"}, "/tls/provided/caBundle"},
+		{[]string{"--set", "tls.certManager.duration=1y"}, "/tls/certManager/duration"},
+		{[]string{"--set", "controller.podDisruptionBudget.maxUnavailable=-1"}, "/controller/podDisruptionBudget/maxUnavailable"},
+		{[]string{"--set", "controller.serviceAccount.role=x"}, "role"},
+		{[]string{"--set", "agent.extraVolumeMounts[0].name=x"}, "/agent/extraVolumeMounts/0"},
+		{[]string{"--set", "metrics.secure=yes"}, "/metrics/secure"},
 		// Past the schema, the templates refuse it too.
 		{[]string{"--skip-schema-validation", "--set", "ipam.enableIPv4=false,ipam.enableIPv6=false"}, "enable at least one"},
+		{[]string{"--set", "tls.method=provided,tls.provided.secretName=mine,tls.provided.caBundle=Zm9v"}, "base64 of the PEM CA"},
+		{[]string{"--set", "tls.method=certManager,tls.certManager.issuerRef.kind=ClusterIssuer"}, "issuerRef has no name"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -20,6 +20,9 @@ agent:
   image: {repository: localhost/orbweaver-agent, tag: dev, pullPolicy: Never}
 controller:
   image: {repository: localhost/orbweaver-controller, tag: dev, pullPolicy: Never}
+  # One node: the chart's two host-network replicas must be on different nodes (required
+  # anti-affinity, same ports), so a second one would stay Pending; with one, no PDB.
+  replicas: 1
 cni:
   binDir: %s
   confDir: %s

@@ -36,6 +36,23 @@ binaries' defaults, and the names the CNI plugin's error hints assume.
 {{- printf "%s-webhook-certs" (include "orbweaver.fullname" .) -}}
 {{- end -}}
 
+{{/*
+The Secret the webhook server's certificate comes from: the controller's own (tls.method
+auto, and cert-manager's Certificate writes the same one) or yours (provided).
+*/}}
+{{- define "orbweaver.webhook.tlsSecret" -}}
+{{- if eq .Values.tls.method "provided" -}}
+{{- .Values.tls.provided.secretName -}}
+{{- else -}}
+{{- include "orbweaver.webhook.certSecret" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* cert-manager's Certificate (and self-signed Issuer) of tls.method certManager. */}}
+{{- define "orbweaver.webhook.certificate" -}}
+{{- printf "%s-webhook" (include "orbweaver.fullname" .) -}}
+{{- end -}}
+
 {{/* The agent's socket and its host folder. */}}
 {{- define "orbweaver.agent.runDir" -}}/var/run/orbweaver{{- end -}}
 {{- define "orbweaver.agent.socket" -}}/var/run/orbweaver/agent.sock{{- end -}}
@@ -84,6 +101,17 @@ The families: at least one. values.schema.json says the same; this message is fo
 {{- define "orbweaver.validate" -}}
 {{- if not (or .Values.ipam.enableIPv4 .Values.ipam.enableIPv6) -}}
 {{- fail "ipam.enableIPv4 and ipam.enableIPv6 are both false: enable at least one" -}}
+{{- end -}}
+{{- if eq .Values.tls.method "provided" -}}
+{{- if not .Values.tls.provided.secretName -}}
+{{- fail "tls.method is provided: set tls.provided.secretName to your kubernetes.io/tls Secret" -}}
+{{- end -}}
+{{- if not (contains "BEGIN CERTIFICATE" (b64dec .Values.tls.provided.caBundle)) -}}
+{{- fail "tls.method is provided: set tls.provided.caBundle to the base64 of the PEM CA that signed the Secret's certificate (base64 -w0 ca.crt)" -}}
+{{- end -}}
+{{- end -}}
+{{- if and (eq .Values.tls.method "certManager") .Values.tls.certManager.issuerRef (not .Values.tls.certManager.issuerRef.name) -}}
+{{- fail "tls.certManager.issuerRef has no name: name your Issuer or ClusterIssuer, or leave issuerRef empty for a self-signed one" -}}
 {{- end -}}
 {{- end -}}
 
