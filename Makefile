@@ -15,8 +15,9 @@ FUZZTIME ?= 1000x
 # the workload tier (test/workloads), kube-scheduler, kubelet, kube-proxy and host-local
 # for the local cluster (test/cluster: make demo and the e2e suite), kubectl for the
 # printer-column tests, controller-gen for generate/verify, helm for the chart, and the
-# benchmark's peers (whereabouts, SpiderPool's agent and plugin) for its smoke run.
-TEST_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd controller-gen swagger helm bridge macvlan loopback host-local whereabouts spiderpool spiderpool-agent
+# benchmark's peers (whereabouts, SpiderPool's agent and plugin) for its smoke run, and
+# Prometheus and promtool for the monitoring bundle's proof (test/monitoring).
+TEST_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd controller-gen swagger helm bridge macvlan loopback host-local whereabouts spiderpool spiderpool-agent prometheus promtool
 CHART := charts/orbweaver
 # The chart is linted and rendered for the Kubernetes version the tests run.
 CHART_KUBE_VERSION := 1.33.1

@@ -18,8 +18,33 @@ type Metrics struct {
 	batchSize  prometheus.Histogram
 }
 
-// NewMetrics returns unregistered metrics; Register adds them to a registry.
+// requestOps are the values of the op label of orbweaver_agent_requests_total and _request_duration_seconds.
+var requestOps = []string{"add", "del", "check", "gc"}
+
+// requestResults are the values of the result label: ok, or the reason an error classifies
+// to (BadRequest is refused before the service and never counted).
+var requestResults = []string{"ok", ReasonPoolExhausted, ReasonNoPool, ReasonPoolRefused, ReasonUnknownPool, ReasonInvalidPool,
+	ReasonBadAnnotation, ReasonBadCNIConfig, ReasonAutoPoolNotReady, ReasonConflict, ReasonNotReady, ReasonInternal,
+	ReasonCheckFailed, ReasonSpiderPoolRunning}
+
+// writeResults are the values of the result label of orbweaver_agent_pool_writes_total.
+var writeResults = []string{"ok", "conflict", "error"}
+
+// NewMetrics returns unregistered metrics; Register adds them to a registry. Every
+// operation and result shows, at 0, before the first request, so that alerts on
+// failures (rate of a result other than ok) have a series to evaluate.
 func NewMetrics() *Metrics {
+	m := newMetrics()
+	for _, op := range requestOps {
+		m.duration.WithLabelValues(op)
+		for _, result := range requestResults {
+			m.requests.WithLabelValues(op, result)
+		}
+	}
+	return m
+}
+
+func newMetrics() *Metrics {
 	return &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "orbweaver", Subsystem: "agent", Name: "requests_total",
@@ -62,6 +87,10 @@ func (m *Metrics) observe(op string, start time.Time, err error) {
 }
 
 func (m *Metrics) onWrite(pool string, batch int, err error) {
+	// A pool's first write shows its every result, conflicts at 0 included.
+	for _, r := range writeResults {
+		m.poolWrites.WithLabelValues(pool, r)
+	}
 	result := "ok"
 	switch {
 	case errors.Is(err, ipam.ErrConflict):

@@ -1070,7 +1070,9 @@ func (m *stressMetrics) add(regs []*prometheus.Registry) {
 				case "orbweaver_agent_reserve_handouts_total":
 					m.handouts += int64(s.GetCounter().GetValue())
 				case "orbweaver_agent_requests_total":
-					m.requests[labels["op"]+"/"+labels["result"]] += int(s.GetCounter().GetValue())
+					if v := int(s.GetCounter().GetValue()); v > 0 { // every result shows at 0 from the start
+						m.requests[labels["op"]+"/"+labels["result"]] += v
+					}
 				}
 			}
 		}

@@ -230,6 +230,7 @@ func (r *reconciler) reconcilePool(ctx context.Context, sp *v2beta1.SpiderIPPool
 		return ctrl.Result{}, err
 	}
 	r.metrics.observe(sp.Name, f)
+	r.metrics.observeEIPs(sp)
 	blocked := sp.DeletionTimestamp != nil && controllerutil.ContainsFinalizer(sp, v2beta1.Finalizer)
 	if blocked && !f.held() {
 		if f.grants {

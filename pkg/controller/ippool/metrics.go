@@ -4,7 +4,10 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
 
@@ -13,7 +16,14 @@ import (
 type metrics struct {
 	total, allocated, spare, free *prometheus.GaugeVec
 	writes                        *prometheus.CounterVec
+	// eipNotReady and eipBindings are the pool's EIPReady condition and its EIP
+	// bindings by phase; 0 for a pool without EIPs.
+	eipNotReady, eipBindings *prometheus.GaugeVec
 }
+
+// eipPhases are the values of the phase label of orbweaver_ippool_eip_bindings.
+var eipPhases = []v2beta1.EIPPhase{v2beta1.EIPAllocating, v2beta1.EIPAllocated, v2beta1.EIPAssociating,
+	v2beta1.EIPBound, v2beta1.EIPUnbinding, v2beta1.EIPReleasing}
 
 // Results of a status or finalizer write, the values of the result label.
 const (
@@ -35,6 +45,11 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 			Namespace: "orbweaver", Subsystem: "ippool", Name: "writes_total",
 			Help: "Writes of the pool controller by kind (status, finalizer, import: of SpiderPool's records) and result (ok, conflict, error).",
 		}, []string{"kind", "result"}),
+		eipNotReady: gauge("eip_not_ready", "1 when a pool with spec.orbweaver.eip has an EIPReady condition that is not True (an IP held by a pod lacks its bound EIP); 0 otherwise."),
+		eipBindings: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "orbweaver", Subsystem: "ippool", Name: "eip_bindings",
+			Help: "EIP bindings of a pool (status.orbweaver.eips) by phase (Allocating, Allocated, Associating, Bound, Unbinding, Releasing).",
+		}, []string{"pool", "phase"}),
 	}
 	for _, kind := range []string{"status", "finalizer", "import"} {
 		for _, result := range []string{resultOK, resultConflict, resultError} {
@@ -44,7 +59,7 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	if r == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.total, m.allocated, m.spare, m.free, m.writes} {
+	for _, c := range []prometheus.Collector{m.total, m.allocated, m.spare, m.free, m.writes, m.eipNotReady, m.eipBindings} {
 		if err := r.Register(c); err != nil {
 			return nil, err
 		}
@@ -66,12 +81,35 @@ func (m *metrics) observe(pool string, f facts) {
 	}
 }
 
+// observeEIPs records a pool's EIP readiness and its bindings by phase: every phase
+// shows, at 0 when no binding is in it, so that alerts on stuck phases have a series.
+func (m *metrics) observeEIPs(sp *v2beta1.SpiderIPPool) {
+	notReady := 0.0
+	counts := map[v2beta1.EIPPhase]int{}
+	if ob := sp.Status.Orbweaver; ob != nil {
+		for _, b := range ob.EIPs {
+			counts[b.Phase]++
+		}
+		if sp.Spec.Orbweaver != nil && sp.Spec.Orbweaver.EIP != nil {
+			if c := meta.FindStatusCondition(ob.Conditions, v2beta1.IPPoolEIPReadyCondition); c != nil && c.Status != metav1.ConditionTrue {
+				notReady = 1
+			}
+		}
+	}
+	m.eipNotReady.WithLabelValues(sp.Name).Set(notReady)
+	for _, phase := range eipPhases {
+		m.eipBindings.WithLabelValues(sp.Name, string(phase)).Set(float64(counts[phase]))
+	}
+}
+
 // forget removes a deleted pool's series.
 func (m *metrics) forget(pool string) {
 	m.total.DeleteLabelValues(pool)
 	m.allocated.DeleteLabelValues(pool)
 	m.spare.DeleteLabelValues(pool)
 	m.free.DeleteLabelValues(pool)
+	m.eipNotReady.DeleteLabelValues(pool)
+	m.eipBindings.DeletePartialMatch(prometheus.Labels{"pool": pool})
 }
 
 func (m *metrics) wrote(kind string, err error) {
