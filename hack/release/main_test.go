@@ -15,7 +15,7 @@ import (
 	"testing"
 
 	"github.com/orbweaver-ipam/orbweaver/internal/images"
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 )
 
 // TestRelease writes release 0.0.0-test under another registry than the chart's and

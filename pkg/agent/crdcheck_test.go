@@ -15,8 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 	"github.com/orbweaver-ipam/orbweaver/pkg/crdcheck"
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
 
 // TestRunRefusesSpiderPoolSchema: against an API server of its own that serves

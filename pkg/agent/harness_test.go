@@ -20,10 +20,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/client/operations"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/models"
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
 
 // testAgent is a real agent serving one simulated node on a unix socket, reached through

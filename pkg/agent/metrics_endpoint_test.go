@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 )
 
 // TestAgentMetricsEndpoint: the binary's registry (no Config.Registry) exports the build,

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 )
 
 // env is this package's own API server: TestEnsure replaces orbweaver's CRDs with

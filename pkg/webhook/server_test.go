@@ -16,12 +16,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/webhooktest"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 	"github.com/orbweaver-ipam/orbweaver/pkg/webhook"
-	"github.com/orbweaver-ipam/orbweaver/pkg/webhook/webhooktest"
 )
 
 func pool(name, cidr string, opts ...func(*v2beta1.SpiderIPPool)) *v2beta1.SpiderIPPool {

@@ -1,6 +1,6 @@
 // Command bench measures how fast IPAM plugins hand out addresses against a real API
 // server, and what each allocation costs it. It plays N simulated nodes against one
-// kube-apiserver + etcd on 127.0.0.1 (pkg/testenv), creates the Node and Pod objects
+// kube-apiserver + etcd on 127.0.0.1 (internal/testenv), creates the Node and Pod objects
 // first (bound with spec.nodeName, run by no kubelet), then execs each peer's CNI plugin
 // once per pod sandbox, as a container runtime calls an IPAM plugin through libcni, at
 // most -parallel at a time per node and -max-inflight in all. Every API client of every
@@ -50,7 +50,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 )
 
 type options struct {

@@ -22,10 +22,10 @@ import (
 	"syscall"
 	"time"
 
+	alibabaemu "github.com/orbweaver-ipam/orbweaver/internal/eipemulator/alibaba"
+	awsemu "github.com/orbweaver-ipam/orbweaver/internal/eipemulator/aws"
+	tencentemu "github.com/orbweaver-ipam/orbweaver/internal/eipemulator/tencent"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip/eiptest"
-	alibabaemu "github.com/orbweaver-ipam/orbweaver/pkg/eip/emulator/alibaba"
-	awsemu "github.com/orbweaver-ipam/orbweaver/pkg/eip/emulator/aws"
-	tencentemu "github.com/orbweaver-ipam/orbweaver/pkg/eip/emulator/tencent"
 )
 
 func main() {

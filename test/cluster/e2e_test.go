@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 )
 
 var e2e *cluster

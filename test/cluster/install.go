@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
-	alibabaemu "github.com/orbweaver-ipam/orbweaver/pkg/eip/emulator/alibaba"
+	alibabaemu "github.com/orbweaver-ipam/orbweaver/internal/eipemulator/alibaba"
 )
 
 // localValues are the chart values for this cluster: the images imported by up, never

@@ -6,7 +6,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 )
 
 var env *testenv.Env

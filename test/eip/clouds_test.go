@@ -7,13 +7,13 @@ import (
 	"path/filepath"
 	"testing"
 
+	alibabaemu "github.com/orbweaver-ipam/orbweaver/internal/eipemulator/alibaba"
+	awsemu "github.com/orbweaver-ipam/orbweaver/internal/eipemulator/aws"
+	tencentemu "github.com/orbweaver-ipam/orbweaver/internal/eipemulator/tencent"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip/alibaba"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip/aws"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip/eiptest"
-	alibabaemu "github.com/orbweaver-ipam/orbweaver/pkg/eip/emulator/alibaba"
-	awsemu "github.com/orbweaver-ipam/orbweaver/pkg/eip/emulator/aws"
-	tencentemu "github.com/orbweaver-ipam/orbweaver/pkg/eip/emulator/tencent"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip/tencent"
 )
 

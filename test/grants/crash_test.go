@@ -18,8 +18,8 @@ import (
 
 	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent"
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
 
 // crashQuarantine is the agents' quarantine in the crash cases: a write a crashed life

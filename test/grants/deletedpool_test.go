@@ -10,8 +10,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
 
 // TestNodeGrantsDeletedPool: a node that served a pool goes on asking for grants of

@@ -14,8 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent"
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
 
 // manyScale is how much TestNodeGrantsManyAgentsKills does.

@@ -12,8 +12,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api"
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
 
 // grantsPool creates an IPv4 pool of ips already in Grants mode (the switch itself is

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 )
 
 // repoRoot is the repository root.

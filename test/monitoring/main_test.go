@@ -18,7 +18,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 )
 
 // env is the package's API server; nil with -short.

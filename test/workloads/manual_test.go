@@ -13,8 +13,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
 
 func podTemplate(app string, annotations map[string]string) corev1.PodTemplateSpec {

@@ -9,8 +9,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
 
 // TestGCImportedRecords: records imported from SpiderPool (owner: the pod UID and

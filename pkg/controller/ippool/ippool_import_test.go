@@ -21,8 +21,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
-	"github.com/orbweaver-ipam/orbweaver/pkg/testenv"
 )
 
 // spiderPoolWrote gives a pool the status SpiderPool's agents leave: status.allocatedIPs

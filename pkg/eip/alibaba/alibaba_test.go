@@ -17,9 +17,9 @@ import (
 	"github.com/alibabacloud-go/tea/dara"
 	vpc "github.com/alibabacloud-go/vpc-20160428/v7/client"
 
+	alibabaemu "github.com/orbweaver-ipam/orbweaver/internal/eipemulator/alibaba"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip/eiptest"
-	alibabaemu "github.com/orbweaver-ipam/orbweaver/pkg/eip/emulator/alibaba"
 )
 
 const (

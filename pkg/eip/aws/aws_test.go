@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	ec2emu "github.com/orbweaver-ipam/orbweaver/internal/eipemulator/aws"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip/eiptest"
-	ec2emu "github.com/orbweaver-ipam/orbweaver/pkg/eip/emulator/aws"
 )
 
 const (

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	emulator "github.com/orbweaver-ipam/orbweaver/internal/eipemulator/tencent"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip/eiptest"
-	emulator "github.com/orbweaver-ipam/orbweaver/pkg/eip/emulator/tencent"
 )
 
 const (
