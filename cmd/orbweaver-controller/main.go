@@ -38,14 +38,12 @@ import (
 	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	chart "github.com/orbweaver-ipam/orbweaver/charts/orbweaver"
-	"github.com/orbweaver-ipam/orbweaver/pkg/controller/admissionlock"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/autopool"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/eipbinding"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/gc"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/grants"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/ippool"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/subnet"
-	"github.com/orbweaver-ipam/orbweaver/pkg/controller/webhookcerts"
 	"github.com/orbweaver-ipam/orbweaver/pkg/crdcheck"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip/alibaba"
@@ -55,6 +53,8 @@ import (
 	"github.com/orbweaver-ipam/orbweaver/pkg/version"
 	"github.com/orbweaver-ipam/orbweaver/pkg/version/buildinfo"
 	"github.com/orbweaver-ipam/orbweaver/pkg/webhook"
+	"github.com/orbweaver-ipam/orbweaver/pkg/webhook/admissionlock"
+	"github.com/orbweaver-ipam/orbweaver/pkg/webhook/webhookcerts"
 )
 
 // options are the controller's settings, from flags.

@@ -17,12 +17,12 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/orbweaver-ipam/orbweaver/internal/webhooktest"
-	"github.com/orbweaver-ipam/orbweaver/pkg/controller/admissionlock"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/autopool"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/gc"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/ippool"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/subnet"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
+	"github.com/orbweaver-ipam/orbweaver/pkg/webhook/admissionlock"
 )
 
 // controllerOptions tune startControllers.
