@@ -22,9 +22,15 @@ import (
 // grantProtocol is the allocation protocol this agent speaks (IPAMNode status.protocol).
 const grantProtocol = 2
 
-// demandRefresh is how many seconds small changes of the node's demand wait (a node
-// that needs less gives the controller something to ask back).
-const demandRefresh = 1
+// A lower need goes out within lowerNeedRefresh seconds (a node that needs less gives
+// the controller something to ask back for a node that waits); any other change of the
+// node's demand within demandRefresh seconds (a need its grants cover only tells the
+// controller what not to ask back, and a write per ADD would be a write and a round of
+// the controller per allocation).
+const (
+	lowerNeedRefresh = 1
+	demandRefresh    = 10
+)
 
 // grantSet is the node's side of node grants: one grantPool per pool in Grants mode, the
 // writer of the node's IPAMNode (its demand), and the loop that gives back what the
@@ -180,17 +186,17 @@ func (gs *grantSet) run(ctx context.Context) {
 	var written []ipamv1.PoolDemand
 	ticks := 0
 	for {
-		housekeeping := false
+		var pass refreshPass
 		select {
 		case <-ctx.Done():
 			return
 		case <-gs.kick:
 			time.Sleep(5 * time.Millisecond) // one write for the ADDs that come together
 		case <-tick.C:
-			// Small changes (a need a little lower) go out every demandRefresh; answers
-			// the controller has used go out with the next write for another reason.
+			// Answers the controller has used go out with the next write for another
+			// reason.
 			ticks++
-			housekeeping = ticks%demandRefresh == 0
+			pass = refreshPass{lowerNeed: ticks%lowerNeedRefresh == 0, all: ticks%demandRefresh == 0}
 		}
 		// Every wake-up may carry a request to give back (a block changed): answer it
 		// at once, since another node's pod waits for it. That holds for pools no ADD
@@ -206,7 +212,7 @@ func (gs *grantSet) run(ctx context.Context) {
 			// Those pools keep their last line; the others' go out.
 			gs.d.log.Error(err, "compute the node's demand")
 		}
-		if !worthWriting(want, written, granted, housekeeping) {
+		if !worthWriting(want, written, granted, pass) {
 			continue
 		}
 		if err := gs.writeDemand(ctx, want); err != nil {
@@ -253,11 +259,10 @@ func newAnswers(next, written []ipamv1.GiveBack) bool {
 // now: the pools or specific addresses changed, answers to reclaim requests are new
 // (another node waits for them), the node holds fewer addresses of a pool than its need
 // (a pod waits), or its buffer ran below half of what it wants beyond its need (top it
-// up before the next pod has to wait). Other changes (a need covered by the node's
-// grants, a lower need) wait for the next housekeeping pass: they only tell the
-// controller what it may ask back, and a write per ADD would be a write and a round of
-// the controller per allocation.
-func worthWriting(next, written []ipamv1.PoolDemand, granted map[string]int, housekeeping bool) bool {
+// up before the next pod has to wait; not when the last want was not met either).
+// Other changes wait for a periodic pass: a lower need for the next one (within a
+// second), the rest for the full one (refreshPass, demandRefresh).
+func worthWriting(next, written []ipamv1.PoolDemand, granted map[string]int, pass refreshPass) bool {
 	if len(next) != len(written) {
 		return true
 	}
@@ -269,14 +274,22 @@ func worthWriting(next, written []ipamv1.PoolDemand, granted map[string]int, hou
 			return true
 		case n.Need > w.Need && int(n.Need) > have:
 			return true
-		case n.Want > w.Want && int(n.Want) > have && have-int(n.Need) < int(n.Want-n.Need)/2:
+		case n.Want > w.Want && int(n.Want) > have && have-int(n.Need) < int(n.Want-n.Need)/2 && have >= int(w.Want):
+			// Only when the last want was met: a pool that could not fill it has no
+			// address to spare, and asking for more would cost a round for nothing.
 			return true
-		case housekeeping && (n.Need != w.Need || n.Want != w.Want):
+		case pass.lowerNeed && n.Need < w.Need:
+			return true
+		case pass.all && (n.Need != w.Need || n.Want != w.Want):
 			return true
 		}
 	}
 	return false
 }
+
+// refreshPass says which changes a periodic pass of the demand writer sends: a lower
+// need (every lowerNeedRefresh seconds) and every change (every demandRefresh).
+type refreshPass struct{ lowerNeed, all bool }
 
 // demands are the node's lines for every pool it uses, by pool name, and how many
 // addresses of each the node holds. A pool whose line
