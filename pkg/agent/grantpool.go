@@ -150,9 +150,8 @@ type grantPool struct {
 	changed        chan struct{} // closed and replaced when an address may have become free
 	// above is when the node started holding more than it wants (zero: it does not).
 	above time.Time
-	// need and want are what the demand writer last computed, granted how many
-	// addresses the node then held of the pool (less those it gave back).
-	need, want, granted int
+	// need and want are what the demand writer last computed.
+	need, want int
 	// tokens are the tokens of the reclaim requests the last view saw, by address.
 	tokens map[netip.Addr]string
 	// wishes are addresses granted to another node that a pod of this node waits for
@@ -524,14 +523,15 @@ func (g *grantPool) Granted(ctx context.Context, addr netip.Addr) (bool, error) 
 	return ok, nil
 }
 
-// demand is the pool's line in the node's IPAMNode; forecast counts the node's pods
-// expected to ask this pool soon.
-func (g *grantPool) demand(ctx context.Context, forecast int) (ipamv1.PoolDemand, error) {
+// demand is the pool's line in the node's IPAMNode, and how many addresses of the pool
+// the node holds (less those it gave back); forecast counts the node's pods expected to
+// ask this pool soon.
+func (g *grantPool) demand(ctx context.Context, forecast int) (ipamv1.PoolDemand, int, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	share, _, _, err := g.view(ctx)
 	if err != nil {
-		return ipamv1.PoolDemand{}, err
+		return ipamv1.PoolDemand{}, 0, err
 	}
 	busy := 0
 	for _, a := range share.Granted {
@@ -554,22 +554,14 @@ func (g *grantPool) demand(ctx context.Context, forecast int) (ipamv1.PoolDemand
 	// endpoint is not in the cache yet (busy already).
 	forecast = max(0, forecast-g.waiting-len(g.handing))
 	g.need, g.want = ipam.NodeDemand(busy, g.waiting, forecast, g.d.buffer)
-	g.granted = len(share.Granted) - len(g.released)
 	var ips []string
 	for _, a := range slices.SortedFunc(maps.Keys(g.wishes), netip.Addr.Compare) {
 		if _, granted := slices.BinarySearchFunc(share.Granted, a, netip.Addr.Compare); !granted {
 			ips = append(ips, a.String())
 		}
 	}
-	return ipamv1.PoolDemand{Pool: g.name, Need: int32(g.need), Want: int32(g.want), IPs: ips, GiveBack: answers(g.released, g.kept)}, nil
-}
-
-// heldCount is how many addresses of the pool the node held when its demand was last
-// computed, less those it gave back.
-func (g *grantPool) heldCount() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.granted
+	held := len(share.Granted) - len(g.released)
+	return ipamv1.PoolDemand{Pool: g.name, Need: int32(g.need), Want: int32(g.want), IPs: ips, GiveBack: answers(g.released, g.kept)}, held, nil
 }
 
 // answers groups the node's answers to reclaim requests by token, in token order.

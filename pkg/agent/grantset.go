@@ -308,14 +308,12 @@ func (gs *grantSet) demands(ctx context.Context, written []ipamv1.PoolDemand) ([
 		// A pool the node's pods will ask for is served before the first ADD, so that
 		// its grant is usually there when the kubelet asks.
 		for pool := range forecast {
-			if gs.lookup(pool) == nil {
-				gs.get(pool)
-			}
+			gs.get(pool)
 		}
 	}
 	pools := gs.all()
 	for _, g := range pools {
-		d, err := g.demand(ctx, forecast[g.name])
+		d, held, err := g.demand(ctx, forecast[g.name])
 		switch {
 		case apierrors.IsNotFound(err):
 			gs.forget(g.name)
@@ -326,7 +324,7 @@ func (gs *grantSet) demands(ctx context.Context, written []ipamv1.PoolDemand) ([
 			}
 		default:
 			out = append(out, d)
-			granted[g.name] = g.heldCount()
+			granted[g.name] = held
 		}
 	}
 	slices.SortFunc(out, func(a, b ipamv1.PoolDemand) int { return cmp.Compare(a.Pool, b.Pool) })
