@@ -105,6 +105,10 @@ type GCPod struct {
 	// deleted. The API server sets it to the deletion request's time plus the pod's grace
 	// period: when the kubelet gives up waiting for the containers.
 	DeletionTimestamp time.Time
+	// ForceDeleted is set when metadata.deletionGracePeriodSeconds is 0. The API server
+	// removes such a pod in the same request, but writes the deletion timestamp first,
+	// so a watch may show it for a moment: GC treats the pod as already gone.
+	ForceDeleted bool
 	// StatefulSet is set when a StatefulSet controls the pod.
 	StatefulSet *StatefulSetMember
 }
@@ -381,11 +385,14 @@ func newGCRun(in GCInput, now time.Time) *gcRun {
 	}
 	for i := range in.Pods {
 		p := &in.Pods[i]
-		g.podsByKey[records.PodKey(p.UID)] = p
-		g.podsByName[p.Namespace+"/"+p.Name] = p
 		if p.Node != "" {
 			g.nodeNames[records.ReserveOwner(p.Node)] = p.Node
 		}
+		if p.ForceDeleted {
+			continue // gone, whichever watch event GC saw last
+		}
+		g.podsByKey[records.PodKey(p.UID)] = p
+		g.podsByName[p.Namespace+"/"+p.Name] = p
 	}
 	for _, n := range in.Nodes {
 		g.nodes[n.Name] = n

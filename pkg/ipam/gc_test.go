@@ -41,6 +41,13 @@ func deleting(d time.Duration) func(*GCPod) {
 	return func(p *GCPod) { p.DeletionTimestamp = at(d) }
 }
 
+// forceDeleted is a pod deleted with grace period 0, as a watch sees it between the
+// API server's two writes.
+func forceDeleted(p *GCPod) {
+	p.DeletionTimestamp = at(0)
+	p.ForceDeleted = true
+}
+
 func podOf(set string, ordinal int, exists, inRange bool) func(*GCPod) {
 	return func(p *GCPod) {
 		p.StatefulSet = &StatefulSetMember{Name: set, Ordinal: ordinal, Exists: exists, InRange: inRange}
@@ -246,6 +253,21 @@ func TestPlanGC(t *testing.T) {
 			recs:  map[string]records.Owner{"a/10.0.0.1": gcOwner("u1")},
 			want:  []string{"delete ns/web PodGone", "release a/10.0.0.1 PodGone"},
 			ended: nil,
+		},
+		{
+			name: "force-deleted pod still in the cache: gone, not terminating",
+			pods: []GCPod{gcPod("web", "u1", forceDeleted)},
+			eps:  []GCEndpoint{gcEP("web", "u1", "a/10.0.0.1")},
+			recs: map[string]records.Owner{"a/10.0.0.1": gcOwner("u1")},
+			want: []string{"recheck a/10.0.0.1 +30s PodGone", "recheck ns/web +30s PodGone"},
+		},
+		{
+			name:  "force-deleted pod still in the cache, gone GoneDelay: released",
+			pods:  []GCPod{gcPod("web", "u1", forceDeleted)},
+			eps:   []GCEndpoint{gcEP("web", "u1", "a/10.0.0.1")},
+			recs:  map[string]records.Owner{"a/10.0.0.1": gcOwner("u1")},
+			ended: map[uint64]time.Time{gcKey("u1"): at(-30 * time.Second)},
+			want:  []string{"delete ns/web PodGone", "release a/10.0.0.1 PodGone"},
 		},
 		// PodUIDChanged
 		{

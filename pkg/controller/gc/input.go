@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
@@ -110,6 +111,7 @@ func buildInput(cfg ipam.GCConfig, retention bool, s snapshot, endedSince map[ui
 		}
 		if pod.DeletionTimestamp != nil {
 			p.DeletionTimestamp = pod.DeletionTimestamp.Time
+			p.ForceDeleted = ptr.Deref(pod.DeletionGracePeriodSeconds, -1) == 0
 		}
 		if retention {
 			p.StatefulSet = podMember(pod, sets)
