@@ -33,6 +33,9 @@ type Address struct {
 	// NetworkInterface and PrivateIP are the association target when there is one.
 	NetworkInterface string
 	PrivateIP        string
+	// BandwidthPackage is the shared bandwidth package the EIP is in, on clouds that
+	// have them (Alibaba's Internet Shared Bandwidth, cbwp-...); empty when none.
+	BandwidthPackage string
 	Tags             map[string]string
 }
 
@@ -122,6 +125,10 @@ var (
 	ErrInvalidTarget = errors.New("invalid association target")
 	// ErrTransient: a network error or a 5xx; retry with backoff.
 	ErrTransient = errors.New("transient cloud error")
+	// ErrUnsupported: the request asks for something orbweaver does not do on this
+	// cloud (a subscription EIP that could never be released with its pod); the error
+	// says what to ask for instead. Retrying does not help.
+	ErrUnsupported = errors.New("not supported for a pod's EIP")
 )
 
 // Retryable tells whether a call that failed with err may succeed if retried as is.

@@ -21,6 +21,8 @@ import (
 const (
 	ackGate      corev1.PodConditionType = "k8s.aliyun.com/eip"
 	ackAllocated                         = "k8s.aliyun.com/allocated-eipAddress"
+	// ackPackage is seed 001's example shared bandwidth package.
+	ackPackage = "cbwp-2zeXXXXXX"
 )
 
 // ackInitWait is seed 001's init container's test, `grep -E
@@ -35,8 +37,11 @@ var ackInitWait = regexp.MustCompile(`^k8s.aliyun.com\/allocated-eipAddress=\S?[
 //     turns True (no orbweaver.io/eip condition: it does not declare that gate), and
 //     k8s.aliyun.com/allocated-eipAddress is its public IP;
 //   - seed 000's auto-allocation annotations plus seed 001's shared bandwidth package, on
-//     seed 001's init-container pod: the init container's grep finds the address, and a
-//     Warning event names the bandwidth package the cloud cannot honour (and no other);
+//     seed 001's init-container pod: the init container's grep finds the address, the
+//     EIP is in the package (AddCommonBandwidthPackageIp) with no warning, and when the
+//     pod goes it leaves the package (RemoveCommonBandwidthPackageIp) and is released;
+//   - seed 001's instance charge type PrePaid: refused with a Warning saying to use
+//     PostPaid or bind a bought EIP by ID;
 //   - seed 001's compatible aliases (eci-with-eip, eip-charge-type): bound, gate True;
 //   - with vendor annotations off, ACK's gate and annotation are left alone.
 func ackManifests(t *testing.T, cc cloudCase) {
@@ -50,6 +55,7 @@ func ackManifests(t *testing.T, cc cloudCase) {
 	ctx := context.Background()
 	pool := h.poolOf(nil)
 	node := h.node()
+	h.cloud.AddBandwidthPackage(ackPackage)
 
 	// Seed 000, 3.2: the EIP bought first, reserved for the namespace's pods.
 	bought, err := h.provider.Allocate(ctx, eip.AllocateRequest{ClientToken: "bought-" + h.ns,
@@ -77,7 +83,7 @@ func ackManifests(t *testing.T, cc cloudCase) {
 		"k8s.aliyun.com/eip-instance-charge-type":        "PostPaid",
 		"k8s.aliyun.com/eip-name":                        "app-eip",
 		"k8s.aliyun.com/eip-description":                 "app-eip",
-		"k8s.aliyun.com/eip-common-bandwidth-package-id": "cbwp-2zeXXXXXX",
+		"k8s.aliyun.com/eip-common-bandwidth-package-id": ackPackage,
 	}
 	example, a2 := h.run("example", node, pool, netip.Addr{}, podOpts{annotations: auto})
 	b2 := h.waitBound(pool, example, a2)
@@ -89,20 +95,34 @@ func ackManifests(t *testing.T, cc cloudCase) {
 		line := fmt.Sprintf("%s=%q", ackAllocated, got.Annotations[ackAllocated]) // as the downward API writes it
 		return ackInitWait.MatchString(line) && got.Annotations[ackAllocated] == b2.PublicIP, fmt.Errorf("line %s", line)
 	})
-	testenv.WaitFor(t, "a Warning naming the bandwidth package", func() (bool, error) {
-		for _, e := range h.events(example.Name, eipbinding.ReasonAttributeUnhonoured) {
-			if e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, `bandwidthPackage "cbwp-2zeXXXXXX"`) &&
-				strings.Contains(e.Message, "k8s.aliyun.com/eip-common-bandwidth-package-id") {
-				for _, honoured := range []string{eip.AttrBandwidth, eip.AttrInternetChargeType, eip.AttrInstanceChargeType, eip.AttrName, eip.AttrDescription} {
-					if strings.Contains(e.Message, honoured+` "`) {
-						return false, fmt.Errorf("event %q names %s, which Alibaba honours", e.Message, honoured)
-					}
-				}
+	if got := h.cloudEIP(b2.AllocationID); got.BandwidthPackage != ackPackage {
+		t.Fatalf("EIP %s is in bandwidth package %q, want seed 001's %s", b2.AllocationID, got.BandwidthPackage, ackPackage)
+	}
+	// Every attribute of the request is honoured, the package included: no warning.
+	if e := h.events(example.Name, eipbinding.ReasonAttributeUnhonoured); len(e) > 0 {
+		t.Errorf("pod %s: %s", example.Name, e[0].Message)
+	}
+	// The pod goes: its EIP leaves the package and is released.
+	h.end(example, pool)
+	testenv.WaitFor(t, "the EIP out of its package and released", func() (bool, error) {
+		got := h.cloudEIP(b2.AllocationID)
+		return got.ID == "", fmt.Errorf("EIP %+v", got)
+	})
+	// A subscription EIP is refused, with what to ask for instead.
+	prepaid := map[string]string{"k8s.aliyun.com/pod-with-eip": "true", "k8s.aliyun.com/eip-instance-charge-type": "PrePaid"}
+	allocations := h.cloud.CallCount("Allocate")
+	sub, _ := h.run("prepaid", node, pool, netip.Addr{}, podOpts{annotations: prepaid})
+	testenv.WaitFor(t, "a Warning refusing PrePaid", func() (bool, error) {
+		for _, e := range h.events(sub.Name, eipbinding.ReasonFailed) {
+			if e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, "PrePaid") && strings.Contains(e.Message, "use PostPaid") {
 				return true, nil
 			}
 		}
-		return false, fmt.Errorf("no Warning %s event on pod %s", eipbinding.ReasonAttributeUnhonoured, example.Name)
+		return false, fmt.Errorf("no Warning %s naming PrePaid on pod %s", eipbinding.ReasonFailed, sub.Name)
 	})
+	if n := h.cloud.CallCount("Allocate"); n != allocations {
+		t.Errorf("the PrePaid request reached the cloud: %d Allocate calls, want %d", n, allocations)
+	}
 	if e := h.events(app.Name, eipbinding.ReasonAttributeUnhonoured); len(e) > 0 {
 		t.Errorf("pod %s, bound to a bought EIP: %s", app.Name, e[0].Message)
 	}

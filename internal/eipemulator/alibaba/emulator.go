@@ -1,6 +1,7 @@
 // Package alibaba is a local emulator of the Alibaba Cloud EIP API on the wire: the RPC
 // style of VPC 2016-04-28 (AllocateEipAddress, AssociateEipAddress,
-// UnassociateEipAddress, ReleaseEipAddress, DescribeEipAddresses) and of ECS 2014-05-26
+// UnassociateEipAddress, ReleaseEipAddress, DescribeEipAddresses,
+// AddCommonBandwidthPackageIp, RemoveCommonBandwidthPackageIp) and of ECS 2014-05-26
 // (DescribeNetworkInterfaces), with JSON responses and JSON error bodies. Every rule is
 // delegated to an eiptest.Cloud; this package only speaks the protocol, so the unmodified
 // Alibaba SDK, pointed at it through its endpoint setting, exercises the same rules as
@@ -134,6 +135,7 @@ var (
 	errSignature   = apiError{http.StatusBadRequest, "SignatureDoesNotMatch", "Specified signature is not matched with our calculation."}
 	errNoAction    = apiError{http.StatusNotFound, "InvalidAction.NotFound", "Specified api is not found, please check your url and method."}
 	errMissingArgs = apiError{http.StatusBadRequest, "MissingParameter", "A required parameter is missing."}
+	errNoPackage   = apiError{http.StatusNotFound, "InvalidBandwidthPackageId.NotFound", "The specified bandwidthPackageId does not exist in our records."}
 )
 
 func (s *Server) requestID() string {
@@ -186,6 +188,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body, err = s.release(r.Context(), params)
 	case vpcVersion + "/DescribeEipAddresses":
 		body, err = s.describe(r.Context(), params)
+	case vpcVersion + "/AddCommonBandwidthPackageIp":
+		body, err = s.packageIP(r.Context(), params, s.cloud.JoinPackage)
+	case vpcVersion + "/RemoveCommonBandwidthPackageIp":
+		body, err = s.packageIP(r.Context(), params, s.cloud.LeavePackage)
 	case ecsVersion + "/DescribeNetworkInterfaces":
 		body, err = s.describeNetworkInterfaces(r.Context(), params)
 	default:
@@ -259,6 +265,8 @@ func toAPIError(err error) *apiError {
 		return pick(errForbidden)
 	case errors.Is(err, eip.ErrQuotaExceeded):
 		return pick(errQuota)
+	case errors.Is(err, eiptest.ErrNoSuchPackage):
+		return pick(errNoPackage)
 	case errors.Is(err, eip.ErrNotFound):
 		return pick(errNotFound)
 	case errors.Is(err, eip.ErrInvalidTarget):
@@ -380,6 +388,29 @@ func (s *Server) release(ctx context.Context, p url.Values) (map[string]any, err
 	return map[string]any{}, nil
 }
 
+// packageIP is AddCommonBandwidthPackageIp or RemoveCommonBandwidthPackageIp: op is
+// the cloud's JoinPackage or LeavePackage. The real calls are asynchronous (the
+// package is BINDING for a while); here they take effect at once.
+func (s *Server) packageIP(ctx context.Context, p url.Values, op func(ctx context.Context, pkg, id string) error) (map[string]any, error) {
+	pkg, id := p.Get("BandwidthPackageId"), p.Get("IpInstanceId")
+	if pkg == "" || id == "" {
+		return nil, errMissingArgs.copy()
+	}
+	if t := p.Get("IpType"); t != "" && t != "EIP" {
+		return nil, &apiError{http.StatusBadRequest, "InvalidParameter", "The specified value of IpType is not supported: " + t}
+	}
+	if err := op(ctx, pkg, id); err != nil {
+		if !errors.Is(err, eiptest.ErrNoSuchPackage) && !errors.Is(err, eip.ErrNotFound) && !eip.Retryable(err) && !errors.Is(err, eip.ErrForbidden) {
+			// In another package, or not in this one: the EIP's state forbids it.
+			e := errEipStatus
+			e.message += " (" + err.Error() + ")"
+			return nil, &e
+		}
+		return nil, err
+	}
+	return map[string]any{}, nil
+}
+
 func (s *Server) describe(ctx context.Context, p url.Values) (map[string]any, error) {
 	f := eip.Filter{Tags: indexedPairs(p, "Tag")}
 	if ids := p.Get("AllocationId"); ids != "" {
@@ -451,6 +482,9 @@ func (s *Server) eipJSON(a eip.Address) map[string]any {
 	if a.NetworkInterface != "" {
 		m["InstanceId"], m["InstanceType"], m["PrivateIpAddress"] = a.NetworkInterface, "NetworkInterface", a.PrivateIP
 		m["Mode"] = "NAT"
+	}
+	if a.BandwidthPackage != "" {
+		m["BandwidthPackageId"], m["BandwidthPackageType"] = a.BandwidthPackage, "CommonBandwidthPackage"
 	}
 	return m
 }

@@ -55,7 +55,8 @@ func resultOf(err error) string {
 		err  error
 		name string
 	}{{eip.ErrThrottled, "throttled"}, {eip.ErrTransient, "transient"}, {eip.ErrQuotaExceeded, "quota"}, {eip.ErrForbidden, "forbidden"},
-		{eip.ErrNotFound, "notfound"}, {eip.ErrAssociated, "associated"}, {eip.ErrInvalidTarget, "invalid"}} {
+		{eip.ErrNotFound, "notfound"}, {eip.ErrAssociated, "associated"}, {eip.ErrInvalidTarget, "invalid"},
+		{eip.ErrUnsupported, "unsupported"}} {
 		if errors.Is(err, c.err) {
 			return c.name
 		}

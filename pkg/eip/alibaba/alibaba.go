@@ -127,20 +127,20 @@ func callOptions() *dara.RuntimeOptions {
 	return &dara.RuntimeOptions{Autoretry: dara.Bool(false), MaxAttempts: dara.Int(1)}
 }
 
-var _ eip.Unhonoured = (*Provider)(nil)
-
-// Unhonoured implements eip.Unhonoured: AllocateEipAddress has no parameter for
-// BandwidthPackage (a shared bandwidth package is joined by a separate call, which the
-// adapter does not make).
-func (p *Provider) Unhonoured(req eip.AllocateRequest) []string {
-	return eip.SetAmong(req, eip.AttrBandwidthPackage)
-}
-
 // Allocate allocates an EIP with AllocateEipAddress. Idempotency is the API's own:
 // ClientToken makes a retried call return the EIP of the first one. Tags are set in the
-// same call (Tag.N.Key/Value). BandwidthPackage has no AllocateEipAddress parameter
-// and is ignored.
+// same call (Tag.N.Key/Value). A BandwidthPackage is joined with
+// AddCommonBandwidthPackageIp once the EIP exists; a retried Allocate gets the same
+// EIP and joins again, which is a no-op for an EIP already in that package.
+// InstanceChargeType PrePaid is refused before any call (ErrUnsupported): a
+// subscription EIP cannot be released (ReleaseEipAddress answers
+// Forbidden.ChargeTypeIsPrepaid) nor join a shared bandwidth package, so it would
+// outlive its pod.
 func (p *Provider) Allocate(ctx context.Context, req eip.AllocateRequest) (eip.Address, error) {
+	if strings.EqualFold(req.InstanceChargeType, prePaid) {
+		return eip.Address{}, fmt.Errorf("allocate EIP (client token %q) in %s: instanceChargeType %s: %w: a subscription EIP cannot be released when its pod goes; use PostPaid, or buy the EIP yourself and bind it by ID",
+			req.ClientToken, p.region, req.InstanceChargeType, eip.ErrUnsupported)
+	}
 	in := &vpc.AllocateEipAddressRequest{RegionId: dara.String(p.region)}
 	opt := func(s string) *string {
 		if s == "" {
@@ -175,12 +175,62 @@ func (p *Provider) Allocate(ctx context.Context, req eip.AllocateRequest) (eip.A
 	}
 	// A fresh EIP is Available; one returned for a reused token may have moved on since,
 	// which Describe tells.
-	return eip.Address{
+	a := eip.Address{
 		ID:       dara.StringValue(out.Body.AllocationId),
 		PublicIP: dara.StringValue(out.Body.EipAddress),
 		State:    eip.Available,
 		Tags:     maps.Clone(req.Tags),
-	}, nil
+	}
+	if req.BandwidthPackage != "" {
+		if err := p.joinPackage(ctx, req.BandwidthPackage, a.ID); err != nil {
+			// The EIP stays: it carries the request's tags, so the retry (same token)
+			// finds it, and so does the sweep of orphans if the pod goes meanwhile.
+			return eip.Address{}, err
+		}
+		a.BandwidthPackage = req.BandwidthPackage
+	}
+	return a, nil
+}
+
+// prePaid is the InstanceChargeType of subscription EIPs.
+const prePaid = "PrePaid"
+
+// joinPackage adds EIP id to the shared bandwidth package pkg with
+// AddCommonBandwidthPackageIp. On a refusal, one DescribeEipAddresses tells whether the
+// EIP is in pkg already (a retried Allocate), which is success.
+func (p *Provider) joinPackage(ctx context.Context, pkg, id string) error {
+	in := &vpc.AddCommonBandwidthPackageIpRequest{
+		RegionId: dara.String(p.region), BandwidthPackageId: dara.String(pkg),
+		IpInstanceId: dara.String(id), IpType: dara.String("EIP"),
+	}
+	err := p.withVPC(func(c *vpc.Client) error {
+		_, err := c.AddCommonBandwidthPackageIpWithContext(ctx, in, callOptions())
+		return err
+	})
+	if err == nil {
+		return nil
+	}
+	err = wrap(ctx, fmt.Sprintf("add EIP %s to shared bandwidth package %s", id, pkg), err)
+	if eip.Retryable(err) {
+		return err
+	}
+	if a, gerr := p.get(ctx, id); gerr == nil && a.BandwidthPackage == pkg {
+		return nil
+	}
+	return err
+}
+
+// leavePackage takes EIP id out of the shared bandwidth package pkg with
+// RemoveCommonBandwidthPackageIp.
+func (p *Provider) leavePackage(ctx context.Context, pkg, id string) error {
+	in := &vpc.RemoveCommonBandwidthPackageIpRequest{
+		RegionId: dara.String(p.region), BandwidthPackageId: dara.String(pkg), IpInstanceId: dara.String(id),
+	}
+	err := p.withVPC(func(c *vpc.Client) error {
+		_, err := c.RemoveCommonBandwidthPackageIpWithContext(ctx, in, callOptions())
+		return err
+	})
+	return wrap(ctx, fmt.Sprintf("remove EIP %s from shared bandwidth package %s", id, pkg), err)
 }
 
 // Associate binds the EIP to privateIP on the ENI with AssociateEipAddress
@@ -258,8 +308,28 @@ func (p *Provider) Disassociate(ctx context.Context, id string) error {
 
 // Release releases the EIP with ReleaseEipAddress; one that is already gone
 // (InvalidAllocationId.NotFound) is not an error, a bound one (IncorrectEipStatus) is
-// ErrAssociated.
+// ErrAssociated. When the release is refused, one DescribeEipAddresses tells whether
+// the EIP is in a shared bandwidth package; if so, RemoveCommonBandwidthPackageIp takes
+// it out and the release is tried once more. An EIP in no package costs one call.
 func (p *Provider) Release(ctx context.Context, id string) error {
+	err := p.release(ctx, id)
+	if err == nil || eip.Retryable(err) || errors.Is(err, eip.ErrForbidden) {
+		return err
+	}
+	a, gerr := p.get(ctx, id)
+	switch {
+	case errors.Is(gerr, eip.ErrNotFound):
+		return nil // gone meanwhile
+	case gerr != nil || a.BandwidthPackage == "" || a.State != eip.Available:
+		return err // a bound EIP stays in its package
+	}
+	if lerr := p.leavePackage(ctx, a.BandwidthPackage, id); lerr != nil {
+		return fmt.Errorf("release EIP %s: %w", id, lerr)
+	}
+	return p.release(ctx, id)
+}
+
+func (p *Provider) release(ctx context.Context, id string) error {
 	in := &vpc.ReleaseEipAddressRequest{RegionId: dara.String(p.region), AllocationId: dara.String(id)}
 	err := p.withVPC(func(c *vpc.Client) error {
 		_, err := c.ReleaseEipAddressWithContext(ctx, in, callOptions())
@@ -359,9 +429,10 @@ func (p *Provider) get(ctx context.Context, id string) (eip.Address, error) {
 // (Associating, InUse, Unassociating, Available); others (Releasing) pass through.
 func address(e *vpc.DescribeEipAddressesResponseBodyEipAddressesEipAddress) eip.Address {
 	a := eip.Address{
-		ID:       dara.StringValue(e.AllocationId),
-		PublicIP: dara.StringValue(e.IpAddress),
-		State:    eip.State(dara.StringValue(e.Status)),
+		ID:               dara.StringValue(e.AllocationId),
+		PublicIP:         dara.StringValue(e.IpAddress),
+		State:            eip.State(dara.StringValue(e.Status)),
+		BandwidthPackage: dara.StringValue(e.BandwidthPackageId),
 	}
 	if dara.StringValue(e.InstanceType) == networkType {
 		a.NetworkInterface, a.PrivateIP = dara.StringValue(e.InstanceId), dara.StringValue(e.PrivateIpAddress)

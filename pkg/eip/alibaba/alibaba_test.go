@@ -229,6 +229,7 @@ func TestAllocateIsIdempotentByClientToken(t *testing.T) {
 
 func TestAllocateRequestReachesTheWire(t *testing.T) {
 	e := start(t, 0)
+	e.cloud.AddBandwidthPackage("cbwp-1")
 	ctx := context.Background()
 	req := eip.AllocateRequest{
 		ClientToken:        "tok-attrs",
@@ -237,7 +238,7 @@ func TestAllocateRequestReachesTheWire(t *testing.T) {
 		InstanceChargeType: "PostPaid",
 		ISP:                "BGP_PRO",
 		PublicIPPool:       "pippool-1",
-		BandwidthPackage:   "cbwp-ignored",
+		BandwidthPackage:   "cbwp-1",
 		ResourceGroup:      "rg-1",
 		Name:               "pod-eip",
 		Description:        "orbweaver pool p1",
@@ -273,6 +274,13 @@ func TestAllocateRequestReachesTheWire(t *testing.T) {
 			t.Errorf("unexpected parameter %s on the wire", param)
 		}
 	}
+	// The shared bandwidth package is a call of its own.
+	join := e.emu.LastRequest("AddCommonBandwidthPackageIp")
+	for param, want := range map[string]string{"RegionId": testRegion, "BandwidthPackageId": "cbwp-1", "IpInstanceId": a.ID, "IpType": "EIP"} {
+		if join.Get(param) != want {
+			t.Errorf("AddCommonBandwidthPackageIp: %s = %q on the wire, want %q", param, join.Get(param), want)
+		}
+	}
 	// Zero values are left out, so the cloud's defaults apply.
 	if _, err := e.p.Allocate(ctx, eip.AllocateRequest{ClientToken: "tok-defaults"}); err != nil {
 		t.Fatal(err)
@@ -293,6 +301,82 @@ func TestAllocateRequestReachesTheWire(t *testing.T) {
 	if d := e.emu.LastRequest("DescribeEipAddresses"); d.Get("Tag.1.Key") != "orbweaver.io/pool" || d.Get("Tag.1.Value") != "p1" {
 		t.Fatalf("describe sent %v, want the tag filter", d)
 	}
+}
+
+// TestBandwidthPackage: an EIP allocated into a shared bandwidth package is in it (a
+// retried Allocate too), leaves it on release, and is released; an unknown package is
+// an error naming it; a bound EIP's release is refused and it stays in its package.
+func TestBandwidthPackage(t *testing.T) {
+	e := start(t, 0)
+	e.cloud.AddBandwidthPackage("cbwp-1")
+	e.cloud.Place("eni-1", "10.0.0.5")
+	ctx := context.Background()
+	req := eip.AllocateRequest{ClientToken: "tok-pkg", BandwidthPackage: "cbwp-1"}
+	a, err := e.p.Allocate(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.p.Allocate(ctx, req)
+	if err != nil || again.ID != a.ID || again.BandwidthPackage != "cbwp-1" {
+		t.Fatalf("retried Allocate: %+v, %v; want %s in cbwp-1", again, err, a.ID)
+	}
+	got, err := e.p.Describe(ctx, eip.Filter{IDs: []string{a.ID}})
+	if err != nil || len(got) != 1 || got[0].BandwidthPackage != "cbwp-1" {
+		t.Fatalf("Describe: %+v, %v; want the EIP in cbwp-1", got, err)
+	}
+
+	// Bound: the release is refused and the EIP keeps its package.
+	if err := e.p.Associate(ctx, a.ID, "eni-1", "10.0.0.5"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.Release(ctx, a.ID); !errors.Is(err, eip.ErrAssociated) {
+		t.Fatalf("Release of a bound EIP: %v, want ErrAssociated", err)
+	}
+	if s := snapshot(e.cloud, a.ID); s.BandwidthPackage != "cbwp-1" {
+		t.Fatalf("after a refused release the EIP is in %q, want cbwp-1", s.BandwidthPackage)
+	}
+	if err := e.p.Disassociate(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.Release(ctx, a.ID); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	if s := snapshot(e.cloud, a.ID); s.ID != "" {
+		t.Fatalf("EIP %s still exists after Release: %+v", a.ID, s)
+	}
+	if got := e.emu.LastRequest("RemoveCommonBandwidthPackageIp"); got.Get("BandwidthPackageId") != "cbwp-1" || got.Get("IpInstanceId") != a.ID {
+		t.Fatalf("RemoveCommonBandwidthPackageIp sent %v", got)
+	}
+
+	// An unknown package: the error names it and the cloud's code; not retryable.
+	_, err = e.p.Allocate(ctx, eip.AllocateRequest{ClientToken: "tok-nopkg", BandwidthPackage: "cbwp-none"})
+	if err == nil || eip.Retryable(err) || !strings.Contains(err.Error(), "cbwp-none") || !strings.Contains(err.Error(), "InvalidBandwidthPackageId.NotFound") {
+		t.Fatalf("Allocate into an unknown package: %v", err)
+	}
+}
+
+// TestPrePaidRefused: a subscription EIP is refused before any call, with what to do.
+func TestPrePaidRefused(t *testing.T) {
+	e := start(t, 0)
+	e.calls.reset()
+	for _, ct := range []string{"PrePaid", "prepaid"} {
+		_, err := e.p.Allocate(context.Background(), eip.AllocateRequest{ClientToken: "tok-prepaid", InstanceChargeType: ct})
+		if !errors.Is(err, eip.ErrUnsupported) || eip.Retryable(err) || !strings.Contains(err.Error(), "PostPaid") {
+			t.Fatalf("Allocate %s: %v, want ErrUnsupported saying to use PostPaid", ct, err)
+		}
+	}
+	if got := e.calls.reset(); len(got) != 0 {
+		t.Fatalf("a refused PrePaid allocation called the cloud: %v", got)
+	}
+}
+
+func snapshot(c *eiptest.Cloud, id string) eip.Address {
+	for _, a := range c.Snapshot() {
+		if a.ID == id {
+			return a
+		}
+	}
+	return eip.Address{}
 }
 
 func TestAssociateSendsTheENITarget(t *testing.T) {
@@ -363,6 +447,7 @@ func TestCallsPerMethod(t *testing.T) {
 	e := start(t, 0)
 	ctx := context.Background()
 	e.cloud.Place("eni-1", "10.0.0.5")
+	e.cloud.AddBandwidthPackage("cbwp-count")
 	e.calls.reset()
 	var id string
 	for _, tc := range []struct {
@@ -388,6 +473,13 @@ func TestCallsPerMethod(t *testing.T) {
 		{"Disassociate when unbound", func() error { return e.p.Disassociate(ctx, id) }, map[string]int{"DescribeEipAddresses": 1}},
 		{"Release", func() error { return e.p.Release(ctx, id) }, map[string]int{"ReleaseEipAddress": 1}},
 		{"Release when gone", func() error { return e.p.Release(ctx, id) }, map[string]int{"ReleaseEipAddress": 1}},
+		{"Allocate into a bandwidth package", func() error {
+			a, err := e.p.Allocate(ctx, eip.AllocateRequest{ClientToken: "tok-count-pkg", BandwidthPackage: "cbwp-count"})
+			id = a.ID
+			return err
+		}, map[string]int{"AllocateEipAddress": 1, "AddCommonBandwidthPackageIp": 1}},
+		{"Release from a bandwidth package", func() error { return e.p.Release(ctx, id) },
+			map[string]int{"DescribeEipAddresses": 1, "ReleaseEipAddress": 2, "RemoveCommonBandwidthPackageIp": 1}},
 	} {
 		if err := tc.call(); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)

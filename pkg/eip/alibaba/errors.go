@@ -54,8 +54,11 @@ var (
 		"NoPermission", "InvalidAccessKeyId.NotFound", "InvalidAccessKeyId.Inactive", "InvalidAccessKeyId",
 		"SignatureDoesNotMatch", "IncompleteSignature", "InvalidSecurityToken.Expired",
 		"InvalidSecurityToken.Malformed", "InvalidSecurityToken.MismatchWithAccessKey", "InvalidCredentials")
-	notFoundCodes   = set("InvalidAllocationId.NotFound")
-	associatedCodes = set("IncorrectEipStatus", "InvalidAssociation.Duplicated", "InvalidBindingStatus",
+	notFoundCodes = set("InvalidAllocationId.NotFound")
+	// ReleaseEipAddress's refusal of a subscription EIP, which orbweaver never
+	// allocates (Allocate refuses PrePaid) but a user may bind by ID.
+	unsupportedCodes = set("Forbidden.ChargeTypeIsPrepaid")
+	associatedCodes  = set("IncorrectEipStatus", "InvalidAssociation.Duplicated", "InvalidBindingStatus",
 		"BIND_INSTANCE_HAVE_PORTMAP_OR_BIND_EIP")
 	targetCodes = set("InvalidInstanceId.NotFound", "InvalidInstanId.NotFound", "InvalidParams.NotFound",
 		"InvalidEniId.NotFound", "InvalidPrivateIpAddress", "InvalidPrivateIpAddress.NotFound",
@@ -73,6 +76,8 @@ func set(codes ...string) map[string]bool {
 // classOf returns the eip sentinel for an API error, nil when it has none.
 func classOf(e *APIError) error {
 	switch c := e.Code; {
+	case unsupportedCodes[c]:
+		return eip.ErrUnsupported
 	case throttledCodes[c]:
 		return eip.ErrThrottled
 	case quotaCodes[c]:

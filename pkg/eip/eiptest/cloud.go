@@ -5,6 +5,7 @@ package eiptest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -27,7 +28,10 @@ import (
 //   - calls to the operations in Deny refused with eip.ErrForbidden;
 //   - a private IP is associated only on the interface that carries it (Place), as on
 //     the real clouds; until Place is first called, any interface is accepted, so the
-//     rules can be exercised without a network model.
+//     rules can be exercised without a network model;
+//   - an EIP joins at most one shared bandwidth package (AddBandwidthPackage,
+//     JoinPackage, LeavePackage), and is not released while it is in one (the stricter
+//     reading: the clouds' references do not say that release takes it out).
 //
 // CallCount counts calls by operation, for tests that count cloud calls per pod start.
 type Cloud struct {
@@ -47,7 +51,12 @@ type Cloud struct {
 	byID      map[string]*record
 	byToken   map[string]string
 	byOp      map[string]int
+	packages  map[string]bool // shared bandwidth packages by ID
 }
+
+// ErrNoSuchPackage: JoinPackage or LeavePackage named a bandwidth package the cloud
+// does not have. The emulators answer with their cloud's not-found code for packages.
+var ErrNoSuchPackage = errors.New("bandwidth package not found")
 
 type record struct {
 	addr  eip.Address
@@ -56,7 +65,7 @@ type record struct {
 
 // NewCloud returns an empty cloud.
 func NewCloud() *Cloud {
-	return &Cloud{byID: map[string]*record{}, byToken: map[string]string{}, byOp: map[string]int{}}
+	return &Cloud{byID: map[string]*record{}, byToken: map[string]string{}, byOp: map[string]int{}, packages: map[string]bool{}}
 }
 
 func (c *Cloud) now() time.Time {
@@ -257,6 +266,9 @@ func (c *Cloud) Release(_ context.Context, id string) error {
 	if r.addr.State != eip.Available {
 		return fmt.Errorf("Release %s: %s with %s/%s: %w", id, r.addr.State, r.addr.NetworkInterface, r.addr.PrivateIP, eip.ErrAssociated)
 	}
+	if r.addr.BandwidthPackage != "" {
+		return fmt.Errorf("Release %s: in bandwidth package %s: %w", id, r.addr.BandwidthPackage, eip.ErrAssociated)
+	}
 	delete(c.byID, id)
 	for tok, tid := range c.byToken {
 		if tid == id {
@@ -294,6 +306,60 @@ func (c *Cloud) Describe(_ context.Context, f eip.Filter) ([]eip.Address, error)
 	}
 	slices.SortFunc(out, func(a, b eip.Address) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
+}
+
+// AddBandwidthPackage creates a shared bandwidth package, as a user buys one.
+func (c *Cloud) AddBandwidthPackage(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.packages[id] = true
+}
+
+// JoinPackage puts EIP id into bandwidth package pkg; joining the package it is
+// already in is not an error, joining a second one is ErrAssociated.
+func (c *Cloud) JoinPackage(_ context.Context, pkg, id string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.enter("JoinPackage"); err != nil {
+		return err
+	}
+	if !c.packages[pkg] {
+		return fmt.Errorf("JoinPackage %s: %w", pkg, ErrNoSuchPackage)
+	}
+	r, ok := c.byID[id]
+	if !ok {
+		return fmt.Errorf("JoinPackage %s: EIP %s: %w", pkg, id, eip.ErrNotFound)
+	}
+	switch r.addr.BandwidthPackage {
+	case pkg:
+		return nil
+	case "":
+		r.addr.BandwidthPackage = pkg
+		return nil
+	}
+	return fmt.Errorf("JoinPackage %s: EIP %s is in bandwidth package %s: %w", pkg, id, r.addr.BandwidthPackage, eip.ErrAssociated)
+}
+
+// LeavePackage takes EIP id out of bandwidth package pkg; an EIP not in it is an
+// error, as on the clouds, and so is an EIP that does not exist.
+func (c *Cloud) LeavePackage(_ context.Context, pkg, id string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.enter("LeavePackage"); err != nil {
+		return err
+	}
+	if !c.packages[pkg] {
+		return fmt.Errorf("LeavePackage %s: %w", pkg, ErrNoSuchPackage)
+	}
+	r, ok := c.byID[id]
+	if !ok {
+		return fmt.Errorf("LeavePackage %s: EIP %s: %w", pkg, id, eip.ErrNotFound)
+	}
+	if r.addr.BandwidthPackage != pkg {
+		return fmt.Errorf("LeavePackage %s: EIP %s is not in it (in %q)", pkg, id, r.addr.BandwidthPackage)
+	}
+	r.addr.BandwidthPackage = ""
+	return nil
 }
 
 func clone(a eip.Address) eip.Address {

@@ -76,3 +76,43 @@ func TestCloudRules(t *testing.T) {
 		t.Fatalf("call counts: Describe %d, Allocate %d", c.CallCount("Describe"), c.CallCount("Allocate"))
 	}
 }
+
+func TestCloudBandwidthPackages(t *testing.T) {
+	ctx := context.Background()
+	c := NewCloud()
+	c.AddBandwidthPackage("cbwp-1")
+	c.AddBandwidthPackage("cbwp-2")
+	a, err := c.Allocate(ctx, eip.AllocateRequest{ClientToken: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name string
+		call func() error
+		want error // nil: success; errAny: any error
+	}{
+		{"join an unknown package", func() error { return c.JoinPackage(ctx, "cbwp-none", a.ID) }, ErrNoSuchPackage},
+		{"join with an unknown EIP", func() error { return c.JoinPackage(ctx, "cbwp-1", "eip-none") }, eip.ErrNotFound},
+		{"leave a package it is not in", func() error { return c.LeavePackage(ctx, "cbwp-1", a.ID) }, errAny},
+		{"join", func() error { return c.JoinPackage(ctx, "cbwp-1", a.ID) }, nil},
+		{"join again", func() error { return c.JoinPackage(ctx, "cbwp-1", a.ID) }, nil},
+		{"join a second package", func() error { return c.JoinPackage(ctx, "cbwp-2", a.ID) }, eip.ErrAssociated},
+		{"release while in a package", func() error { return c.Release(ctx, a.ID) }, eip.ErrAssociated},
+		{"leave", func() error { return c.LeavePackage(ctx, "cbwp-1", a.ID) }, nil},
+		{"release", func() error { return c.Release(ctx, a.ID) }, nil},
+	}
+	for _, s := range steps {
+		err := s.call()
+		switch {
+		case s.want == nil && err != nil, s.want == errAny && err == nil, s.want != nil && s.want != errAny && !errors.Is(err, s.want):
+			t.Fatalf("%s: %v, want %v", s.name, err, s.want)
+		}
+		if s.name == "join" {
+			if got, _ := c.Describe(ctx, eip.Filter{IDs: []string{a.ID}}); len(got) != 1 || got[0].BandwidthPackage != "cbwp-1" {
+				t.Fatalf("after join: %+v", got)
+			}
+		}
+	}
+}
+
+var errAny = errors.New("any error")
