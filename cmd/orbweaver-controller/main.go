@@ -120,7 +120,7 @@ func main() {
 	flag.DurationVar(&o.gc.AdditionalGraceDelay, "gc-additional-grace-delay", 0, "added to a terminating pod's grace period before GC frees its IPs")
 	flag.BoolVar(&o.gc.ReleaseTerminatingOnReadyNode, "gc-release-terminating-on-ready-node", true, "free the IPs of a pod stuck terminating past its grace period on a Ready node")
 	flag.BoolVar(&o.gc.ReleaseTerminatingOnNotReadyNode, "gc-release-terminating-on-not-ready-node", true, "free the IPs of a pod stuck terminating past its grace period on a NotReady or deleted node")
-	flag.StringVar(&o.reclaimPolicy, "gc-default-reclaim-policy", string(v2beta1.ReclaimFollow), "reclaim policy of StatefulSet IPs for pools that set none: Follow, Never or a duration such as 10m")
+	flag.StringVar(&o.reclaimPolicy, "gc-default-reclaim-policy", string(v2beta1.ReclaimFollow), "reclaim policy of StatefulSet IPs for pools that set none: Follow, Never, Reserved (kept until the StatefulSet is deleted) or a duration such as 10m")
 	flag.DurationVar(&o.gcResync, "gc-resync-period", gc.DefaultResyncPeriod, "longest time between two full GC passes")
 	flag.StringVar(&o.clusterID, "cluster-id", "", "tags every EIP this cluster allocates, so clusters sharing a cloud account never collect each other's; default the kube-system namespace's UID")
 	flag.DurationVar(&o.eipOrphanEvery, "eip-orphan-interval", 10*time.Minute, "how often EIPs tagged for this cluster that no pool tracks are released (after two passes); 0 disables")
@@ -160,7 +160,7 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("--enable-ipv4 and --enable-ipv6 are both false; enable at least one")
 	}
 	o.gc.DefaultReclaimPolicy = v2beta1.ReclaimPolicy(o.reclaimPolicy)
-	if _, _, err := o.gc.DefaultReclaimPolicy.ReclaimAfter(); err != nil {
+	if _, _, err := o.gc.DefaultReclaimPolicy.ReclaimAfterFor(false); err != nil {
 		return fmt.Errorf("--gc-default-reclaim-policy: %w", err)
 	}
 	thirdParty, err := parseKinds(o.autoPoolThirdParty)

@@ -225,7 +225,8 @@ func (v *view) endpointHolding(h *Holding, se *v2beta1.SpiderEndpoint, pool stri
 			h.note(h.kept)
 			return
 		}
-		fate, frees := reclaimFate(se, pv)
+		st := v.sets[key]
+		fate, frees := reclaimFate(se, pv, st == nil || st.DeletionTimestamp != nil)
 		h.gcFrees = frees
 		h.flag(Leak, fmt.Sprintf("the pod no longer exists and StatefulSet %s no longer wants it: %s", key, fate))
 		return
@@ -340,7 +341,8 @@ func (v *view) strayHoldings(a netip.Addr, pool string) []Holding {
 // reclaimFate says what GC does with the addresses of a StatefulSet's endpoint whose
 // StatefulSet no longer wants its pod: the endpoint's reclaim policy, else its pool's,
 // else the controller's default (--gc-default-reclaim-policy, Follow unless set).
-func reclaimFate(se *v2beta1.SpiderEndpoint, pv *poolView) (string, bool) {
+// setDeleted tells whether the StatefulSet itself is gone, which Reserved depends on.
+func reclaimFate(se *v2beta1.SpiderEndpoint, pv *poolView, setDeleted bool) (string, bool) {
 	var p v2beta1.ReclaimPolicy
 	switch {
 	case se.Annotations[ipam.AnnoReclaimPolicy] != "":
@@ -350,10 +352,14 @@ func reclaimFate(se *v2beta1.SpiderEndpoint, pv *poolView) (string, bool) {
 	default:
 		return "garbage collection frees it per the controller's default reclaim policy (Follow: at once)", true
 	}
-	after, keep, err := p.ReclaimAfter()
+	after, keep, err := p.ReclaimAfterFor(setDeleted)
 	switch {
 	case err != nil:
 		return fmt.Sprintf("garbage collection keeps it: %v", err), false
+	case p == v2beta1.ReclaimReserved && keep:
+		return "garbage collection keeps it while the StatefulSet exists (reclaim policy Reserved)", false
+	case p == v2beta1.ReclaimReserved:
+		return "garbage collection frees it: the StatefulSet is deleted (reclaim policy Reserved)", true
 	case !keep:
 		return "garbage collection frees it (reclaim policy Follow)", true
 	case after == 0:

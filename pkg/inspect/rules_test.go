@@ -152,6 +152,32 @@ func TestRules(t *testing.T) {
 			detail: "never frees it (reclaim policy Never)", fix: "garbage collection does not",
 		},
 		{
+			name: "a StatefulSet scaled down, reclaim policy Reserved",
+			snap: Snapshot{Pools: []v2beta1.SpiderIPPool{func() v2beta1.SpiderIPPool {
+				sp := grPool()
+				sp.Spec.Orbweaver = &v2beta1.IPPoolOrbweaverSpec{ReclaimPolicy: ptr.To(v2beta1.ReclaimReserved)}
+				return sp
+			}()},
+				Endpoints:    []v2beta1.SpiderEndpoint{ownedBy("db", endpoint("ns", "db-1", "u-old", "n1", "eth0", "10.8.0.1", "gr", "c1"))},
+				Blocks:       []ipamv1.IPBlock{grantBlock(map[string]string{"10.8.0.1": "n1"})},
+				StatefulSets: []appsv1.StatefulSet{statefulSet("ns", "db", 1)}, Nodes: nodes("n1")},
+			want:   []string{"Leak gr 10.8.0.1"},
+			detail: "keeps it while the StatefulSet exists (reclaim policy Reserved)", fix: "garbage collection does not",
+		},
+		{
+			name: "a StatefulSet deleted, reclaim policy Reserved",
+			snap: Snapshot{Pools: []v2beta1.SpiderIPPool{func() v2beta1.SpiderIPPool {
+				sp := grPool()
+				sp.Spec.Orbweaver = &v2beta1.IPPoolOrbweaverSpec{ReclaimPolicy: ptr.To(v2beta1.ReclaimReserved)}
+				return sp
+			}()},
+				Endpoints: []v2beta1.SpiderEndpoint{ownedBy("db", endpoint("ns", "db-1", "u-old", "n1", "eth0", "10.8.0.1", "gr", "c1"))},
+				Blocks:    []ipamv1.IPBlock{grantBlock(map[string]string{"10.8.0.1": "n1"})},
+				Nodes:     nodes("n1")},
+			want:   []string{"Leak gr 10.8.0.1"},
+			detail: "frees it: the StatefulSet is deleted (reclaim policy Reserved)",
+		},
+		{
 			name: "two live endpoints of one address",
 			snap: Snapshot{Pools: []v2beta1.SpiderIPPool{grPool()},
 				Endpoints: []v2beta1.SpiderEndpoint{endpoint("ns", "a", "u1", "n1", "eth0", "10.8.0.9", "gr", "c1"),

@@ -525,7 +525,7 @@ func (g *gcRun) decideEndpoint(e *GCEndpoint) verdict {
 	if !ss.Exists {
 		reason = GCStatefulSetDeleted
 	}
-	after, keep := g.reclaimAfter(e)
+	after, keep := g.reclaimAfter(e, !ss.Exists)
 	if keep && after == 0 {
 		return verdict{} // Never: only deleting the endpoint by hand frees them
 	}
@@ -543,8 +543,10 @@ func (g *gcRun) decideEndpoint(e *GCEndpoint) verdict {
 }
 
 // reclaimAfter resolves the endpoint's reclaim policy: its own, else the most
-// retaining of its pools' (each pool's own or the default). An invalid policy keeps.
-func (g *gcRun) reclaimAfter(e *GCEndpoint) (after time.Duration, keep bool) {
+// retaining of its pools' (each pool's own or the default), for a StatefulSet that
+// still exists or not (setDeleted: Reserved keeps only while it exists). An invalid
+// policy keeps.
+func (g *gcRun) reclaimAfter(e *GCEndpoint, setDeleted bool) (after time.Duration, keep bool) {
 	def := g.cfg.DefaultReclaimPolicy
 	if def == "" {
 		def = v2beta1.ReclaimFollow
@@ -565,7 +567,7 @@ func (g *gcRun) reclaimAfter(e *GCEndpoint) (after time.Duration, keep bool) {
 		}
 	}
 	for _, p := range ps {
-		d, k, err := p.ReclaimAfter()
+		d, k, err := p.ReclaimAfterFor(setDeleted)
 		if err != nil {
 			g.warn(fmt.Errorf("SpiderEndpoint %s: %w: %w; keeping its addresses", e.Key(), ErrInvalidReclaimPolicy, err))
 			return 0, true

@@ -318,6 +318,18 @@ func ipPoolCreateCases() []ipPoolCreateCase {
 			want: []want{forbidden("spec.orbweaver.eip.static", "mode Static"), invalid("spec.orbweaver.eip.releaseStrategy", "positive duration")},
 		},
 		{
+			name: "Auto EIP pool with the StatefulSet-only reclaim policy Reserved",
+			pool: pool("p", "10.0.0.0/24", ips("10.0.0.10"), withEIP(&v2beta1.EIPSpec{Provider: "alibaba", Mode: v2beta1.EIPAuto,
+				ReleaseStrategy: ptr(v2beta1.ReclaimReserved)})),
+			want: []want{invalid("spec.orbweaver.eip.releaseStrategy", "applies to IPs only")},
+		},
+		{
+			name: "a pool keeping StatefulSet IPs until the StatefulSet is deleted",
+			pool: pool("p", "10.0.0.0/24", ips("10.0.0.10"), func(sp *v2beta1.SpiderIPPool) {
+				sp.Spec.Orbweaver = &v2beta1.IPPoolOrbweaverSpec{ReclaimPolicy: ptr(v2beta1.ReclaimReserved)}
+			}),
+		},
+		{
 			name: "a Static EIP another pool lists",
 			pool: pool("p", "10.0.0.0/24", ips("10.0.0.10"), withEIP(&v2beta1.EIPSpec{Provider: "aws", Mode: v2beta1.EIPStatic, Static: []string{"eip-b", "eip-x"}})),
 			existing: Existing{IPPools: []v2beta1.SpiderIPPool{*pool("other", "10.1.0.0/24", ips("10.1.0.10"),

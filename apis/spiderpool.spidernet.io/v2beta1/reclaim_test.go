@@ -22,6 +22,7 @@ func TestReclaimAfter(t *testing.T) {
 		{policy: "", wantErr: true},
 		{policy: "10d", wantErr: true},
 		{policy: "-5m", wantErr: true},
+		{policy: "Reserved", wantErr: true}, // an EIP's release knows no StatefulSet
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.policy), func(t *testing.T) {
@@ -36,5 +37,28 @@ func TestReclaimAfter(t *testing.T) {
 				t.Fatalf("ReclaimAfter() = %v, %t; want %v, %t", after, keep, tt.after, tt.keep)
 			}
 		})
+	}
+}
+
+func TestReclaimAfterFor(t *testing.T) {
+	tests := []struct {
+		policy     ReclaimPolicy
+		setDeleted bool
+		after      time.Duration
+		keep       bool
+		wantErr    bool
+	}{
+		{policy: "Reserved", setDeleted: false, keep: true},
+		{policy: "Reserved", setDeleted: true, keep: false},
+		{policy: "Never", setDeleted: true, keep: true},
+		{policy: "Follow", setDeleted: false, keep: false},
+		{policy: "10m", setDeleted: true, after: 10 * time.Minute, keep: true},
+		{policy: "reserved", wantErr: true},
+	}
+	for _, tt := range tests {
+		after, keep, err := tt.policy.ReclaimAfterFor(tt.setDeleted)
+		if (err != nil) != tt.wantErr || err == nil && (after != tt.after || keep != tt.keep) {
+			t.Errorf("%s (StatefulSet deleted %t): %v, %t, %v; want %v, %t, error %t", tt.policy, tt.setDeleted, after, keep, err, tt.after, tt.keep, tt.wantErr)
+		}
 	}
 }

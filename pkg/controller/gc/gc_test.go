@@ -212,8 +212,9 @@ func (c *stsCase) freed(h *harness, i int) bool {
 // them; "10m" keeps them until the clock passes 10 minutes after they were seen gone,
 // then frees them; "10m" scaled back to 3 before that keeps them for the old owners
 // (the agent would rebind them to the new pods); an invalid policy keeps them with a
-// warning. Pod 0 of the Follow set is deleted too: its endpoint and address stay while
-// the StatefulSet wants ordinal 0.
+// warning; Reserved (the pool's) keeps them through the scale-down and the 11 minutes,
+// and frees all three once the StatefulSet is deleted. Pod 0 of the Follow set is
+// deleted too: its endpoint and address stay while the StatefulSet wants ordinal 0.
 func TestGCStatefulSet(t *testing.T) {
 	h := startGC(t, nil)
 	node := h.node(true)
@@ -223,6 +224,7 @@ func TestGCStatefulSet(t *testing.T) {
 		{name: "expire", policy: "10m"},
 		{name: "back", policy: "10m"},
 		{name: "invalid", policy: "0s"},
+		{name: "reserved", poolPolicy: v2beta1.ReclaimReserved},
 	}
 	byName := map[string]*stsCase{}
 	for _, c := range cases {
@@ -267,7 +269,7 @@ func TestGCStatefulSet(t *testing.T) {
 		}
 	}
 	assertHeld("after scale-down", map[string][]int{
-		"follow": {0}, "never": {0, 1, 2}, "expire": {0, 1, 2}, "back": {0, 1, 2}, "invalid": {0, 1, 2},
+		"follow": {0}, "never": {0, 1, 2}, "expire": {0, 1, 2}, "back": {0, 1, 2}, "invalid": {0, 1, 2}, "reserved": {0, 1, 2},
 	})
 	if got := value(h.r.metrics.warnings); got < 1 {
 		t.Errorf("warnings gauge = %v, want >= 1 for the invalid policy", got)
@@ -287,10 +289,24 @@ func TestGCStatefulSet(t *testing.T) {
 	})
 	h.passes(3)
 	assertHeld("after 11 minutes", map[string][]int{
+		"follow": {0}, "never": {0, 1, 2}, "expire": {0}, "back": {0, 1, 2}, "invalid": {0, 1, 2}, "reserved": {0, 1, 2},
+	})
+
+	// The Reserved StatefulSet is deleted, then its last pod: all three go.
+	reserved := byName["reserved"]
+	if err := h.e.Client.Delete(h.ctx, reserved.st); err != nil {
+		t.Fatal(err)
+	}
+	h.forceDelete(reserved.pods[0])
+	testenv.WaitFor(t, "reserved-0, -1 and -2 freed with their StatefulSet", func() (bool, error) {
+		return reserved.freed(h, 0) && reserved.freed(h, 1) && reserved.freed(h, 2), nil
+	})
+	h.passes(2)
+	assertHeld("after the Reserved StatefulSet is deleted", map[string][]int{
 		"follow": {0}, "never": {0, 1, 2}, "expire": {0}, "back": {0, 1, 2}, "invalid": {0, 1, 2},
 	})
 
-	want := map[ipam.GCReason]float64{ipam.GCStatefulSetScaledDown: 2, ipam.GCReclaimExpired: 2}
+	want := map[ipam.GCReason]float64{ipam.GCStatefulSetScaledDown: 2, ipam.GCReclaimExpired: 2, ipam.GCStatefulSetDeleted: 3}
 	h.assertCounts("released_addresses_total", h.r.metrics.released, want)
 	h.assertCounts("endpoint_deletions_total", h.r.metrics.deleted, want)
 }
