@@ -35,6 +35,7 @@ const (
 	ReasonBadRequest        = "BadRequest"
 	ReasonCheckFailed       = "CheckFailed"
 	ReasonSpiderPoolRunning = "SpiderPoolRunning"
+	ReasonKeptIPNotServed   = "KeptIPNotServed"
 )
 
 // errGrantsMode: a pool's records writer found the pool switched to node grants; the
@@ -75,6 +76,9 @@ func classify(err error) (code int32, reason string) {
 		return codeTryAgainLater, ReasonSpiderPoolRunning
 	case errors.Is(err, ipam.ErrAutoPoolNotReady):
 		return codeTryAgainLater, ReasonAutoPoolNotReady
+	case errors.Is(err, ipam.ErrKeptIPNotServed):
+		// Retried: the pool may come to serve the node, or the endpoint be deleted.
+		return codeTryAgainLater, ReasonKeptIPNotServed
 	case errors.Is(err, ipam.ErrPoolExhausted):
 		return codeTryAgainLater, ReasonPoolExhausted
 	case errors.Is(err, ipam.ErrConflict):

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
@@ -57,6 +58,11 @@ type Cluster interface {
 	// when none does.
 	SpiderPoolAgent(ctx context.Context) (*corev1.Pod, error)
 }
+
+// RBAC of the EndpointStore (crdstore.Endpoints on the API server): a pod's
+// SpiderEndpoint read fresh, created, updated and deleted.
+//
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderendpoints,verbs=get;create;update;delete
 
 // EndpointStore reads and writes SpiderEndpoints (crdstore.Endpoints).
 type EndpointStore interface {
@@ -429,12 +435,19 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 			// A StatefulSet pod keeps its addresses while its pools are still the ones
 			// it would choose; a changed pool annotation moves it to the new pools,
 			// chosen here already.
-			if cands, err = s.selectPoolsWaiting(ctx, req); err != nil {
+			cands, err = s.selectPoolsWaiting(ctx, req)
+			if err != nil && !errors.Is(err, ipam.ErrPoolRefused) {
 				return nil, err
 			}
 			selected = true
-			if stillChosen(nic, cands) {
+			if err == nil && stillChosen(nic, cands) {
 				return resultOf(nic), nil
+			}
+			if kerr := s.keptPoolsServe(ctx, se, nic, cands); kerr != nil {
+				return nil, kerr
+			}
+			if err != nil {
+				return nil, err
 			}
 			log.Info("the pod's pools changed: releasing its kept addresses", "ipv4Pool", ptr.Deref(nic.IPv4Pool, ""), "ipv6Pool", ptr.Deref(nic.IPv6Pool, ""))
 			if err := s.releaseNIC(ctx, se, *att.IfName); err != nil {
@@ -773,6 +786,39 @@ func endpointFacts(se *v2beta1.SpiderEndpoint, pod *corev1.Pod) ipam.EndpointFac
 
 // stillChosen tells whether a NIC's recorded pools are among the ones selection would
 // choose now, family by family.
+// keptPoolsServe refuses, with ErrKeptIPNotServed, to let a StatefulSet pod's kept
+// addresses go because it was scheduled to a node their pool does not serve: the pod
+// would silently get another address. A kept pool that is gone, or that serves this
+// node but is no longer chosen (the pod's pool annotation changed), lets them go.
+func (s *Service) keptPoolsServe(ctx context.Context, se *v2beta1.SpiderEndpoint, nic *v2beta1.IPAllocationDetail, c candidates) error {
+	node, err := s.cluster.Node(ctx)
+	if err != nil {
+		return fmt.Errorf("look up this node: %w", err)
+	}
+	for _, kept := range []struct {
+		pool, addr *string
+		chosen     []string
+	}{{nic.IPv4Pool, nic.IPv4, c.ipv4}, {nic.IPv6Pool, nic.IPv6, c.ipv6}} {
+		if kept.pool == nil || slices.Contains(kept.chosen, *kept.pool) {
+			continue
+		}
+		sp, err := s.cluster.Pool(ctx, *kept.pool)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if why := ipam.NodeRefusal(sp, node, ""); why != "" {
+			return fmt.Errorf("%w: StatefulSet pod %s/%s keeps %s of SpiderIPPool %q, whose %s; it does not take another address silently: "+
+				"schedule it on a node the pool serves (a nodeAffinity on the StatefulSet), widen the pool's nodeName or nodeAffinity, "+
+				"or delete SpiderEndpoint %s/%s to let it take a new address",
+				ipam.ErrKeptIPNotServed, se.Namespace, se.Name, ptr.Deref(kept.addr, ""), *kept.pool, why, se.Namespace, se.Name)
+		}
+	}
+	return nil
+}
+
 func stillChosen(nic *v2beta1.IPAllocationDetail, c candidates) bool {
 	ok := func(pool *string, chosen []string) bool {
 		return pool == nil || slices.Contains(chosen, *pool)

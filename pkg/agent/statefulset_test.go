@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -155,6 +157,65 @@ func TestAgentStatefulSetFixedIP(t *testing.T) {
 	}
 	if owner, held := holderOf(ctx, t, e, "sts-a", want[:len(want)-3]); held {
 		t.Fatalf("the old address %s is still held (by %v) after the pod moved to another pool", want, owner)
+	}
+}
+
+// TestAgentStatefulSetKeptIPNotServed: a StatefulSet pod whose kept address is of a pool
+// that serves only its first node is re-created on a node the pool does not serve,
+// where another pool its annotation names would serve it: the ADD is refused with
+// KeptIPNotServed and a Warning naming the pool and what to do, rather than giving it
+// another address, and the address stays with the pod; back on a node the pool serves,
+// it gets its address.
+func TestAgentStatefulSetKeptIPNotServed(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx := context.Background()
+	on := func(c *Config) { c.StatefulSetFixedIPs = true }
+	a1, a2 := startAgent(t, e, on), startAgent(t, e, on)
+	ns := newNamespace(t, e, nil)
+	newPool(t, e, "sts-n1", "10.74.0.0/24", func(sp *v2beta1.SpiderIPPool) { sp.Spec.NodeName = []string{a1.node} }, "10.74.0.10-10.74.0.20")
+	newPool(t, e, "sts-n2", "10.75.0.0/24", func(sp *v2beta1.SpiderIPPool) { sp.Spec.NodeName = []string{a2.node} }, "10.75.0.10-10.75.0.20")
+	waitForPools(t, a1)
+	waitForPools(t, a2)
+	sts := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db", UID: "sts-uid-3", Controller: ptr.To(true)}
+	onPool := map[string]string{ipam.AnnoPodIPPool: `{"ipv4":["sts-n1","sts-n2"]}`}
+
+	pod := newOwnedPod(t, e, ns, "db-0", a1.node, sts, nil, onPool)
+	res, err := a1.add(ctx, attachment{pod: pod, containerID: "c0", ifName: "eth0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *res.Ips[0].Address
+	addr := want[:len(want)-3]
+	if err := a1.del(ctx, attachment{pod: pod, containerID: "c0", ifName: "eth0"}); err != nil {
+		t.Fatal(err)
+	}
+	forceDelete(t, e, pod)
+
+	pod = newOwnedPod(t, e, ns, "db-0", a2.node, sts, nil, onPool)
+	_, err = a2.add(ctx, attachment{pod: pod, containerID: "c1", ifName: "eth0"})
+	var ae *agentError
+	if !errors.As(err, &ae) || ae.model.Reason != ReasonKeptIPNotServed || !strings.Contains(err.Error(), addr) ||
+		!strings.Contains(err.Error(), "sts-n1") || !strings.Contains(err.Error(), "delete SpiderEndpoint") {
+		t.Fatalf("ADD on a node the kept pool does not serve: %v, want %s naming %s, the pool and what to do", err, ReasonKeptIPNotServed, addr)
+	}
+	if owner, held := holderOf(ctx, t, e, "sts-n1", addr); !held || owner.Pod != records.PodKey(string(pod.UID)) {
+		t.Fatalf("%s: held %t by %v after the refused ADD; want it kept for the pod", addr, held, owner)
+	}
+	if se, err := getEndpoint(ctx, e, pod); err != nil || len(se.Status.Current.IPs) != 1 ||
+		ptr.Deref(se.Status.Current.IPs[0].IPv4, "") != want || ptr.Deref(se.Status.Current.IPs[0].IPv4Pool, "") != "sts-n1" {
+		t.Fatalf("endpoint after the refused ADD: %+v, %v; want only %s of sts-n1", se.Status.Current.IPs, err, want)
+	}
+	testenv.WaitFor(t, "a Warning on the pod", func() (bool, error) {
+		ws, err := podWarnings(ctx, e, pod)
+		return slices.ContainsFunc(ws, func(w string) bool { return strings.Contains(w, ReasonKeptIPNotServed+": ") && strings.Contains(w, "sts-n1") }), err
+	})
+
+	// Back on a node the pool serves: the pod gets its address.
+	forceDelete(t, e, pod)
+	pod = newOwnedPod(t, e, ns, "db-0", a1.node, sts, nil, onPool)
+	res, err = a1.add(ctx, attachment{pod: pod, containerID: "c2", ifName: "eth0"})
+	if err != nil || *res.Ips[0].Address != want {
+		t.Fatalf("back on %s: %v, %v; want %s", a1.node, res, err, want)
 	}
 }
 

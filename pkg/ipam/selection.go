@@ -457,21 +457,8 @@ func (c candidates) refusal(fam int64, p *v2beta1.SpiderIPPool) string {
 		return fmt.Sprintf("is an %s pool, not %s", familyName(f == v2beta1.IPv4), familyName(fam == v2beta1.IPv4))
 	}
 
-	nodeName := in.Pod.Spec.NodeName
-	if in.Node != nil {
-		nodeName = in.Node.Name
-	}
-	if len(p.Spec.NodeName) > 0 {
-		if !slices.Contains(p.Spec.NodeName, nodeName) {
-			return fmt.Sprintf("spec.nodeName %v does not include the pod's node %q", p.Spec.NodeName, nodeName)
-		}
-	} else if p.Spec.NodeAffinity != nil {
-		if in.Node == nil {
-			return "spec.nodeAffinity is set but the pod's node is unknown"
-		}
-		if reason := mismatch("spec.nodeAffinity", p.Spec.NodeAffinity, in.Node.Labels); reason != "" {
-			return reason + fmt.Sprintf(" of node %q", in.Node.Name)
-		}
+	if reason := NodeRefusal(p, in.Node, in.Pod.Spec.NodeName); reason != "" {
+		return reason
 	}
 
 	if len(p.Spec.NamespaceName) > 0 {
@@ -500,6 +487,28 @@ func (c candidates) refusal(fam int64, p *v2beta1.SpiderIPPool) string {
 		}
 		if !slices.ContainsFunc(p.Spec.MultusName, func(m string) bool { return normaliseNetwork(m, in.Pod.Namespace) == network }) {
 			return fmt.Sprintf("spec.multusName %v does not include %q, the Multus network of interface %s", p.Spec.MultusName, network, in.IfName)
+		}
+	}
+	return ""
+}
+
+// NodeRefusal says why pool p does not serve a node, "" when it does: spec.nodeName,
+// else spec.nodeAffinity over the node's labels, as SpiderPool checks them. node is the
+// node (nil when unknown), nodeName its name when node is nil.
+func NodeRefusal(p *v2beta1.SpiderIPPool, node *corev1.Node, nodeName string) string {
+	if node != nil {
+		nodeName = node.Name
+	}
+	if len(p.Spec.NodeName) > 0 {
+		if !slices.Contains(p.Spec.NodeName, nodeName) {
+			return fmt.Sprintf("spec.nodeName %v does not include the pod's node %q", p.Spec.NodeName, nodeName)
+		}
+	} else if p.Spec.NodeAffinity != nil {
+		if node == nil {
+			return "spec.nodeAffinity is set but the pod's node is unknown"
+		}
+		if reason := mismatch("spec.nodeAffinity", p.Spec.NodeAffinity, node.Labels); reason != "" {
+			return reason + fmt.Sprintf(" of node %q", node.Name)
 		}
 	}
 	return ""

@@ -36,4 +36,11 @@ var (
 	// (ipam.spidernet.io/subnet or subnets) and the controller has not created it yet.
 	// The agent waits on its pool watch for a while, then the runtime retries.
 	ErrAutoPoolNotReady = errors.New("auto-created pool not ready")
+
+	// ErrKeptIPNotServed: a StatefulSet pod keeps an address of a pool that does not
+	// serve the node it was scheduled to (the pool's nodeName or nodeAffinity). The
+	// agent refuses rather than give it another address silently; the user schedules
+	// the pod on a node the pool serves, or deletes its SpiderEndpoint to let it take
+	// a new address.
+	ErrKeptIPNotServed = errors.New("the pod's kept address is of a pool that does not serve this node")
 )
