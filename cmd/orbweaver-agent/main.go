@@ -47,6 +47,7 @@ func main() {
 	flag.DurationVar(&cfg.ReserveQuarantine, "reserve-quarantine", agent.DefaultReserveQuarantine, "how long a restarted agent waits before settling the reserve a crashed predecessor left")
 	flag.DurationVar(&cfg.ReserveRebindDelay, "reserve-rebind-delay", agent.DefaultRebindDelay, "how long addresses handed out from the reserve wait to be recorded under their pods in one pool write")
 	flag.BoolVar(&cfg.StatefulSetFixedIPs, "enable-statefulset", true, "a StatefulSet's re-created pod keeps its predecessor's IPs (must match the controller's --enable-statefulset)")
+	flag.BoolVar(&cfg.StatefulSetFixedIPOptIn, "statefulset-fixed-ip-opt-in", false, "with --enable-statefulset, only StatefulSet pods annotated orbweaver.io/fixed-ip (or Kingsoft's k8s.ksyun.com/pod-ip-fixed) \"true\" keep their IPs; the others release them with the pod")
 	flag.DurationVar(&cfg.AutoPoolWait, "auto-pool-wait", agent.DefaultAutoPoolWait, "how long an ADD waits for its application's auto pool to be created or to have room")
 	flag.DurationVar(&cfg.SchemaWait, "schema-wait", 2*time.Minute, "how long the agent waits at start for orbweaver's CRDs to be served (the controller puts them in place with --upgrade-crds) before it refuses to start")
 	nodeGrants := true

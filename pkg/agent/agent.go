@@ -81,6 +81,10 @@ type Config struct {
 	// addresses (ServiceParams.StatefulSetFixedIPs); the binary turns it on by default,
 	// as SpiderPool's enableStatefulSet. It must match the controller's setting.
 	StatefulSetFixedIPs bool
+	// StatefulSetFixedIPOptIn keeps the IPs of only the StatefulSet pods that ask
+	// (ipam.FixedIPWanted: orbweaver.io/fixed-ip or KCE's k8s.ksyun.com/pod-ip-fixed
+	// "true"); the others release theirs with the pod, as Kingsoft KCE.
+	StatefulSetFixedIPOptIn bool
 	// AutoPoolWait bounds an ADD's wait for its auto pool (DefaultAutoPoolWait).
 	AutoPoolWait time.Duration
 	// SchemaWait is how long the agent waits at start for orbweaver's CRDs to be served
@@ -251,7 +255,7 @@ func Run(ctx context.Context, cfg Config) error {
 		EnableIPv4: cfg.EnableIPv4, EnableIPv6: cfg.EnableIPv6, MultusClusterNetwork: cfg.MultusClusterNetwork,
 		Synced:     synced.Load,
 		ReserveMax: max(cfg.ReserveSize, 0), ReserveRebindDelay: cfg.ReserveRebindDelay, SettleFirst: true,
-		StatefulSetFixedIPs: cfg.StatefulSetFixedIPs, AutoPoolWait: cfg.AutoPoolWait,
+		StatefulSetFixedIPs: cfg.StatefulSetFixedIPs, StatefulSetFixedIPOptIn: cfg.StatefulSetFixedIPOptIn, AutoPoolWait: cfg.AutoPoolWait,
 		Grants: grants, CNIConfDir: cfg.CNIConfDir,
 	})
 	if grants != nil {

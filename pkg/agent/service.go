@@ -92,6 +92,8 @@ type Service struct {
 	synced                 func() bool
 	// statefulSetFixedIPs: a StatefulSet's pod keeps its addresses across re-creation.
 	statefulSetFixedIPs bool
+	// fixedIPOptIn: only the StatefulSet pods that ask keep theirs (ipam.FixedIPWanted).
+	fixedIPOptIn bool
 	// poolChanges wakes ADDs that wait for an auto pool to appear or to have room.
 	poolChanges changes
 	// autoPoolWait bounds that wait.
@@ -129,6 +131,8 @@ type ServiceParams struct {
 	// SpiderEndpoint has no owner reference, so it outlives the pod, and CNI DEL keeps
 	// the addresses; garbage collection releases them per the reclaim policy.
 	StatefulSetFixedIPs bool
+	// StatefulSetFixedIPOptIn: see Config.StatefulSetFixedIPOptIn.
+	StatefulSetFixedIPOptIn bool
 	// AutoPoolWait is how long an ADD waits for its application's auto pool to be
 	// created, or to have room, before failing (DefaultAutoPoolWait when 0).
 	AutoPoolWait time.Duration
@@ -152,7 +156,7 @@ func NewService(ctx context.Context, p ServiceParams) *Service {
 	s := &Service{
 		node: p.Node, cluster: p.Cluster, endpoints: p.Endpoints, events: p.Events, log: p.Log, metrics: p.Metrics,
 		enableIPv4: p.EnableIPv4, enableIPv6: p.EnableIPv6, multusClusterNetwork: p.MultusClusterNetwork,
-		synced: p.Synced, statefulSetFixedIPs: p.StatefulSetFixedIPs, autoPoolWait: p.AutoPoolWait,
+		synced: p.Synced, statefulSetFixedIPs: p.StatefulSetFixedIPs, fixedIPOptIn: p.StatefulSetFixedIPOptIn, autoPoolWait: p.AutoPoolWait,
 		defaults: nodeDefaults{confDir: p.CNIConfDir, log: p.Log.Info},
 	}
 	if s.autoPoolWait <= 0 {
@@ -400,6 +404,11 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 			ipam.ErrSpiderPoolRunning, sp.Namespace, sp.Name)
 	}
 
+	if s.statefulSetFixedIPs {
+		if _, err := ipam.FixedIPWanted(pod.Annotations, s.fixedIPOptIn); err != nil {
+			return nil, fmt.Errorf("pod %s: %w", podRef(att), err)
+		}
+	}
 	retain := s.retainsFor(pod)
 	se, err := s.currentEndpoint(ctx, pod, retain)
 	if err != nil && !errors.Is(err, crdstore.ErrEndpointNotFound) {
@@ -754,13 +763,19 @@ func setReclaimPolicy(se *v2beta1.SpiderEndpoint, pod *corev1.Pod) {
 }
 
 // retainsFor tells whether the pod keeps its addresses across re-creation: a
-// StatefulSet's pod, with StatefulSet fixed IPs on.
+// StatefulSet's pod, with StatefulSet fixed IPs on, that does not opt out (or, with
+// fixedIPOptIn, opts in) by ipam.FixedIPWanted. A bad annotation takes the default;
+// Add refuses it before.
 func (s *Service) retainsFor(pod *corev1.Pod) bool {
 	if !s.statefulSetFixedIPs {
 		return false
 	}
 	top := topControllerOf(pod)
-	return top.Kind == ipam.KindStatefulSet && strings.HasPrefix(top.APIVersion, "apps/")
+	if top.Kind != ipam.KindStatefulSet || !strings.HasPrefix(top.APIVersion, "apps/") {
+		return false
+	}
+	want, _ := ipam.FixedIPWanted(pod.Annotations, s.fixedIPOptIn)
+	return want
 }
 
 // relate is ipam.RelateEndpoint for a pod's endpoint (nil: none) and an ADD of the pod's

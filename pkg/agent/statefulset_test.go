@@ -207,7 +207,9 @@ func TestAgentStatefulSetKeptIPNotServed(t *testing.T) {
 	}
 	testenv.WaitFor(t, "a Warning on the pod", func() (bool, error) {
 		ws, err := podWarnings(ctx, e, pod)
-		return slices.ContainsFunc(ws, func(w string) bool { return strings.Contains(w, ReasonKeptIPNotServed+": ") && strings.Contains(w, "sts-n1") }), err
+		return slices.ContainsFunc(ws, func(w string) bool {
+			return strings.Contains(w, ReasonKeptIPNotServed+": ") && strings.Contains(w, "sts-n1")
+		}), err
 	})
 
 	// Back on a node the pool serves: the pod gets its address.
@@ -216,6 +218,76 @@ func TestAgentStatefulSetKeptIPNotServed(t *testing.T) {
 	res, err = a1.add(ctx, attachment{pod: pod, containerID: "c2", ifName: "eth0"})
 	if err != nil || *res.Ips[0].Address != want {
 		t.Fatalf("back on %s: %v, %v; want %s", a1.node, res, err, want)
+	}
+}
+
+// TestAgentStatefulSetFixedIPOptIn: with --statefulset-fixed-ip-opt-in, a StatefulSet
+// pod with Kingsoft KCE's k8s.ksyun.com/pod-ip-fixed "true" (seed 002's manifest) keeps
+// its address across re-creation, one without it is like any pod (its endpoint is the
+// pod's, DEL releases), and a value other than true/false is refused as BadAnnotation.
+// Without the opt-in, orbweaver.io/fixed-ip "false" opts a StatefulSet out.
+func TestAgentStatefulSetFixedIPOptIn(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx := context.Background()
+	optIn := startAgent(t, e, func(c *Config) { c.StatefulSetFixedIPs, c.StatefulSetFixedIPOptIn, c.ReserveSize = true, true, -1 })
+	byDefault := startAgent(t, e, func(c *Config) { c.StatefulSetFixedIPs, c.ReserveSize = true, -1 })
+	ns := newNamespace(t, e, nil)
+	newPool(t, e, "sts-opt", "10.76.0.0/24", nil, "10.76.0.10-10.76.0.40")
+	waitForPools(t, optIn)
+	waitForPools(t, byDefault)
+	sts := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db", UID: "sts-uid-4", Controller: ptr.To(true)}
+	annotated := func(extra map[string]string) map[string]string {
+		m := map[string]string{ipam.AnnoPodIPPool: `{"ipv4":["sts-opt"]}`}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	// run ADDs and DELs the pod and reports its address, whether its endpoint is the
+	// pod's and whether DEL kept the address.
+	run := func(a *testAgent, name string, ann map[string]string) (addr string, ownedByPod, kept bool) {
+		t.Helper()
+		pod := newOwnedPod(t, e, ns, name, a.node, sts, nil, ann)
+		att := attachment{pod: pod, containerID: "c-" + name, ifName: "eth0"}
+		res, err := a.add(ctx, att)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		addr = *res.Ips[0].Address
+		se, err := getEndpoint(ctx, e, pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.del(ctx, att); err != nil {
+			t.Fatal(err)
+		}
+		_, kept = holderOf(ctx, t, e, "sts-opt", addr[:len(addr)-3])
+		return addr, len(se.OwnerReferences) == 1, kept
+	}
+	for _, tc := range []struct {
+		name       string
+		agent      *testAgent
+		ann        map[string]string
+		wantKept   bool
+		wantOwnPod bool
+	}{
+		{"kce-0", optIn, annotated(map[string]string{ipam.AnnoKCEPodIPFixed: "true"}), true, false},
+		{"plain-0", optIn, annotated(nil), false, true},
+		{"ours-0", optIn, annotated(map[string]string{ipam.AnnoFixedIP: "true"}), true, false},
+		{"default-0", byDefault, annotated(nil), true, false},
+		{"optout-0", byDefault, annotated(map[string]string{ipam.AnnoFixedIP: "false"}), false, true},
+	} {
+		_, ownedByPod, kept := run(tc.agent, tc.name, tc.ann)
+		if kept != tc.wantKept || ownedByPod != tc.wantOwnPod {
+			t.Errorf("%s: DEL kept the address %t, endpoint owned by the pod %t; want %t, %t", tc.name, kept, ownedByPod, tc.wantKept, tc.wantOwnPod)
+		}
+	}
+
+	bad := newOwnedPod(t, e, ns, "bad-0", optIn.node, sts, nil, annotated(map[string]string{ipam.AnnoKCEPodIPFixed: "yes"}))
+	_, err := optIn.add(ctx, attachment{pod: bad, containerID: "c-bad", ifName: "eth0"})
+	var ae *agentError
+	if !errors.As(err, &ae) || ae.model.Reason != ReasonBadAnnotation || !strings.Contains(err.Error(), ipam.AnnoKCEPodIPFixed) {
+		t.Fatalf("ADD with %s: yes: %v, want BadAnnotation naming the key", ipam.AnnoKCEPodIPFixed, err)
 	}
 }
 

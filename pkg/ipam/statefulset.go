@@ -1,6 +1,7 @@
 package ipam
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -15,6 +16,37 @@ import (
 // SpiderEndpoint, where garbage collection reads it, so it holds after the StatefulSet
 // is deleted.
 const AnnoReclaimPolicy = "orbweaver.io/ip-reclaim-policy"
+
+// AnnoFixedIP, on a StatefulSet's pod template, says whether its pods keep their IPs
+// across re-creation: "true" or "false". It matters with fixed IPs on (the agent's
+// --enable-statefulset): by default every StatefulSet pod keeps them, as SpiderPool,
+// and "false" opts a StatefulSet out; with the agent's --statefulset-fixed-ip-opt-in
+// only the pods that say "true" keep them, as Kingsoft KCE.
+const AnnoFixedIP = "orbweaver.io/fixed-ip"
+
+// AnnoKCEPodIPFixed is Kingsoft KCE's opt-in (seed 002), read as AnnoFixedIP; ours
+// wins when a pod has both.
+const AnnoKCEPodIPFixed = "k8s.ksyun.com/pod-ip-fixed"
+
+// FixedIPWanted tells whether a StatefulSet pod with these annotations keeps its IPs:
+// AnnoFixedIP, else AnnoKCEPodIPFixed, else !optIn. A value other than "true" or
+// "false" is an ErrBadAnnotation naming the key.
+func FixedIPWanted(annotations map[string]string, optIn bool) (bool, error) {
+	for _, key := range []string{AnnoFixedIP, AnnoKCEPodIPFixed} {
+		v, ok := annotations[key]
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(v) {
+		case "true":
+			return true, nil
+		case "false":
+			return false, nil
+		}
+		return !optIn, fmt.Errorf("%w: %s: %q is not \"true\" or \"false\"", ErrBadAnnotation, key, v)
+	}
+	return !optIn, nil
+}
 
 // KindStatefulSet is the top-controller kind (and SpiderEndpoint
 // status.ownerControllerType) of a StatefulSet's pods.

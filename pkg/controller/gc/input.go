@@ -131,7 +131,9 @@ func buildInput(cfg ipam.GCConfig, retention bool, s snapshot, endedSince map[ui
 		if err != nil {
 			errs = append(errs, err)
 		}
-		if retention && se.Status.OwnerControllerType == ipam.KindStatefulSet {
+		// A kept endpoint has no owner reference; a StatefulSet pod that keeps nothing
+		// (opted out, or not opted in) has its pod as owner and is any pod's.
+		if retention && se.Status.OwnerControllerType == ipam.KindStatefulSet && len(se.OwnerReferences) == 0 {
 			e.StatefulSet = endpointMember(se, sets)
 		}
 		if v := se.Annotations[ipam.AnnoReclaimPolicy]; v != "" {

@@ -133,6 +133,12 @@ func TestEndpointInput(t *testing.T) {
 			testEndpoint("db-1", "StatefulSet", "db", nil), nil, nil},
 		{"a Deployment's pod", true, nil,
 			testEndpoint("web-abc-xyz", "Deployment", "web", map[string]string{ipam.AnnoReclaimPolicy: "Never"}), nil, &never},
+		{"a StatefulSet pod that keeps nothing: its endpoint is its pod's", true, []appsv1.StatefulSet{testStatefulSet("db", "u1", ptr.To[int32](3), 0, false)},
+			func() v2beta1.SpiderEndpoint {
+				se := testEndpoint("db-1", "StatefulSet", "db", nil)
+				se.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: "db-1", UID: "uid-db-1"}}
+				return se
+			}(), nil, nil},
 		{"name without the StatefulSet's ordinal", true, []appsv1.StatefulSet{testStatefulSet("db", "u1", ptr.To[int32](3), 0, false)},
 			testEndpoint("cache-1", "StatefulSet", "db", nil), nil, nil},
 	}
