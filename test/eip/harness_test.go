@@ -457,7 +457,7 @@ func (h *harness) deletePod(pod *corev1.Pod) {
 func (h *harness) rerun(old *corev1.Pod, node, pool string, a netip.Addr, o podOpts) *corev1.Pod {
 	h.t.Helper()
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: old.Name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: old.Name, Annotations: o.annotations},
 		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: ptr.To(false),
 			Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/pause:1"}}},
 	}

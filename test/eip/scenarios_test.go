@@ -49,6 +49,7 @@ func TestEIP(t *testing.T) {
 				{"PodRequestsAuthorized", podRequestsAuthorized},
 				{"GrantsPool", grantsPool},
 				{"ACKManifests", ackManifests},
+				{"EIPIDListByOrdinal", eipIDListByOrdinal},
 			} {
 				t.Run(sc.name, func(t *testing.T) { sc.run(t, cc) })
 			}

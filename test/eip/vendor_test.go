@@ -176,3 +176,75 @@ func (h *harness) getPod(pod *corev1.Pod) *corev1.Pod {
 	}
 	return got
 }
+
+// eipIDListByOrdinal is seed 003's EIP ID list given to StatefulSet replicas by
+// ordinal, with orbweaver's annotation (any cloud) and with TKE's (Tencent, vendor
+// annotations on): db-0, db-1 and db-2 get the listed EIPs, in order; db-1 re-created
+// keeps its EIP; db-3, past the list, gets no EIP, its readiness gate False and a
+// Warning naming the list; once the list grows, db-3 gets the new entry.
+func eipIDListByOrdinal(t *testing.T, cc cloudCase) {
+	h := newHarness(t, cc)
+	h.allowRequests(h.ns)
+	ctx := context.Background()
+	pool := h.poolOf(nil)
+	node := h.node()
+	var ids []string
+	for i := range 4 {
+		b, err := h.provider.Allocate(ctx, eip.AllocateRequest{ClientToken: fmt.Sprintf("list-%s-%d", h.ns, i),
+			Tags: map[string]string{eipbinding.TagCluster: h.cluster, eipbinding.TagNamespace: h.ns}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, b.ID)
+	}
+	listOf := func(n int) map[string]string {
+		list := strings.Join(ids[:n], ",")
+		if cc.name == "tencent" {
+			return map[string]string{"tke.cloud.tencent.com/eip-id-list": list} // seed 003's own
+		}
+		return map[string]string{v2beta1.AnnoEIPIDList: list, v2beta1.AnnoEIPProvider: cc.name}
+	}
+	pods := make([]*corev1.Pod, 4)
+	addrs := make([]netip.Addr, 4)
+	for i := range 4 {
+		pods[i], addrs[i] = h.run(fmt.Sprintf("db-%d", i), node, pool, netip.Addr{}, podOpts{gate: true, annotations: listOf(3)})
+	}
+	for i := range 3 {
+		if b := h.waitBound(pool, pods[i], addrs[i]); b.AllocationID != ids[i] {
+			t.Fatalf("db-%d got EIP %s, want the list's entry %d, %s", i, b.AllocationID, i, ids[i])
+		}
+	}
+	testenv.WaitFor(t, "db-3 told the list is too short", func() (bool, error) {
+		for _, e := range h.events("db-3", eipbinding.ReasonRequestRefused) {
+			if strings.Contains(e.Message, eipbinding.RefusedEIPListTooShort) && strings.Contains(e.Message, "ordinal 3") {
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("no Warning %s on db-3", eipbinding.ReasonRequestRefused)
+	})
+	if g := gate(h.getPod(pods[3])); g != corev1.ConditionFalse {
+		t.Fatalf("db-3's readiness gate is %q, want False while it waits", g)
+	}
+	if _, ok := h.binding(pool, addrs[3]); ok {
+		t.Fatalf("db-3, past the list, has a binding")
+	}
+
+	// db-1 re-created keeps its EIP.
+	h.deletePod(pods[1])
+	pods[1] = h.rerun(pods[1], node, pool, addrs[1], podOpts{gate: true, annotations: listOf(3)})
+	if b := h.waitBound(pool, pods[1], addrs[1]); b.AllocationID != ids[1] {
+		t.Fatalf("db-1 re-created got EIP %s, want %s", b.AllocationID, ids[1])
+	}
+
+	// The list grows: db-3 gets the new entry.
+	got := h.getPod(pods[3])
+	for k, v := range listOf(4) {
+		got.Annotations[k] = v
+	}
+	if err := h.e.Client.Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if b := h.waitBound(pool, pods[3], addrs[3]); b.AllocationID != ids[3] {
+		t.Fatalf("db-3 got EIP %s once the list grew, want %s", b.AllocationID, ids[3])
+	}
+}

@@ -234,6 +234,11 @@ const (
 	// AnnoEIPID binds this existing EIP (an allocation ID) instead of allocating one; it
 	// is never released. For a pod with one IP.
 	AnnoEIPID = "orbweaver.io/eip-id"
+	// AnnoEIPIDList names existing EIPs by StatefulSet ordinal, comma-separated: the pod
+	// with ordinal i binds the i-th, as AnnoEIPID (a pod whose name has no ordinal takes
+	// the first). A pod past the list gets no EIP and waits, its readiness gate False,
+	// with a Warning naming the list, until the list grows. Not with AnnoEIPID.
+	AnnoEIPIDList = "orbweaver.io/eip-id-list"
 	// The Auto attributes, as the fields of EIPSpec of the same names.
 	AnnoEIPBandwidth          = "orbweaver.io/eip-bandwidth"
 	AnnoEIPISP                = "orbweaver.io/eip-isp"

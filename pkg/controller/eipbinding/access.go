@@ -77,6 +77,9 @@ func (r *reconciler) authorize(ctx context.Context, f *accessFacts, sp *v2beta1.
 	if ref := mayRequest(requestAccess{open: r.p.PodRequests == PodRequestsOpen, namespace: ns, namespaceLabels: nsLabels, pool: sp.Name, spec: specOf(sp)}); ref != nil {
 		return &refusalEntry{refusal: *ref, at: now}, nil
 	}
+	if req.listShort != "" {
+		return &refusalEntry{refusal: refusal{reason: RefusedEIPListTooShort, msg: req.listShort}, at: now}, nil
+	}
 	if req.id == "" || spec == nil {
 		return nil, nil
 	}

@@ -42,6 +42,7 @@ const (
 	RefusedEIPOfAnotherPool       = "EIPOfAnotherPool"
 	RefusedEIPAssociatedElsewhere = "EIPAssociatedElsewhere"
 	RefusedEIPNotGranted          = "EIPNotGranted"
+	RefusedEIPListTooShort        = "EIPListTooShort"
 )
 
 // refusal says why a pod's request is not honoured: the rule, and what an

@@ -15,15 +15,18 @@ type podRequest struct {
 	withEIP bool
 	// provider is the cloud for pools without the attribute.
 	provider string
-	// id is an existing EIP to bind, never released.
+	// id is an existing EIP to bind, never released (orbweaver.io/eip-id, or the pod's
+	// entry of orbweaver.io/eip-id-list).
 	id string
+	// listShort says why the pod gets no EIP: its ordinal is past orbweaver.io/eip-id-list.
+	listShort string
 	// attrs are the Auto attributes the pod sets; zero fields keep the pool's.
 	attrs v2beta1.EIPSpec
 }
 
 // any tells whether the pod asks anything of EIPs.
 func (r podRequest) any() bool {
-	return r.withEIP || r.id != "" || r.attrs.Bandwidth != nil || r.attrs.ISP != "" || r.attrs.InternetChargeType != "" ||
+	return r.withEIP || r.id != "" || r.listShort != "" || r.attrs.Bandwidth != nil || r.attrs.ISP != "" || r.attrs.InternetChargeType != "" ||
 		r.attrs.InstanceChargeType != "" || r.attrs.PublicIPPool != "" || r.attrs.BandwidthPackage != "" ||
 		r.attrs.ResourceGroup != "" || r.attrs.Name != "" || r.attrs.Description != "" || r.attrs.ReleaseStrategy != nil
 }
@@ -108,6 +111,17 @@ func parsePodRequest(name string, annotations map[string]string, vendor bool) (p
 		errs = append(errs, fmt.Sprintf("%s %q: want alibaba, aws or tencent", key(v2beta1.AnnoEIPProvider), r.provider))
 	}
 	r.id = strings.TrimSpace(a[v2beta1.AnnoEIPID])
+	if v, ok := a[v2beta1.AnnoEIPIDList]; ok {
+		id, short, err := idOfOrdinal(name, v, key(v2beta1.AnnoEIPIDList))
+		switch {
+		case err != nil:
+			errs = append(errs, err.Error())
+		case r.id != "":
+			errs = append(errs, fmt.Sprintf("%s and %s: set one of them", key(v2beta1.AnnoEIPID), key(v2beta1.AnnoEIPIDList)))
+		default:
+			r.id, r.listShort = id, short
+		}
+	}
 	if v, ok := a[v2beta1.AnnoEIPBandwidth]; ok {
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
 		if err != nil || n < 1 || n > 100000 {
@@ -188,19 +202,33 @@ func translateVendor(name string, in map[string]string) (out, from map[string]st
 	}
 	if v, ok := in[tkeEIPIDList]; ok {
 		set(v2beta1.AnnoEIPProvider, "tencent", tkeEIPIDList)
-		ids := strings.Split(v, ",")
-		// The pod's ordinal picks its EIP, as TKE does; a pod without one takes the first.
-		i := 0
-		if k := strings.LastIndexByte(name, '-'); k >= 0 {
-			if n, err := strconv.Atoi(name[k+1:]); err == nil {
-				i = n
-			}
-		}
-		if i < len(ids) && strings.TrimSpace(ids[i]) != "" {
-			set(v2beta1.AnnoEIPID, strings.TrimSpace(ids[i]), tkeEIPIDList)
-		}
+		set(v2beta1.AnnoEIPIDList, v, tkeEIPIDList)
 	}
 	return out, from
+}
+
+// idOfOrdinal picks the pod's EIP from an EIP ID list (key names the annotation): the
+// entry of the ordinal that ends the pod's name, the first for a name without one. A
+// pod past the list gets short, what to do; a malformed list is an error.
+func idOfOrdinal(name, list, key string) (id, short string, err error) {
+	ids := strings.Split(list, ",")
+	for i := range ids {
+		ids[i] = strings.TrimSpace(ids[i])
+		if ids[i] == "" {
+			return "", "", fmt.Errorf("%s %q: entry %d is empty; want EIP IDs separated by commas", key, list, i)
+		}
+	}
+	ordinal := 0
+	if k := strings.LastIndexByte(name, '-'); k >= 0 {
+		if n, err := strconv.Atoi(name[k+1:]); err == nil && n >= 0 {
+			ordinal = n
+		}
+	}
+	if ordinal >= len(ids) {
+		return "", fmt.Sprintf("pod %s has ordinal %d, and %s names %d EIPs (%s): add one for it, or scale the StatefulSet down to %d",
+			name, ordinal, key, len(ids), strings.Join(ids, ", "), len(ids)), nil
+	}
+	return ids[ordinal], "", nil
 }
 
 // effectiveSpec is the EIP spec for an IP held by a pod that asks r: the pool's, with
