@@ -38,6 +38,7 @@ func TestEIP(t *testing.T) {
 				{"StatefulSetKeepsItsEIP", statefulSetKeepsItsEIP},
 				{"ReleaseStrategies", releaseStrategies},
 				{"RollingUpdate", rollingUpdate},
+				{"HandOverBoughtEIP", handOverBoughtEIP},
 				{"CrashBetweenAllocateAndAssociate", crashBetweenAllocateAndAssociate},
 				{"OrphansCollected", orphansCollected},
 				{"ThrottlingStorm", throttlingStorm},
@@ -260,10 +261,40 @@ func rollingUpdate(t *testing.T, cc cloudCase) {
 	h.start(startOpts{wrap: func(p eip.Provider) eip.Provider { return slowAssociate{p} }})
 	pool := h.pool(v2beta1.EIPSpec{Mode: v2beta1.EIPAuto})
 	node := h.node()
+	checked := h.checkOneEIPOnePod()
+	old := make([]*corev1.Pod, 2)
+	oldIP := make([]netip.Addr, 2)
+	for i := range old {
+		old[i], oldIP[i] = h.run(fmt.Sprintf("web-old-%d", i), node, pool, netip.Addr{}, podOpts{gate: true})
+	}
+	for i := range old {
+		h.waitBound(pool, old[i], oldIP[i])
+	}
+	for i := range old { // maxSurge 1: one new pod, then one old pod goes
+		name := fmt.Sprintf("web-new-%d", i)
+		history := h.gateHistory(name)
+		np, na := h.run(name, node, pool, netip.Addr{}, podOpts{gate: true})
+		testenv.WaitFor(t, "the new pod's gate reported False while its EIP binds", func() (bool, error) {
+			s := history()
+			if len(s) > 0 && s[0] == corev1.ConditionTrue {
+				return false, errors.New("True before False was seen")
+			}
+			return len(s) > 0 && s[0] == corev1.ConditionFalse, nil
+		})
+		h.waitBound(pool, np, na)
+		h.end(old[i], pool)
+	}
+	checked()
+}
+
+// checkOneEIPOnePod checks, every 20ms until the returned function is called, that no
+// EIP of the cluster is on two private IPs and no EIP on two pods' allocated-EIP
+// annotations; that function reports what it saw as test errors.
+func (h *harness) checkOneEIPOnePod() func() {
 	var stop atomic.Bool
 	violations := make(chan string, 16)
 	done := make(chan struct{})
-	go func() { // the invariant, checked all along
+	go func() {
 		defer close(done)
 		for !stop.Load() {
 			seen := map[string]string{}
@@ -291,34 +322,57 @@ func rollingUpdate(t *testing.T, cc cloudCase) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	old := make([]*corev1.Pod, 2)
-	oldIP := make([]netip.Addr, 2)
-	for i := range old {
-		old[i], oldIP[i] = h.run(fmt.Sprintf("web-old-%d", i), node, pool, netip.Addr{}, podOpts{gate: true})
+	return func() {
+		h.t.Helper()
+		stop.Store(true)
+		<-done
+		close(violations)
+		for v := range violations {
+			h.t.Error(v)
+		}
 	}
-	for i := range old {
-		h.waitBound(pool, old[i], oldIP[i])
+}
+
+// handOverBoughtEIP is seed 000's fix A: a one-replica Deployment whose pod names one
+// pre-bought EIP (orbweaver.io/eip-id) rolls without Recreate. The surge pod is refused
+// while the old pod holds the EIP (its gate False, never the EIP on two pods), and once
+// the old pod is gone the EIP moves to it and its gate turns True.
+func handOverBoughtEIP(t *testing.T, cc cloudCase) {
+	h := newHarness(t, cc)
+	h.allowRequests(h.ns)
+	bought, err := h.provider.Allocate(h.ctx, eip.AllocateRequest{ClientToken: "handover-" + h.ns,
+		Tags: map[string]string{eipbinding.TagCluster: h.cluster, eipbinding.TagNamespace: h.ns}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i := range old { // maxSurge 1: one new pod, then one old pod goes
-		name := fmt.Sprintf("web-new-%d", i)
-		history := h.gateHistory(name)
-		np, na := h.run(name, node, pool, netip.Addr{}, podOpts{gate: true})
-		testenv.WaitFor(t, "the new pod's gate reported False while its EIP binds", func() (bool, error) {
-			s := history()
-			if len(s) > 0 && s[0] == corev1.ConditionTrue {
-				return false, errors.New("True before False was seen")
-			}
-			return len(s) > 0 && s[0] == corev1.ConditionFalse, nil
-		})
-		h.waitBound(pool, np, na)
-		h.end(old[i], pool)
+	pool := h.poolOf(nil)
+	node := h.node()
+	ann := map[string]string{v2beta1.AnnoEIPID: bought.ID, v2beta1.AnnoEIPProvider: cc.name}
+	checked := h.checkOneEIPOnePod()
+	old, oldIP := h.run("app-6d8f-old", node, pool, netip.Addr{}, podOpts{gate: true, annotations: ann})
+	if b := h.waitBound(pool, old, oldIP); b.AllocationID != bought.ID {
+		t.Fatalf("old pod bound %s, want %s", b.AllocationID, bought.ID)
 	}
-	stop.Store(true)
-	<-done
-	close(violations)
-	for v := range violations {
-		t.Error(v)
+	history := h.gateHistory("app-6d8f-new")
+	np, na := h.run("app-6d8f-new", node, pool, netip.Addr{}, podOpts{gate: true, annotations: ann})
+	testenv.WaitFor(t, "the new pod's gate False while the old pod holds the EIP", func() (bool, error) {
+		return gate(h.getPod(np)) == corev1.ConditionFalse, nil
+	})
+	time.Sleep(time.Second) // several reconciles and retries: still the old pod's
+	if b, ok := h.binding(pool, na); ok && b.AllocationID != "" {
+		t.Fatalf("the new pod got binding %+v while the old pod holds %s", b, bought.ID)
 	}
+	h.end(old, pool)
+	if b := h.waitBound(pool, np, na); b.AllocationID != bought.ID {
+		t.Fatalf("after the old pod went the new one bound %s, want %s", b.AllocationID, bought.ID)
+	}
+	testenv.WaitFor(t, "the new pod's gate True", func() (bool, error) {
+		return gate(h.getPod(np)) == corev1.ConditionTrue, nil
+	})
+	if s := history(); len(s) == 0 || s[0] != corev1.ConditionFalse {
+		t.Errorf("the new pod's gate went %v, want False first", s)
+	}
+	checked()
 }
 
 // slowAssociate makes every association take 300ms.
