@@ -30,7 +30,12 @@ LDFLAGS := -X github.com/orbweaver-ipam/orbweaver/pkg/version.version=$(VERSION)
 CRD_DIR := charts/orbweaver/crds
 API_PKGS := ./apis/...
 AGENT_API := pkg/agent/api
-GENERATED := apis $(CRD_DIR) $(AGENT_API)
+# Each component's RBAC, from the +kubebuilder:rbac markers of the packages whose API
+# calls it makes; the chart's templates/rbac-*.yaml take their rules from these files.
+RBAC_DIR := charts/orbweaver/files/rbac
+CONTROLLER_RBAC_PKGS := ./cmd/orbweaver-controller ./pkg/controller/... ./pkg/crdcheck ./pkg/webhook/...
+AGENT_RBAC_PKGS := ./cmd/orbweaver-agent ./pkg/agent
+GENERATED := apis $(CRD_DIR) $(AGENT_API) $(RBAC_DIR)
 
 export KUBEBUILDER_ASSETS := $(BIN)
 
@@ -38,7 +43,7 @@ export KUBEBUILDER_ASSETS := $(BIN)
 
 .PHONY: help
 help: ## Show the targets.
-	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 ##@ Set-up
 
@@ -66,10 +71,13 @@ build: ## Build the orbweaver CNI plugin, the node agent, the controller and the
 	@CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/orbweaver ./cmd/orbweaver-agent ./cmd/orbweaver-controller ./cmd/kubectl-orbweaver
 
 .PHONY: generate
-generate: tools ## Generate deepcopy code and CRD YAML from the API types, and the agent API's models and client.
+generate: tools ## Generate deepcopy code and CRD YAML from the API types, the controller's and the agent's RBAC from their markers, and the agent API's models and client.
 	@$(BIN)/controller-gen object paths=$(API_PKGS)
 	@rm -f $(CRD_DIR)/*.yaml
 	@$(BIN)/controller-gen crd paths=$(API_PKGS) output:crd:artifacts:config=$(CRD_DIR)
+	@rm -f $(RBAC_DIR)/*.yaml
+	@$(BIN)/controller-gen rbac:roleName=orbweaver-controller,fileName=controller.yaml,headerFile=hack/rbac-header.yaml $(foreach p,$(CONTROLLER_RBAC_PKGS),paths=$(p)) output:rbac:artifacts:config=$(RBAC_DIR)
+	@$(BIN)/controller-gen rbac:roleName=orbweaver-agent,fileName=agent.yaml,headerFile=hack/rbac-header.yaml $(foreach p,$(AGENT_RBAC_PKGS),paths=$(p)) output:rbac:artifacts:config=$(RBAC_DIR)
 	@rm -rf $(AGENT_API)/models $(AGENT_API)/client
 	@$(BIN)/swagger generate client --quiet -f $(AGENT_API)/openapi.yaml -t $(AGENT_API) -A agent
 
@@ -107,7 +115,7 @@ chart-test: tools ## Lint the Helm chart and render it with its default values a
 	   echo "values.schema.json accepted ipam.enableIPv4=notabool"; exit 1; fi
 
 .PHONY: test
-test: tools verify chart-test ## Everything: verify, chart lint and render, unit and integration tests against a real API server, the concurrency proofs under -race, brief fuzzing.
+test: tools verify chart-test ## Everything: verify, chart lint and render, unit tests, integration tests (a real API server; test/integration adds real CNI binaries in network namespaces), the e2e suite (test/cluster, as make e2e), the concurrency proofs under -race, brief fuzzing.
 	@$(GO) test -count=1 -timeout 20m -skip '$(ALONE_TESTS)' ./...
 	@$(GO) test -count=1 -timeout 10m -run '$(ALONE_TESTS)' $(ALONE_PKGS)
 	@$(GO) test -race -p 1 -count=1 -timeout 10m -run '$(RACE_TESTS)' $(RACE_PKGS)
@@ -126,7 +134,7 @@ RACE_TESTS := TestManyAgentsOnePool|TestPlanGrants|TestGrants|TestNodeGrants
 RACE_PKGS := ./pkg/agent ./pkg/ipam ./pkg/controller/grants ./test/grants
 
 .PHONY: e2e
-e2e: tools ## The end-to-end suite alone: a real single-node cluster, orbweaver installed by its chart, real pods (root; part of `make test` unless ORBWEAVER_E2E=0).
+e2e: tools ## The end-to-end suite alone (test/cluster): a real single-node cluster with kubelet and containerd, orbweaver installed by its chart, real pods (root; part of `make test` unless ORBWEAVER_E2E=0). Not test/integration, which has no kubelet.
 	@$(GO) test -count=1 -timeout 20m -v ./test/cluster
 
 .PHONY: fuzz

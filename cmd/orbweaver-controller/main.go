@@ -29,7 +29,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -152,6 +151,12 @@ func main() {
 	}
 }
 
+// RBAC of the manager's leader election, in --namespace ("system" stands for it): the
+// Lease orbweaver-controller (create cannot be limited to a name).
+//
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=system,resources=leases,verbs=create
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=system,resources=leases,verbs=get;update,resourceNames=orbweaver-controller
+
 func run(ctx context.Context, o options) error {
 	if o.namespace == "" {
 		return fmt.Errorf("no namespace: set --namespace or POD_NAMESPACE (the Deployment passes metadata.namespace)")
@@ -205,17 +210,18 @@ func run(ctx context.Context, o options) error {
 	if err := crdcheck.Ensure(ctx, crdcheck.Params{Client: direct, Component: "orbweaver-controller", Log: ctrl.Log.WithName("crdcheck")}); err != nil {
 		return err
 	}
-	if !o.certsGiven {
-		if err := manageCerts(ctx, mgr, direct, o); err != nil {
-			return err
+	// The build, beside controller-runtime's Go and process metrics. Registered once per
+	// process: run is called again by tests in the same process.
+	if err := metrics.Registry.Register(buildinfo.Collector()); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	for _, c := range components(mgr, direct, o, thirdParty) {
+		if !c.enabled {
+			continue
 		}
-	}
-	serializer := &admissionlock.Lease{Client: direct, Namespace: o.namespace, Name: "orbweaver-admission"}
-	if err := webhook.Register(mgr, o.webhook, mgr.GetAPIReader(), serializer); err != nil {
-		return err
-	}
-	if err := setupReconcilers(ctx, mgr, direct, o, thirdParty); err != nil {
-		return err
+		if err := c.setup(ctx, mgr); err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
@@ -226,22 +232,61 @@ func run(ctx context.Context, o options) error {
 	return mgr.Start(ctx)
 }
 
-// manageCerts makes the webhooks' self-signed certificate before the webhook server
-// starts (it needs the files) and renews it on every replica.
-func manageCerts(ctx context.Context, mgr ctrl.Manager, direct client.Client, o options) error {
-	certs := &webhookcerts.Manager{
-		Client: direct, Namespace: o.namespace, Secret: o.certSecret, CertDir: o.certDir, Configuration: o.configuration,
-		Hosts: []string{o.service + "." + o.namespace + ".svc", o.service + "." + o.namespace + ".svc.cluster.local"},
-	}
-	if _, err := certs.Ensure(ctx); err != nil {
-		return err
-	}
-	log := ctrl.Log.WithName("webhook-certs")
-	return mgr.Add(everyReplica(func(ctx context.Context) error {
-		certs.Run(ctx, 12*time.Hour, func(err error) { log.Error(err, "renewing the webhook certificate") })
-		return nil
-	}))
+// component is one part of the controller: a name for its errors, whether the flags
+// enable it, and its registration with the manager, which is the package's
+// SetupWithManager(ctx, mgr, Params). Where a part runs is its own: the webhooks and the
+// renewal of their certificate on every replica, the controllers only on the elected
+// leader.
+type component struct {
+	name    string
+	enabled bool
+	setup   func(context.Context, ctrl.Manager) error
 }
+
+// with binds a package's SetupWithManager to its parameters.
+func with[P any](setup func(context.Context, ctrl.Manager, P) error, p P) func(context.Context, ctrl.Manager) error {
+	return func(ctx context.Context, mgr ctrl.Manager) error { return setup(ctx, mgr, p) }
+}
+
+// components are the parts of the controller, in the order they are registered: the
+// self-signed certificate first, since the webhook server reads its files as it starts.
+func components(mgr ctrl.Manager, direct client.Client, o options, thirdParty []schema.GroupVersionKind) []component {
+	reg := metrics.Registry
+	return []component{
+		// On every replica.
+		{"webhook certificate", !o.certsGiven, with(webhookcerts.SetupWithManager, webhookcerts.Params{Manager: &webhookcerts.Manager{
+			Client: direct, Namespace: o.namespace, Secret: o.certSecret, CertDir: o.certDir, Configuration: o.configuration,
+			Hosts: []string{o.service + "." + o.namespace + ".svc", o.service + "." + o.namespace + ".svc.cluster.local"},
+		}})},
+		{"webhooks", true, with(webhook.SetupWithManager, webhook.Params{Config: o.webhook, Reader: mgr.GetAPIReader(),
+			Serializer: &admissionlock.Lease{Client: direct, Namespace: o.namespace, Name: "orbweaver-admission"}})},
+		// On the leader.
+		{"auto pools", true, with(autopool.SetupWithManager, autopool.Params{
+			DefaultFlexibleIPNumber: o.autoPoolDefaultN, ThirdPartyKinds: thirdParty,
+			EnableIPv4: o.webhook.EnableIPv4, EnableIPv6: o.webhook.EnableIPv6, Client: direct, Registerer: reg,
+		})},
+		{"pool status", true, with(ippool.SetupWithManager, ippool.Params{Direct: direct, Registerer: reg})},
+		{"node grants", o.nodeGrants, with(grants.SetupWithManager, grants.Params{Direct: direct, Registerer: reg, GoneDelay: o.gc.GoneDelay})},
+		{"subnet status", true, with(subnet.SetupWithManager, subnet.Params{Direct: direct, Registerer: reg})},
+		{"EIPs", true, func(ctx context.Context, mgr ctrl.Manager) error {
+			p, err := eipParams(ctx, mgr, direct, o)
+			if err != nil {
+				return err
+			}
+			return eipbinding.SetupWithManager(ctx, mgr, p)
+		}},
+		{"IP garbage collection", o.gcEnabled, with(gc.SetupWithManager, gc.Params{
+			Config: o.gc, StatefulSetRetention: o.statefulSet, ResyncPeriod: o.gcResync, Client: direct, Registerer: reg,
+		})},
+	}
+}
+
+// RBAC of --metrics-secure, a role of its own (orbweaver-controller-metrics-secure; the
+// chart grants it with metrics.secure): a TokenReview and a SubjectAccessReview per
+// scrape.
+//
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create,roleName=orbweaver-controller-metrics-secure
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create,roleName=orbweaver-controller-metrics-secure
 
 // metricsOptions serves /metrics on --metrics-addr: plain HTTP, or with --metrics-secure
 // HTTPS behind the API server's authentication and authorization of each request.
@@ -253,14 +298,6 @@ func metricsOptions(o options) metricsserver.Options {
 	}
 	return m
 }
-
-// everyReplica is a runnable that runs on every replica, not only the leader.
-type everyReplica func(ctx context.Context) error
-
-func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
-func (everyReplica) NeedLeaderElection() bool          { return false }
-
-var _ manager.LeaderElectionRunnable = everyReplica(nil)
 
 // ctrlClient returns a client that reads the API server directly (the manager's client
 // reads from caches, which may lag a write another replica just made).
@@ -277,47 +314,6 @@ func scheme() *runtime.Scheme {
 	return s
 }
 
-// setupReconcilers registers the leader's reconcilers.
-func setupReconcilers(ctx context.Context, mgr ctrl.Manager, direct client.Client, o options, thirdParty []schema.GroupVersionKind) error {
-	if err := autopool.SetupWithManager(mgr, autopool.Params{
-		DefaultFlexibleIPNumber: o.autoPoolDefaultN, ThirdPartyKinds: thirdParty,
-		EnableIPv4: o.webhook.EnableIPv4, EnableIPv6: o.webhook.EnableIPv6,
-		Client: direct, Registerer: metrics.Registry,
-	}); err != nil {
-		return fmt.Errorf("auto pools: %w", err)
-	}
-	// The build, beside controller-runtime's Go and process metrics. Registered once per
-	// process: run is called again by tests in the same process.
-	if err := metrics.Registry.Register(buildinfo.Collector()); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	if err := ippool.SetupWithManager(ctx, mgr, ippool.Params{Direct: direct, Registerer: metrics.Registry}); err != nil {
-		return fmt.Errorf("pool status: %w", err)
-	}
-	if o.nodeGrants {
-		if err := grants.SetupWithManager(ctx, mgr, grants.Params{Direct: direct, Registerer: metrics.Registry, GoneDelay: o.gc.GoneDelay}); err != nil {
-			return fmt.Errorf("node grants: %w", err)
-		}
-	}
-	if err := subnet.SetupWithManager(mgr, subnet.Params{Direct: direct, Registerer: metrics.Registry}); err != nil {
-		return fmt.Errorf("subnet status: %w", err)
-	}
-	if err := setupEIP(ctx, mgr, direct, o); err != nil {
-		return fmt.Errorf("EIPs: %w", err)
-	}
-	if !o.gcEnabled {
-		return nil
-	}
-	collector, err := gc.New(gc.Params{
-		Config: o.gc, StatefulSetRetention: o.statefulSet, ResyncPeriod: o.gcResync,
-		Client: direct, Registerer: metrics.Registry,
-	})
-	if err != nil {
-		return err
-	}
-	return collector.SetupWithManager(mgr)
-}
-
 // newProvider builds one cloud's EIP adapter.
 var newProvider = map[string]func(context.Context, eip.Config) (eip.Provider, error){
 	"alibaba": func(ctx context.Context, c eip.Config) (eip.Provider, error) { return alibaba.New(ctx, c) },
@@ -325,10 +321,14 @@ var newProvider = map[string]func(context.Context, eip.Config) (eip.Provider, er
 	"tencent": func(ctx context.Context, c eip.Config) (eip.Provider, error) { return tencent.New(ctx, c) },
 }
 
-// setupEIP registers the EIP controller with the clouds whose region is set. A cloud
-// whose adapter cannot start (no credentials) is left out with its error: its pools'
-// EIPReady condition says why, and the rest of the controller runs on.
-func setupEIP(ctx context.Context, mgr ctrl.Manager, direct client.Client, o options) error {
+// RBAC of the default --cluster-id: the kube-system namespace read.
+//
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
+
+// eipParams are the EIP controller's, with the clouds whose region is set. A cloud whose
+// adapter cannot start (no credentials) is left out with its error: its pools' EIPReady
+// condition says why, and the rest of the controller runs on.
+func eipParams(ctx context.Context, mgr ctrl.Manager, direct client.Client, o options) (eipbinding.Params, error) {
 	log := ctrl.Log.WithName("eip")
 	providers, broken := map[string]eip.Provider{}, map[string]error{}
 	for name, c := range o.eipClouds {
@@ -348,7 +348,7 @@ func setupEIP(ctx context.Context, mgr ctrl.Manager, direct client.Client, o opt
 	if clusterID == "" {
 		ns := &corev1.Namespace{}
 		if err := direct.Get(ctx, client.ObjectKey{Name: metav1.NamespaceSystem}, ns); err != nil {
-			return fmt.Errorf("read the kube-system namespace for the default --cluster-id: %w", err)
+			return eipbinding.Params{}, fmt.Errorf("read the kube-system namespace for the default --cluster-id: %w", err)
 		}
 		clusterID = string(ns.UID)
 	}
@@ -356,11 +356,11 @@ func setupEIP(ctx context.Context, mgr ctrl.Manager, direct client.Client, o opt
 	if orphans <= 0 {
 		orphans = -1
 	}
-	return eipbinding.SetupWithManager(ctx, mgr, eipbinding.Params{
+	return eipbinding.Params{
 		Providers: providers, ProviderErrors: broken, ClusterID: clusterID, Direct: direct,
 		Recorder: mgr.GetEventRecorderFor("orbweaver-eip"), Registerer: metrics.Registry, OrphanInterval: orphans,
 		DefaultProvider: o.eipDefault, VendorAnnotations: o.eipVendor, PodRequests: o.eipPodRequests,
-	})
+	}, nil
 }
 
 // parseKinds reads "group/version/Kind,..." ("v1/Kind" for the core group).

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -30,6 +28,7 @@ import (
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	alibabaemu "github.com/orbweaver-ipam/orbweaver/internal/eipemulator/alibaba"
 	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/testproc"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/eipbinding"
 	"github.com/orbweaver-ipam/orbweaver/pkg/crdcheck"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
@@ -45,14 +44,17 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, &env))
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+// waitReadyz waits until run, started with health as its health address, answers
+// /readyz; the error says why not: run returned first (on done), or within passed.
+func waitReadyz(health string, within time.Duration, done <-chan error) error {
+	return testproc.WaitHTTP("http://"+health+"/readyz", within, func() (bool, error) {
+		select {
+		case err := <-done:
+			return true, fmt.Errorf("run stopped: %v", err)
+		default:
+			return false, nil
+		}
+	})
 }
 
 // TestRun starts the controller as main does against a real API server: it makes the
@@ -84,13 +86,13 @@ func TestRun(t *testing.T) {
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "none"))
 	emu := httptest.NewServer(alibabaemu.New(eiptest.NewCloud()))
 	defer emu.Close()
-	health := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	health := testproc.FreeAddr(t)
 	done := make(chan error, 1)
 	go func() {
 		o := options{
 			namespace: ns.Name, service: "orbweaver-controller", configuration: "orbweaver-run-test",
 			certSecret: "orbweaver-webhook-certs", certDir: t.TempDir(), healthAddr: health, metricsAddr: "0",
-			webhookPort: freePort(t), webhook: webhook.Config{EnableIPv4: true, EnableIPv6: true},
+			webhookPort: testproc.FreePort(t), webhook: webhook.Config{EnableIPv4: true, EnableIPv6: true},
 			statefulSet: true, autoPoolDefaultN: 1, gcEnabled: true, gc: ipam.DefaultGCConfig(),
 			gcResync: time.Minute, reclaimPolicy: "Follow", clusterID: "run-test",
 			eipClouds: map[string]*eip.Config{
@@ -100,19 +102,9 @@ func TestRun(t *testing.T) {
 		}
 		done <- run(ctx, o)
 	}()
-	testenv.WaitFor(t, "/readyz", func() (bool, error) {
-		select {
-		case err := <-done:
-			t.Fatalf("run stopped: %v", err)
-		default:
-		}
-		resp, err := http.Get("http://" + health + "/readyz")
-		if err != nil {
-			return false, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, fmt.Errorf("/readyz: %s", resp.Status)
-	})
+	if err := waitReadyz(health, 30*time.Second, done); err != nil {
+		t.Fatal(err)
+	}
 	secret := &corev1.Secret{}
 	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "orbweaver-webhook-certs"}, secret); err != nil || len(secret.Data["tls.crt"]) == 0 {
 		t.Fatalf("webhook certificate Secret: %v (%d bytes of tls.crt)", err, len(secret.Data["tls.crt"]))
@@ -156,15 +148,7 @@ func TestRun(t *testing.T) {
 		}
 		return true, nil
 	})
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not stop within 30s of its context's end")
-	}
+	stopRun(t, cancel, done)
 }
 
 // TestRunRefusesSpiderPoolSchema: against an API server of its own that serves
@@ -177,8 +161,8 @@ func TestRunRefusesSpiderPoolSchema(t *testing.T) {
 	defer cancel()
 	o := options{
 		namespace: metav1.NamespaceDefault, service: "orbweaver-controller", configuration: "orbweaver-refuse-test",
-		certSecret: "orbweaver-webhook-certs", certDir: t.TempDir(), healthAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), metricsAddr: "0",
-		webhookPort: freePort(t), webhook: webhook.Config{EnableIPv4: true, EnableIPv6: true},
+		certSecret: "orbweaver-webhook-certs", certDir: t.TempDir(), healthAddr: testproc.FreeAddr(t), metricsAddr: "0",
+		webhookPort: testproc.FreePort(t), webhook: webhook.Config{EnableIPv4: true, EnableIPv6: true},
 		gc: ipam.DefaultGCConfig(), gcResync: time.Minute, reclaimPolicy: "Follow", clusterID: "refuse-test",
 	}
 	err := run(ctx, o)
@@ -232,24 +216,17 @@ func spiderPoolAPIServer(t *testing.T) *testenv.Env {
 func TestRunUpgradesSpiderPoolSchema(t *testing.T) {
 	// run registers controllers and metrics process-wide, so a process runs it once:
 	// TestRun has, so this test runs in a process of its own (this test binary again).
-	if os.Getenv("ORBWEAVER_TEST_CHILD") != t.Name() {
-		testenv.Require(t, env)
-		cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v")
-		cmd.Env = append(os.Environ(), "ORBWEAVER_TEST_CHILD="+t.Name())
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-			t.Fatalf("%s in a process of its own: %v\n%s", t.Name(), err, lastLines(string(out), 40))
-		}
+	if !inOwnProcess(t) {
 		return
 	}
 	own := spiderPoolAPIServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	health := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	health := testproc.FreeAddr(t)
 	o := options{
 		namespace: metav1.NamespaceDefault, service: "orbweaver-controller", configuration: "orbweaver-upgrade-test",
 		certSecret: "orbweaver-webhook-certs", certDir: t.TempDir(), healthAddr: health, metricsAddr: "0",
-		webhookPort: freePort(t), webhook: webhook.Config{EnableIPv4: true, EnableIPv6: true},
+		webhookPort: testproc.FreePort(t), webhook: webhook.Config{EnableIPv4: true, EnableIPv6: true},
 		gc: ipam.DefaultGCConfig(), gcResync: time.Minute, reclaimPolicy: "Follow", clusterID: "upgrade-test",
 		upgradeCRDs: true,
 	}
@@ -257,27 +234,9 @@ func TestRunUpgradesSpiderPoolSchema(t *testing.T) {
 	go func() { done <- run(ctx, o) }()
 	// A bound for a hang, not a measure: an API server of its own that has just replaced
 	// three CRDs, on 2 cores shared with the rest of make test, took over 30 s once.
-	deadline := time.Now().Add(90 * time.Second)
-	probe := &http.Client{Timeout: 2 * time.Second}
-	for {
-		select {
-		case err := <-done:
-			t.Fatalf("run stopped: %v", err)
-		default:
-		}
-		resp, err := probe.Get("http://" + health + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-			err = fmt.Errorf("/readyz: %s", resp.Status)
-		}
-		if time.Now().After(deadline) {
-			served := crdcheck.Ensure(ctx, crdcheck.Params{Client: own.Client, Component: "check"})
-			t.Fatalf("no /readyz within 90s: %v (the served CRDs: %v)", err, served)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := waitReadyz(health, 90*time.Second, done); err != nil {
+		served := crdcheck.Ensure(ctx, crdcheck.Params{Client: own.Client, Component: "check"})
+		t.Fatalf("%v (the served CRDs: %v)", err, served)
 	}
 	if err := crdcheck.Ensure(ctx, crdcheck.Params{Client: own.Client, Component: "check"}); err != nil {
 		t.Errorf("after the controller started: %v", err)
@@ -293,6 +252,32 @@ func TestRunUpgradesSpiderPoolSchema(t *testing.T) {
 		defer func() { _ = own.Client.Delete(context.Background(), sp) }()
 		return sp.Spec.Orbweaver != nil, fmt.Errorf("spec.orbweaver pruned")
 	})
+	stopRun(t, cancel, done)
+}
+
+// inOwnProcess runs the calling test again in a process of its own (this test binary,
+// only that test) and reports whether this is that process: the parent waits for the
+// child, fails with the end of its output unless it passes, and gets false. run
+// registers controllers and metrics process-wide, so a process runs it only once.
+func inOwnProcess(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv("ORBWEAVER_TEST_CHILD") == t.Name() {
+		return true
+	}
+	testenv.Require(t, env)
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v")
+	cmd.Env = append(os.Environ(), "ORBWEAVER_TEST_CHILD="+t.Name())
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("%s in a process of its own: %v\n%s", t.Name(), err, lastLines(string(out), 40))
+	}
+	return false
+}
+
+// stopRun ends run's context (cancel) and fails the test if run, reporting on done,
+// returns an error or has not returned 30s later.
+func stopRun(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
 	cancel()
 	select {
 	case err := <-done:

@@ -7,9 +7,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/testproc"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/webhook"
 )
@@ -34,14 +32,7 @@ import (
 func TestRunProvidedCertsSecureMetrics(t *testing.T) {
 	// run registers controllers and metrics process-wide: a process of its own, as
 	// TestRunUpgradesSpiderPoolSchema.
-	if os.Getenv("ORBWEAVER_TEST_CHILD") != t.Name() {
-		testenv.Require(t, env)
-		cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v")
-		cmd.Env = append(os.Environ(), "ORBWEAVER_TEST_CHILD="+t.Name())
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-			t.Fatalf("%s in a process of its own: %v\n%s", t.Name(), err, lastLines(string(out), 40))
-		}
+	if !inOwnProcess(t) {
 		return
 	}
 	e := testenv.Require(t, env)
@@ -60,7 +51,7 @@ func TestRunProvidedCertsSecureMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	health, metricsAddr, webhookPort := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t)), freePort(t)
+	health, metricsAddr, webhookPort := testproc.FreeAddr(t), testproc.FreeAddr(t), testproc.FreePort(t)
 	o := options{
 		namespace: ns, service: "orbweaver-controller", configuration: "orbweaver-secure-test",
 		certSecret: "orbweaver-webhook-certs", certDir: certDir, certsGiven: true,
@@ -70,19 +61,9 @@ func TestRunProvidedCertsSecureMetrics(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, o) }()
-	testenv.WaitFor(t, "/readyz", func() (bool, error) {
-		select {
-		case err := <-done:
-			t.Fatalf("run stopped: %v", err)
-		default:
-		}
-		resp, err := http.Get("http://" + health + "/readyz")
-		if err != nil {
-			return false, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, fmt.Errorf("/readyz: %s", resp.Status)
-	})
+	if err := waitReadyz(health, 30*time.Second, done); err != nil {
+		t.Fatal(err)
+	}
 
 	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: o.certSecret}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
 		t.Errorf("Secret %s with --manage-webhook-certs=false: %v; want NotFound", o.certSecret, err)
@@ -150,15 +131,7 @@ func TestRunProvidedCertsSecureMetrics(t *testing.T) {
 		}
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not stop within 30s of its context's end")
-	}
+	stopRun(t, cancel, done)
 }
 
 // pemBody is the DER of the first PEM block.

@@ -20,7 +20,7 @@ import (
 	"github.com/orbweaver-ipam/orbweaver/pkg/webhook"
 )
 
-// Serve runs webhook.Register's webhooks on 127.0.0.1 with certificates from
+// Serve runs webhook.SetupWithManager's webhooks on 127.0.0.1 with certificates from
 // webhook.NewCerts, registers them with the API server by URL (a cluster uses a
 // Service), and waits until the API server calls them. Everything stops with the test.
 func Serve(t *testing.T, e *testenv.Env, serializer webhook.Serializer) {
@@ -49,7 +49,8 @@ func Serve(t *testing.T, e *testenv.Env, serializer webhook.Serializer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := webhook.Register(mgr, webhook.Config{EnableIPv4: true, EnableIPv6: true}, mgr.GetAPIReader(), serializer); err != nil {
+	p := webhook.Params{Config: webhook.Config{EnableIPv4: true, EnableIPv6: true}, Reader: mgr.GetAPIReader(), Serializer: serializer}
+	if err := webhook.SetupWithManager(ctx, mgr, p); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)

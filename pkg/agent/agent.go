@@ -119,6 +119,13 @@ const (
 	DefaultRebindDelay = 2 * time.Second
 )
 
+// RBAC of Run itself: the start-up check of the served CRDs (crdcheck.Await) and the
+// events the agent records on pods and, refusing, on CRDs. The agent's role is generated
+// from the markers of this package and cmd/orbweaver-agent only (make generate).
+//
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
 // Run serves IPAM requests for one node until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.NodeName == "" {

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"sync"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -82,6 +81,17 @@ type clusterHooks struct {
 	// nodePresent runs when this agent's Node object appears (true) or is deleted (false).
 	nodePresent func(bool)
 }
+
+// RBAC of the caches (list and watch: pods and SpiderEndpoints of this node, its Node,
+// its IPBlocks, namespaces, pools, reserved IPs) and of the fresh reads: a pod, a Job's
+// controller, a pool and the pools.
+//
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes;namespaces,verbs=list;watch
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools,verbs=get;list;watch
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderendpoints;spiderreservedips,verbs=list;watch
+// +kubebuilder:rbac:groups=ipam.orbweaver.io,resources=ipblocks,verbs=list;watch
 
 // newCachedCluster starts informers for every kind the agent reads and registers the
 // hooks.
@@ -306,10 +316,4 @@ func (c *cachedCluster) Reserved(is4 bool) ip.Set {
 	c.reserved[i] = &s
 	c.mu.Unlock()
 	return s
-}
-
-// poolFamily reports whether a pool is IPv4, from its subnet.
-func poolFamily(sp *v2beta1.SpiderIPPool) (is4 bool) {
-	p, err := netip.ParsePrefix(string(sp.Spec.Subnet))
-	return err != nil || p.Addr().Is4()
 }

@@ -217,7 +217,8 @@ func (g *grantPool) view(ctx context.Context) (ipam.NodeShare, map[netip.Addr]*v
 	if err != nil {
 		return ipam.NodeShare{}, nil, nil, fmt.Errorf("%w %q: %v", ipam.ErrInvalidPool, g.name, err)
 	}
-	usable := total.Subtract(g.d.cluster.Reserved(subnet.Addr().Is4()))
+	family, _ := ipam.PoolFamily(sp)
+	usable := total.Subtract(g.d.cluster.Reserved(family == v2beta1.IPv4))
 	asked := map[netip.Addr]bool{}
 	tokens := map[netip.Addr]string{}
 	var granted []netip.Addr
@@ -718,6 +719,10 @@ func (g *grantPool) giveBack(ctx context.Context, now time.Time) error {
 	g.d.demand()
 	return errors.Join(errs...)
 }
+
+// RBAC of writeBlock: an IPBlock read fresh and updated (addresses given back).
+//
+// +kubebuilder:rbac:groups=ipam.orbweaver.io,resources=ipblocks,verbs=get;update
 
 // writeBlock removes this node's addresses in back from the block starting at start and
 // clears its reclaim requests for every address in as, with a compare-and-swap; on a

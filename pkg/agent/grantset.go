@@ -13,10 +13,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/cas"
 )
 
 // grantProtocol is the allocation protocol this agent speaks (IPAMNode status.protocol).
@@ -122,19 +124,30 @@ func (gs *grantSet) changed() {
 	gs.wake()
 }
 
+// RBAC of node grants (docs/design/node-grants.md): the node's own IPAMNode read, created
+// and updated (its demand), its status (the protocol) updated; this node's endpoints
+// listed fresh (pinListed).
+//
+// +kubebuilder:rbac:groups=ipam.orbweaver.io,resources=ipamnodes,verbs=get;create;update
+// +kubebuilder:rbac:groups=ipam.orbweaver.io,resources=ipamnodes/status,verbs=update
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderendpoints,verbs=list
+
 // register creates or updates the node's IPAMNode so that the controller knows this
 // node speaks node grants, and reports whether the previous life of the agent stopped
 // cleanly (false when it crashed, or when there was none that spoke node grants).
 func (gs *grantSet) register(ctx context.Context, nodeUID string) (clean bool, err error) {
 	// A late write of the crashed previous life may change the object between the read
 	// and the status update: read again.
-	for try := 0; ; try++ {
+	err = cas.Retry(ctx, wait.Backoff{Steps: ipamNodeTries}, apierrors.IsConflict, func() (err error) {
 		clean, err = gs.registerOnce(ctx, nodeUID)
-		if !apierrors.IsConflict(err) || try == 10 {
-			return clean, err
-		}
-	}
+		return err
+	})
+	return clean, err
 }
+
+// ipamNodeTries bounds the compare-and-swap writes of the IPAMNode's status, with no
+// wait between them: only a late write of a previous life of the agent competes.
+const ipamNodeTries = 11
 
 func (gs *grantSet) registerOnce(ctx context.Context, nodeUID string) (clean bool, err error) {
 	n := &ipamv1.IPAMNode{}
@@ -164,17 +177,14 @@ func (gs *grantSet) registerOnce(ctx context.Context, nodeUID string) (clean boo
 
 // stopped records a clean stop: the next life need not wait out the quarantine.
 func (gs *grantSet) stopped(ctx context.Context) error {
-	for try := 0; ; try++ {
+	return cas.Retry(ctx, wait.Backoff{Steps: ipamNodeTries}, apierrors.IsConflict, func() error {
 		n := &ipamv1.IPAMNode{}
 		if err := gs.d.direct.Get(ctx, client.ObjectKey{Name: gs.d.node}, n); err != nil {
 			return err
 		}
 		n.Status.CleanStop = true
-		err := gs.d.direct.Status().Update(ctx, n)
-		if !apierrors.IsConflict(err) || try == 10 {
-			return err
-		}
-	}
+		return gs.d.direct.Status().Update(ctx, n)
+	})
 }
 
 // run writes the node's demand whenever it changes (coalescing the changes of a few

@@ -579,13 +579,20 @@ func (w *PoolWriter) settleFromReserve(batch []*poolRequest) []*poolRequest {
 	return out
 }
 
+// RBAC of the pool writes (crdstore.Pools on the API server): the pool read fresh, its
+// status (the allocation records) written with compare-and-swap.
+//
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools,verbs=get
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools/status,verbs=update
+
 func (w *PoolWriter) read(ctx context.Context) error {
 	w.stats.Reads.Add(1)
 	obj, err := w.store.GetPool(ctx, w.name)
 	if err != nil {
 		return err
 	}
-	state, err := ipam.NewPool(obj, w.reserved(poolFamily(obj)))
+	family, _ := ipam.PoolFamily(obj) // NewPool refuses a pool of no family
+	state, err := ipam.NewPool(obj, w.reserved(family == v2beta1.IPv4))
 	if err != nil {
 		return err
 	}

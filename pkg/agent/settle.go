@@ -17,6 +17,10 @@ import (
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
 )
 
+// RBAC of settleInheritedReserves: the pools and this node's endpoints listed fresh.
+//
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools;spiderendpoints,verbs=list
+
 // settleInheritedReserves resolves what a previous agent of this node left in reserve
 // (it crashed, or could not write on its way out). Each such address was either handed to
 // a pod, whose SpiderEndpoint names it, or spare. The previous agent may have sent an

@@ -51,14 +51,17 @@ type Params struct {
 	Log logr.Logger
 }
 
+// RBAC of Ensure, for the controller (the agent's own markers repeat it for its call):
+// the CRDs read, a Warning event on each it refuses.
+//
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
 // Ensure reads the CRD of every kind and returns an error wrapping ErrSchema when one
 // is missing or lacks what orbweaver writes (Check); it then also records a Warning event
 // on each such CRD. The error names the CRDs and their gaps and says what to run (Fix).
 // Other errors (the API server unreachable, no permission to read CRDs) are returned
 // wrapped as they are. Nothing is written to orbweaver's kinds.
-//
-// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 func Ensure(ctx context.Context, p Params) error {
 	kinds := p.Kinds
 	if kinds == nil {

@@ -39,6 +39,14 @@ func ReadCRDs(fsys fs.FS, dir string) ([]*apiextensionsv1.CustomResourceDefiniti
 	return out, nil
 }
 
+// RBAC: a role of its own (orbweaver-controller-upgrade-crds; the chart grants it with
+// crds.upgrade, the controller's --upgrade-crds): create, which cannot be limited to
+// names (the API server checks it when an apply creates the CRD), and patch of
+// orbweaver's CRDs only. It reads them as Ensure does.
+//
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=create,roleName=orbweaver-controller-upgrade-crds
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=patch,roleName=orbweaver-controller-upgrade-crds,resourceNames=spiderippools.spiderpool.spidernet.io;spiderendpoints.spiderpool.spidernet.io;spidersubnets.spiderpool.spidernet.io;spiderreservedips.spiderpool.spidernet.io;ipamnodes.ipam.orbweaver.io;ipblocks.ipam.orbweaver.io
+
 // Upgrade puts orbweaver's CRDs (want: the chart's, of this release) in place where the
 // API server serves none of a kind, or one that lacks what orbweaver writes (Check): the
 // CRDs of SpiderPool, or of an older orbweaver, which `helm install` and `helm upgrade`
@@ -48,8 +56,6 @@ func ReadCRDs(fsys fs.FS, dir string) ([]*apiextensionsv1.CustomResourceDefiniti
 // (a newer orbweaver's, say). orbweaver's schema is SpiderPool's with orbweaver's fields
 // added, so the objects SpiderPool wrote stay valid. It returns the CRDs it wrote, and a
 // logged line for each. Run it before Ensure.
-//
-// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;create;patch
 func Upgrade(ctx context.Context, p Params, want []*apiextensionsv1.CustomResourceDefinition) ([]string, error) {
 	kinds := p.Kinds
 	if kinds == nil {

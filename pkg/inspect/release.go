@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/cas"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
@@ -350,47 +351,39 @@ type releaser struct {
 	res       *ReleaseResult
 }
 
-// retry runs try until it reports done, or fails with an error other than a lost
-// race (retryable false), or has lost opts.Backoff.Steps races.
-func (w releaser) retry(ctx context.Context, what string, try func() (done bool, err error)) error {
-	b := w.backoff
-	for n := 1; ; n++ {
-		done, err := try()
-		if done || err == nil {
-			return err
-		}
-		if !errors.Is(err, ipam.ErrConflict) && !errors.Is(err, crdstore.ErrEndpointChanged) {
-			return err
-		}
-		if b.Steps <= 1 {
-			return fmt.Errorf("gave up after %d tries, each lost to another writer (an agent or the controller writes it all the time; try again): %w", n, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", what, ctx.Err())
-		case <-time.After(b.Step()):
-		}
+// retry runs try until it succeeds, or fails with an error other than a lost race, or
+// has lost opts.Backoff.Steps races.
+func (w releaser) retry(ctx context.Context, try func() error) error {
+	err := cas.Retry(ctx, w.backoff, lostRace, try)
+	if lostRace(err) {
+		return fmt.Errorf("%w (each try lost to another writer: an agent or the controller writes it all the time; try again)", err)
 	}
+	return err
+}
+
+// lostRace reports a write that lost to another writer of the pool or endpoint.
+func lostRace(err error) bool {
+	return errors.Is(err, ipam.ErrConflict) || errors.Is(err, crdstore.ErrEndpointChanged)
 }
 
 // records removes the plan's records from a fresh read of the pool, comparing each
 // owner, in one status update with the read's resourceVersion.
 func (w releaser) records(ctx context.Context, plan ReleasePlan) error {
 	what := fmt.Sprintf("release %s from the records of SpiderIPPool %q", plan.Address, plan.Pool)
-	return w.retry(ctx, what, func() (bool, error) {
+	return w.retry(ctx, func() error {
 		sp, err := w.pools.GetPool(ctx, plan.Pool)
 		if err != nil {
-			return true, fmt.Errorf("%s: %w", what, err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		// The SpiderReservedIPs, so that freeIPCount is written as agents write it.
 		var reservedIPs v2beta1.SpiderReservedIPList
 		if err := w.pools.Client.List(ctx, &reservedIPs); err != nil {
-			return true, fmt.Errorf("%s: list SpiderReservedIPs: %w", what, err)
+			return fmt.Errorf("%s: list SpiderReservedIPs: %w", what, err)
 		}
-		subnet, _ := netip.ParsePrefix(string(sp.Spec.Subnet)) // NewPool refuses a bad one
-		pool, err := ipam.NewPool(sp, ipam.ReservedAddresses(reservedIPs.Items, ipam.FamilyOf(!subnet.Addr().Is6())))
+		family, _ := ipam.PoolFamily(sp) // NewPool refuses a pool of no family
+		pool, err := ipam.NewPool(sp, ipam.ReservedAddresses(reservedIPs.Items, family))
 		if err != nil {
-			return true, fmt.Errorf("%s: %w", what, err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		var done []RecordRelease
 		for _, r := range plan.Records {
@@ -403,20 +396,20 @@ func (w releaser) records(ctx context.Context, plan ReleasePlan) error {
 			for _, r := range plan.Records {
 				w.res.Kept = append(w.res.Kept, Kept{r.Holder, "the record changed since it was read (another owner now): left alone"})
 			}
-			return true, nil
+			return nil
 		}
 		// In Grants mode WriteStatus keeps the counts: the pool controller counts the
 		// endpoints; the records are only the ones not moved to grants yet.
 		if err := pool.WriteStatus(sp); err != nil {
-			return true, fmt.Errorf("%s: %w", what, err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		if err := w.pools.UpdatePoolStatus(ctx, sp); err != nil {
-			return false, fmt.Errorf("%s: %w", what, err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		for _, r := range done {
 			w.res.Released = append(w.res.Released, Released{r.Holder, "SpiderIPPool/" + plan.Pool, "record removed"})
 		}
-		return true, nil
+		return nil
 	})
 }
 
@@ -424,20 +417,19 @@ func (w releaser) records(ctx context.Context, plan ReleasePlan) error {
 // one planned: an update, or a deletion (with UID and resourceVersion preconditions)
 // when it was its last address.
 func (w releaser) endpoint(ctx context.Context, plan ReleasePlan, e EndpointRelease) error {
-	what := fmt.Sprintf("release %s from SpiderEndpoint %s/%s", plan.Address, e.Namespace, e.Name)
 	object := "SpiderEndpoint/" + e.Namespace + "/" + e.Name
-	return w.retry(ctx, what, func() (bool, error) {
+	return w.retry(ctx, func() error {
 		se, err := w.endpoints.Get(ctx, e.Namespace, e.Name)
 		if errors.Is(err, crdstore.ErrEndpointNotFound) {
 			w.res.Released = append(w.res.Released, Released{e.Holder, object, "already gone"})
-			return true, nil
+			return nil
 		}
 		if err != nil {
-			return true, err
+			return err
 		}
 		if se.UID != e.UID || se.Status.Current.UID != e.PodUID || !slices.Contains(ipam.EndpointAddrs(se, plan.Pool), plan.Address) {
 			w.res.Kept = append(w.res.Kept, Kept{e.Holder, "the endpoint changed since it was read (another pod, or the address is gone from it): left alone"})
-			return true, nil
+			return nil
 		}
 		next, empty := withoutAddress(se, plan.Pool, plan.Address)
 		action := "address taken out"
@@ -447,10 +439,10 @@ func (w releaser) endpoint(ctx context.Context, plan ReleasePlan, e EndpointRele
 			err = w.endpoints.Update(ctx, next)
 		}
 		if err != nil {
-			return false, err
+			return err
 		}
 		w.res.Released = append(w.res.Released, Released{e.Holder, object, action})
-		return true, nil
+		return nil
 	})
 }
 

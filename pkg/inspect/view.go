@@ -149,7 +149,8 @@ func newPoolView(sp *v2beta1.SpiderIPPool, reserved []v2beta1.SpiderReservedIP) 
 		pv.subnetErr = err
 		return pv
 	}
-	pv.reserved = ipam.ReservedAddresses(reserved, ipam.FamilyOf(subnet.Addr().Is4()))
+	family, _ := ipam.PoolFamily(sp)
+	pv.reserved = ipam.ReservedAddresses(reserved, family)
 	if st := sp.Status.Orbweaver; st != nil {
 		for _, e := range st.EIPs {
 			if a, err := netip.ParseAddr(e.IP); err == nil {

@@ -16,7 +16,7 @@ import (
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 )
 
-// Annotation keys orbweaver reads, SpiderPool's names (see notes/spiderpool.md §3.1, §3.2).
+// Annotation keys orbweaver reads, SpiderPool's names (see docs/reference/annotations.md).
 const (
 	// AnnoPodIPPool names the pools of the interface of the current CNI call:
 	// {"ipv4":["a"],"ipv6":["b"]}.

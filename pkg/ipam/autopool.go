@@ -13,10 +13,11 @@ import (
 
 // Auto-created pools: a pool per application (workload) and interface, cut from a
 // SpiderSubnet by the controller and found by the agent through its labels. Both sides
-// use the names and functions here, so they agree by construction (notes/spiderpool.md
-// §4.6). The controller is the only one that computes a pool's size (DesiredIPNumber).
+// use the names and functions here, so they agree by construction (docs/guides/auto-pools.md,
+// sections 5 and 6). The controller is the only one that computes a pool's size
+// (DesiredIPNumber).
 
-// Labels of an auto-created pool, SpiderPool's (notes/spiderpool.md §3.3).
+// Labels of an auto-created pool, SpiderPool's (docs/guides/auto-pools.md, section 5).
 const (
 	// LabelOwnerSpiderSubnet names the SpiderSubnet a pool belongs to (also on manual
 	// pools whose subnet equals a SpiderSubnet's).

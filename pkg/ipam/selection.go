@@ -13,12 +13,11 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
-	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 )
 
 // Labels an auto-created pool's spec.podAffinity matches: they describe the pod's top
-// controller, not the pod (notes/spiderpool.md §3.3). SelectPools adds them to the pod's
-// labels before it matches any podAffinity.
+// controller, not the pod (docs/reference/annotations.md, "Labels read"). SelectPools adds
+// them to the pod's labels before it matches any podAffinity.
 const (
 	LabelAppAPIGroup   = "ipam.spidernet.io/app-api-group"
 	LabelAppAPIVersion = "ipam.spidernet.io/app-api-version"
@@ -99,8 +98,8 @@ type request struct {
 }
 
 // SelectPools chooses the candidate pools of one interface of a pod, as SpiderPool does
-// (notes/spiderpool.md §3.6). The first rule that names pools for the interface wins,
-// with no merging across rules:
+// (docs/guides/pools-and-annotations.md, section 3). The first rule that names pools for
+// the interface wins, with no merging across rules:
 //
 //  1. pod annotation ipam.spidernet.io/subnets (which, when it names IfName, wins) or
 //     subnet (which applies to the interface it names, eth0 by default): the pod's
@@ -272,7 +271,7 @@ func chooseRule(in SelectionInput) (request, error) {
 		if p.Spec.Default == nil || !*p.Spec.Default {
 			continue
 		}
-		switch f, _ := poolFamily(p); f {
+		switch f, _ := PoolFamily(p); f {
 		case v2beta1.IPv4:
 			r.ipv4 = append(r.ipv4, p.Name)
 		case v2beta1.IPv6:
@@ -414,7 +413,7 @@ func (c candidates) expand(fam int64, names []string) ([]*v2beta1.SpiderIPPool, 
 			if ok, _ := path.Match(n, p.Name); !ok {
 				continue
 			}
-			if f, _ := poolFamily(p); f == fam {
+			if f, _ := PoolFamily(p); f == fam {
 				matches = append(matches, p)
 			}
 		}
@@ -451,7 +450,7 @@ func (c candidates) refusal(fam int64, p *v2beta1.SpiderIPPool) string {
 		return "holds SpiderPool's allocation records (status.allocatedIPs), which the orbweaver controller has not imported yet " +
 			"(its condition " + v2beta1.IPPoolImportedCondition + " says why)"
 	}
-	if f, err := poolFamily(p); err != nil {
+	if f, err := PoolFamily(p); err != nil {
 		return err.Error()
 	} else if f != fam {
 		return fmt.Sprintf("is an %s pool, not %s", familyName(f == v2beta1.IPv4), familyName(fam == v2beta1.IPv4))
@@ -492,6 +491,7 @@ func (c candidates) refusal(fam int64, p *v2beta1.SpiderIPPool) string {
 	return ""
 }
 
+// mismatch returns why a label selector does not match a label set, or "".
 // NodeRefusal says why pool p does not serve a node, "" when it does: spec.nodeName,
 // else spec.nodeAffinity over the node's labels, as SpiderPool checks them. node is the
 // node (nil when unknown), nodeName its name when node is nil.
@@ -514,7 +514,6 @@ func NodeRefusal(p *v2beta1.SpiderIPPool, node *corev1.Node, nodeName string) st
 	return ""
 }
 
-// mismatch returns why a label selector does not match a label set, or "".
 func mismatch(field string, sel *metav1.LabelSelector, set map[string]string) string {
 	s, err := metav1.LabelSelectorAsSelector(sel)
 	if err != nil {
@@ -577,25 +576,6 @@ func sortByPriority(pools []*v2beta1.SpiderIPPool) {
 		}
 		return 0
 	})
-}
-
-// poolFamily is a pool's IP family: spec.ipVersion, or the family of spec.subnet when
-// ipVersion is unset.
-func poolFamily(p *v2beta1.SpiderIPPool) (int64, error) {
-	if v := p.Spec.IPVersion; v != nil {
-		if *v != v2beta1.IPv4 && *v != v2beta1.IPv6 {
-			return 0, fmt.Errorf("spec.ipVersion %d is neither 4 nor 6", *v)
-		}
-		return *v, nil
-	}
-	subnet, err := ip.ParseCIDR(string(p.Spec.Subnet))
-	if err != nil {
-		return 0, fmt.Errorf("IP family unknown: spec.ipVersion is unset and spec.subnet is invalid: %w", err)
-	}
-	if subnet.Addr().Is4() {
-		return v2beta1.IPv4, nil
-	}
-	return v2beta1.IPv6, nil
 }
 
 func podRef(pod *corev1.Pod) string { return pod.Namespace + "/" + pod.Name }

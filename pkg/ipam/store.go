@@ -11,6 +11,9 @@ import (
 // never resend the same write.
 var ErrConflict = errors.New("pool changed since it was read")
 
+// IsConflict reports whether err wraps ErrConflict (the lost races cas.Retry retries).
+func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }
+
 // ErrPoolNotFound means the pool does not exist.
 var ErrPoolNotFound = errors.New("pool not found")
 

@@ -13,7 +13,7 @@ import (
 // and which a shrinking pool gives back. Pure functions over the objects as read; the
 // controller reads them fresh, decides here, and writes with a resourceVersion.
 //
-// The rules (notes/spiderpool.md §4.6):
+// The rules (docs/guides/auto-pools.md, section 6):
 //   - A subnet's free addresses are its spec.ips inside spec.subnet, minus its
 //     spec.excludeIPs, minus the spec.ips of every pool (pools being deleted too: they
 //     keep their addresses until their finalizer goes), minus the SpiderReservedIPs.
@@ -42,49 +42,6 @@ func (e *SubnetExhaustedError) Error() string {
 
 // Is makes errors.Is(err, ErrSubnetExhausted) hold.
 func (e *SubnetExhaustedError) Is(target error) bool { return target == ErrSubnetExhausted }
-
-// ReservedAddresses is the union of the spec.ips of every SpiderReservedIP of a family
-// (v2beta1.IPv4 or IPv6). Entries that do not parse are skipped: the schema and webhook
-// refuse them, and a reservation only ever narrows what is handed out.
-func ReservedAddresses(items []v2beta1.SpiderReservedIP, family int64) ip.Set {
-	var out ip.Set
-	for i := range items {
-		for _, tok := range items[i].Spec.IPs {
-			s, err := ip.ParseRanges([]string{string(tok)})
-			if err != nil || s.IsEmpty() || s.Is4() != (family == v2beta1.IPv4) {
-				continue
-			}
-			if u, err := out.Union(s); err == nil {
-				out = u
-			}
-		}
-	}
-	return out
-}
-
-// ReservedFamilies reports which IP families a SpiderReservedIP has addresses of.
-func ReservedFamilies(r *v2beta1.SpiderReservedIP) (v4, v6 bool) {
-	for _, tok := range r.Spec.IPs {
-		s, err := ip.ParseRanges([]string{string(tok)})
-		if err != nil || s.IsEmpty() {
-			continue
-		}
-		if s.Is4() {
-			v4 = true
-		} else {
-			v6 = true
-		}
-	}
-	return v4, v6
-}
-
-// FamilyOf is the family (v2beta1.IPv4 or IPv6) of is4.
-func FamilyOf(is4 bool) int64 {
-	if is4 {
-		return v2beta1.IPv4
-	}
-	return v2beta1.IPv6
-}
 
 // SubnetAddresses returns a SpiderSubnet's network and the addresses it hands to its
 // pools: spec.ips inside spec.subnet, minus spec.excludeIPs.

@@ -141,19 +141,6 @@ func TestSubnetFree(t *testing.T) {
 	}
 }
 
-func TestReservedAddresses(t *testing.T) {
-	items := []v2beta1.SpiderReservedIP{
-		{Spec: v2beta1.ReservedIPSpec{IPs: ranges("10.0.0.1", "10.0.0.3-10.0.0.4")}},
-		{Spec: v2beta1.ReservedIPSpec{IPs: ranges("fd00::1", "bad", "10.0.0.2")}},
-	}
-	if got, want := ReservedAddresses(items, v2beta1.IPv4), mustRanges(t, "10.0.0.1-10.0.0.4"); !got.Equal(want) {
-		t.Errorf("IPv4 = %v, want %v", got, want)
-	}
-	if got, want := ReservedAddresses(items, v2beta1.IPv6), mustRanges(t, "fd00::1"); !got.Equal(want) {
-		t.Errorf("IPv6 = %v, want %v", got, want)
-	}
-}
-
 func TestResizeAutoPool(t *testing.T) {
 	const cidr = "10.244.0.0/16"
 	seed := spiderSubnet("nginx-subnet-v4", cidr, []string{"10.244.100.0-10.244.100.255"}, nil)

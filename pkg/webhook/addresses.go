@@ -10,6 +10,7 @@ import (
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
 
 var (
@@ -82,7 +83,7 @@ func (c Config) checkAddresses(s addressSpec) (addresses, field.ErrorList) {
 		switch {
 		case *v != v2beta1.IPv4 && *v != v2beta1.IPv6:
 			errs = append(errs, field.NotSupported(ipVersionPath, *v, []string{"4", "6"}))
-		case a.known && ipVersionOf(a.is4) != *v:
+		case a.known && ipam.FamilyOf(a.is4) != *v:
 			errs = append(errs, field.Invalid(ipVersionPath, *v, a.familyFrom))
 		default:
 			versionMatches = true

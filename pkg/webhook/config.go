@@ -62,14 +62,6 @@ func CIDRLabelValue(p netip.Prefix) (value string, ok bool) {
 	return value, p.IsValid() && len(validation.IsValidLabelValue(value)) == 0
 }
 
-// ipVersionOf returns the spec.ipVersion value of a family.
-func ipVersionOf(is4 bool) int64 {
-	if is4 {
-		return v2beta1.IPv4
-	}
-	return v2beta1.IPv6
-}
-
 func familyName(is4 bool) string {
 	if is4 {
 		return "IPv4"

@@ -67,7 +67,7 @@ func defaultIPPool(pool, old *v2beta1.SpiderIPPool, existing Existing) {
 		return
 	}
 	if pool.Spec.IPVersion == nil {
-		v := ipVersionOf(subnet.Addr().Is4())
+		v := ipam.FamilyOf(subnet.Addr().Is4())
 		pool.Spec.IPVersion = &v
 	}
 	if value, ok := CIDRLabelValue(subnet); ok {

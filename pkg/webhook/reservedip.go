@@ -7,6 +7,7 @@ import (
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
 
 // DefaultReservedIP fills in a SpiderReservedIP as SpiderPool's mutating webhook does:
@@ -16,7 +17,7 @@ import (
 func DefaultReservedIP(r *v2beta1.SpiderReservedIP) {
 	if r.Spec.IPVersion == nil && len(r.Spec.IPs) > 0 {
 		if first, err := ip.ParseRange(string(r.Spec.IPs[0])); err == nil {
-			v := ipVersionOf(first.Is4())
+			v := ipam.FamilyOf(first.Is4())
 			r.Spec.IPVersion = &v
 		}
 	}

@@ -25,28 +25,37 @@ import (
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
 
-// Register adds the mutating and validating webhooks of SpiderIPPool, SpiderSubnet and
-// SpiderReservedIP to the manager's webhook server, at controller-runtime's paths
-// (/mutate-spiderpool-spidernet-io-v2beta1-spiderippool, /validate-..., and so on; see
-// Paths). reader must read the API server directly, not a cache: an overlap check
-// against a cache that has not seen a pool created a moment ago would admit an overlap,
-// and a shrink of a pool in Grants mode checked against a cache that has not seen an
-// endpoint written a moment ago would take an address from its pod. It lists
-// SpiderIPPools and SpiderSubnets, and SpiderEndpoints for such a shrink.
-//
-// serializer, when not nil, makes the decisions about pools and subnets one at a time
-// (see Serializer): without it, two overlapping pools created at the same moment can both
-// be admitted.
+// Params are what the webhooks need besides the manager.
+type Params struct {
+	// Config says which families are served.
+	Config Config
+	// Reader must read the API server directly, not a cache: an overlap check against a
+	// cache that has not seen a pool created a moment ago would admit an overlap, and a
+	// shrink of a pool in Grants mode checked against a cache that has not seen an
+	// endpoint written a moment ago would take an address from its pod. It lists
+	// SpiderIPPools and SpiderSubnets, and SpiderEndpoints for such a shrink.
+	Reader client.Reader
+	// Serializer, when not nil, makes the decisions about pools and subnets one at a
+	// time (see Serializer): without it, two overlapping pools created at the same moment
+	// can both be admitted.
+	Serializer Serializer
+}
+
+// SetupWithManager adds the mutating and validating webhooks of SpiderIPPool,
+// SpiderSubnet and SpiderReservedIP to the manager's webhook server, at
+// controller-runtime's paths (/mutate-spiderpool-spidernet-io-v2beta1-spiderippool,
+// /validate-..., and so on; see Paths). The webhook server runs on every replica, not
+// only the leader.
 //
 // The webhooks take the manager's credentials (mgr.GetConfig()) to be the auto-pool
 // controller's, which runs in the same process: edits of auto pools made as that user
 // are the controller's (see ValidateAutoPoolEdit).
-func Register(mgr ctrl.Manager, cfg Config, reader client.Reader, serializer Serializer) error {
+func SetupWithManager(_ context.Context, mgr ctrl.Manager, p Params) error {
 	reviews, err := authenticationv1client.NewForConfig(rest.CopyConfig(mgr.GetConfig()))
 	if err != nil {
 		return fmt.Errorf("webhooks: authentication client: %w", err)
 	}
-	a := &admitter{cfg: cfg, reader: reader, serializer: serializer, decoder: admission.NewDecoder(mgr.GetScheme()), now: time.Now,
+	a := &admitter{cfg: p.Config, reader: p.Reader, serializer: p.Serializer, decoder: admission.NewDecoder(mgr.GetScheme()), now: time.Now,
 		self: &identity{review: func(ctx context.Context) (string, error) {
 			r, err := reviews.SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
 			if err != nil {
@@ -120,7 +129,7 @@ func (i *identity) user(ctx context.Context) (string, error) {
 	return name, nil
 }
 
-// Paths are the URL paths Register serves, mutating then validating, per kind (plural).
+// Paths are the URL paths SetupWithManager serves, mutating then validating, per kind (plural).
 var Paths = map[string][2]string{
 	"spiderippools":     {"/mutate-spiderpool-spidernet-io-v2beta1-spiderippool", "/validate-spiderpool-spidernet-io-v2beta1-spiderippool"},
 	"spidersubnets":     {"/mutate-spiderpool-spidernet-io-v2beta1-spidersubnet", "/validate-spiderpool-spidernet-io-v2beta1-spidersubnet"},
@@ -128,7 +137,7 @@ var Paths = map[string][2]string{
 }
 
 // Configurations returns the mutating and validating webhook configurations, both named
-// name, that send CREATE and UPDATE of the three kinds to Register's paths.
+// name, that send CREATE and UPDATE of the three kinds to SetupWithManager's paths.
 // clientConfig gives the client configuration of a path: a Service and the CA bundle in
 // a cluster, a URL in tests. Failure policy Fail: an object the webhooks could not check
 // is not stored.
@@ -172,6 +181,12 @@ var (
 	_ admission.CustomDefaulter = (*admitter)(nil)
 	_ admission.CustomValidator = (*admitter)(nil)
 )
+
+// RBAC of the rules' reads, from the API server (not a cache): the pools and subnets
+// (existing), a pool's endpoints (endpointsOf). The SelfSubjectReview of identity needs
+// none: every authenticated user may make one.
+//
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools;spidersubnets;spiderendpoints,verbs=list
 
 // existing lists the pools and subnets the rules compare against.
 func (a *admitter) existing(ctx context.Context) (Existing, error) {

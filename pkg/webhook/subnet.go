@@ -7,6 +7,7 @@ import (
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
 
 // DefaultSubnet fills in a SpiderSubnet as SpiderPool's mutating webhook does: derives
@@ -34,7 +35,7 @@ func defaultSubnet(subnet *v2beta1.SpiderSubnet) {
 		return
 	}
 	if subnet.Spec.IPVersion == nil {
-		v := ipVersionOf(p.Addr().Is4())
+		v := ipam.FamilyOf(p.Addr().Is4())
 		subnet.Spec.IPVersion = &v
 	}
 	if value, ok := CIDRLabelValue(p); ok {

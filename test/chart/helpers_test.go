@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -399,88 +398,4 @@ func flagNames(t testing.TB, bin string, subcommand ...string) map[string]bool {
 		t.Fatalf("%s -h lists %d flags; cannot read its usage:\n%s", bin, len(names), out)
 	}
 	return names
-}
-
-// processes
-
-// syncBuffer collects a process's output for the test to read while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-type process struct {
-	name string
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan error
-}
-
-// start runs bin with args and env; the process is stopped when the test ends, and its
-// output is logged if the test failed.
-func start(t testing.TB, name, bin string, env []string, args ...string) *process {
-	t.Helper()
-	p := &process{name: name, cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		p.stop(t)
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, p.out.String())
-		}
-	})
-	return p
-}
-
-// exited returns the process's exit error if it has ended.
-func (p *process) exited() (error, bool) {
-	select {
-	case err := <-p.done:
-		p.done <- err // keep it for stop
-		return err, true
-	default:
-		return nil, false
-	}
-}
-
-// stop sends SIGTERM and waits up to 30s, then kills.
-func (p *process) stop(t testing.TB) {
-	if _, ok := p.exited(); ok {
-		return
-	}
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-p.done:
-		p.done <- err
-	case <-time.After(30 * time.Second):
-		t.Errorf("%s did not stop within 30s of SIGINT; killing it", p.name)
-		_ = p.cmd.Process.Kill()
-		p.done <- <-p.done
-	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -22,6 +22,7 @@ import (
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/testproc"
 )
 
 // TestInstall, against a real API server with the CRDs:
@@ -136,16 +137,16 @@ func TestInstall(t *testing.T) {
 
 	// The controller as its ServiceAccount, with the chart's flags; only the addresses
 	// and the certificate folder are the test's.
-	health := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	ctl := start(t, "orbweaver-controller", binary(t, "orbweaver-controller"),
+	health := testproc.FreeAddr(t)
+	ctl := testproc.Start(t, "orbweaver-controller", binary(t, "orbweaver-controller"),
 		[]string{"POD_NAMESPACE=" + namespace},
 		slices.Concat(r.controller.Args, []string{
 			"--kubeconfig=" + impersonating(t, e, ctlSA),
 			"--health-addr=" + health, "--metrics-addr=0",
-			fmt.Sprintf("--webhook-port=%d", freePort(t)), "--webhook-cert-dir=" + t.TempDir()})...)
+			fmt.Sprintf("--webhook-port=%d", testproc.FreePort(t)), "--webhook-cert-dir=" + t.TempDir()})...)
 	waitReady(t, ctl, health)
 	testenv.WaitFor(t, "every reconciler of the controller to sync its caches", func() (bool, error) {
-		log := ctl.out.String()
+		log := ctl.Output()
 		started, workers := strings.Count(log, `"msg":"Starting Controller"`), strings.Count(log, `"msg":"Starting workers"`)
 		// The API server's RBAC caches have the chart's bindings already: the can-i
 		// checks above saw each of them grant. A refusal now is the chart's.
@@ -189,8 +190,8 @@ func TestInstall(t *testing.T) {
 
 	// The agent as its ServiceAccount, with the chart's flags; the socket, its lock and
 	// the addresses are the test's.
-	agentHealth := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	agent := start(t, "orbweaver-agent", binary(t, "orbweaver-agent"),
+	agentHealth := testproc.FreeAddr(t)
+	agent := testproc.Start(t, "orbweaver-agent", binary(t, "orbweaver-agent"),
 		[]string{"NODE_NAME=chart-test-node"},
 		slices.Concat(r.agent.Args, []string{
 			"--kubeconfig=" + impersonating(t, e, agentSA),
@@ -203,11 +204,14 @@ func TestInstall(t *testing.T) {
 	}
 	assertCA("after helm upgrade")
 
-	agent.stop(t)
-	ctl.stop(t)
-	for _, p := range []*process{ctl, agent} {
-		if strings.Contains(p.out.String(), "forbidden") {
-			t.Errorf("%s was refused something:\n%s", p.name, p.out.String())
+	for _, p := range []*testproc.Process{agent, ctl} {
+		if err := p.Stop(); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, p := range []*testproc.Process{ctl, agent} {
+		if strings.Contains(p.Output(), "forbidden") {
+			t.Errorf("%s was refused something:\n%s", p.Name, p.Output())
 		}
 	}
 
@@ -248,17 +252,9 @@ func impersonating(t *testing.T, e *testenv.Env, user string) string {
 
 // waitReady waits for GET /readyz on addr to answer 200, failing at once if the process
 // exits.
-func waitReady(t *testing.T, p *process, addr string) {
+func waitReady(t *testing.T, p *testproc.Process, addr string) {
 	t.Helper()
-	testenv.WaitFor(t, p.name+" /readyz", func() (bool, error) {
-		if err, done := p.exited(); done {
-			t.Fatalf("%s exited: %v\n%s", p.name, err, p.out.String())
-		}
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, fmt.Errorf("/readyz: %s", resp.Status)
-	})
+	if err := p.WaitHTTP("http://"+addr+"/readyz", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }

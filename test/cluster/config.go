@@ -15,7 +15,7 @@ state = %q
   sandbox_image = %q
   netns_mounts_under_state_dir = true
   # Root on this kind of VM lacks CAP_SYS_RESOURCE: without this, every sandbox fails to
-  # lower its oom_score_adj (notes/local-cluster.md).
+  # lower its oom_score_adj (docs/guides/local-cluster.md).
   restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"

@@ -1,7 +1,7 @@
 // Command cluster runs a real single-node Kubernetes cluster on this machine, without
 // Docker: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and a kubelet with
 // containerd and runc, all built from source by tools/ (containerd and runc from Debian).
-// It follows ../shared/notes/local-cluster.md.
+// docs/guides/local-cluster.md is its guide.
 //
 //	go run ./test/cluster images   build the images into .cluster/images
 //	go run ./test/cluster up       start the cluster (builds what is missing), wait for the node

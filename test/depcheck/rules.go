@@ -82,17 +82,18 @@ var rules = []rule{
 		forbid: []string{module + "/test/"},
 	},
 	{
-		scope: "pkg/...", why: "the test harnesses (a real API server, the clouds' emulators, the webhooks for a test API server) ship in no binary",
+		scope: "pkg/...", why: "the test harnesses (a real API server, the clouds' emulators, the webhooks for a test API server, processes and agents run by tests) ship in no binary",
 		forbid: testOnly,
 	},
 	{
-		scope: "cmd/...", why: "the test harnesses (a real API server, the clouds' emulators, the webhooks for a test API server) ship in no binary",
+		scope: "cmd/...", why: "the test harnesses (a real API server, the clouds' emulators, the webhooks for a test API server, processes and agents run by tests) ship in no binary",
 		forbid: testOnly,
 	},
 }
 
 // testOnly are the packages under internal/ that only tests and test/ programs use.
-var testOnly = []string{module + "/internal/testenv", module + "/internal/eipemulator", module + "/internal/webhooktest"}
+var testOnly = []string{module + "/internal/testenv", module + "/internal/eipemulator", module + "/internal/webhooktest",
+	module + "/internal/testproc", module + "/internal/testagent", module + "/internal/testmetrics"}
 
 // pkg is one package of the module and everything it depends on.
 type pkg struct {

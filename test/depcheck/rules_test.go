@@ -26,11 +26,12 @@ func TestCheck(t *testing.T) {
 		{"cni with the agent", pkg{m + "pkg/cni", nil, []string{m + "pkg/agent"}}, []string{"project package not allowed"}},
 		{"agent with a controller", pkg{m + "pkg/agent", nil, []string{m + "pkg/controller/gc"}}, []string{"forbidden"}},
 		{"controller with the agent", pkg{m + "pkg/controller/gc", nil, []string{m + "pkg/agent"}}, []string{"forbidden"}},
-		{"product importing test", pkg{m + "pkg/agent", nil, []string{m + "test/e2e"}}, []string{"forbidden"}},
+		{"product importing test", pkg{m + "pkg/agent", nil, []string{m + "test/integration"}}, []string{"forbidden"}},
 		{"product importing a test harness", pkg{m + "pkg/agent", nil, []string{m + "internal/testenv"}}, []string{"forbidden"}},
+		{"product importing the test process runner", pkg{m + "cmd/orbweaver-agent", nil, []string{m + "internal/testproc"}}, []string{"forbidden"}},
 		{"a command importing an emulator", pkg{m + "cmd/orbweaver-controller", nil, []string{m + "internal/eipemulator/aws"}}, []string{"forbidden"}},
 		{"a test program importing a harness", pkg{m + "test/cloudemu", nil, []string{m + "internal/eipemulator/aws"}}, nil},
-		{"tests may import test", pkg{m + "test/e2e", nil, []string{m + "test/helpers"}}, nil},
+		{"tests may import test", pkg{m + "test/integration", nil, []string{m + "test/helpers"}}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

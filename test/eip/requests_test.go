@@ -13,6 +13,7 @@ import (
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/testmetrics"
 	"github.com/orbweaver-ipam/orbweaver/pkg/controller/eipbinding"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
 )
@@ -230,21 +231,6 @@ func waitRefused(t *testing.T, h *harness, ns, name, reason string) {
 // refusedCount reads orbweaver_eip_requests_refused_total{reason}.
 func refusedCount(t *testing.T, h *harness, reason string) int {
 	t.Helper()
-	families, err := h.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != "orbweaver_eip_requests_refused_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
-					return int(m.GetCounter().GetValue())
-				}
-			}
-		}
-	}
-	return 0
+	v, _ := testmetrics.Value(t, h.reg, "orbweaver_eip_requests_refused_total", map[string]string{"reason": reason})
+	return int(v)
 }

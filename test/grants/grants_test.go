@@ -21,9 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
@@ -108,24 +106,11 @@ func attachment(pod *corev1.Pod) *models.Attachment {
 		PodNamespace: ptr.To(pod.Namespace), PodName: ptr.To(pod.Name), PodUID: string(pod.UID), NetNamespace: "/var/run/netns/test"}
 }
 
+// startController runs the grant controller until the test ends.
 func startController(t *testing.T, e *testenv.Env) {
 	t.Helper()
-	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{Scheme: e.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0", Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := grants.SetupWithManager(ctx, mgr, grants.Params{}); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controller: %v", err)
-		}
+	e.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
+		return grants.SetupWithManager(ctx, mgr, grants.Params{})
 	})
 }
 

@@ -1,4 +1,4 @@
-package e2e
+package integration
 
 import (
 	"context"
@@ -15,41 +15,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 )
 
 func ctxFor(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// table splits kubectl's table output into rows of cells, cutting each line at the
-// columns where the header's words start, so empty cells stay in place as "".
-func table(out string) [][]string {
-	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	var starts []int
-	for i := 0; i < len(lines[0]); i++ {
-		if lines[0][i] != ' ' && (i == 0 || lines[0][i-1] == ' ') {
-			starts = append(starts, i)
-		}
-	}
-	var rows [][]string
-	for _, line := range lines {
-		var cells []string
-		for j, start := range starts {
-			end := len(line)
-			if j+1 < len(starts) && starts[j+1] < end {
-				end = starts[j+1]
-			}
-			cell := ""
-			if start < len(line) {
-				cell = strings.TrimSpace(line[start:end])
-			}
-			cells = append(cells, cell)
-		}
-		rows = append(rows, cells)
-	}
-	return rows
 }
 
 // row returns the row whose first cell is name.
@@ -131,7 +103,7 @@ func TestExamplesApplyAndPrint(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rows := table(out)
+			rows := testenv.SplitTable(out)
 			if !slices.Equal(rows[0], tt.header) {
 				t.Fatalf("header = %v, want %v\n%s", rows[0], tt.header, out)
 			}
@@ -195,7 +167,7 @@ func TestEndpointColumns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows := table(out)
+	rows := testenv.SplitTable(out)
 	// SpiderPool's columns, then orbweaver's EIP (EIP-STATE only with -o wide).
 	wantHeader := []string{"NAME", "INTERFACE", "IPV4POOL", "IPV4", "IPV6POOL", "IPV6", "NODE", "EIP"}
 	if !slices.Equal(rows[0], wantHeader) {

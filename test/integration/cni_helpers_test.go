@@ -1,6 +1,6 @@
 //go:build linux
 
-package e2e
+package integration
 
 import (
 	"bytes"
@@ -19,11 +19,11 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/orbweaver-ipam/orbweaver/internal/testagent"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent"
 )
 
@@ -78,8 +78,8 @@ func cniBinDir(t *testing.T, root string) string {
 	return dir
 }
 
-// startCNIAgent creates a Node and runs an in-process agent for it until the test ends.
-// Objects the agent reads from its caches (namespaces, pools) should exist before it
+// startCNIAgent creates a Node and runs an in-process agent for it (testagent.Start)
+// until the test ends. Objects the agent reads from its caches (namespaces, pools) should exist before it
 // starts: it is ready only once its caches have synced, so it sees them at once.
 func startCNIAgent(t *testing.T, node string) (socket string) {
 	t.Helper()
@@ -90,46 +90,11 @@ func startCNIAgent(t *testing.T, node string) (socket string) {
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), n) })
 
-	// A unix socket path holds at most 107 bytes; t.TempDir() can be longer.
-	dir, err := os.MkdirTemp("", "ow")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	socket = filepath.Join(dir, "agent.sock")
-
-	log := logr.Discard()
+	cfg := agent.Config{NodeName: node, RESTConfig: env.Config}
 	if testing.Verbose() {
-		log = testr.NewWithOptions(t, testr.Options{Verbosity: 1})
+		cfg.Log = testr.NewWithOptions(t, testr.Options{Verbosity: 1})
 	}
-	ready := make(chan struct{})
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- agent.Run(runCtx, agent.Config{
-			NodeName: node, RESTConfig: env.Config, SocketPath: socket, Log: log,
-			Ready: func() { close(ready) },
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("agent %s: %v", node, err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("agent %s did not stop within 30s", node)
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("agent %s stopped before it was ready: %v", node, err)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("agent %s not ready after 60s", node)
-	}
-	return socket
+	return testagent.Start(t, cfg)
 }
 
 // netNS is a network namespace made with `ip netns add` and deleted when the test ends.

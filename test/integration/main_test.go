@@ -1,6 +1,9 @@
-// Package e2e holds the tests that run orbweaver's API, and later its binaries, against
-// real servers: tier 2 (a real kube-apiserver + etcd) for now.
-package e2e
+// Package integration is the integration tier: orbweaver's API and printer columns
+// against a real kube-apiserver + etcd (tier 2 of docs/development.md), and the real
+// orbweaver binary under the real bridge and macvlan CNI plugins in network namespaces
+// (tier 3). No kubelet, scheduler or container runtime runs here: the real cluster is
+// test/cluster (`make e2e`).
+package integration
 
 import (
 	"os"

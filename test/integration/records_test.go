@@ -1,4 +1,4 @@
-package e2e
+package integration
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
 )
 
@@ -84,7 +85,7 @@ func TestPoolOf65536Records(t *testing.T) {
 	}
 	// SpiderPool's columns, first and in its order (orbweaver's FREE and AGE follow).
 	want := []string{pool.Name, "4", subnet.String(), strconv.Itoa(n), strconv.Itoa(n), "false"}
-	if r := row(t, table(out), pool.Name); len(r) < len(want) || !slices.Equal(r[:len(want)], want) {
+	if r := row(t, testenv.SplitTable(out), pool.Name); len(r) < len(want) || !slices.Equal(r[:len(want)], want) {
 		t.Fatalf("kubectl get sp = %v, want %v first", r, want)
 	}
 }

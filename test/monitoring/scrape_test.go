@@ -18,6 +18,7 @@ import (
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/testproc"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/client/operations"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/models"
@@ -83,21 +84,25 @@ func TestPanelsAndAlertsHaveSeries(t *testing.T) {
 		Spec: v2beta1.IPPoolSpec{IPVersion: ptr.To(v2beta1.IPv4), Subnet: "10.77.1.0/24", IPs: []v2beta1.IPOrRange{"10.77.1.10-10.77.1.19"}}})
 
 	// The controller and the agent, metrics on 127.0.0.1.
-	ctlMetrics, agentMetrics := freeAddr(t), freeAddr(t)
-	ctlHealth, agentHealth := freeAddr(t), freeAddr(t)
-	ctl := start(t, "orbweaver-controller", filepath.Join(bins, "orbweaver-controller"),
+	ctlMetrics, agentMetrics := testproc.FreeAddr(t), testproc.FreeAddr(t)
+	ctlHealth, agentHealth := testproc.FreeAddr(t), testproc.FreeAddr(t)
+	ctl := testproc.Start(t, "orbweaver-controller", filepath.Join(bins, "orbweaver-controller"), nil,
 		"--kubeconfig="+e.Kubeconfig, "--namespace=kube-system",
 		"--health-addr="+ctlHealth, "--metrics-addr="+ctlMetrics,
-		"--webhook-host=127.0.0.1", "--webhook-port="+strings.TrimPrefix(freeAddr(t), "127.0.0.1:"), "--webhook-cert-dir="+filepath.Join(dir, "certs"))
-	agent := start(t, "orbweaver-agent", filepath.Join(bins, "orbweaver-agent"),
+		"--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", testproc.FreePort(t)), "--webhook-cert-dir="+filepath.Join(dir, "certs"))
+	agent := testproc.Start(t, "orbweaver-agent", filepath.Join(bins, "orbweaver-agent"), nil,
 		"--kubeconfig="+e.Kubeconfig, "--node-name="+agentNode,
 		"--socket="+filepath.Join(dir, "agent.sock"), "--lock-file="+filepath.Join(dir, "agent.lock"),
 		"--health-addr="+agentHealth, "--metrics-addr="+agentMetrics)
-	ctl.waitHTTP(t, "http://"+ctlHealth+"/readyz", 90*time.Second)
-	agent.waitHTTP(t, "http://"+agentHealth+"/readyz", 90*time.Second)
+	if err := ctl.WaitHTTP("http://"+ctlHealth+"/readyz", 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.WaitHTTP("http://"+agentHealth+"/readyz", 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
 
 	// Prometheus: both targets every second, rules.yaml evaluated every second.
-	promAddr := freeAddr(t)
+	promAddr := testproc.FreeAddr(t)
 	config := fmt.Sprintf(`global:
   scrape_interval: 1s
   evaluation_interval: 1s
@@ -111,9 +116,11 @@ scrape_configs:
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv := start(t, "prometheus", prometheus, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+	srv := testproc.Start(t, "prometheus", prometheus, nil, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "tsdb"), "--web.listen-address="+promAddr, "--log.level=warn")
-	srv.waitHTTP(t, "http://"+promAddr+"/-/ready", 60*time.Second)
+	if err := srv.WaitHTTP("http://"+promAddr+"/-/ready", 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	p := prom{base: "http://" + promAddr}
 	// Both targets scraped twice before anything happens: rates and increases see the
 	// allocations as growth.

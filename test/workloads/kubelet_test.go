@@ -4,15 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/orbweaver-ipam/orbweaver/internal/testagent"
 	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent"
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api"
@@ -33,7 +30,8 @@ type node struct {
 	api  operations.ClientService
 }
 
-// startNode creates a Node and runs a real agent for it until the test ends.
+// startNode creates a Node and runs a real agent for it (testagent.Start) until the test
+// ends.
 func startNode(t *testing.T, name string) *node {
 	t.Helper()
 	ctx := context.Background()
@@ -46,44 +44,10 @@ func startNode(t *testing.T, name string) *node {
 	if err := env.Client.Status().Update(ctx, n); err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "ow")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	socket := filepath.Join(dir, "agent.sock")
-	log := logr.Discard()
-	if testing.Verbose() {
-		log = testr.NewWithOptions(t, testr.Options{Verbosity: 0})
-	}
-	ready := make(chan struct{})
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- agent.Run(runCtx, agent.Config{
-			NodeName: name, RESTConfig: env.Config, SocketPath: socket, Log: log,
-			StatefulSetFixedIPs: true, AutoPoolWait: 5 * time.Second,
-			Ready: func() { close(ready) },
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("agent %s: %v", name, err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("agent %s did not stop within 30s", name)
-		}
+	socket := testagent.Start(t, agent.Config{
+		NodeName: name, RESTConfig: env.Config,
+		StatefulSetFixedIPs: true, AutoPoolWait: 5 * time.Second,
 	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("agent %s stopped before it was ready: %v", name, err)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("agent %s not ready after 60s", name)
-	}
 	return &node{name: name, api: api.NewUnixClient(socket)}
 }
 

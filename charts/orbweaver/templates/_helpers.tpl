@@ -53,6 +53,41 @@ auto, and cert-manager's Certificate writes the same one) or yours (provided).
 {{- printf "%s-webhook" (include "orbweaver.fullname" .) -}}
 {{- end -}}
 
+{{/*
+orbweaver.rbac.rules: the rules of one role of files/rbac/, which `make generate` writes
+from the +kubebuilder:rbac markers beside the binaries' API calls, as a YAML list (nothing
+when the role has none). Its argument is a dict: "root" (the top context), "file", "kind"
+(ClusterRole or Role) and "name" of the role there, and "names" (optional): resourceNames
+to put in place of the binaries' defaults, e.g. {"orbweaver": <the chart's name>}.
+*/}}
+{{- define "orbweaver.rbac.rules" -}}
+{{- $found := false -}}
+{{- $rules := list -}}
+{{- range $doc := regexSplit "(?m)^---$" (.root.Files.Get .file) -1 -}}
+{{- $o := fromYaml $doc -}}
+{{- if and (eq (get $o "kind") $.kind) (eq (dig "metadata" "name" "" $o) $.name) -}}
+{{- $found = true -}}
+{{- range $rule := $o.rules -}}
+{{- $r := deepCopy $rule -}}
+{{- if and $.names (hasKey $r "resourceNames") -}}
+{{- $names := list -}}
+{{- range $r.resourceNames -}}
+{{- $names = append $names (get $.names . | default .) -}}
+{{- end -}}
+{{- $_ := set $r "resourceNames" $names -}}
+{{- end -}}
+{{- $rules = append $rules $r -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if not $found -}}
+{{- fail (printf "%s has no %s %s: run make generate" .file .kind .name) -}}
+{{- end -}}
+{{- if $rules -}}
+{{- toYaml $rules -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The agent's socket and its host folder. */}}
 {{- define "orbweaver.agent.runDir" -}}/var/run/orbweaver{{- end -}}
 {{- define "orbweaver.agent.socket" -}}/var/run/orbweaver/agent.sock{{- end -}}

@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/cas"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
@@ -110,7 +111,7 @@ type reconciler struct {
 // (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob and each of
 // p.ThirdPartyKinds), each watching its kind, the auto pools of its kind and the
 // SpiderSubnets, and the metrics.
-func SetupWithManager(mgr ctrl.Manager, p Params) error {
+func SetupWithManager(_ context.Context, mgr ctrl.Manager, p Params) error {
 	if !p.EnableIPv4 && !p.EnableIPv6 {
 		return errors.New("autopool: EnableIPv4 and EnableIPv6 are both false; enable at least one")
 	}
@@ -273,21 +274,12 @@ func appSelector(app ipam.Application) client.MatchingLabels {
 // between) or Invalid (the webhook refused an overlap with a pool created in between; a
 // second guard behind the allocator's lock). Each run reads everything fresh.
 func retryOnRace(ctx context.Context, b wait.Backoff, fn func() error) error {
-	var err error
-	waitErr := wait.ExponentialBackoffWithContext(ctx, b, func(context.Context) (bool, error) {
-		err = fn()
-		switch {
-		case err == nil:
-			return true, nil
-		case apierrors.IsConflict(err), apierrors.IsAlreadyExists(err), apierrors.IsInvalid(err):
-			return false, nil
-		}
-		return false, err
-	})
-	if wait.Interrupted(waitErr) && err != nil {
-		return fmt.Errorf("gave up after %d tries: %w", b.Steps, err)
-	}
-	return waitErr
+	return cas.Retry(ctx, b, lostRace, fn)
+}
+
+// lostRace reports the errors retryOnRace runs fn again for.
+func lostRace(err error) bool {
+	return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsInvalid(err)
 }
 
 // sync is one fresh read and the writes it calls for. later is true when something
@@ -310,7 +302,7 @@ func (r *reconciler) sync(ctx context.Context, w workload, req ipam.AutoPoolRequ
 	var errs []error
 	for i, wt := range wants {
 		again, err := r.syncPool(ctx, w, req, wt, size, plan.keep[i], &all, reserved.Items)
-		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsInvalid(err) {
+		if lostRace(err) {
 			return false, err
 		}
 		later = later || again
@@ -347,7 +339,7 @@ func (r *reconciler) syncPool(ctx context.Context, w workload, req ipam.AutoPool
 		r.warn(ctx, w.obj, failInvalid, ReasonFailed, "no %s pool for interface %s: %v", ipam.IPVersionLabelValue(wt.family), wt.nic, err)
 		return true, nil
 	}
-	if fam := familyOf(prefix.Addr().Is4()); fam != wt.family {
+	if fam, _ := ipam.SubnetFamily(subnet); fam != wt.family {
 		r.warn(ctx, w.obj, failBadAnnotation, ReasonBadAnnotation, "no %s pool for interface %s: SpiderSubnet %q is %s (%s); name it under %q",
 			ipam.IPVersionLabelValue(wt.family), wt.nic, wt.subnet, ipam.IPVersionLabelValue(fam), prefix, strings.ToLower(ipam.IPVersionLabelValue(fam)))
 		return false, nil
@@ -466,13 +458,6 @@ func replace(pools []v2beta1.SpiderIPPool, p v2beta1.SpiderIPPool) {
 			pools[i] = p
 		}
 	}
-}
-
-func familyOf(is4 bool) int64 {
-	if is4 {
-		return v2beta1.IPv4
-	}
-	return v2beta1.IPv6
 }
 
 // reclaimGone deletes the reclaimable pools of an application that the cache no longer

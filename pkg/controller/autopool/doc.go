@@ -2,8 +2,8 @@
 // ipam.spidernet.io/subnet (or subnets) gets its own SpiderIPPool per interface and IP
 // family, cut from the named SpiderSubnet, sized by ipam.spidernet.io/ippool-ip-number
 // (replicas + N, or a fixed N), growing and shrinking with the replicas, and deleted with
-// the workload unless ipam.spidernet.io/ippool-reclaim is "false" (notes/spiderpool.md
-// §4.6).
+// the workload unless ipam.spidernet.io/ippool-reclaim is "false" (docs/guides/auto-pools.md,
+// sections 4 to 7).
 //
 // One generic reconciler runs per workload kind (Deployment, ReplicaSet, StatefulSet,
 // DaemonSet, Job, CronJob and configured third-party kinds). Names, labels, the size and

@@ -79,7 +79,7 @@ func (f *fixture) start(p Params) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	if err := SetupWithManager(mgr, p); err != nil {
+	if err := SetupWithManager(f.ctx, mgr, p); err != nil {
 		f.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

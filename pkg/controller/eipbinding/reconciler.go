@@ -142,17 +142,21 @@ func bindingsOf(sp *v2beta1.SpiderIPPool) []v2beta1.EIPBinding {
 	return sp.Status.Orbweaver.EIPs
 }
 
-// Reconcile binds, rebinds, unbinds and releases the EIPs of one pool.
+// RBAC of the EIP controller: pools, endpoints, pods, nodes and namespaces from the
+// cache, pools also fresh; the pool's finalizer (patch) and status; the endpoint's EIPs
+// and the pod's orbweaver.io/allocated-eip annotation (patch) and orbweaver.io/eip
+// readiness gate condition (pods/status); events.
 //
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools/status,verbs=get;update
-// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools/finalizers,verbs=update
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools/status,verbs=update
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderendpoints,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=pods/status,verbs=patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
+// Reconcile binds, rebinds, unbinds and releases the EIPs of one pool.
 func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	sp := &v2beta1.SpiderIPPool{}
 	if err := r.cache.Get(ctx, req.NamespacedName, sp); err != nil {

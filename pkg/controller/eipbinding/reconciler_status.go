@@ -11,8 +11,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/cas"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
@@ -106,25 +108,23 @@ func applyBindings(sp *v2beta1.SpiderIPPool, changes map[string]*v2beta1.EIPBind
 }
 
 // writeStatus applies change to a fresh read of the pool and writes its status, again
-// on a conflict (node agents write records into the same object).
+// after a backoff on a conflict (node agents write records into the same object).
 func (r *reconciler) writeStatus(ctx context.Context, name string, change func(*v2beta1.SpiderIPPool) bool) (*v2beta1.SpiderIPPool, error) {
-	var err error
-	for try := 0; try < 8; try++ {
-		var sp *v2beta1.SpiderIPPool
-		if sp, err = r.pools.GetPool(ctx, name); err != nil {
-			return nil, err
+	var sp *v2beta1.SpiderIPPool
+	backoff := wait.Backoff{Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 8, Cap: time.Second}
+	err := cas.Retry(ctx, backoff, ipam.IsConflict, func() (err error) {
+		if sp, err = r.pools.GetPool(ctx, name); err != nil || !change(sp) {
+			return err
 		}
-		if !change(sp) {
-			return sp, nil
-		}
-		if err = r.pools.UpdatePoolStatus(ctx, sp); err == nil {
-			return sp, nil
-		}
-		if !errors.Is(err, ipam.ErrConflict) {
-			return nil, err
-		}
+		return r.pools.UpdatePoolStatus(ctx, sp)
+	})
+	switch {
+	case ipam.IsConflict(err):
+		return nil, fmt.Errorf("write EIP bindings of SpiderIPPool %q: %w", name, err)
+	case err != nil:
+		return nil, err
 	}
-	return nil, fmt.Errorf("write EIP bindings of SpiderIPPool %q: %w", name, err)
+	return sp, nil
 }
 
 // readiness is the pool's EIPReady condition after the steps; missing is why the

@@ -77,8 +77,7 @@ type Params struct {
 	beforeWrite func(pool string)
 }
 
-// Reconciler runs garbage-collection passes. Build it with New and register it with
-// SetupWithManager.
+// Reconciler runs garbage-collection passes; SetupWithManager builds and registers it.
 type Reconciler struct {
 	p       Params
 	cache   client.Reader
@@ -91,8 +90,19 @@ type Reconciler struct {
 	warned     map[string]bool
 }
 
-// New checks the parameters and fills the defaults that need no manager.
-func New(p Params) (*Reconciler, error) {
+// SetupWithManager checks the parameters and registers the metrics and a leader-elected
+// controller that runs the pass on start, on changes of the watched kinds and at least
+// every ResyncPeriod.
+func SetupWithManager(_ context.Context, mgr ctrl.Manager, p Params) error {
+	r, err := newReconciler(p)
+	if err != nil {
+		return err
+	}
+	return r.setup(mgr)
+}
+
+// newReconciler checks the parameters and fills the defaults that need no manager.
+func newReconciler(p Params) (*Reconciler, error) {
 	if p.Config.GoneDelay <= 0 {
 		return nil, fmt.Errorf("gc: GoneDelay is %v; it must be positive (and above the watch lag), e.g. 30s", p.Config.GoneDelay)
 	}
@@ -111,9 +121,9 @@ func New(p Params) (*Reconciler, error) {
 	return &Reconciler{p: p, metrics: newMetrics(), warned: map[string]bool{}}, nil
 }
 
-// SetupWithManager registers the metrics and a leader-elected controller that runs
-// the pass on start, on changes of the watched kinds and at least every ResyncPeriod.
-func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+// setup fills the defaults that need the manager and registers the metrics and the
+// controller.
+func (r *Reconciler) setup(mgr ctrl.Manager) error {
 	if r.p.Recorder == nil {
 		r.p.Recorder = mgr.GetEventRecorderFor("orbweaver-gc")
 	}
@@ -147,13 +157,14 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return b.Complete(r)
 }
 
-// The controller's RBAC. It is not generated yet: the chart's ClusterRole must grant
-// these (events in every namespace: endpoints' events go to theirs, pools' to default).
+// The controller's RBAC (make generate writes it into the chart): the snapshot from the
+// cache, fresh pools for the status writes, endpoints deleted, and events in every
+// namespace (endpoints' events go to theirs, pools' to default).
 //
 // +kubebuilder:rbac:groups="",resources=pods;nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools,verbs=get;list;watch
-// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools/status,verbs=get;update
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools/status,verbs=update
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderendpoints,verbs=get;list;watch;delete
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderreservedips,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch

@@ -98,7 +98,7 @@ func startGC(t *testing.T, mutate func(*Params)) *harness {
 	if mutate != nil {
 		mutate(&p)
 	}
-	r, err := New(p)
+	r, err := newReconciler(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func startGC(t *testing.T, mutate func(*Params)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.SetupWithManager(mgr); err != nil {
+	if err := r.setup(mgr); err != nil {
 		t.Fatal(err)
 	}
 	h.r, h.cache = r, mgr.GetCache()

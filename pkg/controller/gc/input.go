@@ -3,7 +3,6 @@ package gc
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -225,7 +224,7 @@ type reservedSets struct{ v4, v6 ip.Set }
 
 // of returns the reserved addresses of the pool's family.
 func (r reservedSets) of(sp *v2beta1.SpiderIPPool) ip.Set {
-	if p, err := netip.ParsePrefix(string(sp.Spec.Subnet)); err == nil && p.Addr().Is6() {
+	if family, _ := ipam.PoolFamily(sp); family == v2beta1.IPv6 {
 		return r.v6
 	}
 	return r.v4

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/cas"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
 )
@@ -69,48 +69,41 @@ func plannedPools(plan ipam.GCPlan) []string {
 // the cached pool.
 func (r *Reconciler) writePool(ctx context.Context, in input, plan ipam.GCPlan, name string, reserved reservedSets) error {
 	store := crdstore.Pools{Client: r.p.Client}
-	backoff := r.p.Backoff
-	for try := 1; ; try++ {
+	first := true
+	err := cas.Retry(ctx, r.p.Backoff, ipam.IsConflict, func() error {
 		sp, err := store.GetPool(ctx, name)
-		if errors.Is(err, ipam.ErrPoolNotFound) {
-			return nil // deleted since the scan: nothing left to free
-		}
 		if err != nil {
-			return fmt.Errorf("gc: %w", err)
+			return err
 		}
 		pool, err := ipam.NewPool(sp, reserved.of(sp))
 		if err != nil {
-			return fmt.Errorf("gc: %w", err)
+			return err
 		}
 		next, released, rebound := plan.Apply(pool)
 		if len(released) == 0 && len(rebound) == 0 {
 			return nil // every address changed hands since the scan
 		}
 		if err := next.WriteStatus(sp); err != nil {
-			return fmt.Errorf("gc: %w", err)
+			return err
 		}
-		if try == 1 && r.p.beforeWrite != nil {
+		if first && r.p.beforeWrite != nil {
 			r.p.beforeWrite(name)
 		}
+		first = false
 		err = store.UpdatePoolStatus(ctx, sp)
 		r.metrics.poolWrite(err)
-		switch {
-		case err == nil:
+		if err == nil {
 			r.landed(ctx, in, sp, released, rebound)
-			return nil
-		case errors.Is(err, ipam.ErrPoolNotFound):
-			return nil
-		case !errors.Is(err, ipam.ErrConflict):
-			return fmt.Errorf("gc: %w", err)
-		case backoff.Steps <= 1:
-			return fmt.Errorf("gc: %d tries: %w", try, err)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("gc: SpiderIPPool %q: %w", name, ctx.Err())
-		case <-time.After(backoff.Step()):
-		}
+		return err
+	})
+	switch {
+	case errors.Is(err, ipam.ErrPoolNotFound):
+		return nil // deleted since the scan: nothing left to free
+	case err != nil:
+		return fmt.Errorf("gc: %w", err)
 	}
+	return nil
 }
 
 // landed counts, logs and posts events for the decisions one pool write carried.

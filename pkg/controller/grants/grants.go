@@ -217,6 +217,17 @@ func (r *reconciler) allPools(ctx context.Context, _ client.Object) []reconcile.
 	return out
 }
 
+// RBAC of Reconcile: everything read from the cache; the pools' status (the switch to
+// node grants, the counts) written; IPBlocks created, rewritten and deleted; events on
+// pools.
+//
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools;spiderendpoints;spiderreservedips,verbs=get;list;watch
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools/status,verbs=update
+// +kubebuilder:rbac:groups=ipam.orbweaver.io,resources=ipamnodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=ipam.orbweaver.io,resources=ipblocks,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
 // Reconcile runs one round for a pool: read, plan, write.
 func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx).WithValues("SpiderIPPool", klog.KRef("", req.Name))

@@ -49,10 +49,7 @@ func (r *reconciler) input(ctx context.Context, sp *v2beta1.SpiderIPPool) (round
 	if err := r.cache.List(ctx, &reserved); err != nil {
 		return round{}, err
 	}
-	family := int64(v2beta1.IPv4)
-	if subnet.Addr().Is6() {
-		family = v2beta1.IPv6
-	}
+	family, _ := ipam.PoolFamily(sp)
 	in := ipam.GrantInput{Subnet: subnet, Usable: total.Subtract(ipam.ReservedAddresses(reserved.Items, family)),
 		Blocks: map[netip.Addr]*ipam.GrantBlock{}, Held: map[netip.Addr]string{}}
 

@@ -27,9 +27,11 @@ type endpointAdopter struct {
 	direct client.Client
 }
 
-// setupEndpointAdopter registers the adopter: SpiderEndpoints with SpiderPool's finalizer.
+// RBAC of the adopter: the endpoints watched, read fresh, and patched (the finalizer off).
 //
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderendpoints,verbs=get;list;watch;patch
+
+// setupEndpointAdopter registers the adopter: SpiderEndpoints with SpiderPool's finalizer.
 func setupEndpointAdopter(mgr ctrl.Manager, direct client.Client) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v2beta1.SpiderEndpoint{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {

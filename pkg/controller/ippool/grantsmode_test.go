@@ -19,6 +19,7 @@ import (
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/testmetrics"
 )
 
 var nsSeq atomic.Int64
@@ -150,7 +151,7 @@ func TestGrantsPoolStatusRateLimited(t *testing.T) {
 	waitPool(t, e, name, "Grants mode kept", isGrants)
 	time.Sleep(DefaultStatusInterval + 500*time.Millisecond)
 	writes := func() float64 {
-		v, _ := metricValue(t, reg, "orbweaver_ippool_writes_total", map[string]string{"kind": "status", "result": "ok"})
+		v, _ := testmetrics.Value(t, reg, "orbweaver_ippool_writes_total", map[string]string{"kind": "status", "result": "ok"})
 		return v
 	}
 	before := writes()

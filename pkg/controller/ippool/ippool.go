@@ -42,6 +42,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/cas"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
@@ -158,16 +159,19 @@ func newReconciler(cache client.Reader, p Params) (*reconciler, error) {
 		interval: interval, written: &lastWrites{at: map[string]time.Time{}}}, nil
 }
 
-// Reconcile brings a pool's counts and conditions up to date, or removes the finalizer
-// of a deleted pool that holds nothing. It reads the pool from the cache; after a
-// conflicting write it reads it again from the API server and recomputes.
+// RBAC of Reconcile: pools, reserved IPs and endpoints from the cache, pools also read
+// and endpoints listed fresh; the pool's status written and its finalizer taken off
+// (patch); events on pools.
 //
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools/status,verbs=get;update
-// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools/finalizers,verbs=update
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools/status,verbs=update
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderreservedips,verbs=get;list;watch
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderendpoints,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
+// Reconcile brings a pool's counts and conditions up to date, or removes the finalizer
+// of a deleted pool that holds nothing. It reads the pool from the cache; after a
+// conflicting write it reads it again from the API server and recomputes.
 func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	sp := &v2beta1.SpiderIPPool{}
 	if err := r.cache.Get(ctx, req.NamespacedName, sp); err != nil {
@@ -182,29 +186,31 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.cache.List(ctx, &reservedIPs); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list SpiderReservedIPs for pool %q: %w", req.Name, err)
 	}
-	reserved := ipam.ReservedAddresses(reservedIPs.Items, ipam.FamilyOf(poolIs4(sp)))
+	family, _ := ipam.PoolFamily(sp)
+	reserved := ipam.ReservedAddresses(reservedIPs.Items, family)
 
+	var res ctrl.Result
 	backoff := wait.Backoff{Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: maxTries}
-	for try := 1; ; try++ {
-		res, err := r.reconcilePool(ctx, sp, reserved)
-		if !errors.Is(err, ipam.ErrConflict) || try == maxTries {
-			if errors.Is(err, ipam.ErrPoolNotFound) {
-				return ctrl.Result{}, nil
+	err := cas.Retry(ctx, backoff, ipam.IsConflict, func() (err error) {
+		res = ctrl.Result{}
+		if sp == nil { // a pass lost a race: the cache is behind the API server
+			if sp, err = r.pools.GetPool(ctx, req.Name); err != nil {
+				if errors.Is(err, ipam.ErrPoolNotFound) {
+					r.metrics.forget(req.Name)
+					r.written.forget(req.Name)
+					return nil
+				}
+				return err
 			}
-			return res, err
 		}
-		if err := sleep(ctx, backoff.Step()); err != nil {
-			return ctrl.Result{}, err
-		}
-		if sp, err = r.pools.GetPool(ctx, req.Name); err != nil {
-			if errors.Is(err, ipam.ErrPoolNotFound) {
-				r.metrics.forget(req.Name)
-				r.written.forget(req.Name)
-				return ctrl.Result{}, nil
-			}
-			return ctrl.Result{}, err
-		}
+		res, err = r.reconcilePool(ctx, sp, reserved)
+		sp = nil
+		return err
+	})
+	if errors.Is(err, ipam.ErrPoolNotFound) {
+		return ctrl.Result{}, nil
 	}
+	return res, err
 }
 
 // reconcilePool runs one pass on one version of the pool. A conflicting write returns
@@ -342,21 +348,9 @@ func (r *reconciler) poolsOfReserved(ctx context.Context, obj client.Object) []r
 	}
 	var out []reconcile.Request
 	for i := range pools.Items {
-		if is4 := poolIs4(&pools.Items[i]); (is4 && v4) || (!is4 && v6) {
+		if fam, _ := ipam.PoolFamily(&pools.Items[i]); fam == v2beta1.IPv4 && v4 || fam == v2beta1.IPv6 && v6 {
 			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: pools.Items[i].Name}})
 		}
 	}
 	return out
-}
-
-// sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -38,10 +38,14 @@ const spiderPoolRecheck = 10 * time.Second
 // of their service; present, SpiderPool is not (fully) uninstalled.
 const spiderPoolWebhook = "spiderpool-controller"
 
+// RBAC of spiderPoolLeft: SpiderPool's pods from the cache, its webhook configurations
+// by name.
+//
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,resourceNames=spiderpool-controller,verbs=get
+
 // spiderPoolLeft lists what of SpiderPool still runs: pods of its agent and controller
 // (at most three, as "namespace/name") and its webhook configurations.
-//
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,resourceNames=spiderpool-controller,verbs=get
 func (r *reconciler) spiderPoolLeft(ctx context.Context) ([]string, error) {
 	var pods corev1.PodList
 	if err := r.cache.List(ctx, &pods, client.MatchingLabelsSelector{Selector: ipam.SpiderPoolPodSelector()}); err != nil {

@@ -19,6 +19,7 @@ import (
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/testmetrics"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
@@ -187,7 +188,7 @@ func TestTotalIPCountFollowsSpec(t *testing.T) {
 	if len(recordsOf(sp)) != 0 {
 		t.Fatalf("the controller wrote records: %x", recordsOf(sp))
 	}
-	if v, ok := metricValue(t, reg, "orbweaver_ippool_free_addresses", map[string]string{"pool": name}); !ok || v != 10 {
+	if v, ok := testmetrics.Value(t, reg, "orbweaver_ippool_free_addresses", map[string]string{"pool": name}); !ok || v != 10 {
 		t.Fatalf("free addresses gauge = %v (present %t), want 10", v, ok)
 	}
 
@@ -211,7 +212,7 @@ func TestTotalIPCountFollowsSpec(t *testing.T) {
 	if c := condition(sp, v2beta1.IPPoolExhaustedCondition); !strings.Contains(c.Message, "reserved by SpiderReservedIPs") {
 		t.Fatalf("Exhausted message %q does not name the reservation", c.Message)
 	}
-	if v, _ := metricValue(t, reg, "orbweaver_ippool_free_addresses", map[string]string{"pool": name}); v != 0 {
+	if v, _ := testmetrics.Value(t, reg, "orbweaver_ippool_free_addresses", map[string]string{"pool": name}); v != 0 {
 		t.Fatalf("free addresses gauge = %v, want 0", v)
 	}
 
@@ -256,7 +257,7 @@ func TestAllocatedCountEqualsRecords(t *testing.T) {
 
 	createReserved(t, e, "status-records-reserved", "10.32.0.25")
 	testenv.WaitFor(t, "free addresses 16 after the reservation", func() (bool, error) {
-		v, _ := metricValue(t, reg, "orbweaver_ippool_free_addresses", map[string]string{"pool": name})
+		v, _ := testmetrics.Value(t, reg, "orbweaver_ippool_free_addresses", map[string]string{"pool": name})
 		return v == 16, nil
 	})
 	check("reservation added", 20, 3)
@@ -382,7 +383,7 @@ func TestDeletedPoolWaitsForRecords(t *testing.T) {
 		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	})
 	testenv.WaitFor(t, "the pool's gauges are removed", func() (bool, error) {
-		_, ok := metricValue(t, reg, "orbweaver_ippool_total_addresses", map[string]string{"pool": name})
+		_, ok := testmetrics.Value(t, reg, "orbweaver_ippool_total_addresses", map[string]string{"pool": name})
 		return !ok, nil
 	})
 
@@ -396,7 +397,7 @@ func TestDeletedPoolWaitsForRecords(t *testing.T) {
 		err := e.Client.Get(ctx, client.ObjectKey{Name: empty}, &v2beta1.SpiderIPPool{})
 		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	})
-	if v, _ := metricValue(t, reg, "orbweaver_ippool_writes_total", map[string]string{"kind": "finalizer", "result": "ok"}); v != 2 {
+	if v, _ := testmetrics.Value(t, reg, "orbweaver_ippool_writes_total", map[string]string{"kind": "finalizer", "result": "ok"}); v != 2 {
 		t.Fatalf("finalizer writes = %v, want 2", v)
 	}
 }

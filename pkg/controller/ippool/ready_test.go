@@ -20,38 +20,14 @@ import (
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
 )
 
-// kubectlTable runs kubectl and splits its table output into cells by the header's
-// column starts, so that empty cells stay in place.
+// kubectlTable runs kubectl and splits its table output into cells (testenv.SplitTable).
 func kubectlTable(t *testing.T, e *testenv.Env, args ...string) [][]string {
 	t.Helper()
 	out, err := e.Kubectl(context.Background(), args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	var starts []int
-	for i := 0; i < len(lines[0]); i++ {
-		if lines[0][i] != ' ' && (i == 0 || lines[0][i-1] == ' ') {
-			starts = append(starts, i)
-		}
-	}
-	var rows [][]string
-	for _, line := range lines {
-		var cells []string
-		for j, start := range starts {
-			end := len(line)
-			if j+1 < len(starts) && starts[j+1] < end {
-				end = starts[j+1]
-			}
-			cell := ""
-			if start < len(line) {
-				cell = strings.TrimSpace(line[start:end])
-			}
-			cells = append(cells, cell)
-		}
-		rows = append(rows, cells)
-	}
-	return rows
+	return testenv.SplitTable(out)
 }
 
 // TestKubectlGetSP: `kubectl get sp` prints the counts the controller keeps, SpiderPool's

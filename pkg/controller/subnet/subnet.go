@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/cas"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
@@ -78,7 +79,7 @@ type reconciler struct {
 // subnet (and its former one, when its label or spec changes) on changes of the pool's
 // labels, spec or existence, not of its status; every subnet of a family when a
 // SpiderReservedIP of that family changes.
-func SetupWithManager(mgr ctrl.Manager, p Params) error {
+func SetupWithManager(_ context.Context, mgr ctrl.Manager, p Params) error {
 	if p.Recorder == nil {
 		p.Recorder = mgr.GetEventRecorderFor("orbweaver-subnet")
 	}
@@ -117,15 +118,18 @@ func newReconciler(cache client.Reader, p Params) (*reconciler, error) {
 	return &reconciler{cache: cache, direct: p.Direct, recorder: p.Recorder, metrics: m, clock: c}, nil
 }
 
-// Reconcile brings a subnet's status up to date from the pools, or removes the
-// finalizer of a deleted subnet that no pool belongs to any more.
+// RBAC of Reconcile: subnets, pools and reserved IPs from the cache, subnets read and
+// pools listed fresh too; the subnet's status written and its finalizer taken off
+// (patch); events on subnets.
 //
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spidersubnets,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spidersubnets/status,verbs=get;update
-// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spidersubnets/finalizers,verbs=update
+// +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spidersubnets/status,verbs=update
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderippools,verbs=get;list;watch
 // +kubebuilder:rbac:groups=spiderpool.spidernet.io,resources=spiderreservedips,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
+// Reconcile brings a subnet's status up to date from the pools, or removes the
+// finalizer of a deleted subnet that no pool belongs to any more.
 func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	subnet := &v2beta1.SpiderSubnet{}
 	if err := r.cache.Get(ctx, req.NamespacedName, subnet); err != nil {
@@ -145,24 +149,27 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	backoff := wait.Backoff{Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: maxTries}
-	for try := 1; ; try++ {
-		err := r.reconcileSubnet(ctx, subnet, pools.Items, ipam.ReservedAddresses(reservedIPs.Items, ipam.FamilyOf(subnetIs4(subnet))))
-		if !errors.Is(err, errConflict) || try == maxTries {
-			return ctrl.Result{}, err
-		}
-		if err := sleep(ctx, backoff.Step()); err != nil {
-			return ctrl.Result{}, err
-		}
-		subnet = &v2beta1.SpiderSubnet{}
-		if err := r.direct.Get(ctx, req.NamespacedName, subnet); err != nil {
-			if apierrors.IsNotFound(err) {
-				r.metrics.forget(req.Name)
-				return ctrl.Result{}, nil
+	err := cas.Retry(ctx, backoff, isConflict, func() error {
+		if subnet == nil { // a pass lost a race: the cache is behind the API server
+			subnet = &v2beta1.SpiderSubnet{}
+			if err := r.direct.Get(ctx, req.NamespacedName, subnet); err != nil {
+				if apierrors.IsNotFound(err) {
+					r.metrics.forget(req.Name)
+					return nil
+				}
+				return fmt.Errorf("get SpiderSubnet %q: %w", req.Name, err)
 			}
-			return ctrl.Result{}, fmt.Errorf("get SpiderSubnet %q: %w", req.Name, err)
 		}
-	}
+		family, _ := ipam.SubnetFamily(subnet)
+		err := r.reconcileSubnet(ctx, subnet, pools.Items, ipam.ReservedAddresses(reservedIPs.Items, family))
+		subnet = nil
+		return err
+	})
+	return ctrl.Result{}, err
 }
+
+// isConflict reports a write that lost a compare-and-swap (cas.Retry runs the pass again).
+func isConflict(err error) bool { return errors.Is(err, errConflict) }
 
 // reconcileSubnet runs one pass on one version of the subnet. A conflicting write
 // returns an error wrapping errConflict.
@@ -317,21 +324,9 @@ func (r *reconciler) subnetsOfReserved(ctx context.Context, obj client.Object) [
 	}
 	var out []reconcile.Request
 	for i := range subnets.Items {
-		if is4 := subnetIs4(&subnets.Items[i]); (is4 && v4) || (!is4 && v6) {
+		if fam, _ := ipam.SubnetFamily(&subnets.Items[i]); fam == v2beta1.IPv4 && v4 || fam == v2beta1.IPv6 && v6 {
 			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: subnets.Items[i].Name}})
 		}
 	}
 	return out
-}
-
-// sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -16,6 +16,7 @@ import (
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
+	"github.com/orbweaver-ipam/orbweaver/internal/testmetrics"
 )
 
 func createSubnet(t *testing.T, e *testenv.Env, name, cidr string, finalizer bool, ips ...v2beta1.IPOrRange) {
@@ -123,7 +124,7 @@ func TestControlledIPPools(t *testing.T) {
 	manual := createPool(t, e, "manual-v4", cidr, nil, "10.36.100.10-10.36.100.19")
 	const both = `{"auto4-nginx-eth0-9a2b3":{"ips":["10.36.100.0-10.36.100.4"],"application":"apps_v1_Deployment_default_nginx"},"manual-v4":{"ips":["10.36.100.10-10.36.100.19"]}}`
 	waitSubnet(t, e, name, "both pools", status(both, 256, 15))
-	if v, ok := metricValue(t, reg, "orbweaver_subnet_free_addresses", map[string]string{"subnet": name}); !ok || v != 241 {
+	if v, ok := testmetrics.Value(t, reg, "orbweaver_subnet_free_addresses", map[string]string{"subnet": name}); !ok || v != 241 {
 		t.Fatalf("free addresses gauge = %v (present %t), want 241", v, ok)
 	}
 

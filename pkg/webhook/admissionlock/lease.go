@@ -14,13 +14,22 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/orbweaver-ipam/orbweaver/pkg/cas"
 	"github.com/orbweaver-ipam/orbweaver/pkg/webhook"
 )
 
 // claimsAnnotation holds the Lease's pending claims, as JSON.
 const claimsAnnotation = "orbweaver.io/admitted-claims"
+
+// RBAC, in the controller's namespace ("system" stands for it): create of Leases (create
+// cannot be limited to a name), get and update of orbweaver-admission, the Lease
+// cmd/orbweaver-controller names.
+//
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=system,resources=leases,verbs=create
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=system,resources=leases,verbs=get;update,resourceNames=orbweaver-admission
 
 // Lease is a webhook.Serializer over a coordination.k8s.io Lease: a decision reads the
 // Lease, decides against its pending claims and the stored objects, and records its own
@@ -49,22 +58,24 @@ func (l *Lease) Admit(ctx context.Context, claim webhook.Claim, decide func(pend
 	if tries <= 0 {
 		tries = 50
 	}
-	for range tries {
+	var refused field.ErrorList
+	// A decision that lost (another landed first) is made again, against its claim too.
+	err := cas.Retry(ctx, wait.Backoff{Steps: tries}, lostRace, func() error {
 		lease, pending, err := l.read(ctx)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		t := now()
 		pending = slices.DeleteFunc(pending, func(c webhook.Claim) bool {
 			return !c.Until.After(t) || c.Kind == claim.Kind && c.Name == claim.Name
 		})
-		errs, err := decide(pending)
-		if err != nil || len(errs) > 0 {
-			return errs, err
+		if errs, err := decide(pending); err != nil || len(errs) > 0 {
+			refused = errs
+			return err
 		}
 		data, err := json.Marshal(append(pending, claim))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if lease.Annotations == nil {
 			lease.Annotations = map[string]string{}
@@ -76,16 +87,19 @@ func (l *Lease) Admit(ctx context.Context, claim webhook.Claim, decide func(pend
 		} else {
 			err = l.Client.Update(ctx, lease) // carries the resourceVersion read above
 		}
-		if err == nil {
-			return nil, nil
+		if err != nil {
+			return fmt.Errorf("record the admission in Lease %s/%s: %w", l.Namespace, l.Name, err)
 		}
-		if !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("record the admission in Lease %s/%s: %w", l.Namespace, l.Name, err)
-		}
-		// Another decision landed first: decide again, against its claim too.
+		return nil
+	})
+	if lostRace(err) {
+		return nil, fmt.Errorf("Lease %s/%s: %d admission decisions in a row lost a race; try again", l.Namespace, l.Name, tries)
 	}
-	return nil, fmt.Errorf("Lease %s/%s: %d admission decisions in a row lost a race; try again", l.Namespace, l.Name, tries)
+	return refused, err
 }
+
+// lostRace reports a write of the Lease that another decision's write got ahead of.
+func lostRace(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }
 
 // read returns the Lease (a new one, not yet stored, when there is none) and its claims.
 func (l *Lease) read(ctx context.Context) (*coordinationv1.Lease, []webhook.Claim, error) {

@@ -18,8 +18,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/orbweaver-ipam/orbweaver/pkg/cas"
 	"github.com/orbweaver-ipam/orbweaver/pkg/webhook"
 )
 
@@ -56,6 +58,17 @@ type Manager struct {
 // missing.
 const DefaultMissingRetry = 10 * time.Second
 
+// RBAC: a role of its own (orbweaver-controller-webhook-certs; the chart grants it with
+// tls.method auto, the controller's --manage-webhook-certs): in the controller's
+// namespace ("system" stands for it), create of Secrets (create cannot be limited to a
+// name) and get and update of the certificate's; get and patch of the two webhook
+// configurations. The names are the controller's defaults (--webhook-cert-secret,
+// --webhook-configuration); the chart puts its own in their place.
+//
+// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=create,roleName=orbweaver-controller-webhook-certs
+// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=get;update,resourceNames=orbweaver-webhook-certs,roleName=orbweaver-controller-webhook-certs
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;patch,resourceNames=orbweaver,roleName=orbweaver-controller-webhook-certs
+
 // Ensure makes sure a valid certificate exists in the Secret (creating or renewing it),
 // writes it to CertDir and puts the CA into the webhook configurations. Replicas may run
 // it at once: the Secret is created or updated with compare-and-swap, and a replica that
@@ -70,45 +83,46 @@ func (m *Manager) Ensure(ctx context.Context) (webhook.Certs, error) {
 		validity = 365 * 24 * time.Hour
 	}
 	var certs webhook.Certs
-	for try := 0; ; try++ {
-		if try == 5 {
-			return webhook.Certs{}, fmt.Errorf("webhook certificate Secret %s/%s: it kept changing under us", m.Namespace, m.Secret)
-		}
+	// A write that loses to another replica's reads again and uses the winner's certificate.
+	err := cas.Retry(ctx, wait.Backoff{Steps: 5}, lostRace, func() error {
 		secret := &corev1.Secret{}
 		err := m.Client.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Secret}, secret)
 		switch {
 		case err == nil:
 			if c, ok := fromSecret(secret); ok && c.NotAfter.Sub(now()) > validity/3 && covers(c, m.Hosts) {
-				certs = c // still good: err is nil, and the loop ends below
-				break
+				certs = c // still good
+				return nil
 			}
 			if certs, err = webhook.NewCerts(m.Hosts, now(), validity); err != nil {
-				return webhook.Certs{}, err
+				return err
 			}
 			secret.Data = secretData(certs)
-			err = m.Client.Update(ctx, secret) // carries the resourceVersion read
+			return m.Client.Update(ctx, secret) // carries the resourceVersion read
 		case apierrors.IsNotFound(err):
 			if certs, err = webhook.NewCerts(m.Hosts, now(), validity); err != nil {
-				return webhook.Certs{}, err
+				return err
 			}
-			err = m.Client.Create(ctx, &corev1.Secret{
+			return m.Client.Create(ctx, &corev1.Secret{
 				ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Secret},
 				Type:       corev1.SecretTypeTLS, Data: secretData(certs),
 			})
 		}
-		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
-			continue // another replica wrote it: use theirs
-		}
-		if err != nil {
-			return webhook.Certs{}, fmt.Errorf("webhook certificate Secret %s/%s: %w", m.Namespace, m.Secret, err)
-		}
-		break
+		return err
+	})
+	switch {
+	case lostRace(err):
+		return webhook.Certs{}, fmt.Errorf("webhook certificate Secret %s/%s: it kept changing under us: %w", m.Namespace, m.Secret, err)
+	case err != nil:
+		return webhook.Certs{}, fmt.Errorf("webhook certificate Secret %s/%s: %w", m.Namespace, m.Secret, err)
 	}
 	if err := certs.WriteTo(m.CertDir); err != nil {
 		return webhook.Certs{}, err
 	}
 	return certs, m.patchCABundle(ctx, certs.CA)
 }
+
+// lostRace reports a write of the Secret that another replica's write got ahead of.
+func lostRace(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }
 
 // Run calls Ensure now and then every interval until ctx ends, logging through onError.
 func (m *Manager) Run(ctx context.Context, interval time.Duration, onError func(error)) {
