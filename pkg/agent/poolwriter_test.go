@@ -14,7 +14,7 @@ import (
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
-	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/ipamtest"
+	"github.com/orbweaver-ipam/orbweaver/internal/ipamtest"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
 )
 

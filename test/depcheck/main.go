@@ -39,7 +39,18 @@ func main() {
 		}
 		fail(fmt.Errorf("%d dependency rule violations (see STYLE.md, package layout)", len(problems)))
 	}
-	fmt.Printf("depcheck: %d packages follow the dependency rules\n", len(pkgs))
+	doc, err := os.ReadFile("docs/development.md")
+	if err != nil {
+		fail(err)
+	}
+	paths := make([]string, 0, len(pkgs))
+	for _, p := range pkgs {
+		paths = append(paths, p.path)
+	}
+	if missing := undocumented(paths, string(doc)); len(missing) > 0 {
+		fail(fmt.Errorf("packages missing from the layout table of docs/development.md: %s", strings.Join(missing, ", ")))
+	}
+	fmt.Printf("depcheck: %d packages follow the dependency rules, each in docs/development.md's layout\n", len(pkgs))
 }
 
 func goList(args ...string) ([]string, error) {

@@ -93,7 +93,7 @@ var rules = []rule{
 
 // testOnly are the packages under internal/ that only tests and test/ programs use.
 var testOnly = []string{module + "/internal/testenv", module + "/internal/eipemulator", module + "/internal/webhooktest",
-	module + "/internal/testproc", module + "/internal/testagent", module + "/internal/testmetrics"}
+	module + "/internal/testproc", module + "/internal/testagent", module + "/internal/testmetrics", module + "/internal/ipamtest"}
 
 // pkg is one package of the module and everything it depends on.
 type pkg struct {
@@ -176,4 +176,23 @@ func hasPrefix(path string, prefixes []string) bool {
 		}
 	}
 	return false
+}
+
+// undocumented returns the packages (import paths of the module) that the layout table
+// of docs/development.md (doc) does not name, as `dir/`, so that the package list keeps
+// reading as the architecture. Generated packages under a documented parent (the agent
+// API's client and models) count as documented by it.
+func undocumented(pkgs []string, doc string) []string {
+	generated := []string{"pkg/agent/api/"}
+	var out []string
+	for _, p := range pkgs {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p, module), "/")
+		if rel == p || rel == "" || hasPrefix(rel+"/", generated) && rel+"/" != generated[0] {
+			continue
+		}
+		if !strings.Contains(doc, "`"+rel+"/`") {
+			out = append(out, rel)
+		}
+	}
+	return out
 }

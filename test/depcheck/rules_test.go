@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -45,5 +46,15 @@ func TestCheck(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestUndocumented(t *testing.T) {
+	doc := "| `pkg/ipam/` | core |\n| `pkg/agent/api/` | spec and generated code |\n| `cmd/orbweaver/`, `cmd/orbweaver-agent/` | binaries |\n"
+	pkgs := []string{module + "/pkg/ipam", module + "/pkg/agent/api", module + "/pkg/agent/api/client/operations",
+		module + "/cmd/orbweaver", module + "/cmd/orbweaver-agent", module + "/pkg/ipam/records", module + "/pkg/cas"}
+	got := undocumented(pkgs, doc)
+	if want := []string{"pkg/ipam/records", "pkg/cas"}; !slices.Equal(got, want) {
+		t.Fatalf("undocumented = %v, want %v", got, want)
 	}
 }
