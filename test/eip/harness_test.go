@@ -475,12 +475,16 @@ func (h *harness) rerun(old *corev1.Pod, node, pool string, a netip.Addr, o podO
 		return next
 	})
 	h.cloud.Place(nicOf(node), a.String())
-	se := &v2beta1.SpiderEndpoint{}
-	if err := h.e.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: pod.Name}, se); err != nil {
-		h.t.Fatal(err)
-	}
-	se.Status = endpointStatus(pod, pool, a)
-	if err := h.e.Client.Update(h.ctx, se); err != nil {
+	// The EIP controller writes the endpoint too (its EIPs): read again on a conflict.
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		se := &v2beta1.SpiderEndpoint{}
+		if err := h.e.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: pod.Name}, se); err != nil {
+			return err
+		}
+		se.Status = endpointStatus(pod, pool, a)
+		return h.e.Client.Update(h.ctx, se)
+	})
+	if err != nil {
 		h.t.Fatal(err)
 	}
 	return pod
