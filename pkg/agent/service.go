@@ -350,6 +350,8 @@ type addRequest struct {
 	att   *models.Attachment
 	pod   *corev1.Pod
 	owner records.Owner
+	// retain: the pod keeps its addresses across re-creation (retainsFor).
+	retain bool
 }
 
 // candidates are the pools a NIC may use, per family, in order.
@@ -404,17 +406,14 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 			ipam.ErrSpiderPoolRunning, sp.Namespace, sp.Name)
 	}
 
-	if s.statefulSetFixedIPs {
-		if _, err := ipam.FixedIPWanted(pod.Annotations, s.fixedIPOptIn); err != nil {
-			return nil, fmt.Errorf("pod %s: %w", podRef(att), err)
-		}
+	if req.retain, err = s.retainsFor(pod); err != nil {
+		return nil, fmt.Errorf("pod %s: %w", podRef(att), err)
 	}
-	retain := s.retainsFor(pod)
-	se, err := s.currentEndpoint(ctx, pod, retain)
+	se, err := s.currentEndpoint(ctx, pod, req.retain)
 	if err != nil && !errors.Is(err, crdstore.ErrEndpointNotFound) {
 		return nil, err
 	}
-	switch s.relate(se, pod, *att.ContainerID) {
+	switch s.relate(se, pod, *att.ContainerID, req.retain) {
 	case ipam.EndpointNone:
 		se = nil
 	case ipam.EndpointPredecessor:
@@ -438,7 +437,7 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 	selected := false
 	if se != nil {
 		if nic := findNIC(se, *att.IfName); nic != nil {
-			if !retain {
+			if !req.retain {
 				return resultOf(nic), nil // a repeated ADD: the same addresses
 			}
 			// A StatefulSet pod keeps its addresses while its pools are still the ones
@@ -673,7 +672,7 @@ func (s *Service) describe(ifName string, allocs []nicAllocation, cleanGateway b
 func (s *Service) record(ctx context.Context, req *addRequest, se *v2beta1.SpiderEndpoint, detail v2beta1.IPAllocationDetail) error {
 	for try := 0; try < 5; try++ {
 		if se == nil {
-			se = newEndpoint(req.pod, s.node, *req.att.ContainerID, s.retainsFor(req.pod))
+			se = newEndpoint(req.pod, s.node, *req.att.ContainerID, req.retain)
 			se.Status.Current.IPs = []v2beta1.IPAllocationDetail{detail}
 			setNetwork(se, detail.NIC, req.att.NetworkName)
 			err := s.endpoints.Create(ctx, se)
@@ -695,7 +694,7 @@ func (s *Service) record(ctx context.Context, req *addRequest, se *v2beta1.Spide
 		if err != nil && !errors.Is(err, crdstore.ErrEndpointNotFound) {
 			return err
 		}
-		switch s.relate(fresh, req.pod, *req.att.ContainerID) {
+		switch s.relate(fresh, req.pod, *req.att.ContainerID, req.retain) {
 		case ipam.EndpointNone:
 			se = nil
 		case ipam.EndpointPredecessor:
@@ -764,24 +763,23 @@ func setReclaimPolicy(se *v2beta1.SpiderEndpoint, pod *corev1.Pod) {
 
 // retainsFor tells whether the pod keeps its addresses across re-creation: a
 // StatefulSet's pod, with StatefulSet fixed IPs on, that does not opt out (or, with
-// fixedIPOptIn, opts in) by ipam.FixedIPWanted. A bad annotation takes the default;
-// Add refuses it before.
-func (s *Service) retainsFor(pod *corev1.Pod) bool {
+// fixedIPOptIn, opts in) by ipam.FixedIPWanted, whose error it returns for a bad
+// annotation. Other pods' annotations are not read.
+func (s *Service) retainsFor(pod *corev1.Pod) (bool, error) {
 	if !s.statefulSetFixedIPs {
-		return false
+		return false, nil
 	}
 	top := topControllerOf(pod)
 	if top.Kind != ipam.KindStatefulSet || !strings.HasPrefix(top.APIVersion, "apps/") {
-		return false
+		return false, nil
 	}
-	want, _ := ipam.FixedIPWanted(pod.Annotations, s.fixedIPOptIn)
-	return want
+	return ipam.FixedIPWanted(pod.Annotations, s.fixedIPOptIn)
 }
 
 // relate is ipam.RelateEndpoint for a pod's endpoint (nil: none) and an ADD of the pod's
-// sandbox ctr.
-func (s *Service) relate(se *v2beta1.SpiderEndpoint, pod *corev1.Pod, ctr string) ipam.EndpointRelation {
-	return ipam.RelateEndpoint(endpointFacts(se, pod), ipam.CallFacts{PodUID: string(pod.UID), ContainerID: ctr, Retains: s.retainsFor(pod), Add: true})
+// sandbox ctr; retain is retainsFor's answer for the pod.
+func (s *Service) relate(se *v2beta1.SpiderEndpoint, pod *corev1.Pod, ctr string, retain bool) ipam.EndpointRelation {
+	return ipam.RelateEndpoint(endpointFacts(se, pod), ipam.CallFacts{PodUID: string(pod.UID), ContainerID: ctr, Retains: retain, Add: true})
 }
 
 // endpointFacts are what ipam.RelateEndpoint needs of an endpoint (nil: none); pod, when
@@ -799,8 +797,6 @@ func endpointFacts(se *v2beta1.SpiderEndpoint, pod *corev1.Pod) ipam.EndpointFac
 	return f
 }
 
-// stillChosen tells whether a NIC's recorded pools are among the ones selection would
-// choose now, family by family.
 // keptPoolsServe refuses, with ErrKeptIPNotServed, to let a StatefulSet pod's kept
 // addresses go because it was scheduled to a node their pool does not serve: the pod
 // would silently get another address. A kept pool that is gone, or that serves this
@@ -834,6 +830,8 @@ func (s *Service) keptPoolsServe(ctx context.Context, se *v2beta1.SpiderEndpoint
 	return nil
 }
 
+// stillChosen tells whether a NIC's recorded pools are among the ones selection would
+// choose now, family by family.
 func stillChosen(nic *v2beta1.IPAllocationDetail, c candidates) bool {
 	ok := func(pool *string, chosen []string) bool {
 		return pool == nil || slices.Contains(chosen, *pool)

@@ -289,6 +289,11 @@ func TestAgentStatefulSetFixedIPOptIn(t *testing.T) {
 	if !errors.As(err, &ae) || ae.model.Reason != ReasonBadAnnotation || !strings.Contains(err.Error(), ipam.AnnoKCEPodIPFixed) {
 		t.Fatalf("ADD with %s: yes: %v, want BadAnnotation naming the key", ipam.AnnoKCEPodIPFixed, err)
 	}
+	// A pod of no StatefulSet: the annotation means nothing there and is not read.
+	plain := newPod(t, e, ns, "not-a-set", optIn.node, annotated(map[string]string{ipam.AnnoKCEPodIPFixed: "yes"}))
+	if _, err := optIn.add(ctx, attachment{pod: plain, containerID: "c-plain", ifName: "eth0"}); err != nil {
+		t.Fatalf("ADD of a pod of no StatefulSet with %s: yes: %v", ipam.AnnoKCEPodIPFixed, err)
+	}
 }
 
 // TestAgentStatefulSetFixedIPOff: with the setting off, a StatefulSet pod is like any

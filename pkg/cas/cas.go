@@ -9,8 +9,15 @@ import (
 	"fmt"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
+
+// LostToAnotherWriter is a lost test for Retry: a 409 Conflict (an update from an older
+// version) or AlreadyExists (a create another writer made first).
+func LostToAnotherWriter(err error) bool {
+	return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
+}
 
 // Retry runs try until it succeeds, fails with an error that lost does not report as a
 // lost race, or has run b.Steps times (at least once), waiting b.Step() between runs.

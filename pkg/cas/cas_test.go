@@ -3,10 +3,13 @@ package cas
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
@@ -68,5 +71,22 @@ func TestRetryContext(t *testing.T) {
 	})
 	if runs != 1 || !errors.Is(err, context.Canceled) || errors.Is(err, errLost) || !strings.Contains(err.Error(), errLost.Error()) {
 		t.Errorf("%d runs, error %v; want 1 run and context.Canceled naming %q", runs, err, errLost)
+	}
+}
+
+func TestLostToAnotherWriter(t *testing.T) {
+	gr := schema.GroupResource{Resource: "leases"}
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{apierrors.NewConflict(gr, "l", errors.New("modified")), true},
+		{fmt.Errorf("wrapped: %w", apierrors.NewAlreadyExists(gr, "l")), true},
+		{apierrors.NewNotFound(gr, "l"), false},
+		{errors.New("other"), false},
+	} {
+		if got := LostToAnotherWriter(tt.err); got != tt.want {
+			t.Errorf("LostToAnotherWriter(%v) = %t, want %t", tt.err, got, tt.want)
+		}
 	}
 }

@@ -491,7 +491,6 @@ func (c candidates) refusal(fam int64, p *v2beta1.SpiderIPPool) string {
 	return ""
 }
 
-// mismatch returns why a label selector does not match a label set, or "".
 // NodeRefusal says why pool p does not serve a node, "" when it does: spec.nodeName,
 // else spec.nodeAffinity over the node's labels, as SpiderPool checks them. node is the
 // node (nil when unknown), nodeName its name when node is nil.
@@ -514,6 +513,7 @@ func NodeRefusal(p *v2beta1.SpiderIPPool, node *corev1.Node, nodeName string) st
 	return ""
 }
 
+// mismatch returns why a label selector does not match a label set, or "".
 func mismatch(field string, sel *metav1.LabelSelector, set map[string]string) string {
 	s, err := metav1.LabelSelectorAsSelector(sel)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -343,6 +344,17 @@ type podOpts struct {
 	gates       []corev1.PodConditionType
 	annotations map[string]string
 	namespace   string // "": the harness's
+	// statefulSet, when set, makes the pod that StatefulSet's (its controller reference;
+	// no StatefulSet object exists).
+	statefulSet string
+}
+
+// owners is the pod's controller reference of o, if any.
+func (o podOpts) owners() []metav1.OwnerReference {
+	if o.statefulSet == "" {
+		return nil
+	}
+	return []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: o.statefulSet, UID: types.UID("uid-" + o.statefulSet), Controller: ptr.To(true)}}
 }
 
 // run starts a pod on node the way kubelet and the agent would: the pod, an address
@@ -356,7 +368,7 @@ func (h *harness) run(name, node, pool string, want netip.Addr, o podOpts) (*cor
 		ns = h.ns
 	}
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: o.annotations},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: o.annotations, OwnerReferences: o.owners()},
 		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: ptr.To(false),
 			Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/pause:1"}}},
 	}
@@ -457,7 +469,7 @@ func (h *harness) deletePod(pod *corev1.Pod) {
 func (h *harness) rerun(old *corev1.Pod, node, pool string, a netip.Addr, o podOpts) *corev1.Pod {
 	h.t.Helper()
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: old.Name, Annotations: o.annotations},
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: old.Name, Annotations: o.annotations, OwnerReferences: o.owners()},
 		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: ptr.To(false),
 			Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/pause:1"}}},
 	}

@@ -207,7 +207,7 @@ func eipIDListByOrdinal(t *testing.T, cc cloudCase) {
 	pods := make([]*corev1.Pod, 4)
 	addrs := make([]netip.Addr, 4)
 	for i := range 4 {
-		pods[i], addrs[i] = h.run(fmt.Sprintf("db-%d", i), node, pool, netip.Addr{}, podOpts{gate: true, annotations: listOf(3)})
+		pods[i], addrs[i] = h.run(fmt.Sprintf("db-%d", i), node, pool, netip.Addr{}, podOpts{gate: true, annotations: listOf(3), statefulSet: "db"})
 	}
 	for i := range 3 {
 		if b := h.waitBound(pool, pods[i], addrs[i]); b.AllocationID != ids[i] {
@@ -231,7 +231,7 @@ func eipIDListByOrdinal(t *testing.T, cc cloudCase) {
 
 	// db-1 re-created keeps its EIP.
 	h.deletePod(pods[1])
-	pods[1] = h.rerun(pods[1], node, pool, addrs[1], podOpts{gate: true, annotations: listOf(3)})
+	pods[1] = h.rerun(pods[1], node, pool, addrs[1], podOpts{gate: true, annotations: listOf(3), statefulSet: "db"})
 	if b := h.waitBound(pool, pods[1], addrs[1]); b.AllocationID != ids[1] {
 		t.Fatalf("db-1 re-created got EIP %s, want %s", b.AllocationID, ids[1])
 	}

@@ -235,7 +235,7 @@ const (
 	// is never released. For a pod with one IP.
 	AnnoEIPID = "orbweaver.io/eip-id"
 	// AnnoEIPIDList names existing EIPs by StatefulSet ordinal, comma-separated: the pod
-	// with ordinal i binds the i-th, as AnnoEIPID (a pod whose name has no ordinal takes
+	// with ordinal i binds the i-th, as AnnoEIPID (a pod of no StatefulSet takes
 	// the first). A pod past the list gets no EIP and waits, its readiness gate False,
 	// with a Warning naming the list, until the list grows. Not with AnnoEIPID.
 	AnnoEIPIDList = "orbweaver.io/eip-id-list"

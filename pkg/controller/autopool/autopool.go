@@ -279,7 +279,7 @@ func retryOnRace(ctx context.Context, b wait.Backoff, fn func() error) error {
 
 // lostRace reports the errors retryOnRace runs fn again for.
 func lostRace(err error) bool {
-	return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsInvalid(err)
+	return cas.LostToAnotherWriter(err) || apierrors.IsInvalid(err)
 }
 
 // sync is one fresh read and the writes it calls for. later is true when something

@@ -19,7 +19,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orbweaver_eip_cloud_calls_total",
-			Help: "EIP cloud API calls by provider, operation and result (ok, throttled, transient, quota, forbidden, notfound, associated, invalid, error).",
+			Help: "EIP cloud API calls by provider, operation and result (ok, throttled, transient, quota, forbidden, notfound, associated, invalid, unsupported, error).",
 		}, []string{"provider", "op", "result"}),
 		orphans: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orbweaver_eip_orphans_released_total",
@@ -27,7 +27,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"provider"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orbweaver_eip_requests_refused_total",
-			Help: "Pods' EIP requests (by annotation) refused, by reason (NamespaceNotAllowed, EIPNotFound, EIPOfAnotherCluster, EIPOfAnotherPool, EIPAssociatedElsewhere, EIPNotGranted); counted once per pod, pool and refusal.",
+			Help: "Pods' EIP requests (by annotation) refused, by reason (NamespaceNotAllowed, EIPNotFound, EIPOfAnotherCluster, EIPOfAnotherPool, EIPAssociatedElsewhere, EIPNotGranted, EIPListTooShort); counted once per pod, pool and refusal.",
 		}, []string{"reason"}),
 		bound: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "orbweaver_eip_pod_bound_seconds",

@@ -6,6 +6,9 @@ import (
 	"strconv"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 )
 
@@ -83,10 +86,10 @@ const (
 // parsePodRequest reads a pod's EIP annotations: orbweaver's, and with vendor also
 // Alibaba ACK's and Tencent TKE's, translated (orbweaver's win when both are set). name
 // is the pod's name, whose ordinal picks its EIP from TKE's eip-id-list.
-func parsePodRequest(name string, annotations map[string]string, vendor bool) (podRequest, error) {
-	a, from := annotations, map[string]string(nil)
+func parsePodRequest(pod *corev1.Pod, vendor bool) (podRequest, error) {
+	a, from := pod.Annotations, map[string]string(nil)
 	if vendor {
-		a, from = translateVendor(name, annotations)
+		a, from = translateVendor(pod.Annotations)
 	}
 	// key names an annotation in an error: the vendor's a value was read from, if it was.
 	key := func(k string) string {
@@ -112,7 +115,7 @@ func parsePodRequest(name string, annotations map[string]string, vendor bool) (p
 	}
 	r.id = strings.TrimSpace(a[v2beta1.AnnoEIPID])
 	if v, ok := a[v2beta1.AnnoEIPIDList]; ok {
-		id, short, err := idOfOrdinal(name, v, key(v2beta1.AnnoEIPIDList))
+		id, short, err := idOfOrdinal(pod, v, key(v2beta1.AnnoEIPIDList))
 		switch {
 		case err != nil:
 			errs = append(errs, err.Error())
@@ -159,7 +162,7 @@ func parsePodRequest(name string, annotations map[string]string, vendor bool) (p
 // translateVendor returns the annotations with the vendors' EIP annotations added under
 // orbweaver's names, where orbweaver's own are not set, and the vendor annotation each
 // added one was read from.
-func translateVendor(name string, in map[string]string) (out, from map[string]string) {
+func translateVendor(in map[string]string) (out, from map[string]string) {
 	out, from = make(map[string]string, len(in)), map[string]string{}
 	set := func(k, v, src string) {
 		if _, ok := in[k]; !ok {
@@ -207,10 +210,11 @@ func translateVendor(name string, in map[string]string) (out, from map[string]st
 	return out, from
 }
 
-// idOfOrdinal picks the pod's EIP from an EIP ID list (key names the annotation): the
-// entry of the ordinal that ends the pod's name, the first for a name without one. A
-// pod past the list gets short, what to do; a malformed list is an error.
-func idOfOrdinal(name, list, key string) (id, short string, err error) {
+// idOfOrdinal picks the pod's EIP from an EIP ID list (key names the annotation): for
+// a StatefulSet's pod the entry of the ordinal that ends its name, for any other pod
+// the first. A pod past the list gets short, what to do; a malformed list is an error.
+func idOfOrdinal(pod *corev1.Pod, list, key string) (id, short string, err error) {
+	name := pod.Name
 	ids := strings.Split(list, ",")
 	for i := range ids {
 		ids[i] = strings.TrimSpace(ids[i])
@@ -218,10 +222,12 @@ func idOfOrdinal(name, list, key string) (id, short string, err error) {
 			return "", "", fmt.Errorf("%s %q: entry %d is empty; want EIP IDs separated by commas", key, list, i)
 		}
 	}
-	ordinal := 0
-	if k := strings.LastIndexByte(name, '-'); k >= 0 {
-		if n, err := strconv.Atoi(name[k+1:]); err == nil && n >= 0 {
-			ordinal = n
+	ordinal := 0 // a Deployment's pod name may end in digits too: no ordinal there
+	if c := metav1.GetControllerOf(pod); c != nil && c.Kind == "StatefulSet" {
+		if k := strings.LastIndexByte(name, '-'); k >= 0 {
+			if n, err := strconv.Atoi(name[k+1:]); err == nil && n >= 0 {
+				ordinal = n
+			}
 		}
 	}
 	if ordinal >= len(ids) {

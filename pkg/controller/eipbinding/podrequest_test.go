@@ -5,7 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
@@ -14,12 +16,14 @@ import (
 func TestParsePodRequest(t *testing.T) {
 	never := v2beta1.ReclaimNever
 	for _, tt := range []struct {
-		name    string
-		pod     string
-		anno    map[string]string
-		vendor  bool
-		want    podRequest
-		wantErr string
+		name   string
+		pod    string
+		anno   map[string]string
+		vendor bool
+		// notInSet: the pod has no StatefulSet controller (the others have one).
+		notInSet bool
+		want     podRequest
+		wantErr  string
 	}{
 		{name: "none", pod: "p", anno: map[string]string{"app": "x"}},
 		{name: "orbweaver's", pod: "p", anno: map[string]string{
@@ -57,6 +61,8 @@ func TestParsePodRequest(t *testing.T) {
 			want: podRequest{id: "eip-c"}},
 		{name: "orbweaver's ID list, a name without an ordinal takes the first", pod: "web-7d9f8-x2kq9", anno: map[string]string{v2beta1.AnnoEIPIDList: "eip-a,eip-b"},
 			want: podRequest{id: "eip-a"}},
+		{name: "orbweaver's ID list, a pod of no StatefulSet takes the first whatever its name", pod: "web-7d9f8-24567", notInSet: true,
+			anno: map[string]string{v2beta1.AnnoEIPIDList: "eip-a,eip-b"}, want: podRequest{id: "eip-a"}},
 		{name: "orbweaver's ID list past the ordinal", pod: "db-3", anno: map[string]string{v2beta1.AnnoEIPIDList: "eip-a,eip-b,eip-c"},
 			want: podRequest{listShort: "pod db-3 has ordinal 3, and orbweaver.io/eip-id-list names 3 EIPs (eip-a, eip-b, eip-c): add one for it, or scale the StatefulSet down to 3"}},
 		{name: "an ID list with an empty entry", pod: "db-0", anno: map[string]string{v2beta1.AnnoEIPIDList: "eip-a,,eip-c"},
@@ -73,7 +79,11 @@ func TestParsePodRequest(t *testing.T) {
 			wantErr: "never released"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parsePodRequest(tt.pod, tt.anno, tt.vendor)
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: tt.pod, Annotations: tt.anno}}
+			if !tt.notInSet {
+				pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "set", Controller: ptr.To(true)}}
+			}
+			got, err := parsePodRequest(pod, tt.vendor)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)

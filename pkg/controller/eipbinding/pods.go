@@ -84,7 +84,7 @@ func (r *reconciler) syncPod(ctx context.Context, sp *v2beta1.SpiderIPPool, se *
 	if string(pod.UID) != se.Status.Current.UID || pod.DeletionTimestamp != nil {
 		return nil // an endpoint kept for a StatefulSet pod not yet re-created
 	}
-	req, _ := parsePodRequest(pod.Name, pod.Annotations, r.p.VendorAnnotations)
+	req, _ := parsePodRequest(pod, r.p.VendorAnnotations)
 	want, bound, refused, err := r.wantedEIPs(ctx, se, eips, req)
 	if err != nil {
 		return err

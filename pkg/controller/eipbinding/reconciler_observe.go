@@ -166,7 +166,7 @@ func (r *reconciler) requests(ctx context.Context) (reqs map[string]podRequest, 
 		if r.gated(p) {
 			gates = append(gates, key)
 		}
-		req, err := parsePodRequest(p.Name, p.Annotations, r.p.VendorAnnotations)
+		req, err := parsePodRequest(p, r.p.VendorAnnotations)
 		if err != nil {
 			bad[key] = err
 			continue

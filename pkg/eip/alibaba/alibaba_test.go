@@ -478,6 +478,14 @@ func TestCallsPerMethod(t *testing.T) {
 			id = a.ID
 			return err
 		}, map[string]int{"AllocateEipAddress": 1, "AddCommonBandwidthPackageIp": 1}},
+		{"Allocate again, the join refused: the EIP is in the package already", func() error {
+			e.emu.FailNext("AddCommonBandwidthPackageIp", alibabaemu.Fault{Status: 400, Code: "IncorrectEipStatus", Message: "Current elastic IP status does not support this operation."})
+			a, err := e.p.Allocate(ctx, eip.AllocateRequest{ClientToken: "tok-count-pkg", BandwidthPackage: "cbwp-count"})
+			if err == nil && (a.ID != id || a.BandwidthPackage != "cbwp-count") {
+				return fmt.Errorf("retried Allocate: %+v, want %s in cbwp-count", a, id)
+			}
+			return err
+		}, map[string]int{"AllocateEipAddress": 1, "AddCommonBandwidthPackageIp": 1, "DescribeEipAddresses": 1}},
 		{"Release from a bandwidth package", func() error { return e.p.Release(ctx, id) },
 			map[string]int{"DescribeEipAddresses": 1, "ReleaseEipAddress": 2, "RemoveCommonBandwidthPackageIp": 1}},
 	} {

@@ -60,7 +60,7 @@ func (l *Lease) Admit(ctx context.Context, claim webhook.Claim, decide func(pend
 	}
 	var refused field.ErrorList
 	// A decision that lost (another landed first) is made again, against its claim too.
-	err := cas.Retry(ctx, wait.Backoff{Steps: tries}, lostRace, func() error {
+	err := cas.Retry(ctx, wait.Backoff{Steps: tries}, cas.LostToAnotherWriter, func() error {
 		lease, pending, err := l.read(ctx)
 		if err != nil {
 			return err
@@ -92,14 +92,11 @@ func (l *Lease) Admit(ctx context.Context, claim webhook.Claim, decide func(pend
 		}
 		return nil
 	})
-	if lostRace(err) {
+	if cas.LostToAnotherWriter(err) {
 		return nil, fmt.Errorf("Lease %s/%s: %d admission decisions in a row lost a race; try again", l.Namespace, l.Name, tries)
 	}
 	return refused, err
 }
-
-// lostRace reports a write of the Lease that another decision's write got ahead of.
-func lostRace(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }
 
 // read returns the Lease (a new one, not yet stored, when there is none) and its claims.
 func (l *Lease) read(ctx context.Context) (*coordinationv1.Lease, []webhook.Claim, error) {

@@ -84,7 +84,7 @@ func (m *Manager) Ensure(ctx context.Context) (webhook.Certs, error) {
 	}
 	var certs webhook.Certs
 	// A write that loses to another replica's reads again and uses the winner's certificate.
-	err := cas.Retry(ctx, wait.Backoff{Steps: 5}, lostRace, func() error {
+	err := cas.Retry(ctx, wait.Backoff{Steps: 5}, cas.LostToAnotherWriter, func() error {
 		secret := &corev1.Secret{}
 		err := m.Client.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Secret}, secret)
 		switch {
@@ -110,7 +110,7 @@ func (m *Manager) Ensure(ctx context.Context) (webhook.Certs, error) {
 		return err
 	})
 	switch {
-	case lostRace(err):
+	case cas.LostToAnotherWriter(err):
 		return webhook.Certs{}, fmt.Errorf("webhook certificate Secret %s/%s: it kept changing under us: %w", m.Namespace, m.Secret, err)
 	case err != nil:
 		return webhook.Certs{}, fmt.Errorf("webhook certificate Secret %s/%s: %w", m.Namespace, m.Secret, err)
@@ -120,9 +120,6 @@ func (m *Manager) Ensure(ctx context.Context) (webhook.Certs, error) {
 	}
 	return certs, m.patchCABundle(ctx, certs.CA)
 }
-
-// lostRace reports a write of the Secret that another replica's write got ahead of.
-func lostRace(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }
 
 // Run calls Ensure now and then every interval until ctx ends, logging through onError.
 func (m *Manager) Run(ctx context.Context, interval time.Duration, onError func(error)) {
