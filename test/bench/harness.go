@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -46,6 +47,9 @@ type Harness struct {
 	OpTimeout time.Duration
 	// Progress receives a line every few seconds while a scenario runs.
 	Progress io.Writer
+	// CPUProfile, when set, is a file name prefix: this process is profiled while each
+	// scenario is timed, into <prefix>-<peer>-<nodes>-<scenario>.pprof.
+	CPUProfile string
 	// APIServerProfile, when set, is a file name prefix: each scenario's first
 	// APIServerProfileFor of timing is profiled in the API server (its /debug/pprof) and
 	// written to <prefix>-<peer>-<scenario>.pprof.
@@ -445,6 +449,45 @@ func runPerNode(ctx context.Context, nodes []string, parallel int, jobs []job) {
 
 // processCPU is a process's CPU time (user and system) in seconds, from /proc; 0 when it
 // cannot be read.
+// rusageCPU returns the CPU seconds of this process and of its children that exited.
+func rusageCPU() (self, children float64) {
+	sec := func(who int) float64 {
+		var ru syscall.Rusage
+		if syscall.Getrusage(who, &ru) != nil {
+			return 0
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	}
+	return sec(syscall.RUSAGE_SELF), sec(syscall.RUSAGE_CHILDREN)
+}
+
+// machineBusy returns the seconds every core of the machine spent neither idle nor
+// waiting for I/O, from /proc/stat.
+func machineBusy() float64 {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	var busy float64
+	for i, v := range f[1:8] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0
+		}
+		busy += n
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return busy / clockTicks
+}
+
 func processCPU(pid int) float64 {
 	if pid <= 0 {
 		return 0

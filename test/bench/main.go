@@ -39,7 +39,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -103,7 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.countBytes, "count-watch-bytes", true, "put the counting proxy between the peers' clients and the API server (false: they go straight to it, to see what the proxy costs)")
 	fs.StringVar(&o.binDir, "bin", "", "where the peers' binaries are (default: the repository's bin/)")
 	fs.BoolVar(&o.serverOutput, "server-output", false, "show the API server's and etcd's logs")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the harness process (its agents included) to this file")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "profile the harness process (its in-process agents and controllers included) while each scenario is timed; files are <this>-<peer>-<nodes>-<scenario>.pprof")
 	fs.StringVar(&o.apiProfile, "apiserver-cpuprofile", "", "profile the API server during each scenario; files are <this>-<peer>-<scenario>.pprof")
 	fs.DurationVar(&o.apiProfileFor, "apiserver-profile-for", 5*time.Second, "how long each API server profile runs from the start of timing")
 	fs.IntVar(&o.reserveSize, "orbweaver-reserve-size", 0, "orbweaver agents' --reserve-size (records protocol) and grant buffer cap (node grants) (0: the agent's defaults)")
@@ -176,18 +175,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
 	}
-	if opts.cpuProfile != "" {
-		f, err := os.Create(opts.cpuProfile)
-		if err == nil {
-			err = pprof.StartCPUProfile(f)
-		}
-		if err != nil {
-			fmt.Fprintln(stderr, "bench: cpu profile:", err)
-			return 1
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
-	}
-
 	// Every peer must be runnable before any server starts.
 	var peers []Peer
 	var errs []error
@@ -277,7 +264,7 @@ func bench(ctx context.Context, opts options, peers []Peer, stdout, stderr io.Wr
 	}
 
 	h := &Harness{Env: env, Dir: filepath.Join(env.Dir(), "bench"), Parallel: opts.parallel, OpTimeout: opts.opTimeout, Progress: stderr,
-		APIServerProfile: opts.apiProfile, APIServerProfileFor: opts.apiProfileFor, ScenarioTimeout: opts.scenarioTime,
+		CPUProfile: opts.cpuProfile, APIServerProfile: opts.apiProfile, APIServerProfileFor: opts.apiProfileFor, ScenarioTimeout: opts.scenarioTime,
 		Proxy: proxy, slots: make(chan struct{}, opts.maxInflight),
 		etcdPID: findProcess("etcd", "--data-dir="+filepath.Join(env.Dir(), "etcd"))}
 	if err := os.MkdirAll(h.Dir, 0o700); err != nil {

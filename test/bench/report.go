@@ -179,7 +179,9 @@ func printTable(w io.Writer, results []*result) {
 			}
 			fmt.Fprintf(w, "  reads per allocation: %s\n", perAllocation(r, r.cost.server.requests.readsByResource()))
 			fmt.Fprintf(w, "  %s\n", r.watchLine())
-			fmt.Fprintf(w, "  CPU per allocation: API server %.1f ms, etcd %.1f ms\n", 1000*r.perAlloc(r.cost.server.cpuSeconds), 1000*r.perAlloc(r.cost.etcdCPU))
+			fmt.Fprintf(w, "  CPU per allocation: API server %.1f ms, etcd %.1f ms, plugin execs %.1f ms, harness process %.1f ms (the in-process agents and controllers, the proxy, the harness); the machine was busy %.1f ms of %.1f ms (%d cores)\n",
+				1000*r.perAlloc(r.cost.server.cpuSeconds), 1000*r.perAlloc(r.cost.etcdCPU), 1000*r.perAlloc(r.cost.children), 1000*r.perAlloc(r.cost.self),
+				1000*r.perAlloc(r.cost.machine), 1000*r.perAlloc(r.wall.Seconds()*float64(runtime.NumCPU())), runtime.NumCPU())
 			if r.agentMemHow != "" {
 				fmt.Fprintf(w, "  agent memory: %s per node (%s)\n", fmtMB(r.agentMem), r.agentMemHow)
 			}

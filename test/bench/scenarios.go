@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"sync"
@@ -344,6 +346,7 @@ func (h *Harness) runScenario(ctx context.Context, p Peer, pl *plan, led *ledger
 	} else {
 		profiled <- nil
 	}
+	stopProfile := h.profileSelf(fmt.Sprintf("%s-%s-%d-%s.pprof", h.CPUProfile, p.Name(), len(h.Nodes), pl.name))
 	start := time.Now()
 	stopProgress := h.reportProgress(fmt.Sprintf("%s %d nodes %s", p.Name(), len(h.Nodes), pl.name), start, &done, len(jobs))
 	if pl.rate > 0 {
@@ -352,6 +355,7 @@ func (h *Harness) runScenario(ctx context.Context, p Peer, pl *plan, led *ledger
 		runPerNode(ctx, h.Nodes, h.Parallel, jobs)
 	}
 	res.wall = time.Since(start)
+	stopProfile()
 	if err := <-profiled; err != nil {
 		fmt.Fprintf(h.Progress, "bench: %v\n", err)
 	}
@@ -477,6 +481,11 @@ type costSnapshot struct {
 	server  serverMetrics
 	proxy   proxyBytes
 	etcdCPU float64 // seconds
+	// self is the harness process's CPU (the in-process agents, controllers and the
+	// counting proxy); children the CPU of its children that exited (the exec'd plugins:
+	// the servers and out-of-process agents run until the end); machine every core's busy
+	// time; all in seconds.
+	self, children, machine float64
 }
 
 func (h *Harness) snapshot(ctx context.Context) (costSnapshot, error) {
@@ -484,7 +493,8 @@ func (h *Harness) snapshot(ctx context.Context) (costSnapshot, error) {
 	if err != nil {
 		return costSnapshot{}, err
 	}
-	c := costSnapshot{server: m, etcdCPU: processCPU(h.etcdPID)}
+	c := costSnapshot{server: m, etcdCPU: processCPU(h.etcdPID), machine: machineBusy()}
+	c.self, c.children = rusageCPU()
 	if h.Proxy != nil {
 		c.proxy = h.Proxy.snapshot()
 	}
@@ -492,7 +502,27 @@ func (h *Harness) snapshot(ctx context.Context) (costSnapshot, error) {
 }
 
 func (c costSnapshot) sub(before costSnapshot) costSnapshot {
-	return costSnapshot{server: c.server.sub(before.server), proxy: c.proxy.sub(before.proxy), etcdCPU: c.etcdCPU - before.etcdCPU}
+	return costSnapshot{server: c.server.sub(before.server), proxy: c.proxy.sub(before.proxy), etcdCPU: c.etcdCPU - before.etcdCPU,
+		self: c.self - before.self, children: c.children - before.children, machine: c.machine - before.machine}
+}
+
+// profileSelf starts profiling this process's CPU into file when -cpuprofile is set, and
+// returns what stops it.
+func (h *Harness) profileSelf(file string) (stop func()) {
+	if h.CPUProfile == "" {
+		return func() {}
+	}
+	f, err := os.Create(file)
+	if err == nil {
+		if err = pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(h.Progress, "bench: cpu profile: %v\n", err)
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
