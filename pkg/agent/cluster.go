@@ -72,7 +72,8 @@ func nodeBlockSelector(node string) labels.Selector {
 
 // clusterHooks are called on changes the agent reacts to.
 type clusterHooks struct {
-	// grantsChanged runs when this node's grants or its endpoints change (node grants).
+	// grantsChanged runs when what the node's demand depends on changes (node grants):
+	// its grants, its endpoints, its pods, a pool or a reserved IP.
 	grantsChanged func()
 	// reservedChanged runs whenever a SpiderReservedIP changes.
 	reservedChanged func()
@@ -115,6 +116,17 @@ func newCachedCluster(ctx context.Context, c cache.Cache, direct client.Reader, 
 			return nil, fmt.Errorf("watch %T: %w", obj, err)
 		}
 	}
+	// A pod bound to the node, or gone from it, changes the node's forecast.
+	pods, err := c.GetInformer(ctx, &corev1.Pod{})
+	if err != nil {
+		return nil, fmt.Errorf("start informer for Pod: %w", err)
+	}
+	if _, err := pods.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { hooks.changedGrants() },
+		DeleteFunc: func(any) { hooks.changedGrants() },
+	}); err != nil {
+		return nil, fmt.Errorf("watch Pod: %w", err)
+	}
 	inf, err := c.GetInformer(ctx, &v2beta1.SpiderReservedIP{})
 	if err != nil {
 		return nil, fmt.Errorf("start informer for SpiderReservedIP: %w", err)
@@ -124,6 +136,7 @@ func newCachedCluster(ctx context.Context, c cache.Cache, direct client.Reader, 
 		cc.reserved = [2]*ip.Set{}
 		cc.mu.Unlock()
 		hooks.reservedChanged()
+		hooks.changedGrants() // a reserved address granted to the node goes back
 	}
 	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { changed() },
@@ -151,9 +164,18 @@ func newCachedCluster(ctx context.Context, c cache.Cache, direct client.Reader, 
 			hooks.poolChanged(sp)
 		}
 	}
+	// An address that left the pool's addresses goes back; the status, written every
+	// few seconds while pods come and go, changes nothing the node asks for.
+	specChanged := func(old, obj any) {
+		o, ok1 := old.(*v2beta1.SpiderIPPool)
+		n, ok2 := obj.(*v2beta1.SpiderIPPool)
+		if !ok1 || !ok2 || o.Generation != n.Generation || o.GrantsMode() != n.GrantsMode() {
+			hooks.changedGrants()
+		}
+	}
 	if _, err := pools.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    poolChanged,
-		UpdateFunc: func(_, obj any) { poolChanged(obj) },
+		AddFunc:    func(obj any) { poolChanged(obj); hooks.changedGrants() },
+		UpdateFunc: func(old, obj any) { poolChanged(obj); specChanged(old, obj) },
 	}); err != nil {
 		return nil, fmt.Errorf("watch SpiderIPPool: %w", err)
 	}

@@ -24,14 +24,17 @@ import (
 // grantProtocol is the allocation protocol this agent speaks (IPAMNode status.protocol).
 const grantProtocol = 2
 
-// A lower need goes out within lowerNeedRefresh seconds (a node that needs less gives
-// the controller something to ask back for a node that waits); any other change of the
+// A lower need goes out at the next one-second tick (a node that needs less gives the
+// controller something to ask back for a node that waits); any other change of the
 // node's demand within demandRefresh seconds (a need its grants cover only tells the
 // controller what not to ask back, and a write per ADD would be a write and a round of
-// the controller per allocation).
+// the controller per allocation). A tick recomputes the demand only after a change the
+// node saw (a kick) or every recomputeEvery seconds (what depends on time alone: a
+// surplus held long enough to give back, a give-back that never landed); otherwise it
+// only decides whether the last demand computed is worth writing now.
 const (
-	lowerNeedRefresh = 1
-	demandRefresh    = 10
+	demandRefresh  = 10
+	recomputeEvery = 5
 )
 
 // grantSet is the node's side of node grants: one grantPool per pool in Grants mode, the
@@ -193,8 +196,9 @@ func (gs *grantSet) stopped(ctx context.Context) error {
 func (gs *grantSet) run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var written []ipamv1.PoolDemand
-	ticks := 0
+	var written, want []ipamv1.PoolDemand
+	var granted map[string]int
+	ticks, computed := 0, false
 	for {
 		var pass refreshPass
 		select {
@@ -202,25 +206,19 @@ func (gs *grantSet) run(ctx context.Context) {
 			return
 		case <-gs.kick:
 			time.Sleep(5 * time.Millisecond) // one write for the ADDs that come together
+			computed = false
 		case <-tick.C:
 			// Answers the controller has used go out with the next write for another
 			// reason.
 			ticks++
-			pass = refreshPass{lowerNeed: ticks%lowerNeedRefresh == 0, all: ticks%demandRefresh == 0}
-		}
-		// Every wake-up may carry a request to give back (a block changed): answer it
-		// at once, since another node's pod waits for it. That holds for pools no ADD
-		// of this life used yet (the agent restarted): their grants name them.
-		gs.adopt()
-		for _, g := range gs.all() {
-			if err := g.giveBack(ctx, time.Now()); err != nil && ctx.Err() == nil {
-				gs.d.log.Error(err, "give back addresses", "SpiderIPPool", g.name)
+			pass = refreshPass{lowerNeed: true, all: ticks%demandRefresh == 0}
+			if ticks%recomputeEvery == 0 {
+				computed = false
 			}
 		}
-		want, granted, err := gs.demands(ctx, written)
-		if err != nil && ctx.Err() == nil {
-			// Those pools keep their last line; the others' go out.
-			gs.d.log.Error(err, "compute the node's demand")
+		if !computed {
+			want, granted = gs.recompute(ctx, written)
+			computed = true
 		}
 		if !worthWriting(want, written, granted, pass) {
 			continue
@@ -235,6 +233,26 @@ func (gs *grantSet) run(ctx context.Context) {
 		}
 		written = want
 	}
+}
+
+// recompute gives back what the node is asked for or does not need, and returns the
+// node's demand and how many addresses of each pool it holds.
+func (gs *grantSet) recompute(ctx context.Context, written []ipamv1.PoolDemand) ([]ipamv1.PoolDemand, map[string]int) {
+	// Every wake-up may carry a request to give back (a block changed): answer it at
+	// once, since another node's pod waits for it. That holds for pools no ADD of this
+	// life used yet (the agent restarted): their grants name them.
+	gs.adopt()
+	for _, g := range gs.all() {
+		if err := g.giveBack(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			gs.d.log.Error(err, "give back addresses", "SpiderIPPool", g.name)
+		}
+	}
+	want, granted, err := gs.demands(ctx, written)
+	if err != nil && ctx.Err() == nil {
+		// Those pools keep their last line; the others' go out.
+		gs.d.log.Error(err, "compute the node's demand")
+	}
+	return want, granted
 }
 
 // newAnswers reports whether next answers something written does not. Answers that
@@ -298,7 +316,7 @@ func worthWriting(next, written []ipamv1.PoolDemand, granted map[string]int, pas
 }
 
 // refreshPass says which changes a periodic pass of the demand writer sends: a lower
-// need (every lowerNeedRefresh seconds) and every change (every demandRefresh).
+// need (every tick) and every change (every demandRefresh ticks).
 type refreshPass struct{ lowerNeed, all bool }
 
 // demands are the node's lines for every pool it uses, by pool name, and how many
