@@ -43,8 +43,10 @@ type orbweaver struct {
 	running int
 
 	registries []*prometheus.Registry // one per agent
-	before     agentStats             // at Begin
-	heapBefore uint64                 // the process's live heap before the agents started
+	// controllerMetrics is the grant controller's registry (nil on the records protocol).
+	controllerMetrics *prometheus.Registry
+	before            agentStats // at Begin
+	heapBefore        uint64     // the process's live heap before the agents started
 
 	reserveSize int
 	rebindDelay time.Duration
@@ -266,6 +268,9 @@ type agentStats struct {
 	batchSum    float64            // requests carried by pool writes
 	batchWrites uint64
 	handouts    float64 // addresses handed out from the nodes' reserves
+	// grants are the grant controller's counters (orbweaver_grants_*_total), by name
+	// and label values.
+	grants map[string]float64
 }
 
 func (o *orbweaver) Begin() { o.before = o.collect() }
@@ -302,8 +307,17 @@ func (o *orbweaver) End() []string {
 	}
 	out := []string{
 		fmt.Sprintf("agents' own ADD latency (histogram buckets, no plugin exec): p50 %s, p90 %s, p99 %s", quantile(0.5), quantile(0.9), quantile(0.99)),
-		fmt.Sprintf("agents' pool writes: %s; %.1f requests per write on average", strings.Join(writes, ", "), batch),
-		fmt.Sprintf("addresses handed out from the nodes' reserves, without a pool write: %.0f of %d ADDs", after.handouts-o.before.handouts, n),
+	}
+	if o.records {
+		out = append(out,
+			fmt.Sprintf("agents' pool writes: %s; %.1f requests per write on average", strings.Join(writes, ", "), batch),
+			fmt.Sprintf("addresses handed out from the nodes' reserves, without a pool write: %.0f of %d ADDs", after.handouts-o.before.handouts, n))
+	} else {
+		d := func(k string) float64 { return after.grants[k] - o.before.grants[k] }
+		out = append(out, fmt.Sprintf("grant controller: rounds written %.0f, idle %.0f, stale %.0f, conflict %.0f, error %.0f; addresses granted %.0f, asked back %.0f, returned %.0f; block writes ok %.0f, conflict %.0f, error %.0f",
+			d("rounds_total/written"), d("rounds_total/idle"), d("rounds_total/stale"), d("rounds_total/conflict"), d("rounds_total/error"),
+			d("granted_addresses_total"), d("reclaim_requests_total"), d("returned_addresses_total"),
+			d("block_writes_total/ok"), d("block_writes_total/conflict"), d("block_writes_total/error")))
 	}
 	if o.eip {
 		out = append(out, o.eipLine())
@@ -319,7 +333,23 @@ func fmtSeconds(s float64) string {
 }
 
 func (o *orbweaver) collect() agentStats {
-	st := agentStats{addBuckets: map[float64]uint64{}, writes: map[string]float64{}}
+	st := agentStats{addBuckets: map[float64]uint64{}, writes: map[string]float64{}, grants: map[string]float64{}}
+	if o.controllerMetrics != nil {
+		families, _ := o.controllerMetrics.Gather()
+		for _, f := range families {
+			name, ok := strings.CutPrefix(f.GetName(), "orbweaver_grants_")
+			if !ok || f.GetType() != dto.MetricType_COUNTER {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				key := name
+				for _, l := range m.GetLabel() {
+					key += "/" + l.GetValue()
+				}
+				st.grants[key] += m.GetCounter().GetValue()
+			}
+		}
+	}
 	for _, reg := range o.registries {
 		families, err := reg.Gather()
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,7 +29,8 @@ func (o *orbweaver) startGrantController(ctx context.Context, h *Harness, servin
 	if err != nil {
 		return fmt.Errorf("orbweaver peer: grant controller: %w", err)
 	}
-	if err := grants.SetupWithManager(ctx, mgr, grants.Params{Direct: h.Env.Client, Recorder: mgr.GetEventRecorderFor("orbweaver-grants")}); err != nil {
+	o.controllerMetrics = prometheus.NewRegistry()
+	if err := grants.SetupWithManager(ctx, mgr, grants.Params{Direct: h.Env.Client, Recorder: mgr.GetEventRecorderFor("orbweaver-grants"), Registerer: o.controllerMetrics}); err != nil {
 		return fmt.Errorf("orbweaver peer: grant controller: %w", err)
 	}
 	var all corev1.NodeList
