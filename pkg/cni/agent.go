@@ -10,9 +10,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api"
-	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/client/operations"
-	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/models"
+	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/wire"
 )
 
 // agentHint tells an operator where to look when the agent cannot be reached.
@@ -20,74 +18,58 @@ const agentHint = "check that ipam_unix_socket_path in the CNI config names the 
 	"that the orbweaver-agent DaemonSet pod is running on this node, " +
 	"and its logs: kubectl -n kube-system logs ds/orbweaver-agent"
 
-// agent calls orbweaver-agent over its unix socket with the generated client. Every
-// error it returns is a *types.Error with the code the runtime should see.
+// agent calls orbweaver-agent over its unix socket (pkg/agent/api/wire: the plugin's
+// imports are paid on every exec). Every error it returns is a *types.Error with the
+// code the runtime should see.
 type agent struct {
-	ops     operations.ClientService
+	c       *wire.Client
 	socket  string
 	timeout time.Duration // for messages; the deadline itself comes with ctx
 }
 
 func newAgent(socket string, timeout time.Duration) *agent {
-	return &agent{ops: api.NewUnixClient(socket), socket: socket, timeout: timeout}
+	return &agent{c: wire.NewClient(socket), socket: socket, timeout: timeout}
 }
 
-// The generated params default to a 30s timeout of their own; 0 leaves the deadline
-// to ctx, which carries ipam.timeout.
-const noParamTimeout = 0
-
-func (a *agent) add(ctx context.Context, args *models.AddArgs) (*models.AddResult, error) {
-	ok, err := a.ops.AddContext(ctx, operations.NewAddParamsWithTimeout(noParamTimeout).WithArgs(args))
+func (a *agent) add(ctx context.Context, args *wire.AddArgs) (*wire.AddResult, error) {
+	res, err := a.c.Add(ctx, args)
 	if err != nil {
 		return nil, a.classify(ctx, "add", err)
 	}
-	if ok.Payload == nil {
+	if res == nil {
 		return nil, types.NewError(types.ErrInternal, "orbweaver-agent answered add with an empty body", "")
 	}
-	return ok.Payload, nil
+	return res, nil
 }
 
-func (a *agent) del(ctx context.Context, att *models.Attachment) error {
-	_, err := a.ops.DelContext(ctx, operations.NewDelParamsWithTimeout(noParamTimeout).WithArgs(att))
-	return a.classify(ctx, "del", err)
+func (a *agent) del(ctx context.Context, att *wire.Attachment) error {
+	return a.classify(ctx, "del", a.c.Del(ctx, att))
 }
 
-func (a *agent) check(ctx context.Context, args *models.CheckArgs) error {
-	_, err := a.ops.CheckContext(ctx, operations.NewCheckParamsWithTimeout(noParamTimeout).WithArgs(args))
-	return a.classify(ctx, "check", err)
+func (a *agent) check(ctx context.Context, args *wire.CheckArgs) error {
+	return a.classify(ctx, "check", a.c.Check(ctx, args))
 }
 
-func (a *agent) gc(ctx context.Context, args *models.GCArgs) (*models.GCResult, error) {
-	ok, err := a.ops.GcContext(ctx, operations.NewGcParamsWithTimeout(noParamTimeout).WithArgs(args))
+func (a *agent) gc(ctx context.Context, args *wire.GCArgs) (*wire.GCResult, error) {
+	res, err := a.c.GC(ctx, args)
 	if err != nil {
 		return nil, a.classify(ctx, "gc", err)
 	}
-	if ok.Payload == nil {
-		return &models.GCResult{}, nil
-	}
-	return ok.Payload, nil
+	return res, nil
 }
 
-func (a *agent) status(ctx context.Context) (*models.Status, error) {
-	ok, err := a.ops.StatusContext(ctx, operations.NewStatusParamsWithTimeout(noParamTimeout))
+func (a *agent) status(ctx context.Context) (*wire.Status, error) {
+	st, err := a.c.Status(ctx)
 	if err != nil {
 		return nil, a.classify(ctx, "status", err)
 	}
-	if ok.Payload == nil || ok.Payload.Ready == nil {
+	if st == nil || st.Ready == nil {
 		return nil, types.NewError(types.ErrInternal, "orbweaver-agent answered status without \"ready\"", "")
 	}
-	return ok.Payload, nil
+	return st, nil
 }
 
-// agentError is what the generated client returns for a non-2xx answer: the
-// operation's Default response carrying the Error model.
-type agentError interface {
-	error
-	Code() int
-	GetPayload() *models.Error
-}
-
-// classify turns an error of the generated client into the CNI error the runtime
+// classify turns an error of the client into the CNI error the runtime
 // sees: code 11 (try again later) when the agent cannot be reached or does not
 // answer in time, the agent's own code for an Error model, 999 for anything else.
 func (a *agent) classify(ctx context.Context, op string, err error) error {
@@ -99,12 +81,12 @@ func (a *agent) classify(ctx context.Context, op string, err error) error {
 			fmt.Sprintf("orbweaver-agent did not answer %s within %s (ipam.timeout) on unix socket %s; %s",
 				op, a.timeout, a.socket, agentHint), "")
 	}
-	var ae agentError
+	var ae *wire.APIError
 	if errors.As(err, &ae) {
-		p := ae.GetPayload()
+		p := ae.Payload
 		if p == nil || p.Code == nil || p.Message == nil {
 			return types.NewError(types.ErrInternal,
-				fmt.Sprintf("orbweaver-agent answered %s with HTTP %d and no error message", op, ae.Code()), "")
+				fmt.Sprintf("orbweaver-agent answered %s with HTTP %d and no error message", op, ae.Status), "")
 		}
 		code := uint(types.ErrInternal)
 		if *p.Code > 0 {

@@ -17,7 +17,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/go-logr/logr"
 
-	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/models"
+	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/wire"
 )
 
 // Plugin runs the CNI commands. Its methods have the signature of skel.CNIFuncs.
@@ -90,7 +90,7 @@ func (p Plugin) Add(args *skel.CmdArgs) error {
 		if err != nil {
 			return err
 		}
-		ans, err := inv.agent.add(ctx, &models.AddArgs{
+		ans, err := inv.agent.add(ctx, &wire.AddArgs{
 			Attachment:        attachment(inv, pod),
 			DefaultIPv4IPPool: inv.cfg.IPAM.DefaultIPv4IPPool,
 			DefaultIPv6IPPool: inv.cfg.IPAM.DefaultIPv6IPPool,
@@ -146,7 +146,7 @@ func (p Plugin) Check(args *skel.CmdArgs) error {
 		if err != nil {
 			return err
 		}
-		return inv.agent.check(ctx, &models.CheckArgs{Attachment: attachment(inv, pod), Ips: addrs})
+		return inv.agent.check(ctx, &wire.CheckArgs{Attachment: attachment(inv, pod), Ips: addrs})
 	})
 }
 
@@ -154,12 +154,12 @@ func (p Plugin) Check(args *skel.CmdArgs) error {
 // cni.dev/valid-attachments (CNI GC, spec 1.1).
 func (p Plugin) GC(args *skel.CmdArgs) error {
 	return p.run("GC", args, func(ctx context.Context, inv *invocation) error {
-		valid := make([]*models.GCAttachment, 0, len(inv.cfg.ValidAttachments))
+		valid := make([]*wire.GCAttachment, 0, len(inv.cfg.ValidAttachments))
 		for _, a := range inv.cfg.ValidAttachments {
-			valid = append(valid, &models.GCAttachment{ContainerID: &a.ContainerID, IfName: &a.IfName})
+			valid = append(valid, &wire.GCAttachment{ContainerID: &a.ContainerID, IfName: &a.IfName})
 		}
 		name := inv.cfg.Name
-		res, err := inv.agent.gc(ctx, &models.GCArgs{NetworkName: &name, ValidAttachments: valid})
+		res, err := inv.agent.gc(ctx, &wire.GCArgs{NetworkName: &name, ValidAttachments: valid})
 		if err != nil {
 			return err
 		}
@@ -194,7 +194,7 @@ func (p Plugin) Status(args *skel.CmdArgs) error {
 // plugin: a node upgraded halfway (the DaemonSet rolled, the plugin binary on the host
 // not copied, or the other way round). It is only a warning; the API is versioned and
 // only ever gains fields.
-func (p Plugin) warnSkew(inv *invocation, st *models.Status) {
+func (p Plugin) warnSkew(inv *invocation, st *wire.Status) {
 	if !versionSkew(p.Version, st.Version) {
 		return
 	}
@@ -222,10 +222,10 @@ func versionSkew(plugin, agent string) bool {
 	return plugin != agent
 }
 
-func attachment(inv *invocation, pod PodArgs) *models.Attachment {
+func attachment(inv *invocation, pod PodArgs) *wire.Attachment {
 	containerID, ifName := inv.args.ContainerID, inv.args.IfName
 	ns, name := pod.Namespace, pod.Name
-	return &models.Attachment{
+	return &wire.Attachment{
 		ContainerID:  &containerID,
 		IfName:       &ifName,
 		NetNamespace: inv.args.Netns,

@@ -16,7 +16,7 @@ import (
 	types040 "github.com/containernetworking/cni/pkg/types/040"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
-	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/models"
+	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/wire"
 )
 
 // route is a types.Route in comparable form.
@@ -165,7 +165,7 @@ func TestAddRoutesAndGateways(t *testing.T) {
 			if got := routesOf(r.Routes); !slices.Equal(got, tt.want) {
 				t.Errorf("routes %v, want %v", got, tt.want)
 			}
-			var sent models.AddArgs
+			var sent wire.AddArgs
 			agent.body(t, "/v1/ipam/add", &sent)
 			if sent.CleanGateway != tt.cleanGateway {
 				t.Errorf("sent cleanGateway %v, want %v", sent.CleanGateway, tt.cleanGateway)
@@ -180,7 +180,7 @@ func TestAddSendsAttachmentAndPools(t *testing.T) {
 	if err := p.Add(cmdArgs(netConf(t, "1.0.0", agent.socket, nil))); err != nil {
 		t.Fatal(err)
 	}
-	var sent models.AddArgs
+	var sent wire.AddArgs
 	agent.body(t, "/v1/ipam/add", &sent)
 	a := sent.Attachment
 	if a == nil {
@@ -362,7 +362,7 @@ func TestDel(t *testing.T) {
 			if tt.wantCalls == 0 {
 				return
 			}
-			var a models.Attachment
+			var a wire.Attachment
 			agent.body(t, "/v1/ipam/del", &a)
 			got := []string{*a.ContainerID, *a.IfName, a.NetNamespace, *a.PodNamespace, *a.PodName, a.PodUID, a.NetworkName}
 			want := []string{"c0ffee", "eth0", tt.netns, "team-a", "web-0", "0b5b3f5e-uid", "macvlan-net"}
@@ -428,7 +428,7 @@ func TestCheck(t *testing.T) {
 			if out.Len() != 0 {
 				t.Errorf("CHECK printed %q", out)
 			}
-			var sent models.CheckArgs
+			var sent wire.CheckArgs
 			agent.body(t, "/v1/ipam/check", &sent)
 			if !slices.Equal(sent.Ips, tt.wantIPs) {
 				t.Errorf("sent ips %q, want %q", sent.Ips, tt.wantIPs)
@@ -473,7 +473,7 @@ func TestGC(t *testing.T) {
 			if string(raw["validAttachments"]) == "null" {
 				t.Error("validAttachments sent as null; the agent must see an explicit list")
 			}
-			var sent models.GCArgs
+			var sent wire.GCArgs
 			agent.body(t, "/v1/ipam/gc", &sent)
 			if sent.NetworkName == nil || *sent.NetworkName != "macvlan-net" {
 				t.Errorf("networkName %v, want macvlan-net", sent.NetworkName)

@@ -12,7 +12,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/types/create"
 
-	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/models"
+	"github.com/orbweaver-ipam/orbweaver/pkg/agent/api/wire"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 )
 
@@ -22,7 +22,7 @@ import (
 // cleanGateway, a default route through the gateway of the first IP of each family
 // that has one (SpiderPool's behaviour; a second default route of the same family
 // would make the main plugin's route add fail).
-func buildResult(ifName string, ans *models.AddResult, cleanGateway bool) (*current.Result, error) {
+func buildResult(ifName string, ans *wire.AddResult, cleanGateway bool) (*current.Result, error) {
 	res := &current.Result{CNIVersion: current.ImplementedSpecVersion}
 	hasDefault := map[bool]bool{} // by is-IPv4
 	for i, r := range ans.Routes {
@@ -74,7 +74,7 @@ func buildResult(ifName string, ans *models.AddResult, cleanGateway bool) (*curr
 	return res, nil
 }
 
-func toRoute(r *models.Route) (*types.Route, error) {
+func toRoute(r *wire.Route) (*types.Route, error) {
 	if r.Dst == nil {
 		return nil, fmt.Errorf("no dst")
 	}
