@@ -527,12 +527,12 @@ func (g *grantPool) Granted(ctx context.Context, addr netip.Addr) (bool, error) 
 // demand is the pool's line in the node's IPAMNode, and how many addresses of the pool
 // the node holds (less those it gave back); forecast counts the node's pods expected to
 // ask this pool soon.
-func (g *grantPool) demand(ctx context.Context, forecast int) (ipamv1.PoolDemand, int, error) {
+func (g *grantPool) demand(ctx context.Context, forecast int) (ipamv1.PoolDemand, poolHold, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	share, _, _, err := g.view(ctx)
 	if err != nil {
-		return ipamv1.PoolDemand{}, 0, err
+		return ipamv1.PoolDemand{}, poolHold{}, err
 	}
 	busy := 0
 	for _, a := range share.Granted {
@@ -561,8 +561,8 @@ func (g *grantPool) demand(ctx context.Context, forecast int) (ipamv1.PoolDemand
 			ips = append(ips, a.String())
 		}
 	}
-	held := len(share.Granted) - len(g.released)
-	return ipamv1.PoolDemand{Pool: g.name, Need: int32(g.need), Want: int32(g.want), IPs: ips, GiveBack: answers(g.released, g.kept)}, held, nil
+	hold := poolHold{have: len(share.Granted) - len(g.released), coming: g.need + forecast}
+	return ipamv1.PoolDemand{Pool: g.name, Need: int32(g.need), Want: int32(g.want), IPs: ips, GiveBack: answers(g.released, g.kept)}, hold, nil
 }
 
 // answers groups the node's answers to reclaim requests by token, in token order.

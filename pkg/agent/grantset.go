@@ -197,7 +197,7 @@ func (gs *grantSet) run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var written, want []ipamv1.PoolDemand
-	var granted map[string]int
+	var holds map[string]poolHold
 	ticks, computed := 0, false
 	for {
 		var pass refreshPass
@@ -217,10 +217,10 @@ func (gs *grantSet) run(ctx context.Context) {
 			}
 		}
 		if !computed {
-			want, granted = gs.recompute(ctx, written)
+			want, holds = gs.recompute(ctx, written)
 			computed = true
 		}
-		if !worthWriting(want, written, granted, pass) {
+		if !worthWriting(want, written, holds, pass) {
 			continue
 		}
 		if err := gs.writeDemand(ctx, want); err != nil {
@@ -236,8 +236,8 @@ func (gs *grantSet) run(ctx context.Context) {
 }
 
 // recompute gives back what the node is asked for or does not need, and returns the
-// node's demand and how many addresses of each pool it holds.
-func (gs *grantSet) recompute(ctx context.Context, written []ipamv1.PoolDemand) ([]ipamv1.PoolDemand, map[string]int) {
+// node's demand and what it holds of each pool.
+func (gs *grantSet) recompute(ctx context.Context, written []ipamv1.PoolDemand) ([]ipamv1.PoolDemand, map[string]poolHold) {
 	// Every wake-up may carry a request to give back (a block changed): answer it at
 	// once, since another node's pod waits for it. That holds for pools no ADD of this
 	// life used yet (the agent restarted): their grants name them.
@@ -247,12 +247,12 @@ func (gs *grantSet) recompute(ctx context.Context, written []ipamv1.PoolDemand) 
 			gs.d.log.Error(err, "give back addresses", "SpiderIPPool", g.name)
 		}
 	}
-	want, granted, err := gs.demands(ctx, written)
+	want, holds, err := gs.demands(ctx, written)
 	if err != nil && ctx.Err() == nil {
 		// Those pools keep their last line; the others' go out.
 		gs.d.log.Error(err, "compute the node's demand")
 	}
-	return want, granted
+	return want, holds
 }
 
 // newAnswers reports whether next answers something written does not. Answers that
@@ -286,46 +286,66 @@ func newAnswers(next, written []ipamv1.GiveBack) bool {
 // worthWriting reports whether the node's demand changed enough to tell the controller
 // now: the pools or specific addresses changed, answers to reclaim requests are new
 // (another node waits for them), the node holds fewer addresses of a pool than its need
-// (a pod waits), or its buffer ran below half of what it wants beyond its need (top it
-// up before the next pod has to wait; not when the last want was not met either).
-// Other changes wait for a periodic pass: a lower need for the next one (within a
-// second), the rest for the full one (refreshPass, demandRefresh).
-func worthWriting(next, written []ipamv1.PoolDemand, granted map[string]int, pass refreshPass) bool {
+// (a pod waits), or fewer than its need plus the pods bound to it that have not asked
+// yet (forecast: ask before those pods have to wait; topUp). A lower need goes out with the next tick (the controller may ask
+// back what it frees for a node that waits), a lower want with the next full pass
+// (so the controller stops topping up a buffer the node would give back). A higher
+// need or want that the node's grants cover is never written alone: the controller
+// asks back only addresses no endpoint holds, so a stale need changes none of its
+// decisions, and on an exactly sized pool each such write was a write and a round for
+// nothing (one per node at 500 nodes of 2 pods: docs/design/node-grants.md).
+func worthWriting(next, written []ipamv1.PoolDemand, holds map[string]poolHold, pass refreshPass) bool {
 	if len(next) != len(written) {
 		return true
 	}
 	for i := range next {
 		n, w := next[i], written[i]
-		have := granted[n.Pool]
+		h := holds[n.Pool]
 		switch {
 		case n.Pool != w.Pool || !slices.Equal(n.IPs, w.IPs) || newAnswers(n.GiveBack, w.GiveBack):
 			return true
-		case n.Need > w.Need && int(n.Need) > have:
+		case n.Need > w.Need && int(n.Need) > h.have:
 			return true
-		case n.Want > w.Want && int(n.Want) > have && have-int(n.Need) < int(n.Want-n.Need)/2 && have >= int(w.Want):
-			// Only when the last want was met: a pool that could not fill it has no
-			// address to spare, and asking for more would cost a round for nothing.
+		case h.topUp(n, w):
 			return true
 		case pass.lowerNeed && n.Need < w.Need:
 			return true
-		case pass.all && (n.Need != w.Need || n.Want != w.Want):
+		case pass.all && n.Want < w.Want:
 			return true
 		}
 	}
 	return false
 }
 
+// topUp reports whether a higher want is worth a write of its own: pods bound to the
+// node will ask for more than it has (coming above have), the last want was met (else
+// the pool had nothing to spare), and the written want leaves out at least half a
+// buffer of those pods, or one: one write per pod while pods come one by one to a
+// quiet node, one per half buffer while a busy node's pods come in a stream.
+func (h poolHold) topUp(n, w ipamv1.PoolDemand) bool {
+	if n.Want <= w.Want || h.have >= h.coming || h.have < int(w.Want) {
+		return false
+	}
+	left := min(h.coming, int(n.Want)) - int(w.Want)
+	return left >= max(1, int(n.Want-n.Need)/2)
+}
+
+// poolHold is what the node has of a pool against what it will use soon: have counts
+// the addresses granted to it (less those it gave back), coming its need plus the pods
+// bound to it that have not asked yet.
+type poolHold struct{ have, coming int }
+
 // refreshPass says which changes a periodic pass of the demand writer sends: a lower
-// need (every tick) and every change (every demandRefresh ticks).
+// need (every tick) and a lower want (every demandRefresh ticks).
 type refreshPass struct{ lowerNeed, all bool }
 
-// demands are the node's lines for every pool it uses, by pool name, and how many
-// addresses of each the node holds. A pool whose line
+// demands are the node's lines for every pool it uses, by pool name, and what it holds
+// of each. A pool whose line
 // cannot be computed now keeps its line in written; a pool that was deleted is no
 // longer served.
-func (gs *grantSet) demands(ctx context.Context, written []ipamv1.PoolDemand) ([]ipamv1.PoolDemand, map[string]int, error) {
+func (gs *grantSet) demands(ctx context.Context, written []ipamv1.PoolDemand) ([]ipamv1.PoolDemand, map[string]poolHold, error) {
 	var out []ipamv1.PoolDemand
-	granted := map[string]int{}
+	holds := map[string]poolHold{}
 	var errs []error
 	var forecast map[string]int
 	if gs.d.forecast != nil {
@@ -341,7 +361,7 @@ func (gs *grantSet) demands(ctx context.Context, written []ipamv1.PoolDemand) ([
 	}
 	pools := gs.all()
 	for _, g := range pools {
-		d, held, err := g.demand(ctx, forecast[g.name])
+		d, hold, err := g.demand(ctx, forecast[g.name])
 		switch {
 		case apierrors.IsNotFound(err):
 			gs.forget(g.name)
@@ -352,11 +372,11 @@ func (gs *grantSet) demands(ctx context.Context, written []ipamv1.PoolDemand) ([
 			}
 		default:
 			out = append(out, d)
-			granted[g.name] = held
+			holds[g.name] = hold
 		}
 	}
 	slices.SortFunc(out, func(a, b ipamv1.PoolDemand) int { return cmp.Compare(a.Pool, b.Pool) })
-	return out, granted, errors.Join(errs...)
+	return out, holds, errors.Join(errs...)
 }
 
 // writeDemand writes spec.pools of the node's IPAMNode; only this agent writes it, so a

@@ -57,6 +57,9 @@ type Harness struct {
 	APIServerProfileFor time.Duration
 	// ScenarioTimeout bounds each scenario, its prefill included.
 	ScenarioTimeout time.Duration
+	// Settle is how long the pods exist, bound to their nodes, before their ADDs are
+	// timed (the kubelet's lead over its CNI calls, and what a peer may do with it).
+	Settle time.Duration
 	// Proxy stands between every peer's API clients and the API server and counts what
 	// they receive; peers reach the API server through ClientConfig and Kubeconfig,
 	// which go through it. nil with -count-watch-bytes=false: the clients go straight

@@ -60,6 +60,7 @@ type options struct {
 	parallel      int
 	maxInflight   int
 	scenarioTime  time.Duration
+	settle        time.Duration
 	timeout       time.Duration
 	opTimeout     time.Duration
 	serverOutput  bool
@@ -96,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.sizes.churnFill, "churn-fill", 0.95, "churn: how full the pool is when churn starts")
 	fs.IntVar(&o.parallel, "parallel", 8, "CNI calls at once per node")
 	fs.IntVar(&o.maxInflight, "max-inflight", 256, "CNI calls at once in all (the machine's bound: every exec is a process on these few cores)")
+	fs.DurationVar(&o.settle, "settle", 2*time.Second, "how long the pods are bound to their nodes before their ADDs are timed")
 	fs.DurationVar(&o.scenarioTime, "scenario-timeout", 10*time.Minute, "bound on each scenario, its prefill included; a scenario cut short is reported as cut")
 	fs.DurationVar(&o.timeout, "timeout", 6*time.Hour, "bound on the whole run")
 	fs.DurationVar(&o.opTimeout, "op-timeout", 3*time.Minute, "bound on each plugin exec")
@@ -264,7 +266,7 @@ func bench(ctx context.Context, opts options, peers []Peer, stdout, stderr io.Wr
 	}
 
 	h := &Harness{Env: env, Dir: filepath.Join(env.Dir(), "bench"), Parallel: opts.parallel, OpTimeout: opts.opTimeout, Progress: stderr,
-		CPUProfile: opts.cpuProfile, APIServerProfile: opts.apiProfile, APIServerProfileFor: opts.apiProfileFor, ScenarioTimeout: opts.scenarioTime,
+		CPUProfile: opts.cpuProfile, APIServerProfile: opts.apiProfile, APIServerProfileFor: opts.apiProfileFor, ScenarioTimeout: opts.scenarioTime, Settle: opts.settle,
 		Proxy: proxy, slots: make(chan struct{}, opts.maxInflight),
 		etcdPID: findProcess("etcd", "--data-dir="+filepath.Join(env.Dir(), "etcd"))}
 	if err := os.MkdirAll(h.Dir, 0o700); err != nil {

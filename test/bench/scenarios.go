@@ -305,7 +305,7 @@ func (h *Harness) runScenario(ctx context.Context, p Peer, pl *plan, led *ledger
 		}
 	}
 	if !pl.reused || len(pl.prefill) > 0 {
-		if err := sleep(ctx, 2*time.Second); err != nil {
+		if err := sleep(ctx, h.Settle); err != nil {
 			return nil, err
 		}
 	}
