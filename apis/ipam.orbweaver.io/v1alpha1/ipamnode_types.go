@@ -39,14 +39,16 @@ type PoolDemand struct {
 	// +kubebuilder:validation:MaxLength=253
 	Pool string `json:"pool"`
 
-	// Need counts the addresses the node's pods hold, are being given, wait for, or will
-	// ask for soon (pods bound to the node whose ADD has not come yet).
+	// Need counts the addresses the node's pods hold, are being given or wait for. The
+	// agent writes a higher need only when its grants do not cover it (the controller
+	// asks back only addresses no endpoint holds), a lower one within a second.
 	// +required
 	// +kubebuilder:validation:Minimum=0
 	Need int32 `json:"need"`
 
 	// Want is Need plus the buffer the node would like to hold, so that its next pods
-	// do not wait for a grant. Buffers come only from addresses no node needs.
+	// do not wait for a grant. Buffers come only from addresses no node needs. The agent
+	// writes a higher want when pods bound to the node will ask for more than it holds.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	Want int32 `json:"want,omitempty"`
