@@ -524,9 +524,9 @@ func (g *grantPool) Granted(ctx context.Context, addr netip.Addr) (bool, error) 
 	return ok, nil
 }
 
-// demand is the pool's line in the node's IPAMNode, and how many addresses of the pool
-// the node holds (less those it gave back); forecast counts the node's pods expected to
-// ask this pool soon.
+// demand is the pool's line in the node's IPAMNode, and what the node holds of the pool
+// against what it will use soon; forecast counts the node's pods expected to ask this
+// pool soon.
 func (g *grantPool) demand(ctx context.Context, forecast int) (ipamv1.PoolDemand, poolHold, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -25,13 +25,11 @@ import (
 const grantProtocol = 2
 
 // A lower need goes out at the next one-second tick (a node that needs less gives the
-// controller something to ask back for a node that waits); any other change of the
-// node's demand within demandRefresh seconds (a need its grants cover only tells the
-// controller what not to ask back, and a write per ADD would be a write and a round of
-// the controller per allocation). A tick recomputes the demand only after a change the
-// node saw (a kick) or every recomputeEvery seconds (what depends on time alone: a
-// surplus held long enough to give back, a give-back that never landed); otherwise it
-// only decides whether the last demand computed is worth writing now.
+// controller something to ask back for a node that waits), a lower want within
+// demandRefresh seconds (worthWriting). A tick recomputes the demand only after a
+// change the node saw (a kick) or every recomputeEvery seconds (what depends on time
+// alone: a surplus held long enough to give back, a give-back that never landed);
+// otherwise it only decides whether the last demand computed is worth writing now.
 const (
 	demandRefresh  = 10
 	recomputeEvery = 5
@@ -211,7 +209,7 @@ func (gs *grantSet) run(ctx context.Context) {
 			// Answers the controller has used go out with the next write for another
 			// reason.
 			ticks++
-			pass = refreshPass{lowerNeed: true, all: ticks%demandRefresh == 0}
+			pass = refreshPass{lowerNeed: true, lowerWant: ticks%demandRefresh == 0}
 			if ticks%recomputeEvery == 0 {
 				computed = false
 			}
@@ -287,9 +285,10 @@ func newAnswers(next, written []ipamv1.GiveBack) bool {
 // now: the pools or specific addresses changed, answers to reclaim requests are new
 // (another node waits for them), the node holds fewer addresses of a pool than its need
 // (a pod waits), or fewer than its need plus the pods bound to it that have not asked
-// yet (forecast: ask before those pods have to wait; topUp). A lower need goes out with the next tick (the controller may ask
-// back what it frees for a node that waits), a lower want with the next full pass
-// (so the controller stops topping up a buffer the node would give back). A higher
+// yet (forecast: ask before those pods have to wait; topUp). A lower need goes out
+// with the next tick (the controller may ask back what it frees for a node that
+// waits), a lower want with the next lower-want pass (so the controller stops topping
+// up a buffer the node would give back). A higher
 // need or want that the node's grants cover is never written alone: the controller
 // asks back only addresses no endpoint holds, so a stale need changes none of its
 // decisions, and on an exactly sized pool each such write was a write and a round for
@@ -310,7 +309,7 @@ func worthWriting(next, written []ipamv1.PoolDemand, holds map[string]poolHold, 
 			return true
 		case pass.lowerNeed && n.Need < w.Need:
 			return true
-		case pass.all && n.Want < w.Want:
+		case pass.lowerWant && n.Want < w.Want:
 			return true
 		}
 	}
@@ -337,7 +336,7 @@ type poolHold struct{ have, coming int }
 
 // refreshPass says which changes a periodic pass of the demand writer sends: a lower
 // need (every tick) and a lower want (every demandRefresh ticks).
-type refreshPass struct{ lowerNeed, all bool }
+type refreshPass struct{ lowerNeed, lowerWant bool }
 
 // demands are the node's lines for every pool it uses, by pool name, and what it holds
 // of each. A pool whose line

@@ -434,3 +434,34 @@ func TestPlanGrantsNeverGrantsAHeldAddress(t *testing.T) {
 		t.Errorf("unmet %v, want n2 short of 1", plan.Unmet)
 	}
 }
+
+// TestPlanGrantsNeedBelowHoldsChangesNothing: a node writes a higher need only when its
+// grants do not cover it, so the need the controller reads may be lower than what the
+// node's pods hold. Every need from 0 up to the holds must give the same round: the
+// surplus asked back is only ever what no endpoint holds.
+func TestPlanGrantsNeedBelowHoldsChangesNothing(t *testing.T) {
+	subnet := netip.MustParsePrefix("10.0.0.0/24")
+	a := netip.MustParseAddr
+	round := func(need int) (grants, reclaim map[string]string, unmet map[string]int) {
+		in := GrantInput{Subnet: subnet, Usable: grantRanges(t, "10.0.0.1-10.0.0.4"),
+			Blocks: grantBlocks(t, subnet, map[string]string{"a": "10.0.0.1-10.0.0.4"}),
+			Held:   map[netip.Addr]string{a("10.0.0.3"): "a", a("10.0.0.4"): "a"}, Token: "t",
+			Demands: []Demand{{Node: "a", Need: need, Want: need}, {Node: "b", Need: 1, Want: 1}}}
+		plan := PlanGrants(in)
+		merged := maps.Clone(in.Blocks)
+		maps.Copy(merged, plan.Changed)
+		grants, reclaim = grantSummary(t, merged)
+		return grants, reclaim, plan.Unmet
+	}
+	wantGrants, wantReclaim, wantUnmet := round(2)
+	if wantReclaim["a"] != "10.0.0.2" || wantUnmet["b"] != 1 {
+		t.Fatalf("with a's true need: reclaim %v, unmet %v; want 10.0.0.2 (free) asked of a for b", wantReclaim, wantUnmet)
+	}
+	for need := range 2 {
+		g, r, u := round(need)
+		if !maps.Equal(g, wantGrants) || !maps.Equal(r, wantReclaim) || !maps.Equal(u, wantUnmet) {
+			t.Errorf("a's need %d (its pods hold 2): grants %v, reclaim %v, unmet %v; want %v, %v, %v as with need 2",
+				need, g, r, u, wantGrants, wantReclaim, wantUnmet)
+		}
+	}
+}

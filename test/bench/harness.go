@@ -487,9 +487,11 @@ func machineBusy() float64 {
 		}
 		busy += n
 	}
-	const clockTicks = 100 // USER_HZ on Linux
 	return busy / clockTicks
 }
+
+// clockTicks is USER_HZ on Linux: the unit of /proc's CPU times.
+const clockTicks = 100
 
 func processCPU(pid int) float64 {
 	if pid <= 0 {
@@ -513,7 +515,6 @@ func processCPU(pid int) float64 {
 	if err1 != nil || err2 != nil {
 		return 0
 	}
-	const clockTicks = 100 // USER_HZ on Linux
 	return (utime + stime) / clockTicks
 }
 

@@ -20,13 +20,12 @@ const maxAnswer = 1 << 20
 // Client calls the agent over its unix socket. Each call opens its own connection: the
 // CNI plugin makes one or two requests and exits.
 type Client struct {
-	socket string
-	http   *http.Client
+	http *http.Client
 }
 
 // NewClient returns a client of the agent listening on socket.
 func NewClient(socket string) *Client {
-	return &Client{socket: socket, http: &http.Client{Transport: &http.Transport{
+	return &Client{http: &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)

@@ -4,7 +4,7 @@
 //
 // The plugin is exec'd once per CNI call, so what it imports is paid on every pod
 // interface: the generated client and models bring the go-openapi runtime, validators,
-// YAML and OpenTelemetry, whose start-up costs about 3 ms of CPU per exec (15 % of the
+// YAML and OpenTelemetry, whose start-up cost about 5 ms of CPU per exec (a quarter of the
 // plugin's; docs/performance.md). The agent keeps the generated models and validates
 // every body it receives against the spec. TestWireMatchesModels (package api) fails
 // when a type here and its generated model differ in any field, type or JSON tag, so
