@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -94,16 +93,20 @@ func (a *agent) classify(ctx context.Context, op string, err error) error {
 		}
 		return types.NewError(code, *p.Message, p.Reason)
 	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
+	var ce *wire.ConnError
+	if errors.As(err, &ce) {
 		// The request never got an answer: no socket, nobody listening, or the agent
 		// went away mid-call.
+		what := ce.Err.Error()
+		if ce.Op != "dial" {
+			what = "the connection failed before an answer (" + ce.Op + "): " + what
+		}
 		where := " on unix socket " + a.socket + ": "
-		if strings.Contains(ue.Err.Error(), a.socket) { // "dial unix <socket>: connect: ..."
+		if strings.Contains(what, a.socket) { // "dial unix <socket>: connect: ..."
 			where = ": "
 		}
 		return types.NewError(types.ErrTryAgainLater,
-			fmt.Sprintf("cannot reach orbweaver-agent%s%v; %s", where, ue.Err, agentHint), "")
+			fmt.Sprintf("cannot reach orbweaver-agent%s%s; %s", where, what, agentHint), "")
 	}
 	return types.NewError(types.ErrInternal, fmt.Sprintf("cannot read orbweaver-agent's answer to %s: %v", op, err), "")
 }

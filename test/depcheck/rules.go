@@ -48,7 +48,7 @@ var rules = []rule{
 	},
 	{
 		scope: "pkg/cni/...", why: "the CNI plugin starts fast (every exec pays for its imports: docs/performance.md) and never reaches the API server itself",
-		forbid:      []string{"k8s.io/", "sigs.k8s.io/", "github.com/go-openapi/", "go.opentelemetry.io/"},
+		forbid:      []string{"k8s.io/", "sigs.k8s.io/", "github.com/go-openapi/", "go.opentelemetry.io/", "net/http", "crypto/tls"},
 		onlyProject: []string{"pkg/cni/...", "pkg/agent/api/wire", "pkg/ip/...", "pkg/version"},
 	},
 	{

@@ -26,6 +26,7 @@ func TestCheck(t *testing.T) {
 		{"cni with the agent api's wire types", pkg{m + "pkg/cni", nil, []string{m + "pkg/agent/api/wire"}}, nil},
 		{"cni with the generated agent client", pkg{m + "pkg/cni", nil, []string{m + "pkg/agent/api/client"}}, []string{"project package not allowed"}},
 		{"cni with the go-openapi runtime", pkg{m + "pkg/cni", nil, []string{"github.com/go-openapi/runtime"}}, []string{"forbidden"}},
+		{"cni with net/http through the wire client", pkg{m + "pkg/cni", nil, []string{m + "pkg/agent/api/wire", "net/http", "crypto/tls"}}, []string{"net/http", "crypto/tls"}},
 		{"cni with the agent", pkg{m + "pkg/cni", nil, []string{m + "pkg/agent"}}, []string{"project package not allowed"}},
 		{"agent with a controller", pkg{m + "pkg/agent", nil, []string{m + "pkg/controller/gc"}}, []string{"forbidden"}},
 		{"controller with the agent", pkg{m + "pkg/controller/gc", nil, []string{m + "pkg/agent"}}, []string{"forbidden"}},

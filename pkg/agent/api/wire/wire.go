@@ -1,11 +1,12 @@
 // Package wire is the CNI plugin's side of the agent API (../openapi.yaml): the same
 // JSON bodies as the generated models, and a client for the agent's unix socket, on the
-// standard library alone.
+// standard library alone and without net/http.
 //
 // The plugin is exec'd once per CNI call, so what it imports is paid on every pod
 // interface: the generated client and models bring the go-openapi runtime, validators,
 // YAML and OpenTelemetry, whose start-up cost about 5 ms of CPU per exec (a quarter of the
-// plugin's; docs/performance.md). The agent keeps the generated models and validates
+// plugin's; docs/performance.md), and net/http brings TLS and x509, another 4 ms or so:
+// the client speaks HTTP/1.0 by hand (client.go). The agent keeps the generated models and validates
 // every body it receives against the spec. TestWireMatchesModels (package api) fails
 // when a type here and its generated model differ in any field, type or JSON tag, so
 // `make generate` after a spec change is followed by the same change here.
