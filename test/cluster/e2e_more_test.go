@@ -455,3 +455,112 @@ func TestE2EEIPRequestRefused(t *testing.T) {
 		t.Errorf("the cloud has no EIP %s in use on %s tagged for namespace %s: %+v", public, p[name].IP, ns, eips)
 	}
 }
+
+// TestE2EStatefulSetEIP is issue 16's per-pod manual release (seed 003's `kubectl
+// delete eipc <pod>`), with the SpiderEndpoint as the per-pod record: a StatefulSet
+// pod keeps its private IP and its EIP across deletion, and an ordinal scaled away
+// keeps both (policy Never). Deleting that ordinal's SpiderEndpoint releases its IP
+// and, under the pool's Follow strategy, its EIP in the cloud; the other ordinal keeps
+// its own, still bound.
+func TestE2EStatefulSetEIP(t *testing.T) {
+	c := requireCluster(t)
+	ns := namespace(t, c, "e2e-sts-eip")
+	apply(t, c, "", `apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: e2e-sts-eip}
+spec:
+  ipVersion: 4
+  subnet: 10.244.0.0/16
+  ips: [10.244.175.10-10.244.175.14]
+  gateway: 10.244.0.1
+  orbweaver:
+    eip: {provider: alibaba, mode: Auto, bandwidth: 5, releaseStrategy: Follow}
+`)
+	apply(t, c, ns, statefulSetYAML("gw", 2, `{ipam.spidernet.io/ippool: '{"ipv4":["e2e-sts-eip"]}', orbweaver.io/ip-reclaim-policy: Never}`))
+	t.Cleanup(func() {
+		_, _ = c.kubectl("-n", ns, "delete", "statefulset", "gw", "--wait=true", "--timeout=60s")
+		_, _ = c.kubectl("delete", "sp", "e2e-sts-eip", "--wait=false", "--ignore-not-found")
+	})
+
+	// eips waits until the running pods of gw all show an EIP the cloud has bound to
+	// their IP, and returns pod name -> EIP.
+	eips := func(n int) map[string]string {
+		t.Helper()
+		var got map[string]string
+		if err := waitFor(fmt.Sprintf("%d gw pods with their EIPs bound", n), 120*time.Second, func() error {
+			ps := running(t, c, ns, "app=gw", n)
+			cloud, err := cloudEIPs()
+			if err != nil {
+				return err
+			}
+			got = map[string]string{}
+			for name, p := range ps {
+				pub := k(t, c, ns, "get", "pod", name, "-o", "jsonpath={.metadata.annotations.orbweaver\\.io/allocated-eip}")
+				if pub == "" {
+					return fmt.Errorf("pod %s has no EIP yet", name)
+				}
+				bound := false
+				for _, e := range cloud {
+					bound = bound || (e.PublicIP == pub && e.State == eip.InUse && e.PrivateIP == p.IP)
+				}
+				if !bound {
+					return fmt.Errorf("pod %s (%s) shows EIP %s, which the cloud has not bound to it", name, p.IP, pub)
+				}
+				got[name] = pub
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	inCloud := func(pub string) bool {
+		t.Helper()
+		cloud, err := cloudEIPs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range cloud {
+			if e.PublicIP == pub {
+				return true
+			}
+		}
+		return false
+	}
+
+	before := running(t, c, ns, "app=gw", 2)
+	first := eips(2)
+	if first["gw-0"] == first["gw-1"] {
+		t.Fatalf("gw-0 and gw-1 share EIP %s", first["gw-0"])
+	}
+
+	k(t, c, ns, "delete", "pod", "gw-1")
+	again := running(t, c, ns, "app=gw", 2)
+	if again["gw-1"].IP != before["gw-1"].IP || again["gw-1"].UID == before["gw-1"].UID {
+		t.Fatalf("gw-1 came back with %s (UID %s), want %s from a new pod", again["gw-1"].IP, again["gw-1"].UID, before["gw-1"].IP)
+	}
+	if now := eips(2); now["gw-1"] != first["gw-1"] {
+		t.Fatalf("re-created gw-1 shows EIP %s, want its own %s", now["gw-1"], first["gw-1"])
+	}
+
+	k(t, c, ns, "scale", "statefulset", "gw", "--replicas=1")
+	running(t, c, ns, "app=gw", 1)
+	if !inCloud(first["gw-1"]) {
+		t.Fatalf("gw-1's EIP %s left the cloud on scale-down; its IP is kept (policy Never), so is its EIP", first["gw-1"])
+	}
+
+	// Release gw-1's IP and EIP by hand: delete its record.
+	k(t, c, ns, "delete", "se", "gw-1")
+	if err := waitFor("gw-1's EIP released in the cloud", 120*time.Second, func() error {
+		if inCloud(first["gw-1"]) {
+			return fmt.Errorf("EIP %s still in the cloud", first["gw-1"])
+		}
+		return nil
+	}); err != nil {
+		ev, _ := c.kubectl("-n", ns, "get", "events", "--sort-by=.lastTimestamp")
+		t.Fatalf("%v\nevents:\n%s", err, ev)
+	}
+	if now := eips(1); now["gw-0"] != first["gw-0"] {
+		t.Fatalf("gw-0 shows EIP %s after gw-1's release, want its own %s", now["gw-0"], first["gw-0"])
+	}
+}
