@@ -180,9 +180,9 @@ func translateVendor(in map[string]string) (out, from map[string]string) {
 		}
 		byVendor[a.ours] = true
 		set(a.ours, v, a.key)
-		if a.ours == v2beta1.AnnoWithEIP {
-			set(v2beta1.AnnoEIPProvider, "alibaba", a.key)
-		}
+		// Any of ACK's annotations is about an Alibaba Cloud EIP: seed 000's final
+		// manifest names one by k8s.aliyun.com/pod-eip-instanceid alone.
+		set(v2beta1.AnnoEIPProvider, "alibaba", a.key)
 	}
 	if v, ok := in[tkeEIPAttributes]; ok {
 		set(v2beta1.AnnoWithEIP, "true", tkeEIPAttributes)

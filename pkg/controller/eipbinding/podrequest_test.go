@@ -43,11 +43,16 @@ func TestParsePodRequest(t *testing.T) {
 			"k8s.aliyun.com/eci-with-eip": "true", "k8s.aliyun.com/eip-charge-type": "PayByBandwidth"},
 			want: podRequest{withEIP: true, provider: "alibaba", attrs: v2beta1.EIPSpec{InternetChargeType: "PayByBandwidth"}}},
 		{name: "ACK's compatible alias eci-eip-instanceid", pod: "p", vendor: true, anno: map[string]string{"k8s.aliyun.com/eci-eip-instanceid": "eip-2ze1"},
-			want: podRequest{id: "eip-2ze1"}},
+			want: podRequest{provider: "alibaba", id: "eip-2ze1"}},
+		{name: "seed 000's final manifest: an EIP by ACK's ID alone is Alibaba's", pod: "p", vendor: true, anno: map[string]string{"k8s.aliyun.com/pod-eip-instanceid": "eip-2zeX"},
+			want: podRequest{provider: "alibaba", id: "eip-2zeX"}},
+		{name: "orbweaver's cloud wins over the one ACK's annotations imply", pod: "p", vendor: true, anno: map[string]string{
+			"k8s.aliyun.com/pod-eip-instanceid": "eip-2zeX", v2beta1.AnnoEIPProvider: "aws"},
+			want: podRequest{provider: "aws", id: "eip-2zeX"}},
 		{name: "ACK's own names win over their aliases", pod: "p", vendor: true, anno: map[string]string{
 			"k8s.aliyun.com/pod-eip-instanceid": "eip-own", "k8s.aliyun.com/eci-eip-instanceid": "eip-alias",
 			"k8s.aliyun.com/eip-internet-charge-type": "PayByTraffic", "k8s.aliyun.com/eip-charge-type": "PayByBandwidth"},
-			want: podRequest{id: "eip-own", attrs: v2beta1.EIPSpec{InternetChargeType: "PayByTraffic"}}},
+			want: podRequest{provider: "alibaba", id: "eip-own", attrs: v2beta1.EIPSpec{InternetChargeType: "PayByTraffic"}}},
 		{name: "the aliases, ignored without the vendor switch", pod: "p", anno: map[string]string{
 			"k8s.aliyun.com/eci-with-eip": "true", "k8s.aliyun.com/eip-charge-type": "PayByBandwidth"}},
 		{name: "TKE's attributes and delete policy", pod: "p", vendor: true, anno: map[string]string{

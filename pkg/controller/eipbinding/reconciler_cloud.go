@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -149,6 +150,16 @@ func (r *reconciler) provider(name string) (eip.Provider, error) {
 	}
 	if err, ok := r.p.ProviderErrors[name]; ok {
 		return nil, fmt.Errorf("%w: provider %q did not start: %w", errProviderMissing, name, err)
+	}
+	if name == "" {
+		// A pod's request in a pool without EIPs, naming no cloud, when the controller
+		// has several (or none) and no default.
+		clouds := slices.Sorted(maps.Keys(r.p.Providers))
+		if len(clouds) == 0 {
+			return nil, fmt.Errorf("%w: the controller has no cloud configured: set one in the chart's eip values (eip.alibaba, eip.aws or eip.tencent)", errProviderMissing)
+		}
+		return nil, fmt.Errorf("%w: the pod's request names no cloud and the controller has %s: set %s on the pod, or the chart's eip.defaultProvider (--eip-default-provider)",
+			errProviderMissing, strings.Join(clouds, ", "), v2beta1.AnnoEIPProvider)
 	}
 	return nil, fmt.Errorf("%w: provider %q is not configured in the controller (its --eip-%s-region flag, or the chart's eip.%s values)", errProviderMissing, name, name, name)
 }
