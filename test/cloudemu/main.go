@@ -5,8 +5,12 @@
 //
 //	cloudemu -alibaba 127.0.0.1:18081 -aws 127.0.0.1:18082 -tencent 127.0.0.1:18083 -admin 127.0.0.1:18080
 //
-// GET /eips on the admin address lists the cloud's EIPs as JSON: the cloud's own view,
-// for the demo to show next to the cluster's.
+// The admin address is the account holder's console:
+//   - GET /eips lists the cloud's EIPs as JSON: the cloud's own view, for the demo to
+//     show next to the cluster's;
+//   - POST /eips buys one EIP, as an administrator does before naming it on a pod: the
+//     body is an eip.AllocateRequest (its tags), the answer the eip.Address;
+//   - POST /bandwidth-packages?id=<id> creates a shared bandwidth package.
 package main
 
 import (
@@ -25,6 +29,7 @@ import (
 	alibabaemu "github.com/orbweaver-ipam/orbweaver/internal/eipemulator/alibaba"
 	awsemu "github.com/orbweaver-ipam/orbweaver/internal/eipemulator/aws"
 	tencentemu "github.com/orbweaver-ipam/orbweaver/internal/eipemulator/tencent"
+	"github.com/orbweaver-ipam/orbweaver/pkg/eip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/eip/eiptest"
 )
 
@@ -50,14 +55,7 @@ func run(addrs map[string]*string, async time.Duration) error {
 		"alibaba": alibabaemu.New(cloud),
 		"aws":     awsemu.New(cloud),
 		"tencent": tencentemu.New(cloud),
-		"admin": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method != http.MethodGet || r.URL.Path != "/eips" {
-				http.NotFound(w, r)
-				return
-			}
-			w.Header().Set("Content-Type", "application/json")
-			_ = json.NewEncoder(w).Encode(cloud.Snapshot())
-		}),
+		"admin":   admin(cloud),
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -90,4 +88,37 @@ func run(addrs map[string]*string, async time.Duration) error {
 	case err := <-errs:
 		return err
 	}
+}
+
+// admin serves the account holder's console (see the package comment).
+func admin(cloud *eiptest.Cloud) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /eips", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(cloud.Snapshot())
+	})
+	mux.HandleFunc("POST /eips", func(w http.ResponseWriter, r *http.Request) {
+		var req eip.AllocateRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
+			http.Error(w, "the body is not an eip.AllocateRequest: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		a, err := cloud.Allocate(r.Context(), req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(a)
+	})
+	mux.HandleFunc("POST /bandwidth-packages", func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("id")
+		if id == "" {
+			http.Error(w, "give the package's id: ?id=<id>", http.StatusBadRequest)
+			return
+		}
+		cloud.AddBandwidthPackage(id)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
 }

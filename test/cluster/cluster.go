@@ -62,7 +62,7 @@ func (c *cluster) up() error {
 		fn   func() error
 	}{
 		{"tools", c.tools},
-		{"packages (containerd, runc)", c.packages},
+		{"packages (containerd, runc, busybox-static)", c.packages},
 		{"certificates", func() error { return c.pki.ensure(nodeName, net.ParseIP(nodeIP)) }},
 		{"bridge " + bridgeName, c.bridge},
 		{"config files", c.writeConfig},
@@ -100,6 +100,11 @@ func (c *cluster) packages() error {
 		if _, err := exec.LookPath(bin); err != nil {
 			missing = append(missing, pkg)
 		}
+	}
+	// The stand-in for busybox:1.28 (images.go) needs the static build: Debian's busybox
+	// package has the same path, dynamically linked.
+	if out, err := exec.Command("dpkg-query", "-W", "-f=${Status}", "busybox-static").Output(); err != nil || string(out) != "install ok installed" {
+		missing = append(missing, "busybox-static")
 	}
 	if len(missing) == 0 {
 		return nil

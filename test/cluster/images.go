@@ -15,7 +15,14 @@ const (
 	ControllerImage = "localhost/orbweaver-controller:dev"
 	PauseImage      = "localhost/pause:local"
 	WorkloadImage   = "localhost/workload:local"
+	// BusyboxImage stands in for busybox:1.28, which seed 001's manifests run: Debian's
+	// busybox-static for sh, grep, echo, sleep and cat, and BusyBox 1.28's timeout
+	// (test/images/timeout), whose -t newer BusyBox took away.
+	BusyboxImage = "localhost/busybox:1.28-local"
 )
+
+// busyboxStatic is where Debian's busybox-static puts its binary (packages installs it).
+const busyboxStatic = "/bin/busybox"
 
 // buildImages builds the static binaries and writes one docker-archive per image into
 // .cluster/images; it returns the tar files. The cloud emulator is built with them: it
@@ -27,14 +34,19 @@ func (c *cluster) buildImages() ([]string, error) {
 	}
 	fmt.Println("building static binaries for the images")
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bins+"/",
-		"./cmd/orbweaver", "./cmd/orbweaver-agent", "./cmd/orbweaver-controller", "./test/images/pause", "./test/images/workload",
+		"./cmd/orbweaver", "./cmd/orbweaver-agent", "./cmd/orbweaver-controller", "./test/images/pause", "./test/images/workload", "./test/images/timeout",
 		"./test/cloudemu")
 	cmd.Dir, cmd.Stdout, cmd.Stderr = c.root, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("go build: %w", err)
 	}
-	read := func(name string) ([]byte, error) { return os.ReadFile(filepath.Join(bins, name)) }
+	read := func(name string) ([]byte, error) {
+		if name == "busybox" {
+			return os.ReadFile(busyboxStatic)
+		}
+		return os.ReadFile(filepath.Join(bins, name))
+	}
 	refs := map[string]string{"orbweaver-agent": AgentImage, "orbweaver-controller": ControllerImage}
 	type build struct {
 		spec images.Spec
@@ -43,6 +55,9 @@ func (c *cluster) buildImages() ([]string, error) {
 	specs := []build{
 		{images.Spec{Name: "pause", Entrypoint: []string{"/pause"}, Binaries: map[string]string{"/pause": "pause"}}, PauseImage},
 		{images.Spec{Name: "workload", Entrypoint: []string{"/workload"}, Binaries: map[string]string{"/workload": "workload"}}, WorkloadImage},
+		{images.Spec{Name: "busybox", Entrypoint: []string{"/bin/sh"}, Binaries: map[string]string{
+			"/bin/sh": "busybox", "/bin/grep": "busybox", "/bin/echo": "busybox", "/bin/sleep": "busybox", "/bin/cat": "busybox",
+			"/bin/timeout": "timeout"}}, BusyboxImage},
 	}
 	for _, p := range images.Product {
 		specs = append(specs, build{p, refs[p.Name]})

@@ -13,7 +13,7 @@ import (
 // localValues are the chart values for this cluster: the images imported by up, never
 // pulled; the CNI folders containerd uses here; the bridge network with orbweaver as its
 // IPAM; everything listening on the node's bridge address; a short GC delay so the demo
-// shows reclaims within seconds.
+// shows reclaims within seconds; the clouds' own EIP annotations read.
 func localValues(c *cluster) string {
 	return fmt.Sprintf(`listenOnPodIP: true
 agent:
@@ -44,6 +44,8 @@ gc:
 eip:
   credentialsSecret: %s
   orphanInterval: 1m
+  # ACK's and TKE's own annotations and readiness gate, as the seeds' manifests use them.
+  vendorAnnotations: true
   alibaba: {region: cn-hangzhou, endpoint: "http://%s"}
   aws: {region: us-east-1, endpoint: "http://%s"}
   tencent: {region: ap-guangzhou, endpoint: "http://%s"}

@@ -41,7 +41,9 @@ func main() {
 	c.noTools = *noTools
 	switch flag.Arg(0) {
 	case "images":
-		_, err = c.buildImages()
+		if err = c.packages(); err == nil {
+			_, err = c.buildImages()
+		}
 	case "up":
 		err = c.up()
 	case "down":
