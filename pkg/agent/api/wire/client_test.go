@@ -1,12 +1,14 @@
 package wire
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +29,8 @@ func serve(t *testing.T, h http.HandlerFunc) string {
 	return socket
 }
 
-// serveRaw answers every connection with f on the raw connection.
+// serveRaw answers every connection with f on the raw connection, once it has read the
+// request's head.
 func serveRaw(t *testing.T, f func(net.Conn)) string {
 	t.Helper()
 	socket := filepath.Join(t.TempDir(), "a.sock")
@@ -42,7 +45,19 @@ func serveRaw(t *testing.T, f func(net.Conn)) string {
 			if err != nil {
 				return
 			}
-			go func() { defer c.Close(); f(c) }()
+			go func() {
+				defer c.Close()
+				// Read the request's head first, as the agent does before it answers:
+				// answering before would race the client's write.
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil || line == "\r\n" {
+						break
+					}
+				}
+				f(c)
+			}()
 		}
 	}()
 	return socket
@@ -114,28 +129,28 @@ func TestClientNoAnswer(t *testing.T) {
 	cases := []struct {
 		name   string
 		socket func(t *testing.T) string
-		op     string
+		ops    []string // the connection error may come at either step
 	}{
-		{"no socket", func(t *testing.T) string { return filepath.Join(t.TempDir(), "none.sock") }, "dial"},
-		{"closed at once", func(t *testing.T) string { return serveRaw(t, func(net.Conn) {}) }, "receive"},
+		{"no socket", func(t *testing.T) string { return filepath.Join(t.TempDir(), "none.sock") }, []string{"dial"}},
+		{"closed at once", func(t *testing.T) string { return serveRaw(t, func(net.Conn) {}) }, []string{"send", "receive"}},
 		{"closed mid-head", func(t *testing.T) string {
 			return serveRaw(t, func(c net.Conn) { _, _ = c.Write([]byte("HTTP/1.0 200 OK\r\nContent-")) })
-		}, "receive"},
+		}, []string{"receive"}},
 		{"not HTTP", func(t *testing.T) string {
 			return serveRaw(t, func(c net.Conn) { _, _ = c.Write([]byte("SSH-2.0-OpenSSH\r\n\r\n")) })
-		}, "receive"},
+		}, []string{"receive"}},
 		{"chunked", func(t *testing.T) string {
 			return serveRaw(t, func(c net.Conn) {
 				_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"))
 			})
-		}, "receive"},
+		}, []string{"receive"}},
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := NewClient(tt.socket(t)).Status(ctx)
 			var ce *ConnError
-			if !errors.As(err, &ce) || ce.Op != tt.op {
-				t.Fatalf("got %v, want a ConnError of %s", err, tt.op)
+			if !errors.As(err, &ce) || !slices.Contains(tt.ops, ce.Op) {
+				t.Fatalf("got %v, want a ConnError of %v", err, tt.ops)
 			}
 		})
 	}
