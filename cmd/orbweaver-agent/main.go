@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/orbweaver-ipam/orbweaver/pkg/agent"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/version"
 )
 
@@ -48,6 +49,7 @@ func main() {
 	flag.DurationVar(&cfg.ReserveRebindDelay, "reserve-rebind-delay", agent.DefaultRebindDelay, "how long addresses handed out from the reserve wait to be recorded under their pods in one pool write")
 	flag.BoolVar(&cfg.StatefulSetFixedIPs, "enable-statefulset", true, "a StatefulSet's re-created pod keeps its predecessor's IPs (must match the controller's --enable-statefulset)")
 	flag.BoolVar(&cfg.StatefulSetFixedIPOptIn, "statefulset-fixed-ip-opt-in", false, "with --enable-statefulset, only StatefulSet pods annotated orbweaver.io/fixed-ip (or Kingsoft's k8s.ksyun.com/pod-ip-fixed) \"true\" keep their IPs; the others release them with the pod")
+	statefulKinds := flag.String("stateful-workload-kinds", "", "comma-separated <group>/<version>/<Kind> of controllers whose pods keep their IPs as a StatefulSet's, e.g. apps.kruise.io/v1beta1/StatefulSet (must match the controller's)")
 	flag.DurationVar(&cfg.AutoPoolWait, "auto-pool-wait", agent.DefaultAutoPoolWait, "how long an ADD waits for its application's auto pool to be created or to have room")
 	flag.DurationVar(&cfg.SchemaWait, "schema-wait", 2*time.Minute, "how long the agent waits at start for orbweaver's CRDs to be served (the controller puts them in place with --upgrade-crds) before it refuses to start")
 	nodeGrants := true
@@ -64,6 +66,12 @@ func main() {
 		fmt.Println(version.String("orbweaver-agent"))
 		return
 	}
+	kinds, err := ipam.ParseStatefulKinds(strings.Split(*statefulKinds, ","))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "orbweaver-agent: --stateful-workload-kinds:", err)
+		os.Exit(2)
+	}
+	cfg.StatefulKinds = kinds
 	cfg.QPS = float32(qps)
 	cfg.NoGrants = !nodeGrants
 	cfg.EnableIPv4, cfg.EnableIPv6 = ipv4, ipv6

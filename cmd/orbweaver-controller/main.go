@@ -73,6 +73,8 @@ type options struct {
 	nodeGrants         bool
 	autoPoolDefaultN   int
 	autoPoolThirdParty string
+	statefulKinds      string
+	kinds              ipam.StatefulKinds // statefulKinds, parsed
 	gcEnabled          bool
 	gc                 ipam.GCConfig
 	gcResync           time.Duration
@@ -114,6 +116,7 @@ func main() {
 	flag.BoolVar(&o.nodeGrants, "node-grants", true, "run the grant controller (docs/design/node-grants.md): it switches a pool to node grants once every node's agent speaks them, then grants addresses to nodes in IPBlocks; must match the agents' --node-grants")
 	flag.IntVar(&o.autoPoolDefaultN, "auto-pool-default-ip-number", 1, `the N of "+N" for applications whose template has no ipam.spidernet.io/ippool-ip-number (SpiderPool's clusterSubnetDefaultFlexibleIPNumber)`)
 	flag.StringVar(&o.autoPoolThirdParty, "auto-pool-third-party-kinds", "", "further workload kinds that get auto pools, comma-separated group/version/Kind (e.g. apps.kruise.io/v1alpha1/CloneSet); their ippool-ip-number must be a fixed N")
+	flag.StringVar(&o.statefulKinds, "stateful-workload-kinds", "", "further controllers whose pods keep their IPs as a StatefulSet's, comma-separated group/version/Kind (e.g. apps.kruise.io/v1beta1/StatefulSet); GC reads their spec.replicas; must match the agents'")
 	flag.BoolVar(&o.gcEnabled, "gc-enabled", true, "run IP garbage collection")
 	flag.DurationVar(&o.gc.GoneDelay, "gc-gone-delay", o.gc.GoneDelay, "how long a pod (or node) must have been gone before GC frees what it held; above the watch lag")
 	flag.DurationVar(&o.gc.AdditionalGraceDelay, "gc-additional-grace-delay", 0, "added to a terminating pod's grace period before GC frees its IPs")
@@ -171,6 +174,9 @@ func run(ctx context.Context, o options) error {
 	thirdParty, err := parseKinds(o.autoPoolThirdParty)
 	if err != nil {
 		return fmt.Errorf("--auto-pool-third-party-kinds: %w", err)
+	}
+	if o.kinds, err = ipam.ParseStatefulKinds(strings.Split(o.statefulKinds, ",")); err != nil {
+		return fmt.Errorf("--stateful-workload-kinds: %w", err)
 	}
 	restCfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -276,7 +282,7 @@ func components(mgr ctrl.Manager, direct client.Client, o options, thirdParty []
 			return eipbinding.SetupWithManager(ctx, mgr, p)
 		}},
 		{"IP garbage collection", o.gcEnabled, with(gc.SetupWithManager, gc.Params{
-			Config: o.gc, StatefulSetRetention: o.statefulSet, ResyncPeriod: o.gcResync, Client: direct, Registerer: reg,
+			Config: o.gc, StatefulSetRetention: o.statefulSet, StatefulKinds: o.kinds, ResyncPeriod: o.gcResync, Client: direct, Registerer: reg,
 		})},
 	}
 }

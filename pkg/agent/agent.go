@@ -29,6 +29,7 @@ import (
 	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/pkg/crdcheck"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/crdstore"
 	"github.com/orbweaver-ipam/orbweaver/pkg/version/buildinfo"
 )
@@ -85,6 +86,10 @@ type Config struct {
 	// (ipam.FixedIPWanted: orbweaver.io/fixed-ip or KCE's k8s.ksyun.com/pod-ip-fixed
 	// "true"); the others release theirs with the pod, as Kingsoft KCE.
 	StatefulSetFixedIPOptIn bool
+	// StatefulKinds adds controllers whose pods keep their addresses as a StatefulSet's
+	// (--stateful-workload-kinds, e.g. OpenKruise's apps.kruise.io/v1beta1/StatefulSet).
+	// It must match the controller's setting.
+	StatefulKinds ipam.StatefulKinds
 	// AutoPoolWait bounds an ADD's wait for its auto pool (DefaultAutoPoolWait).
 	AutoPoolWait time.Duration
 	// SchemaWait is how long the agent waits at start for orbweaver's CRDs to be served
@@ -262,7 +267,7 @@ func Run(ctx context.Context, cfg Config) error {
 		EnableIPv4: cfg.EnableIPv4, EnableIPv6: cfg.EnableIPv6, MultusClusterNetwork: cfg.MultusClusterNetwork,
 		Synced:     synced.Load,
 		ReserveMax: max(cfg.ReserveSize, 0), ReserveRebindDelay: cfg.ReserveRebindDelay, SettleFirst: true,
-		StatefulSetFixedIPs: cfg.StatefulSetFixedIPs, StatefulSetFixedIPOptIn: cfg.StatefulSetFixedIPOptIn, AutoPoolWait: cfg.AutoPoolWait,
+		StatefulSetFixedIPs: cfg.StatefulSetFixedIPs, StatefulSetFixedIPOptIn: cfg.StatefulSetFixedIPOptIn, StatefulKinds: cfg.StatefulKinds, AutoPoolWait: cfg.AutoPoolWait,
 		Grants: grants, CNIConfDir: cfg.CNIConfDir,
 	})
 	if grants != nil {

@@ -84,6 +84,9 @@ type Service struct {
 	statefulSetFixedIPs bool
 	// fixedIPOptIn: only the StatefulSet pods that ask keep theirs (ipam.FixedIPWanted).
 	fixedIPOptIn bool
+	// kinds are the controllers whose pods keep their addresses: apps' StatefulSet and
+	// those added by --stateful-workload-kinds.
+	kinds ipam.StatefulKinds
 	// poolChanges wakes ADDs that wait for an auto pool to appear or to have room.
 	poolChanges changes
 	// autoPoolWait bounds that wait.
@@ -123,6 +126,8 @@ type ServiceParams struct {
 	StatefulSetFixedIPs bool
 	// StatefulSetFixedIPOptIn: see Config.StatefulSetFixedIPOptIn.
 	StatefulSetFixedIPOptIn bool
+	// StatefulKinds: see Config.StatefulKinds.
+	StatefulKinds ipam.StatefulKinds
 	// AutoPoolWait is how long an ADD waits for its application's auto pool to be
 	// created, or to have room, before failing (DefaultAutoPoolWait when 0).
 	AutoPoolWait time.Duration
@@ -146,7 +151,7 @@ func NewService(ctx context.Context, p ServiceParams) *Service {
 	s := &Service{
 		node: p.Node, cluster: p.Cluster, endpoints: p.Endpoints, events: p.Events, log: p.Log, metrics: p.Metrics,
 		enableIPv4: p.EnableIPv4, enableIPv6: p.EnableIPv6, multusClusterNetwork: p.MultusClusterNetwork,
-		synced: p.Synced, statefulSetFixedIPs: p.StatefulSetFixedIPs, fixedIPOptIn: p.StatefulSetFixedIPOptIn, autoPoolWait: p.AutoPoolWait,
+		synced: p.Synced, statefulSetFixedIPs: p.StatefulSetFixedIPs, fixedIPOptIn: p.StatefulSetFixedIPOptIn, kinds: p.StatefulKinds, autoPoolWait: p.AutoPoolWait,
 		defaults: nodeDefaults{confDir: p.CNIConfDir, log: p.Log.Info},
 	}
 	if s.autoPoolWait <= 0 {

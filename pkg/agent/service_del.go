@@ -29,7 +29,7 @@ func (s *Service) Del(ctx context.Context, att *models.Attachment) (err error) {
 		return err
 	}
 	if ipam.RelateEndpoint(endpointFacts(se, nil), ipam.CallFacts{PodUID: att.PodUID, ContainerID: *att.ContainerID}) == ipam.EndpointSame {
-		if s.statefulSetFixedIPs && len(se.OwnerReferences) == 0 && se.Status.OwnerControllerType == ipam.KindStatefulSet {
+		if s.kept(se) {
 			// A StatefulSet's pod keeps its addresses for its next instance; garbage
 			// collection releases them once the StatefulSet no longer wants the pod,
 			// per the reclaim policy.

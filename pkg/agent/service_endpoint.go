@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -92,6 +91,9 @@ func newEndpoint(pod *corev1.Pod, node, containerID string, retain bool) *v2beta
 		},
 	}
 	if retain {
+		// Which group's kind ownerControllerType is: apps' StatefulSet and OpenKruise's
+		// share the kind (ipam.StatefulKinds).
+		se.Annotations = map[string]string{ipam.AnnoOwnerAPIVersion: topControllerOf(pod).APIVersion}
 		setReclaimPolicy(se, pod)
 	} else {
 		// Deleted with the pod by Kubernetes' garbage collector once the pod is gone.
@@ -114,16 +116,16 @@ func setReclaimPolicy(se *v2beta1.SpiderEndpoint, pod *corev1.Pod) {
 	se.Annotations[ipam.AnnoReclaimPolicy] = v
 }
 
-// retainsFor tells whether the pod keeps its addresses across re-creation: a
-// StatefulSet's pod, with StatefulSet fixed IPs on, that does not opt out (or, with
-// fixedIPOptIn, opts in) by ipam.FixedIPWanted, whose error it returns for a bad
-// annotation. Other pods' annotations are not read.
+// retainsFor tells whether the pod keeps its addresses across re-creation: a pod of a
+// StatefulSet (or of a kind added to ipam.StatefulKinds), with StatefulSet fixed IPs on,
+// that does not opt out (or, with fixedIPOptIn, opts in) by ipam.FixedIPWanted, whose
+// error it returns for a bad annotation. Other pods' annotations are not read.
 func (s *Service) retainsFor(pod *corev1.Pod) (bool, error) {
 	if !s.statefulSetFixedIPs {
 		return false, nil
 	}
 	top := topControllerOf(pod)
-	if top.Kind != ipam.KindStatefulSet || !strings.HasPrefix(top.APIVersion, "apps/") {
+	if !s.kinds.Match(top.APIVersion, top.Kind) {
 		return false, nil
 	}
 	return ipam.FixedIPWanted(pod.Annotations, s.fixedIPOptIn)
@@ -144,10 +146,23 @@ func endpointFacts(se *v2beta1.SpiderEndpoint, pod *corev1.Pod) ipam.EndpointFac
 	}
 	f := ipam.EndpointFacts{Exists: true, PodUID: se.Status.Current.UID, ContainerID: containerOf(se)}
 	if pod != nil {
-		top := topControllerOf(pod)
-		f.KeptFor = len(se.OwnerReferences) == 0 && se.Status.OwnerControllerType == ipam.KindStatefulSet && se.Status.OwnerControllerName == top.Name
+		f.KeptFor = keptFor(se, topControllerOf(pod))
 	}
 	return f
+}
+
+// keptFor tells whether no pod owns the endpoint and it names the controller top: the
+// same name, kind and group.
+func keptFor(se *v2beta1.SpiderEndpoint, top ipam.TopController) bool {
+	return len(se.OwnerReferences) == 0 && se.Status.OwnerControllerType == top.Kind && se.Status.OwnerControllerName == top.Name &&
+		ipam.GroupOf(ipam.OwnerAPIVersionOf(se.Annotations)) == ipam.GroupOf(top.APIVersion)
+}
+
+// kept tells whether the endpoint is kept for its pod's next instance: no pod owns it,
+// and it names a controller whose pods keep their addresses.
+func (s *Service) kept(se *v2beta1.SpiderEndpoint) bool {
+	return s.statefulSetFixedIPs && len(se.OwnerReferences) == 0 &&
+		s.kinds.Match(ipam.OwnerAPIVersionOf(se.Annotations), se.Status.OwnerControllerType)
 }
 
 // keptPoolsServe refuses, with ErrKeptIPNotServed, to let a StatefulSet pod's kept

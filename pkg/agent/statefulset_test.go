@@ -296,6 +296,86 @@ func TestAgentStatefulSetFixedIPOptIn(t *testing.T) {
 	}
 }
 
+// TestAgentAddedStatefulKind: with OpenKruise's Advanced StatefulSet added
+// (--stateful-workload-kinds), its pod keeps its address as a StatefulSet's does: the
+// endpoint is kept (no owner, the kind's group recorded), DEL keeps the address, and the
+// pod re-created gets it again. Without the flag the same pod is like any other. An
+// apps StatefulSet of the same name is another controller: its new pod does not take
+// the kept endpoint's address as its predecessor's.
+func TestAgentAddedStatefulKind(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx := context.Background()
+	kinds, err := ipam.ParseStatefulKinds([]string{"apps.kruise.io/v1beta1/StatefulSet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := startAgent(t, e, func(c *Config) { c.StatefulSetFixedIPs, c.StatefulKinds, c.ReserveSize = true, kinds, -1 })
+	plain := startAgent(t, e, func(c *Config) { c.StatefulSetFixedIPs, c.ReserveSize = true, -1 })
+	ns := newNamespace(t, e, nil)
+	newPool(t, e, "kruise", "10.77.0.0/24", nil, "10.77.0.10-10.77.0.40")
+	waitForPools(t, added)
+	waitForPools(t, plain)
+	ann := map[string]string{ipam.AnnoPodIPPool: `{"ipv4":["kruise"]}`}
+	kruise := metav1.OwnerReference{APIVersion: "apps.kruise.io/v1beta1", Kind: "StatefulSet", Name: "kdb", UID: "asts-uid-1", Controller: ptr.To(true)}
+
+	pod := newOwnedPod(t, e, ns, "kdb-0", added.node, kruise, nil, ann)
+	att := attachment{pod: pod, containerID: "c1", ifName: "eth0"}
+	res, err := added.add(ctx, att)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := *res.Ips[0].Address
+	se, err := getEndpoint(ctx, e, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(se.OwnerReferences) != 0 || se.Annotations[ipam.AnnoOwnerAPIVersion] != "apps.kruise.io/v1beta1" || se.Status.OwnerControllerName != "kdb" {
+		t.Fatalf("endpoint of an Advanced StatefulSet's pod: owners %v, annotations %v, controller %s/%s; want kept, %s recorded",
+			se.OwnerReferences, se.Annotations, se.Status.OwnerControllerType, se.Status.OwnerControllerName, ipam.AnnoOwnerAPIVersion)
+	}
+	if err := added.del(ctx, att); err != nil {
+		t.Fatal(err)
+	}
+	if _, held := holderOf(ctx, t, e, "kruise", addr[:len(addr)-3]); !held {
+		t.Fatalf("DEL released %s of an added stateful kind's pod", addr)
+	}
+	forceDelete(t, e, pod)
+	again := newOwnedPod(t, e, ns, "kdb-0", added.node, kruise, nil, ann)
+	res, err = added.add(ctx, attachment{pod: again, containerID: "c2", ifName: "eth0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := *res.Ips[0].Address; got != addr {
+		t.Fatalf("re-created kdb-0 got %s, want its kept %s", got, addr)
+	}
+
+	// Another controller of the same name and kind, apps': not the kept endpoint's.
+	forceDelete(t, e, again)
+	apps := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "kdb", UID: "sts-uid-9", Controller: ptr.To(true)}
+	other := newOwnedPod(t, e, ns, "kdb-0", added.node, apps, nil, ann)
+	res, err = added.add(ctx, attachment{pod: other, containerID: "c3", ifName: "eth0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The kept endpoint was not this pod's predecessor's: it was released (the address
+	// may well come back, as the lowest free one), and the pod's endpoint is its own.
+	if se, err := getEndpoint(ctx, e, other); err != nil || se.Annotations[ipam.AnnoOwnerAPIVersion] != "apps/v1" || se.Status.Current.UID != string(other.UID) {
+		t.Fatalf("apps' kdb-0 endpoint %+v, %v: want a new one naming apps/v1", se, err)
+	}
+	if owner, held := holderOf(ctx, t, e, "kruise", strings.TrimSuffix(*res.Ips[0].Address, "/24")); !held || owner != records.OwnerOf(string(other.UID), "c3", "eth0") {
+		t.Fatalf("apps' kdb-0 address held by %v (%t), want the pod", owner, held)
+	}
+
+	// Without the flag: like any pod.
+	lone := newOwnedPod(t, e, ns, "kweb-0", plain.node, metav1.OwnerReference{APIVersion: "apps.kruise.io/v1beta1", Kind: "StatefulSet", Name: "kweb", UID: "asts-uid-2", Controller: ptr.To(true)}, nil, ann)
+	if _, err := plain.add(ctx, attachment{pod: lone, containerID: "c4", ifName: "eth0"}); err != nil {
+		t.Fatal(err)
+	}
+	if se, err := getEndpoint(ctx, e, lone); err != nil || len(se.OwnerReferences) != 1 {
+		t.Fatalf("endpoint %v, %v: without the flag, want one owned by the pod", se, err)
+	}
+}
+
 // TestAgentStatefulSetFixedIPOff: with the setting off, a StatefulSet pod is like any
 // other: its endpoint is the pod's, and DEL releases.
 func TestAgentStatefulSetFixedIPOff(t *testing.T) {

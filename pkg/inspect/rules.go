@@ -216,6 +216,13 @@ func (v *view) endpointHolding(h *Holding, se *v2beta1.SpiderEndpoint, pool stri
 	}
 	// Gone. A StatefulSet's endpoint outlives its pods while the StatefulSet wants the
 	// pod (GC rule 15), then goes per the reclaim policy.
+	if av := ipam.OwnerAPIVersionOf(se.Annotations); len(se.OwnerReferences) == 0 && ipam.GroupOf(av) != "apps" && se.Status.OwnerControllerName != "" {
+		// A kind added by --stateful-workload-kinds: the CLI does not read those.
+		h.kept = fmt.Sprintf("kept for %s %s %s/%s (a kind added by --stateful-workload-kinds): garbage collection frees it per the reclaim policy once its spec.replicas no longer covers pod %s",
+			av, se.Status.OwnerControllerType, se.Namespace, se.Status.OwnerControllerName, se.Name)
+		h.note(h.kept)
+		return
+	}
 	if se.Status.OwnerControllerType == ipam.KindStatefulSet && se.Status.OwnerControllerName != "" {
 		name := se.Status.OwnerControllerName
 		key := se.Namespace + "/" + name

@@ -139,6 +139,17 @@ func TestRules(t *testing.T) {
 			addr: "10.8.0.1", notes: []string{"kept for StatefulSet ns/db"},
 		},
 		{
+			name: "an added stateful kind's endpoint (OpenKruise), not read by the CLI",
+			snap: Snapshot{Pools: []v2beta1.SpiderIPPool{grPool()},
+				Endpoints: []v2beta1.SpiderEndpoint{func() v2beta1.SpiderEndpoint {
+					se := ownedBy("kdb", endpoint("ns", "kdb-3", "u-old", "n1", "eth0", "10.8.0.1", "gr", "c1"))
+					se.Annotations = map[string]string{ipam.AnnoOwnerAPIVersion: "apps.kruise.io/v1beta1"}
+					return se
+				}()},
+				Blocks: []ipamv1.IPBlock{grantBlock(map[string]string{"10.8.0.1": "n1"})}, Nodes: nodes("n1")},
+			addr: "10.8.0.1", notes: []string{"kept for apps.kruise.io/v1beta1 StatefulSet ns/kdb", "--stateful-workload-kinds"},
+		},
+		{
 			name: "a StatefulSet scaled down, reclaim policy Never",
 			snap: Snapshot{Pools: []v2beta1.SpiderIPPool{func() v2beta1.SpiderIPPool {
 				sp := grPool()

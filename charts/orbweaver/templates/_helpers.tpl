@@ -162,3 +162,12 @@ The families: at least one. values.schema.json says the same; this message is fo
 {{- end -}}
 {{- join "," $out -}}
 {{- end -}}
+
+{{/* statefulWorkloadKinds as --stateful-workload-kinds: group/version/Kind,... */}}
+{{- define "orbweaver.statefulWorkloadKinds" -}}
+{{- $out := list -}}
+{{- range .Values.ipam.statefulWorkloadKinds -}}
+{{- $out = append $out (printf "%s/%s/%s" .group .version .kind) -}}
+{{- end -}}
+{{- join "," $out -}}
+{{- end -}}

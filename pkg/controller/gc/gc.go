@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/record"
@@ -53,6 +54,10 @@ type Params struct {
 	// wants the ordinal, and applies the reclaim policy after (SpiderPool's
 	// enableStatefulSet). Off, StatefulSet pods are collected like any other pod.
 	StatefulSetRetention bool
+	// StatefulKinds adds controllers whose pods keep their addresses as a StatefulSet's
+	// (--stateful-workload-kinds); GC reads their spec.replicas and spec.ordinals.start.
+	// Their CRDs must be installed.
+	StatefulKinds ipam.StatefulKinds
 	// ResyncPeriod is the longest time between passes; DefaultResyncPeriod when zero.
 	ResyncPeriod time.Duration
 	// Debounce is how long a change waits before it starts a pass, so that a burst
@@ -142,6 +147,12 @@ func (r *Reconciler) setup(mgr ctrl.Manager) error {
 		return fmt.Errorf("gc: register metrics: %w", err)
 	}
 	r.cache = mgr.GetCache()
+	for _, k := range r.p.StatefulKinds.Extra() {
+		gvk := schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind}
+		if _, err := mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			return fmt.Errorf("gc: stateful workload kind %s (--stateful-workload-kinds) is not served by the API server: install its CRD, or remove it from the flag (chart: ipam.statefulWorkloadKinds): %w", k, err)
+		}
+	}
 
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
@@ -151,7 +162,7 @@ func (r *Reconciler) setup(mgr ctrl.Manager) error {
 			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](time.Second, r.p.ResyncPeriod),
 		}).
 		WatchesRawSource(startPass())
-	for _, w := range watches(r.p.Debounce) {
+	for _, w := range watches(r.p.Debounce, r.p.StatefulKinds) {
 		b = b.Watches(w.obj, w.handler)
 	}
 	return b.Complete(r)
@@ -183,7 +194,7 @@ func (r *Reconciler) pass(ctx context.Context, now time.Time) (ctrl.Result, erro
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	in, inputErrs := buildInput(r.p.Config, r.p.StatefulSetRetention, snap, r.endedSince)
+	in, inputErrs := buildInput(r.p.Config, r.p.StatefulSetRetention, r.p.StatefulKinds, snap, r.endedSince)
 	plan := ipam.PlanGC(in.GCInput, now)
 	r.endedSince = plan.EndedSince
 	r.warn(ctx, in, plan.Warnings, inputErrs)

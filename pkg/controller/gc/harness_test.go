@@ -102,18 +102,7 @@ func startGC(t *testing.T, mutate func(*Params)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := logr.Discard()
-	if os.Getenv("ORBWEAVER_TEST_LOG") != "" {
-		logger = testr.New(t)
-	}
-	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
-		Scheme: e.Scheme, Logger: logger,
-		Metrics:    metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mgr := newTestManager(t, e)
 	if err := r.setup(mgr); err != nil {
 		t.Fatal(err)
 	}
@@ -451,4 +440,23 @@ func (h *harness) events(namespace string, uid string) []string {
 		}
 	}
 	return out
+}
+
+// newTestManager is a manager on the test API server, without metrics, logging to the
+// test with ORBWEAVER_TEST_LOG set.
+func newTestManager(t *testing.T, e *testenv.Env) ctrl.Manager {
+	t.Helper()
+	logger := logr.Discard()
+	if os.Getenv("ORBWEAVER_TEST_LOG") != "" {
+		logger = testr.New(t)
+	}
+	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
+		Scheme: e.Scheme, Logger: logger,
+		Metrics:    metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mgr
 }

@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -25,9 +26,11 @@ type snapshot struct {
 	pods         []corev1.Pod
 	nodes        []corev1.Node
 	statefulSets []appsv1.StatefulSet
-	endpoints    []v2beta1.SpiderEndpoint
-	pools        []v2beta1.SpiderIPPool
-	reserved     reservedSets
+	// workloads are the objects of the kinds added to ipam.StatefulKinds.
+	workloads []statefulWorkload
+	endpoints []v2beta1.SpiderEndpoint
+	pools     []v2beta1.SpiderIPPool
+	reserved  reservedSets
 }
 
 // read lists the snapshot from the manager's cache.
@@ -55,7 +58,60 @@ func (r *Reconciler) read(ctx context.Context) (snapshot, error) {
 	s.pods, s.nodes, s.statefulSets = pods.Items, nodes.Items, sets.Items
 	s.endpoints, s.pools = endpoints.Items, pools.Items
 	s.reserved = reservedSetsOf(reserved.Items)
+	for _, k := range r.p.StatefulKinds.Extra() {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind + "List"})
+		if err := r.cache.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
+			return snapshot{}, fmt.Errorf("gc: list %s from the cache: %w", k, err)
+		}
+		for i := range list.Items {
+			s.workloads = append(s.workloads, workloadOf(k, &list.Items[i]))
+		}
+	}
 	return s, nil
+}
+
+// statefulWorkload is what GC reads of a controller whose pods keep their addresses:
+// apps' StatefulSet, or an object of a kind added to ipam.StatefulKinds.
+type statefulWorkload struct {
+	group, kind, namespace, name string
+	uid                          types.UID
+	// replicas is spec.replicas (nil: 1); start is spec.ordinals.start.
+	replicas *int32
+	start    int32
+	deleting bool
+}
+
+func workloadKey(group, kind, namespace, name string) string {
+	return group + "/" + kind + "/" + namespace + "/" + name
+}
+
+// wants tells whether the workload wants a pod with this ordinal.
+func (w *statefulWorkload) wants(ordinal int) bool {
+	return ipam.StatefulSetWantsOrdinal(w.replicas, w.start, ordinal)
+}
+
+func statefulSetWorkload(st *appsv1.StatefulSet) statefulWorkload {
+	w := statefulWorkload{group: appsv1.GroupName, kind: ipam.KindStatefulSet, namespace: st.Namespace, name: st.Name,
+		uid: st.UID, replicas: st.Spec.Replicas, deleting: st.DeletionTimestamp != nil}
+	if st.Spec.Ordinals != nil {
+		w.start = st.Spec.Ordinals.Start
+	}
+	return w
+}
+
+// workloadOf reads an added kind's object as a StatefulSet is read: spec.replicas and
+// spec.ordinals.start. A replicas field that is not an integer counts as 1.
+func workloadOf(k ipam.StatefulKind, u *unstructured.Unstructured) statefulWorkload {
+	w := statefulWorkload{group: k.Group, kind: k.Kind, namespace: u.GetNamespace(), name: u.GetName(),
+		uid: u.GetUID(), deleting: u.GetDeletionTimestamp() != nil}
+	if n, found, err := unstructured.NestedInt64(u.Object, "spec", "replicas"); found && err == nil {
+		w.replicas = ptr.To(int32(n))
+	}
+	if n, found, err := unstructured.NestedInt64(u.Object, "spec", "ordinals", "start"); found && err == nil {
+		w.start = int32(n)
+	}
+	return w
 }
 
 // input is PlanGC's input plus what writing and reporting need of the objects.
@@ -88,17 +144,21 @@ func (in input) endpointNamedIn(msg string) *v2beta1.SpiderEndpoint {
 // are set only with retention on. Inputs that do not decode are returned as errors:
 // an endpoint's unreadable address is left out (the rest of it is used), a pool whose
 // records do not decode is left out (its records wait).
-func buildInput(cfg ipam.GCConfig, retention bool, s snapshot, endedSince map[uint64]time.Time) (input, []error) {
+func buildInput(cfg ipam.GCConfig, retention bool, kinds ipam.StatefulKinds, s snapshot, endedSince map[uint64]time.Time) (input, []error) {
 	in := input{
 		GCInput:   ipam.GCInput{Config: cfg, EndedSince: endedSince},
 		endpoints: make(map[string]*ipam.GCEndpoint, len(s.endpoints)),
 		poolUIDs:  make(map[string]types.UID, len(s.pools)),
 	}
 	var errs []error
-	sets := make(map[string]*appsv1.StatefulSet, len(s.statefulSets))
+	sets := make(map[string]*statefulWorkload, len(s.statefulSets)+len(s.workloads))
 	for i := range s.statefulSets {
-		st := &s.statefulSets[i]
-		sets[st.Namespace+"/"+st.Name] = st
+		w := statefulSetWorkload(&s.statefulSets[i])
+		sets[workloadKey(w.group, w.kind, w.namespace, w.name)] = &w
+	}
+	for i := range s.workloads {
+		w := &s.workloads[i]
+		sets[workloadKey(w.group, w.kind, w.namespace, w.name)] = w
 	}
 
 	in.Pods = make([]ipam.GCPod, 0, len(s.pods))
@@ -113,7 +173,7 @@ func buildInput(cfg ipam.GCConfig, retention bool, s snapshot, endedSince map[ui
 			p.ForceDeleted = ptr.Deref(pod.DeletionGracePeriodSeconds, -1) == 0
 		}
 		if retention {
-			p.StatefulSet = podMember(pod, sets)
+			p.StatefulSet = podMember(pod, kinds, sets)
 		}
 		in.Pods = append(in.Pods, p)
 	}
@@ -132,7 +192,7 @@ func buildInput(cfg ipam.GCConfig, retention bool, s snapshot, endedSince map[ui
 		}
 		// A kept endpoint has no owner reference; a StatefulSet pod that keeps nothing
 		// (opted out, or not opted in) has its pod as owner and is any pod's.
-		if retention && se.Status.OwnerControllerType == ipam.KindStatefulSet && len(se.OwnerReferences) == 0 {
+		if retention && len(se.OwnerReferences) == 0 && kinds.Match(ipam.OwnerAPIVersionOf(se.Annotations), se.Status.OwnerControllerType) {
 			e.StatefulSet = endpointMember(se, sets)
 		}
 		if v := se.Annotations[ipam.AnnoReclaimPolicy]; v != "" {
@@ -159,16 +219,13 @@ func buildInput(cfg ipam.GCConfig, retention bool, s snapshot, endedSince map[ui
 	return in, errs
 }
 
-// podMember is what the StatefulSet controlling a pod wants of it; nil when no
-// StatefulSet controls the pod (or its name carries no ordinal of it). The StatefulSet
-// must be the one the owner reference names: a StatefulSet deleted and re-created
-// under the same name, or one being deleted, no longer wants the old pod.
-func podMember(pod *corev1.Pod, sets map[string]*appsv1.StatefulSet) *ipam.StatefulSetMember {
+// podMember is what the StatefulSet (or added stateful kind, ipam.StatefulKinds)
+// controlling a pod wants of it; nil when none controls the pod (or its name carries no
+// ordinal of it). The controller must be the one the owner reference names: one deleted
+// and re-created under the same name, or one being deleted, no longer wants the old pod.
+func podMember(pod *corev1.Pod, kinds ipam.StatefulKinds, sets map[string]*statefulWorkload) *ipam.StatefulSetMember {
 	ref := metav1.GetControllerOf(pod)
-	if ref == nil || ref.Kind != ipam.KindStatefulSet {
-		return nil
-	}
-	if gv, err := schema.ParseGroupVersion(ref.APIVersion); err != nil || gv.Group != appsv1.GroupName {
+	if ref == nil || !kinds.Match(ref.APIVersion, ref.Kind) {
 		return nil
 	}
 	ordinal, ok := ipam.StatefulSetOrdinal(pod.Name, ref.Name)
@@ -176,37 +233,31 @@ func podMember(pod *corev1.Pod, sets map[string]*appsv1.StatefulSet) *ipam.State
 		return nil
 	}
 	m := &ipam.StatefulSetMember{Name: ref.Name, Ordinal: ordinal}
-	if st := sets[pod.Namespace+"/"+ref.Name]; st != nil && st.UID == ref.UID && st.DeletionTimestamp == nil {
+	if w := sets[workloadKey(ipam.GroupOf(ref.APIVersion), ref.Kind, pod.Namespace, ref.Name)]; w != nil && w.uid == ref.UID && !w.deleting {
 		m.Exists = true
-		m.InRange = wantsOrdinal(st, ordinal)
+		m.InRange = w.wants(ordinal)
 	}
 	return m
 }
 
-// endpointMember is what the StatefulSet an endpoint names (status.ownerControllerName)
-// wants of the endpoint's pod identity; nil when the endpoint's name carries no
-// ordinal of it. The endpoint outlives its pods and the StatefulSet, so the StatefulSet
-// is matched by name: one re-created under the same name wants the identity again.
-func endpointMember(se *v2beta1.SpiderEndpoint, sets map[string]*appsv1.StatefulSet) *ipam.StatefulSetMember {
+// endpointMember is what the controller an endpoint names (status.ownerControllerType
+// and ownerControllerName, its group in ipam.AnnoOwnerAPIVersion) wants of the
+// endpoint's pod identity; nil when the endpoint's name carries no ordinal of it. The
+// endpoint outlives its pods and the controller, so the controller is matched by name:
+// one re-created under the same name wants the identity again.
+func endpointMember(se *v2beta1.SpiderEndpoint, sets map[string]*statefulWorkload) *ipam.StatefulSetMember {
 	name := se.Status.OwnerControllerName
 	ordinal, ok := ipam.StatefulSetOrdinal(se.Name, name)
 	if name == "" || !ok {
 		return nil
 	}
 	m := &ipam.StatefulSetMember{Name: name, Ordinal: ordinal}
-	if st := sets[se.Namespace+"/"+name]; st != nil && st.DeletionTimestamp == nil {
+	group := ipam.GroupOf(ipam.OwnerAPIVersionOf(se.Annotations))
+	if w := sets[workloadKey(group, se.Status.OwnerControllerType, se.Namespace, name)]; w != nil && !w.deleting {
 		m.Exists = true
-		m.InRange = wantsOrdinal(st, ordinal)
+		m.InRange = w.wants(ordinal)
 	}
 	return m
-}
-
-func wantsOrdinal(st *appsv1.StatefulSet, ordinal int) bool {
-	var start int32
-	if st.Spec.Ordinals != nil {
-		start = st.Spec.Ordinals.Start
-	}
-	return ipam.StatefulSetWantsOrdinal(st.Spec.Replicas, start, ordinal)
 }
 
 // nodeReady reports the node's Ready condition; a node that reports none is not Ready.

@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -80,7 +81,7 @@ func TestPodStatefulSetMember(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			snap := snapshot{pods: []corev1.Pod{tt.pod}, statefulSets: tt.sets}
-			in, errs := buildInput(ipam.DefaultGCConfig(), true, snap, nil)
+			in, errs := buildInput(ipam.DefaultGCConfig(), true, ipam.StatefulKinds{}, snap, nil)
 			if len(errs) > 0 {
 				t.Fatal(errs)
 			}
@@ -88,7 +89,7 @@ func TestPodStatefulSetMember(t *testing.T) {
 				t.Fatalf("StatefulSet = %+v, want %+v", got, tt.want)
 			}
 			// Retention off: never a member.
-			in, _ = buildInput(ipam.DefaultGCConfig(), false, snap, nil)
+			in, _ = buildInput(ipam.DefaultGCConfig(), false, ipam.StatefulKinds{}, snap, nil)
 			if got := in.Pods[0].StatefulSet; got != nil {
 				t.Fatalf("retention off: StatefulSet = %+v, want nil", got)
 			}
@@ -144,7 +145,7 @@ func TestEndpointInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in, errs := buildInput(ipam.DefaultGCConfig(), tt.retention, snapshot{endpoints: []v2beta1.SpiderEndpoint{tt.se}, statefulSets: tt.sets}, nil)
+			in, errs := buildInput(ipam.DefaultGCConfig(), tt.retention, ipam.StatefulKinds{}, snapshot{endpoints: []v2beta1.SpiderEndpoint{tt.se}, statefulSets: tt.sets}, nil)
 			if len(errs) > 0 {
 				t.Fatal(errs)
 			}
@@ -187,7 +188,7 @@ func TestBuildInputPodsNodesPools(t *testing.T) {
 			Status: v2beta1.IPPoolStatus{Orbweaver: &v2beta1.IPPoolOrbweaverStatus{Records: []byte{9, 9, 9}}}},
 	}
 	ended := map[uint64]time.Time{1: time.Unix(5, 0)}
-	in, errs := buildInput(ipam.DefaultGCConfig(), true, snapshot{pods: []corev1.Pod{pod}, nodes: nodes, pools: pools}, ended)
+	in, errs := buildInput(ipam.DefaultGCConfig(), true, ipam.StatefulKinds{}, snapshot{pods: []corev1.Pod{pod}, nodes: nodes, pools: pools}, ended)
 
 	wantPod := ipam.GCPod{Namespace: "ns", Name: "p", UID: "u", Phase: ipam.PodRunning, Node: "n1", DeletionTimestamp: deleted}
 	if !reflect.DeepEqual(in.Pods, []ipam.GCPod{wantPod}) {
@@ -212,7 +213,7 @@ func TestBuildInputPodsNodesPools(t *testing.T) {
 }
 
 func TestEndpointNamedIn(t *testing.T) {
-	in, _ := buildInput(ipam.DefaultGCConfig(), true, snapshot{endpoints: []v2beta1.SpiderEndpoint{testEndpoint("db-1", "StatefulSet", "db", nil)}}, nil)
+	in, _ := buildInput(ipam.DefaultGCConfig(), true, ipam.StatefulKinds{}, snapshot{endpoints: []v2beta1.SpiderEndpoint{testEndpoint("db-1", "StatefulSet", "db", nil)}}, nil)
 	tests := []struct {
 		msg  string
 		want bool
@@ -281,5 +282,99 @@ func TestUpdateFilters(t *testing.T) {
 		if got := tt.changed(tt.old, tt.new); got != tt.want {
 			t.Errorf("%s: changed = %t, want %t", tt.name, got, tt.want)
 		}
+	}
+}
+
+// kruiseObject is an OpenKruise Advanced StatefulSet as the cache lists it.
+func kruiseObject(name, uid string, replicas any, deleting bool) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apps.kruise.io/v1beta1", "kind": "StatefulSet",
+		"metadata": map[string]any{"namespace": "ns", "name": name, "uid": uid},
+		"spec":     map[string]any{},
+	}}
+	if replicas != nil {
+		u.Object["spec"].(map[string]any)["replicas"] = replicas
+	}
+	if deleting {
+		u.SetDeletionTimestamp(&metav1.Time{Time: time.Unix(100, 0)})
+	}
+	return u
+}
+
+// TestAddedStatefulKindMember: with OpenKruise's Advanced StatefulSet added
+// (--stateful-workload-kinds), its pods and kept endpoints are members as a
+// StatefulSet's are, read from spec.replicas; apps' StatefulSet of the same name is
+// another controller; without the flag they are no one's.
+func TestAddedStatefulKindMember(t *testing.T) {
+	kruise, err := ipam.ParseStatefulKinds([]string{"apps.kruise.io/v1beta1/StatefulSet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := kruise.Extra()[0]
+	kruiseRef := func(name, uid string) metav1.OwnerReference {
+		return metav1.OwnerReference{APIVersion: "apps.kruise.io/v1beta1", Kind: "StatefulSet", Name: name, UID: types.UID(uid), Controller: ptr.To(true)}
+	}
+	kruiseEndpoint := func(name, owner string) v2beta1.SpiderEndpoint {
+		return testEndpoint(name, "StatefulSet", owner, map[string]string{ipam.AnnoOwnerAPIVersion: "apps.kruise.io/v1beta1"})
+	}
+	for _, tt := range []struct {
+		name      string
+		kinds     ipam.StatefulKinds
+		sets      []appsv1.StatefulSet
+		workloads []*unstructured.Unstructured
+		pod       *corev1.Pod
+		se        *v2beta1.SpiderEndpoint
+		want      *ipam.StatefulSetMember
+	}{
+		{name: "pod, in range", kinds: kruise, workloads: []*unstructured.Unstructured{kruiseObject("web", "u1", int64(3), false)},
+			pod: ptr.To(ownedPod("web-2", kruiseRef("web", "u1"))), want: &ipam.StatefulSetMember{Name: "web", Ordinal: 2, Exists: true, InRange: true}},
+		{name: "pod, scaled down", kinds: kruise, workloads: []*unstructured.Unstructured{kruiseObject("web", "u1", int64(2), false)},
+			pod: ptr.To(ownedPod("web-2", kruiseRef("web", "u1"))), want: &ipam.StatefulSetMember{Name: "web", Ordinal: 2, Exists: true}},
+		{name: "pod, replicas unset means 1", kinds: kruise, workloads: []*unstructured.Unstructured{kruiseObject("web", "u1", nil, false)},
+			pod: ptr.To(ownedPod("web-0", kruiseRef("web", "u1"))), want: &ipam.StatefulSetMember{Name: "web", Ordinal: 0, Exists: true, InRange: true}},
+		{name: "pod, being deleted", kinds: kruise, workloads: []*unstructured.Unstructured{kruiseObject("web", "u1", int64(3), true)},
+			pod: ptr.To(ownedPod("web-0", kruiseRef("web", "u1"))), want: &ipam.StatefulSetMember{Name: "web", Ordinal: 0}},
+		{name: "pod, apps' StatefulSet of the same name is another controller", kinds: kruise,
+			sets: []appsv1.StatefulSet{testStatefulSet("web", "u1", ptr.To[int32](3), 0, false)},
+			pod:  ptr.To(ownedPod("web-0", kruiseRef("web", "u1"))), want: &ipam.StatefulSetMember{Name: "web", Ordinal: 0}},
+		{name: "pod, kind not added", workloads: []*unstructured.Unstructured{kruiseObject("web", "u1", int64(3), false)},
+			pod: ptr.To(ownedPod("web-0", kruiseRef("web", "u1")))},
+		{name: "endpoint, in range", kinds: kruise, workloads: []*unstructured.Unstructured{kruiseObject("db", "u1", int64(3), false)},
+			se: ptr.To(kruiseEndpoint("db-1", "db")), want: &ipam.StatefulSetMember{Name: "db", Ordinal: 1, Exists: true, InRange: true}},
+		{name: "endpoint, its controller gone though apps' db exists", kinds: kruise,
+			sets: []appsv1.StatefulSet{testStatefulSet("db", "u1", ptr.To[int32](3), 0, false)},
+			se:   ptr.To(kruiseEndpoint("db-1", "db")), want: &ipam.StatefulSetMember{Name: "db", Ordinal: 1}},
+		{name: "endpoint without the annotation is apps'", kinds: kruise,
+			sets:      []appsv1.StatefulSet{testStatefulSet("db", "u1", ptr.To[int32](3), 0, false)},
+			workloads: []*unstructured.Unstructured{kruiseObject("db", "u2", int64(0), false)},
+			se:        ptr.To(testEndpoint("db-1", "StatefulSet", "db", nil)), want: &ipam.StatefulSetMember{Name: "db", Ordinal: 1, Exists: true, InRange: true}},
+		{name: "endpoint, kind not added", workloads: []*unstructured.Unstructured{kruiseObject("db", "u1", int64(3), false)},
+			se: ptr.To(kruiseEndpoint("db-1", "db"))},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			snap := snapshot{statefulSets: tt.sets}
+			for _, u := range tt.workloads {
+				snap.workloads = append(snap.workloads, workloadOf(k, u))
+			}
+			if tt.pod != nil {
+				snap.pods = []corev1.Pod{*tt.pod}
+			}
+			if tt.se != nil {
+				snap.endpoints = []v2beta1.SpiderEndpoint{*tt.se}
+			}
+			in, errs := buildInput(ipam.DefaultGCConfig(), true, tt.kinds, snap, nil)
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			var got *ipam.StatefulSetMember
+			if tt.pod != nil {
+				got = in.Pods[0].StatefulSet
+			} else {
+				got = in.Endpoints[0].StatefulSet
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("member = %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }

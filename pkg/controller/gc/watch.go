@@ -7,6 +7,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -15,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
+	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
 
 type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
@@ -34,8 +37,8 @@ type watch struct {
 
 // watches are the kinds whose changes start a pass, each with the updates that matter
 // to GC. Creates and deletes always do.
-func watches(debounce time.Duration) []watch {
-	return []watch{
+func watches(debounce time.Duration, kinds ipam.StatefulKinds) []watch {
+	ws := []watch{
 		{&corev1.Pod{}, trigger(debounce, podChanged)},
 		{&corev1.Node{}, trigger(debounce, nodeChanged)},
 		{&appsv1.StatefulSet{}, trigger(debounce, statefulSetChanged)},
@@ -43,6 +46,12 @@ func watches(debounce time.Duration) []watch {
 		{&v2beta1.SpiderIPPool{}, trigger(debounce, anyChange)},
 		{&v2beta1.SpiderReservedIP{}, trigger(debounce, anyChange)},
 	}
+	for _, k := range kinds.Extra() {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind})
+		ws = append(ws, watch{u, trigger(debounce, workloadChanged)})
+	}
+	return ws
 }
 
 // trigger queues the pass debounce after an event. The queue holds the one key once,
@@ -97,4 +106,22 @@ func statefulSetChanged(old, new client.Object) bool {
 	return !equality.Semantic.DeepEqual(o.Spec.Replicas, n.Spec.Replicas) ||
 		!equality.Semantic.DeepEqual(o.Spec.Ordinals, n.Spec.Ordinals) ||
 		!equality.Semantic.DeepEqual(o.DeletionTimestamp, n.DeletionTimestamp)
+}
+
+// workloadChanged: what GC reads of an added stateful kind's object (as of a
+// StatefulSet: the ordinals it wants, and its deletion).
+func workloadChanged(old, new client.Object) bool {
+	o, ok1 := old.(*unstructured.Unstructured)
+	n, ok2 := new.(*unstructured.Unstructured)
+	if !ok1 || !ok2 {
+		return true
+	}
+	for _, path := range [][]string{{"spec", "replicas"}, {"spec", "ordinals"}} {
+		a, _, _ := unstructured.NestedFieldNoCopy(o.Object, path...)
+		b, _, _ := unstructured.NestedFieldNoCopy(n.Object, path...)
+		if !equality.Semantic.DeepEqual(a, b) {
+			return true
+		}
+	}
+	return !equality.Semantic.DeepEqual(o.GetDeletionTimestamp(), n.GetDeletionTimestamp())
 }
