@@ -36,6 +36,7 @@ const (
 	ReasonCheckFailed       = "CheckFailed"
 	ReasonSpiderPoolRunning = "SpiderPoolRunning"
 	ReasonKeptIPNotServed   = "KeptIPNotServed"
+	ReasonOrdinalAddress    = "OrdinalAddressUnavailable"
 )
 
 // errGrantsMode: a pool's records writer found the pool switched to node grants; the
@@ -79,6 +80,8 @@ func classify(err error) (code int32, reason string) {
 	case errors.Is(err, ipam.ErrKeptIPNotServed):
 		// Retried: the pool may come to serve the node, or the endpoint be deleted.
 		return codeTryAgainLater, ReasonKeptIPNotServed
+	case errors.Is(err, ipam.ErrOrdinalAddress):
+		return codeTryAgainLater, ReasonOrdinalAddress
 	case errors.Is(err, ipam.ErrPoolExhausted):
 		return codeTryAgainLater, ReasonPoolExhausted
 	case errors.Is(err, ipam.ErrConflict):

@@ -438,11 +438,68 @@ func (g *grantPool) Rebind(ctx context.Context, addr netip.Addr, from, to record
 		return true, nil
 	}
 	g.mu.Unlock()
+	return g.awaitGrant(ctx, addr, to, "a StatefulSet pod rescheduled here keeps it",
+		func(_ ipam.NodeShare, held map[netip.Addr]*v2beta1.SpiderEndpoint) (bool, error) {
+			if held[addr] == nil {
+				// Not this node's endpoint's yet: handed out, so no other pod gets it.
+				g.handing[addr] = to
+				delete(g.owners, from)
+				g.owners[to] = addr
+			}
+			return true, nil
+		})
+}
+
+// Take hands owner one given address, the one its pod must have (the address of a
+// StatefulSet pod's ordinal, ipam.AnnoIPByOrdinal): at once when it is granted to this
+// node and free; when another node or none has it, the node asks for it by address and
+// waits, up to the grant wait, as Rebind does. It fails with ipam.ErrOrdinalAddress
+// when a pod of this node holds it or it is busy here for another reason, and when it
+// does not come in time (a pod of another node holds it).
+func (g *grantPool) Take(ctx context.Context, addr netip.Addr, owner records.Owner) error {
+	g.mu.Lock()
+	if a, ok := g.owners[owner]; ok {
+		g.mu.Unlock()
+		if a == addr {
+			return nil // a repeated ADD
+		}
+		return fmt.Errorf("%w: %s of pool %s: the pod was handed %s already", ipam.ErrOrdinalAddress, addr, g.name, a)
+	}
+	g.mu.Unlock()
+	ok, err := g.awaitGrant(ctx, addr, owner, "the address of a StatefulSet pod's ordinal",
+		func(share ipam.NodeShare, held map[netip.Addr]*v2beta1.SpiderEndpoint) (bool, error) {
+			if se := held[addr]; se != nil {
+				return false, fmt.Errorf("%w: %s of pool %s is held by pod %s/%s", ipam.ErrOrdinalAddress, addr, g.name, se.Namespace, se.Name)
+			}
+			delete(g.wishes, addr) // our own wish makes it busy: not another reason
+			if share.Busy(addr) {
+				return false, fmt.Errorf("%w: %s of pool %s is busy on node %s (handed to another pod, or being given back)", ipam.ErrOrdinalAddress, addr, g.name, g.d.node)
+			}
+			g.handing[addr] = owner
+			g.owners[owner] = addr
+			return true, nil
+		})
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s of pool %s was not granted to node %s within %s: a pod of another node holds it, or it is reserved (kubectl orbweaver ipam show --ip %s)",
+			ipam.ErrOrdinalAddress, addr, g.name, g.d.node, g.d.wait, addr)
+	}
+	return nil
+}
+
+// awaitGrant waits, up to the grant wait, until addr is granted to this node, asking
+// for it by address for owner (why says why, in the log); then it calls got with g.mu
+// held and returns its answer. It returns false when the wait ends first or the
+// address is no longer usable (excluded or reserved).
+func (g *grantPool) awaitGrant(ctx context.Context, addr netip.Addr, owner records.Owner, why string,
+	got func(share ipam.NodeShare, held map[netip.Addr]*v2beta1.SpiderEndpoint) (bool, error)) (bool, error) {
 	deadline := time.NewTimer(g.d.wait)
 	defer deadline.Stop()
 	defer func() {
 		g.mu.Lock()
-		if g.wishes[addr] == to {
+		if g.wishes[addr] == owner {
 			delete(g.wishes, addr)
 		}
 		g.mu.Unlock()
@@ -455,23 +512,17 @@ func (g *grantPool) Rebind(ctx context.Context, addr netip.Addr, from, to record
 			return false, err
 		}
 		if _, granted := slices.BinarySearchFunc(share.Granted, addr, netip.Addr.Compare); granted {
-			if held[addr] == nil {
-				// Not this node's endpoint's yet: handed out, so no other pod gets it.
-				delete(g.wishes, addr)
-				g.handing[addr] = to
-				delete(g.owners, from)
-				g.owners[to] = addr
-			}
+			ok, err := got(share, held)
 			g.mu.Unlock()
-			return true, nil
+			return ok, err
 		}
 		if !asked {
 			if !share.Usable(addr) {
 				g.mu.Unlock()
 				return false, nil // excluded or reserved since: never granted
 			}
-			g.wishes[addr], asked = to, true
-			g.d.log.Info("waiting for an address granted to another node (a StatefulSet pod rescheduled here keeps it)", "SpiderIPPool", g.name, "ip", addr)
+			g.wishes[addr], asked = owner, true
+			g.d.log.Info("waiting for an address granted to another node or to none", "why", why, "SpiderIPPool", g.name, "ip", addr)
 		}
 		ch := g.changed
 		g.mu.Unlock()
@@ -480,7 +531,7 @@ func (g *grantPool) Rebind(ctx context.Context, addr netip.Addr, from, to record
 		case <-ctx.Done():
 			return false, fmt.Errorf("wait for address %s of pool %s to be granted to node %s: %w", addr, g.name, g.d.node, ctx.Err())
 		case <-deadline.C:
-			g.d.log.Info("an address granted to another node did not come within the grant wait; the pod gets another", "SpiderIPPool", g.name, "ip", addr, "wait", g.d.wait)
+			g.d.log.Info("an address asked for by address did not come within the grant wait", "why", why, "SpiderIPPool", g.name, "ip", addr, "wait", g.d.wait)
 			return false, nil
 		case <-ch:
 		}

@@ -25,7 +25,7 @@ var requestOps = []string{"add", "del", "check", "gc"}
 // to (BadRequest is refused before the service and never counted).
 var requestResults = []string{"ok", ReasonPoolExhausted, ReasonNoPool, ReasonPoolRefused, ReasonUnknownPool, ReasonInvalidPool,
 	ReasonBadAnnotation, ReasonBadCNIConfig, ReasonAutoPoolNotReady, ReasonConflict, ReasonNotReady, ReasonInternal,
-	ReasonCheckFailed, ReasonSpiderPoolRunning, ReasonKeptIPNotServed}
+	ReasonCheckFailed, ReasonSpiderPoolRunning, ReasonKeptIPNotServed, ReasonOrdinalAddress}
 
 // writeResults are the values of the result label of orbweaver_agent_pool_writes_total.
 var writeResults = []string{"ok", "conflict", "error"}

@@ -29,6 +29,9 @@ type addRequest struct {
 	owner records.Owner
 	// retain: the pod keeps its addresses across re-creation (retainsFor).
 	retain bool
+	// ordinal is the pod's ordinal when it takes the address of it in its pools
+	// (ipam.AnnoIPByOrdinal, ordinalFor); -1 otherwise.
+	ordinal int
 	// log carries the pod, sandbox and interface.
 	log logr.Logger
 }
@@ -62,7 +65,7 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 	if err != nil {
 		return nil, err
 	}
-	req := &addRequest{args: args, att: att, pod: pod, owner: records.OwnerOf(string(pod.UID), *att.ContainerID, *att.IfName), log: log}
+	req := &addRequest{args: args, att: att, pod: pod, owner: records.OwnerOf(string(pod.UID), *att.ContainerID, *att.IfName), ordinal: -1, log: log}
 	s.defaults.learn(*att.IfName, args.DefaultIPv4IPPool, args.DefaultIPv6IPPool)
 	defer func() {
 		if err != nil {
@@ -75,6 +78,9 @@ func (s *Service) Add(ctx context.Context, args *models.AddArgs) (res *models.Ad
 		return nil, err
 	}
 	if req.retain, err = s.retainsFor(pod); err != nil {
+		return nil, fmt.Errorf("pod %s: %w", podRef(att), err)
+	}
+	if req.ordinal, err = s.ordinalFor(pod, req.retain); err != nil {
 		return nil, fmt.Errorf("pod %s: %w", podRef(att), err)
 	}
 	se, err := s.endpointFor(ctx, req)
@@ -288,7 +294,11 @@ func (s *Service) allocate(ctx context.Context, req *addRequest, c candidates) (
 }
 
 // allocateFamily tries the pools of one family in order; a full pool passes to the next.
+// A pod that takes the address of its ordinal takes it from the first pool.
 func (s *Service) allocateFamily(ctx context.Context, req *addRequest, pools []string) (nicAllocation, error) {
+	if req.ordinal >= 0 {
+		return s.allocateOrdinal(ctx, req, pools[0])
+	}
 	var exhausted []error
 	for i, name := range pools {
 		pool, err := s.cluster.Pool(ctx, name)
@@ -334,6 +344,35 @@ func (s *Service) allocateFrom(ctx context.Context, pool string, owner records.O
 			return addr, err
 		}
 		sleep(ctx, 20*time.Millisecond)
+	}
+}
+
+// allocateOrdinal takes the address of the pod's ordinal in the pool
+// (ipam.OrdinalAddress). Only a pool served by node grants can hand out one given
+// address; a pool on the records protocol is refused.
+func (s *Service) allocateOrdinal(ctx context.Context, req *addRequest, name string) (nicAllocation, error) {
+	pool, err := s.cluster.Pool(ctx, name)
+	if err != nil {
+		return nicAllocation{}, err
+	}
+	addr, err := ipam.OrdinalAddress(pool, req.ordinal)
+	if err != nil {
+		return nicAllocation{}, fmt.Errorf("pod %s (%s): %w", podRef(req.att), ipam.AnnoIPByOrdinal, err)
+	}
+	for try := 0; ; try++ {
+		g, ok := s.writers.get(name).(*grantPool)
+		if !ok {
+			if pool.GrantsMode() && try < 50 {
+				sleep(ctx, 20*time.Millisecond) // this node's cache has not seen the switch yet
+				continue
+			}
+			return nicAllocation{}, fmt.Errorf("%w: pod %s (%s) takes %s of SpiderIPPool %q, which is not served by node grants (docs/design/node-grants.md): a given address needs them; remove the annotation, or let every agent speak node grants",
+				ipam.ErrOrdinalAddress, podRef(req.att), ipam.AnnoIPByOrdinal, addr, name)
+		}
+		if err := g.Take(ctx, addr, req.owner); err != nil {
+			return nicAllocation{}, fmt.Errorf("pod %s (%s, ordinal %d): %w", podRef(req.att), ipam.AnnoIPByOrdinal, req.ordinal, err)
+		}
+		return nicAllocation{pool: pool, addr: addr}, nil
 	}
 }
 

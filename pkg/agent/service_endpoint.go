@@ -131,6 +131,24 @@ func (s *Service) retainsFor(pod *corev1.Pod) (bool, error) {
 	return ipam.FixedIPWanted(pod.Annotations, s.fixedIPOptIn)
 }
 
+// ordinalFor returns the pod's ordinal when it takes the address of it
+// (ipam.AnnoIPByOrdinal): a pod that keeps its addresses (retain) and whose name ends in
+// its controller's ordinal; -1 otherwise. A bad annotation is an error.
+func (s *Service) ordinalFor(pod *corev1.Pod, retain bool) (int, error) {
+	if !retain {
+		return -1, nil
+	}
+	want, err := ipam.IPByOrdinalWanted(pod.Annotations)
+	if err != nil || !want {
+		return -1, err
+	}
+	ordinal, ok := ipam.StatefulSetOrdinal(pod.Name, topControllerOf(pod).Name)
+	if !ok {
+		return -1, fmt.Errorf("%w: %s: pod name %s ends in no ordinal of its controller %s", ipam.ErrBadAnnotation, ipam.AnnoIPByOrdinal, pod.Name, topControllerOf(pod).Name)
+	}
+	return ordinal, nil
+}
+
 // relate is ipam.RelateEndpoint for a pod's endpoint (nil: none) and an ADD of the pod's
 // sandbox ctr; retain is retainsFor's answer for the pod.
 func (s *Service) relate(se *v2beta1.SpiderEndpoint, pod *corev1.Pod, ctr string, retain bool) ipam.EndpointRelation {

@@ -376,6 +376,39 @@ func TestAgentAddedStatefulKind(t *testing.T) {
 	}
 }
 
+// TestAgentIPByOrdinalRefusals: a pod that takes the address of its ordinal on a pool
+// of the records protocol is refused with OrdinalAddressUnavailable, saying node grants
+// are needed, and gets no address; a bad annotation value is a BadAnnotation naming
+// the key. (TestNodeGrantsIPByOrdinal, in test/grants, covers the pools that serve it.)
+func TestAgentIPByOrdinalRefusals(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx := context.Background()
+	a := startAgent(t, e, func(c *Config) { c.StatefulSetFixedIPs, c.ReserveSize = true, -1 })
+	ns := newNamespace(t, e, nil)
+	newPool(t, e, "ordinal-records", "10.78.0.0/24", nil, "10.78.0.10-10.78.0.20")
+	waitForPools(t, a)
+	sts := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db", UID: "sts-uid-ord", Controller: ptr.To(true)}
+	ann := func(v string) map[string]string {
+		return map[string]string{ipam.AnnoPodIPPool: `{"ipv4":["ordinal-records"]}`, ipam.AnnoIPByOrdinal: v}
+	}
+	for _, tc := range []struct {
+		pod, value, reason, says string
+	}{
+		{"db-0", "true", ReasonOrdinalAddress, "not served by node grants"},
+		{"db-1", "yes", ReasonBadAnnotation, ipam.AnnoIPByOrdinal},
+	} {
+		pod := newOwnedPod(t, e, ns, tc.pod, a.node, sts, nil, ann(tc.value))
+		_, err := a.add(ctx, attachment{pod: pod, containerID: "c-" + tc.pod, ifName: "eth0"})
+		var ae *agentError
+		if !errors.As(err, &ae) || ae.model.Reason != tc.reason || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s with %s %q: %v; want %s saying %q", tc.pod, ipam.AnnoIPByOrdinal, tc.value, err, tc.reason, tc.says)
+		}
+		if _, err := getEndpoint(ctx, e, pod); !apierrors.IsNotFound(err) {
+			t.Errorf("%s: an endpoint was written (%v)", tc.pod, err)
+		}
+	}
+}
+
 // TestAgentStatefulSetFixedIPOff: with the setting off, a StatefulSet pod is like any
 // other: its endpoint is the pod's, and DEL releases.
 func TestAgentStatefulSetFixedIPOff(t *testing.T) {

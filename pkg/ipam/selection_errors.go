@@ -43,4 +43,10 @@ var (
 	// the pod on a node the pool serves, or deletes its SpiderEndpoint to let it take
 	// a new address.
 	ErrKeptIPNotServed = errors.New("the pod's kept address is of a pool that does not serve this node")
+
+	// ErrOrdinalAddress: a pod that takes the address of its ordinal
+	// (AnnoIPByOrdinal) cannot have it: the pool is too small for the ordinal, the
+	// address is reserved, another pod holds it, or the pool is not served by node
+	// grants. The agent refuses rather than give it another address; the runtime retries.
+	ErrOrdinalAddress = errors.New("the address of the pod's ordinal is not available")
 )
