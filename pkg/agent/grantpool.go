@@ -209,13 +209,9 @@ func (g *grantPool) view(ctx context.Context) (ipam.NodeShare, map[netip.Addr]*v
 	if err != nil {
 		return ipam.NodeShare{}, nil, nil, err
 	}
-	subnet, err := ip.ParseCanonicalCIDR(string(sp.Spec.Subnet))
+	subnet, total, err := ipam.PoolAddresses(sp)
 	if err != nil {
-		return ipam.NodeShare{}, nil, nil, fmt.Errorf("%w %q: spec.subnet: %v", ipam.ErrInvalidPool, g.name, err)
-	}
-	total, err := ipam.EffectiveAddresses(subnet, sp.Spec.IPs, sp.Spec.ExcludeIPs)
-	if err != nil {
-		return ipam.NodeShare{}, nil, nil, fmt.Errorf("%w %q: %v", ipam.ErrInvalidPool, g.name, err)
+		return ipam.NodeShare{}, nil, nil, err
 	}
 	family, _ := ipam.PoolFamily(sp)
 	usable := total.Subtract(g.d.cluster.Reserved(family == v2beta1.IPv4))

@@ -359,21 +359,16 @@ func (s *Service) allocateOrdinal(ctx context.Context, req *addRequest, name str
 	if err != nil {
 		return nicAllocation{}, fmt.Errorf("pod %s (%s): %w", podRef(req.att), ipam.AnnoIPByOrdinal, err)
 	}
-	for try := 0; ; try++ {
-		g, ok := s.writers.get(name).(*grantPool)
-		if !ok {
-			if pool.GrantsMode() && try < 50 {
-				sleep(ctx, 20*time.Millisecond) // this node's cache has not seen the switch yet
-				continue
-			}
-			return nicAllocation{}, fmt.Errorf("%w: pod %s (%s) takes %s of SpiderIPPool %q, which is not served by node grants (docs/design/node-grants.md): a given address needs them; remove the annotation, or let every agent speak node grants",
-				ipam.ErrOrdinalAddress, podRef(req.att), ipam.AnnoIPByOrdinal, addr, name)
-		}
-		if err := g.Take(ctx, addr, req.owner); err != nil {
-			return nicAllocation{}, fmt.Errorf("pod %s (%s, ordinal %d): %w", podRef(req.att), ipam.AnnoIPByOrdinal, req.ordinal, err)
-		}
-		return nicAllocation{pool: pool, addr: addr}, nil
+	// writers.get decides by the same cached pool: a pool in Grants mode gets its grants.
+	g, ok := s.writers.get(name).(*grantPool)
+	if !ok {
+		return nicAllocation{}, fmt.Errorf("%w: pod %s (%s) takes %s of SpiderIPPool %q, which is not served by node grants (docs/design/node-grants.md): a given address needs them; remove the annotation, or let every agent speak node grants",
+			ipam.ErrOrdinalAddress, podRef(req.att), ipam.AnnoIPByOrdinal, addr, name)
 	}
+	if err := g.Take(ctx, addr, req.owner); err != nil {
+		return nicAllocation{}, fmt.Errorf("pod %s (%s, ordinal %d): %w", podRef(req.att), ipam.AnnoIPByOrdinal, req.ordinal, err)
+	}
+	return nicAllocation{pool: pool, addr: addr}, nil
 }
 
 // joinInline joins errors on one line ("; "), for pod events and logs; errors.Is still

@@ -77,7 +77,8 @@ func (s *Service) record(ctx context.Context, req *addRequest, se *v2beta1.Spide
 // pod, and carries the pod's reclaim-policy annotation for garbage collection.
 func newEndpoint(pod *corev1.Pod, node, containerID string, retain bool) *v2beta1.SpiderEndpoint {
 	kind, name := "Pod", pod.Name
-	if top := topControllerOf(pod); !top.IsZero() {
+	top := topControllerOf(pod)
+	if !top.IsZero() {
 		kind, name = top.Kind, top.Name
 	}
 	se := &v2beta1.SpiderEndpoint{
@@ -93,7 +94,7 @@ func newEndpoint(pod *corev1.Pod, node, containerID string, retain bool) *v2beta
 	if retain {
 		// Which group's kind ownerControllerType is: apps' StatefulSet and OpenKruise's
 		// share the kind (ipam.StatefulKinds).
-		se.Annotations = map[string]string{ipam.AnnoOwnerAPIVersion: topControllerOf(pod).APIVersion}
+		se.Annotations = map[string]string{ipam.AnnoOwnerAPIVersion: top.APIVersion}
 		setReclaimPolicy(se, pod)
 	} else {
 		// Deleted with the pod by Kubernetes' garbage collector once the pod is gone.
@@ -142,9 +143,10 @@ func (s *Service) ordinalFor(pod *corev1.Pod, retain bool) (int, error) {
 	if err != nil || !want {
 		return -1, err
 	}
-	ordinal, ok := ipam.StatefulSetOrdinal(pod.Name, topControllerOf(pod).Name)
+	controller := topControllerOf(pod).Name
+	ordinal, ok := ipam.StatefulSetOrdinal(pod.Name, controller)
 	if !ok {
-		return -1, fmt.Errorf("%w: %s: pod name %s ends in no ordinal of its controller %s", ipam.ErrBadAnnotation, ipam.AnnoIPByOrdinal, pod.Name, topControllerOf(pod).Name)
+		return -1, fmt.Errorf("%w: %s: pod name %s ends in no ordinal of its controller %s", ipam.ErrBadAnnotation, ipam.AnnoIPByOrdinal, pod.Name, controller)
 	}
 	return ordinal, nil
 }

@@ -38,13 +38,9 @@ func IPByOrdinalWanted(annotations map[string]string) (bool, error) {
 // spec alone, so it does not move when SpiderReservedIPs or other pods change; an
 // ordinal beyond the pool is an ErrOrdinalAddress saying how many addresses it has.
 func OrdinalAddress(sp *v2beta1.SpiderIPPool, ordinal int) (netip.Addr, error) {
-	subnet, err := ip.ParseCanonicalCIDR(string(sp.Spec.Subnet))
+	_, set, err := PoolAddresses(sp)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("%w %q: spec.subnet: %v", ErrInvalidPool, sp.Name, err)
-	}
-	set, err := EffectiveAddresses(subnet, sp.Spec.IPs, sp.Spec.ExcludeIPs)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("%w %q: %v", ErrInvalidPool, sp.Name, err)
+		return netip.Addr{}, err
 	}
 	if ordinal < 0 {
 		return netip.Addr{}, fmt.Errorf("%w: ordinal %d", ErrOrdinalAddress, ordinal)

@@ -29,19 +29,30 @@ type Pool struct {
 	held ip.Set
 }
 
+// PoolAddresses returns a pool's subnet and what it hands out (EffectiveAddresses of
+// spec.ips minus spec.excludeIPs); an unreadable spec is an ErrInvalidPool naming the
+// pool and the field.
+func PoolAddresses(sp *v2beta1.SpiderIPPool) (netip.Prefix, ip.Set, error) {
+	subnet, err := ip.ParseCanonicalCIDR(string(sp.Spec.Subnet))
+	if err != nil {
+		return netip.Prefix{}, ip.Set{}, fmt.Errorf("%w %q: spec.subnet: %v", ErrInvalidPool, sp.Name, err)
+	}
+	total, err := EffectiveAddresses(subnet, sp.Spec.IPs, sp.Spec.ExcludeIPs)
+	if err != nil {
+		return netip.Prefix{}, ip.Set{}, fmt.Errorf("%w %q: %v", ErrInvalidPool, sp.Name, err)
+	}
+	return subnet, total, nil
+}
+
 // NewPool decodes a SpiderIPPool. reserved holds the addresses of every
 // SpiderReservedIP of the pool's family; new allocations never take them.
 func NewPool(sp *v2beta1.SpiderIPPool, reserved ip.Set) (Pool, error) {
 	invalid := func(format string, args ...any) error {
 		return fmt.Errorf("%w %q: %s", ErrInvalidPool, sp.Name, fmt.Sprintf(format, args...))
 	}
-	subnet, err := ip.ParseCanonicalCIDR(string(sp.Spec.Subnet))
+	subnet, total, err := PoolAddresses(sp)
 	if err != nil {
-		return Pool{}, invalid("spec.subnet: %v", err)
-	}
-	total, err := EffectiveAddresses(subnet, sp.Spec.IPs, sp.Spec.ExcludeIPs)
-	if err != nil {
-		return Pool{}, invalid("%v", err)
+		return Pool{}, err
 	}
 	p := Pool{name: sp.Name, subnet: subnet, total: total, usable: total.Subtract(reserved), holders: map[netip.Addr]records.Owner{}}
 	if st := sp.Status.Orbweaver; st != nil {

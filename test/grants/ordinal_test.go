@@ -40,12 +40,11 @@ func TestNodeGrantsIPByOrdinal(t *testing.T) {
 	}
 	sts := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db", UID: "sts-uid-ordinal", Controller: ptr.To(true)}
 	byOrdinal := map[string]string{ipam.AnnoIPByOrdinal: "true"}
-	addrOf := func(i int) netip.Addr {
-		a := netip.MustParseAddr("10.82.0.10")
-		for range i {
-			a = a.Next()
-		}
-		return a
+	first := netip.MustParseAddr("10.82.0.10").As4()
+	addrOf := func(i int) netip.Addr { // the pool's 8 addresses, 10.82.0.10 on
+		a := first
+		a[3] += byte(i)
+		return netip.AddrFrom4(a)
 	}
 
 	// A pod of no StatefulSet takes one address first, on node 1.
@@ -59,6 +58,9 @@ func TestNodeGrantsIPByOrdinal(t *testing.T) {
 		if addrOf(i) == taken {
 			takenOrdinal = i
 		}
+	}
+	if takenOrdinal < 0 {
+		t.Fatalf("the squatter got %s, outside the pool", taken)
 	}
 
 	pods := map[int]*corev1.Pod{}
@@ -83,21 +85,13 @@ func TestNodeGrantsIPByOrdinal(t *testing.T) {
 	// The ordinal whose address the squatter holds: refused, naming the address, and no
 	// other address given. On the squatter's node the refusal is at once; on the other
 	// after the grant wait.
-	if takenOrdinal >= 0 {
-		for _, n := range nodes {
-			p := boundPod(ctx, t, e, ns.Name, fmt.Sprintf("db-%d", takenOrdinal), n.name, byOrdinal, &sts)
-			_, err := n.add(ctx, p)
-			if err == nil || !strings.Contains(err.Error(), taken.String()) || !strings.Contains(err.Error(), "ordinal") {
-				t.Fatalf("db-%d on %s, whose address %s the squatter holds: %v; want a refusal naming it", takenOrdinal, n.name, taken, err)
-			}
-			if err := e.Client.Delete(ctx, p, client.GracePeriodSeconds(0)); err != nil {
-				t.Fatal(err)
-			}
-			testenv.WaitFor(t, "pod "+p.Name+" gone", func() (bool, error) {
-				err := e.Client.Get(ctx, client.ObjectKeyFromObject(p), &corev1.Pod{})
-				return client.IgnoreNotFound(err) == nil && err != nil, nil
-			})
+	for _, n := range nodes {
+		p := boundPod(ctx, t, e, ns.Name, fmt.Sprintf("db-%d", takenOrdinal), n.name, byOrdinal, &sts)
+		_, err := n.add(ctx, p)
+		if err == nil || !strings.Contains(err.Error(), taken.String()) || !strings.Contains(err.Error(), "ordinal") {
+			t.Fatalf("db-%d on %s, whose address %s the squatter holds: %v; want a refusal naming it", takenOrdinal, n.name, taken, err)
 		}
+		forceDeletePod(ctx, t, e, p)
 	}
 
 	// Beyond the pool's 8 addresses.
@@ -115,13 +109,7 @@ func TestNodeGrantsIPByOrdinal(t *testing.T) {
 	if err := from.del(ctx, pods[moved]); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Client.Delete(ctx, pods[moved], client.GracePeriodSeconds(0)); err != nil {
-		t.Fatal(err)
-	}
-	testenv.WaitFor(t, "the moved pod gone", func() (bool, error) {
-		err := e.Client.Get(ctx, client.ObjectKeyFromObject(pods[moved]), &corev1.Pod{})
-		return client.IgnoreNotFound(err) == nil && err != nil, nil
-	})
+	forceDeletePod(ctx, t, e, pods[moved])
 	to := nodes[1-moved%2]
 	again := boundPod(ctx, t, e, ns.Name, fmt.Sprintf("db-%d", moved), to.name, byOrdinal, &sts)
 	start := time.Now()

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
 	"github.com/orbweaver-ipam/orbweaver/internal/testenv"
@@ -85,4 +86,17 @@ func boundPod(ctx context.Context, t *testing.T, e *testenv.Env, ns, name, node 
 		t.Fatal(err)
 	}
 	return p
+}
+
+// forceDeletePod deletes a pod at once, as `kubectl delete --force --grace-period=0`,
+// and waits until the API server no longer has it.
+func forceDeletePod(ctx context.Context, t *testing.T, e *testenv.Env, p *corev1.Pod) {
+	t.Helper()
+	if err := e.Client.Delete(ctx, p, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "pod "+p.Name+" gone", func() (bool, error) {
+		err := e.Client.Get(ctx, client.ObjectKeyFromObject(p), &corev1.Pod{})
+		return client.IgnoreNotFound(err) == nil && err != nil, nil
+	})
 }

@@ -35,15 +35,6 @@ func TestNodeGrantsStatefulSetMoves(t *testing.T) {
 	newPod := func(name, nodeName string, owner *metav1.OwnerReference) *corev1.Pod {
 		return boundPod(ctx, t, e, ns.Name, name, nodeName, nil, owner)
 	}
-	forceDelete := func(p *corev1.Pod) {
-		if err := e.Client.Delete(ctx, p, client.GracePeriodSeconds(0)); err != nil {
-			t.Fatal(err)
-		}
-		testenv.WaitFor(t, "pod "+p.Name+" gone", func() (bool, error) {
-			err := e.Client.Get(ctx, client.ObjectKeyFromObject(p), &corev1.Pod{})
-			return client.IgnoreNotFound(err) == nil && err != nil, nil
-		})
-	}
 
 	pod := newPod("db-0", nodes[0].name, &sts)
 	want, err := nodes[0].add(ctx, pod)
@@ -64,7 +55,7 @@ func TestNodeGrantsStatefulSetMoves(t *testing.T) {
 		if err := nodes[on].del(ctx, pod); err != nil {
 			t.Fatal(err)
 		}
-		forceDelete(pod)
+		forceDeletePod(ctx, t, e, pod)
 		on = 1 - on
 		pod = newPod("db-0", nodes[on].name, &sts)
 		got, err := nodes[on].add(ctx, pod)

@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
-	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 )
 
@@ -224,11 +223,7 @@ func hasStatic(sp *v2beta1.SpiderIPPool, a netip.Addr) bool {
 
 // staticIndexOK tells whether a is among the first len(static) addresses of the pool.
 func staticIndexOK(sp *v2beta1.SpiderIPPool, a netip.Addr) bool {
-	subnet, err := ip.ParseCanonicalCIDR(string(sp.Spec.Subnet))
-	if err != nil {
-		return false
-	}
-	total, err := ipam.EffectiveAddresses(subnet, sp.Spec.IPs, sp.Spec.ExcludeIPs)
+	_, total, err := ipam.PoolAddresses(sp)
 	if err != nil {
 		return false
 	}

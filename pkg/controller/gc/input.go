@@ -82,6 +82,9 @@ type statefulWorkload struct {
 	deleting bool
 }
 
+// key is the workload's key in buildInput's map, workloadKey of its own fields.
+func (w *statefulWorkload) key() string { return workloadKey(w.group, w.kind, w.namespace, w.name) }
+
 func workloadKey(group, kind, namespace, name string) string {
 	return group + "/" + kind + "/" + namespace + "/" + name
 }
@@ -154,11 +157,11 @@ func buildInput(cfg ipam.GCConfig, retention bool, kinds ipam.StatefulKinds, s s
 	sets := make(map[string]*statefulWorkload, len(s.statefulSets)+len(s.workloads))
 	for i := range s.statefulSets {
 		w := statefulSetWorkload(&s.statefulSets[i])
-		sets[workloadKey(w.group, w.kind, w.namespace, w.name)] = &w
+		sets[w.key()] = &w
 	}
 	for i := range s.workloads {
 		w := &s.workloads[i]
-		sets[workloadKey(w.group, w.kind, w.namespace, w.name)] = w
+		sets[w.key()] = w
 	}
 
 	in.Pods = make([]ipam.GCPod, 0, len(s.pods))

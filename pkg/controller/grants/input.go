@@ -16,7 +16,6 @@ import (
 
 	ipamv1 "github.com/orbweaver-ipam/orbweaver/apis/ipam.orbweaver.io/v1alpha1"
 	v2beta1 "github.com/orbweaver-ipam/orbweaver/apis/spiderpool.spidernet.io/v2beta1"
-	"github.com/orbweaver-ipam/orbweaver/pkg/ip"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam"
 	"github.com/orbweaver-ipam/orbweaver/pkg/ipam/records"
 )
@@ -37,13 +36,9 @@ type round struct {
 
 // input reads one pool's round from the cache.
 func (r *reconciler) input(ctx context.Context, sp *v2beta1.SpiderIPPool) (round, error) {
-	subnet, err := ip.ParseCanonicalCIDR(string(sp.Spec.Subnet))
+	subnet, total, err := ipam.PoolAddresses(sp)
 	if err != nil {
-		return round{}, fmt.Errorf("%w %q: spec.subnet: %v", ipam.ErrInvalidPool, sp.Name, err)
-	}
-	total, err := ipam.EffectiveAddresses(subnet, sp.Spec.IPs, sp.Spec.ExcludeIPs)
-	if err != nil {
-		return round{}, fmt.Errorf("%w %q: %v", ipam.ErrInvalidPool, sp.Name, err)
+		return round{}, err
 	}
 	var reserved v2beta1.SpiderReservedIPList
 	if err := r.cache.List(ctx, &reserved); err != nil {
